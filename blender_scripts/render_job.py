@@ -1,0 +1,240 @@
+"""Renders one homefarm job inside Blender.
+
+Started by the worker as
+
+    blender -b --factory-startup -Y SCENE.blend --python-exit-code 3 --python render_job.py -- JOB.json
+
+JOB.json holds the validated job: render settings and the output folder. Everything in it is data:
+nothing from a job is ever evaluated or spliced into Python source.
+
+Progress goes to stdout as one JSON event per line, each prefixed with ``@homefarm `` so the worker
+can tell them from Blender's own lines. Any failure raises, which ``--python-exit-code`` turns into a
+non-zero exit after an ``error`` event naming the cause.
+
+This file runs in Blender's own Python (3.4 and newer), so it imports nothing from homefarm.
+"""
+
+import json
+import os
+import sys
+import time
+
+import bpy
+
+EVENT_PREFIX = "@homefarm "
+# Best first: the order in which Cycles' GPU backends are tried when the job asks for "GPU" or "AUTO".
+GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
+FILE_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "OPEN_EXR": "OPEN_EXR", "FFMPEG": "FFMPEG"}
+
+
+class JobError(Exception):
+    """A job that cannot be rendered as asked; the message names the field."""
+
+
+def emit(event, **fields):
+    fields["event"] = event
+    fields["t"] = round(time.time(), 3)
+    sys.stdout.write(EVENT_PREFIX + json.dumps(fields, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def _c_stdout_flusher():
+    """Returns a function that flushes the C runtime's stdout buffer.
+
+    Blender prints its progress lines with C stdio, which buffers them whole blocks at a time when
+    stdout is a pipe, so the worker would see a render's progress only when it ends. Flushing from
+    the render_stats handler, which Blender calls at each progress update, makes them arrive live.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        if sys.platform == "win32":
+            libc = ctypes.CDLL("ucrtbase")
+        else:
+            libc = ctypes.CDLL(None)
+        fflush = libc.fflush
+        fflush.argtypes = [ctypes.c_void_p]
+    except (OSError, AttributeError):
+        return lambda *args: None
+    return lambda *args: fflush(None)
+
+
+def read_job():
+    argv = sys.argv
+    if "--" not in argv or argv.index("--") + 1 >= len(argv):
+        raise JobError("render_job.py needs the job file after '--'")
+    with open(argv[argv.index("--") + 1], encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def pick_scene(render):
+    name = render.get("scene")
+    if not name:
+        return bpy.context.scene
+    scene = bpy.data.scenes.get(name)
+    if scene is None:
+        raise JobError("render.scene: no scene named %r in the file (it has %s)"
+                       % (name, ", ".join(repr(s.name) for s in bpy.data.scenes)))
+    return scene
+
+
+def available_engines():
+    # The engine enum is filled at run time from the registered engines, so bl_rna cannot list it.
+    return sorted({"BLENDER_WORKBENCH"} | {cls.bl_idname for cls in bpy.types.RenderEngine.__subclasses__()})
+
+
+def set_engine(scene, engine):
+    candidates = [engine]
+    if engine == "BLENDER_EEVEE":
+        candidates.append("BLENDER_EEVEE_NEXT")  # Blender 4.2-4.5 renamed EEVEE; 5.0 renamed it back.
+    for candidate in candidates:
+        try:
+            scene.render.engine = candidate
+            return candidate
+        except TypeError:
+            continue
+    raise JobError("render.engine: %s is not available in this Blender (it has %s)"
+                   % (engine, ", ".join(available_engines())))
+
+
+def enable_cycles_device(scene, preference):
+    """Chooses the Cycles device: the best GPU backend there is, else the CPU with a warning."""
+    if preference == "CPU":
+        scene.cycles.device = "CPU"
+        return "CPU", []
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    for backend in GPU_BACKENDS:
+        try:
+            prefs.compute_device_type = backend
+        except TypeError:
+            continue  # This build of Blender does not know the backend.
+        prefs.get_devices()
+        gpus = [d for d in prefs.devices if d.type == backend]
+        if not gpus:
+            continue
+        for device in prefs.devices:
+            device.use = device.type == backend
+        scene.cycles.device = "GPU"
+        return backend, [d.name for d in gpus]
+    if preference == "GPU":
+        emit("warning", message="render.device: GPU asked for but Blender sees no GPU device; "
+                                "rendering on the CPU")
+    scene.cycles.device = "CPU"
+    return "CPU", []
+
+
+def set_samples(scene, engine, samples):
+    if samples is None:
+        return None
+    if engine == "CYCLES":
+        scene.cycles.samples = samples
+    elif engine.startswith("BLENDER_EEVEE"):
+        scene.eevee.taa_render_samples = samples
+    return samples
+
+
+def current_samples(scene, engine):
+    if engine == "CYCLES":
+        return scene.cycles.samples
+    if engine.startswith("BLENDER_EEVEE"):
+        return scene.eevee.taa_render_samples
+    return 1
+
+
+def disable_denoising(scene):
+    # Builds without OpenImageDenoise (Debian's among them) fail a render that asks for it.
+    if hasattr(scene, "cycles"):
+        scene.cycles.use_denoising = False
+    for layer in scene.view_layers:
+        if hasattr(layer, "cycles"):
+            layer.cycles.use_denoising = False
+
+
+def main():
+    job = read_job()
+    bpy.app.handlers.render_stats.append(_c_stdout_flusher())
+    render = job["render"]
+    out_dir = job["output_dir"]
+    scene = pick_scene(render)
+
+    engine = set_engine(scene, render["engine"])
+    device, gpus = ("CPU", [])
+    if engine == "CYCLES":
+        device, gpus = enable_cycles_device(scene, render.get("device", "AUTO"))
+        disable_denoising(scene)
+    set_samples(scene, engine, render.get("samples"))
+
+    if render.get("camera"):
+        camera = bpy.data.objects.get(render["camera"])
+        if camera is None or camera.type != "CAMERA":
+            raise JobError("render.camera: no camera object named %r" % render["camera"])
+        scene.camera = camera
+    if scene.camera is None:
+        raise JobError("render.camera: the scene has no active camera and the job names none")
+
+    if render.get("resolution"):
+        scene.render.resolution_x, scene.render.resolution_y = render["resolution"]
+    scene.render.resolution_percentage = render.get("resolution_percentage", 100)
+
+    fmt = FILE_FORMATS[render["format"]]
+    scene.render.image_settings.file_format = fmt
+    if fmt == "FFMPEG":
+        scene.render.ffmpeg.format = "MPEG4"
+        scene.render.ffmpeg.codec = "H264"
+
+    frames = job["frames"]
+    samples = current_samples(scene, engine)
+    emit("job_start", engine=engine, device=device, gpus=gpus, frames=frames, samples=samples,
+         width=scene.render.resolution_x * scene.render.resolution_percentage // 100,
+         height=scene.render.resolution_y * scene.render.resolution_percentage // 100,
+         blender=bpy.app.version_string)
+
+    if fmt == "FFMPEG":
+        render_movie(scene, frames, out_dir)
+    else:
+        render_stills(scene, frames, out_dir)
+    emit("job_done", frames=len(frames))
+
+
+def render_stills(scene, frames, out_dir):
+    for index, frame in enumerate(frames):
+        started = time.monotonic()
+        emit("frame_start", frame=frame, index=index, count=len(frames))
+        scene.frame_set(frame)
+        # write_still takes the path literally ('#' is not replaced), so each frame gets its own.
+        scene.render.filepath = os.path.join(out_dir, "frame_%04d" % frame)
+        path = scene.render.filepath + scene.render.file_extension
+        bpy.ops.render.render(write_still=True, scene=scene.name)
+        if not os.path.isfile(path):
+            raise JobError("frame %d: Blender reported no error but wrote no file at %s" % (frame, path))
+        emit("file_saved", frame=frame, path=path)
+        emit("frame_done", frame=frame, index=index, count=len(frames),
+             seconds=round(time.monotonic() - started, 3))
+
+
+def render_movie(scene, frames, out_dir):
+    if frames != list(range(frames[0], frames[-1] + 1)):
+        raise JobError("render.frames: FFMPEG output needs one contiguous range, not %s" % frames)
+    scene.frame_start, scene.frame_end = frames[0], frames[-1]
+    scene.render.filepath = os.path.join(out_dir, "movie_")
+    started = time.monotonic()
+    emit("frame_start", frame=frames[0], index=0, count=len(frames))
+    bpy.ops.render.render(animation=True, scene=scene.name)
+    path = scene.render.frame_path(frame=frames[0])
+    if not os.path.isfile(path):
+        raise JobError("render.format: FFMPEG wrote no movie at %s" % path)
+    emit("file_saved", frame=frames[0], path=path)
+    emit("frame_done", frame=frames[-1], index=len(frames) - 1, count=len(frames),
+         seconds=round(time.monotonic() - started, 3))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except JobError as error:
+        emit("error", message=str(error), kind="job")
+        raise
+    except Exception as error:  # Reported, then re-raised so --python-exit-code fails the run.
+        emit("error", message="%s: %s" % (type(error).__name__, error), kind="internal")
+        raise

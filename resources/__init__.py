@@ -1,0 +1,1 @@
+"""Icons, the sample scene and the default config; shipped as package data."""

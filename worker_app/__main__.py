@@ -1,0 +1,3 @@
+from worker_app.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""The web app's side of the protocol in Python: upload a scene, submit a job, follow it, fetch outputs.
+
+The demo, the tests and the benchmarks use it; a founder's backend can copy it or call the same
+endpoints from any language (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import requests
+
+from worker_app import constants as C
+from worker_app import protocol as P
+
+
+class AppError(Exception):
+    def __init__(self, status: int, body: dict):
+        field = f"{body.get('field')}: " if body.get("field") else ""
+        super().__init__(f"{status} {body.get('error', '')}: {field}{body.get('message', '')}")
+        self.status = status
+        self.body = body
+
+
+class AppClient:
+    def __init__(self, server_url: str, app_token: str):
+        self.server_url = server_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {app_token}"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _call(self, method: str, path: str, **kwargs) -> dict:
+        response = self.session.request(method, self.server_url + P.API_PREFIX + path,
+                                        timeout=(C.CONNECT_TIMEOUT, C.UPLOAD_READ_TIMEOUT), **kwargs)
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"message": response.text[:200]}
+        if response.status_code >= 300:
+            raise AppError(response.status_code, body if isinstance(body, dict) else {})
+        return body
+
+    def upload_asset(self, path: Path) -> dict:
+        """Stores a scene on the server; returns its sha256, size and the URL a job names it by."""
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(C.CHUNK_SIZE):
+                digest.update(chunk)
+        with open(path, "rb") as body:
+            return self._call("PUT", "/assets", data=body,
+                              headers={"X-Content-SHA256": digest.hexdigest()})
+
+    def submit(self, spec: dict) -> dict:
+        return self._call("POST", "/jobs", json=spec)
+
+    def job(self, job_id: str) -> dict:
+        return self._call("GET", f"/jobs/{job_id}")
+
+    def jobs(self, state: str | None = None) -> list[dict]:
+        return self._call("GET", "/jobs", params={"state": state} if state else None)["jobs"]
+
+    def cancel(self, job_id: str) -> dict:
+        return self._call("POST", f"/jobs/{job_id}/cancel")
+
+    def download_output(self, job_id: str, name: str, dest: Path) -> Path:
+        with self.session.get(f"{self.server_url}{P.API_PREFIX}/jobs/{job_id}/outputs/{name}",
+                              stream=True, timeout=(C.CONNECT_TIMEOUT, C.UPLOAD_READ_TIMEOUT)) as response:
+            if response.status_code != 200:
+                raise AppError(response.status_code, {"message": response.text[:200]})
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(dest, "wb") as out:
+                for chunk in response.iter_content(C.CHUNK_SIZE):
+                    out.write(chunk)
+        return dest

@@ -1,0 +1,273 @@
+"""Finding Blender, and running one job in it with timeouts, progress and a clean stop.
+
+Blender always runs with ``--factory-startup`` (no user add-ons or startup file) and ``-Y``
+(``--disable-autoexec``: Python in a .blend never runs on load); the only Python that runs is the
+bundled ``blender_scripts/render_job.py``, which reads the job as JSON data.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import json
+import logging
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from worker_app import blender_output
+from worker_app import constants as C
+from worker_app import procs
+
+log = logging.getLogger("homefarm.blender")
+
+_VERSION = re.compile(r"Blender (\d+\.\d+(?:\.\d+)?)")
+SCRIPT_EXIT_CODE = 3  # what --python-exit-code makes Blender return when render_job.py raises
+
+
+class BlenderNotFound(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BlenderInstall:
+    path: str
+    version: str
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.version.split("."))
+
+
+def candidate_paths(configured: str = "") -> list[str]:
+    """Where Blender may live, best first: the configured path, PATH, then the usual folders."""
+    found: list[str] = []
+    if configured:
+        found.append(configured)
+    on_path = shutil.which("blender")
+    if on_path:
+        found.append(on_path)
+    if sys.platform == "win32":
+        for root in filter(None, (os.environ.get("ProgramFiles"), os.environ.get("ProgramFiles(x86)"))):
+            found += sorted(glob.glob(os.path.join(root, "Blender Foundation", "*", "blender.exe")),
+                            reverse=True)
+            found += glob.glob(os.path.join(root, "Steam", "steamapps", "common", "Blender", "blender.exe"))
+    elif sys.platform == "darwin":
+        found.append("/Applications/Blender.app/Contents/MacOS/Blender")
+        found += glob.glob(os.path.expanduser("~/Applications/Blender*.app/Contents/MacOS/Blender"))
+    else:
+        found += ["/usr/bin/blender", "/usr/local/bin/blender", "/snap/bin/blender",
+                  "/var/lib/flatpak/exports/bin/org.blender.Blender",
+                  os.path.expanduser("~/.local/share/flatpak/exports/bin/org.blender.Blender")]
+    seen, unique = set(), []
+    for path in found:
+        real = os.path.realpath(path)
+        if real not in seen and os.path.isfile(path):
+            seen.add(real)
+            unique.append(path)
+    return unique
+
+
+def read_version(path: str) -> str:
+    """Runs ``blender --version`` (bounded in time) and returns e.g. ``4.2.1``."""
+    try:
+        out = subprocess.run([path, "--factory-startup", "--version"], capture_output=True, text=True,
+                             timeout=C.BLENDER_VERSION_TIMEOUT, stdin=subprocess.DEVNULL,
+                             env=blender_env(), errors="replace",
+                             **procs.backend().popen_kwargs()).stdout
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise BlenderNotFound(f"{path} did not report its version: {error}") from None
+    match = _VERSION.search(out)
+    if not match:
+        raise BlenderNotFound(f"{path} printed no Blender version")
+    return match.group(1)
+
+
+def find_installs(configured: str = "") -> list[BlenderInstall]:
+    installs = []
+    for path in candidate_paths(configured):
+        try:
+            installs.append(BlenderInstall(path, read_version(path)))
+        except BlenderNotFound as error:
+            log.warning("%s", error)
+    return installs
+
+
+def find_blender(configured: str = "") -> BlenderInstall:
+    if configured and not os.path.isfile(configured):
+        raise BlenderNotFound(f"blender.path is set to {configured}, which does not exist")
+    installs = find_installs(configured)
+    if not installs:
+        raise BlenderNotFound("Blender was not found: install it (https://www.blender.org/download/, "
+                              "or `sudo apt install blender` on Debian/Ubuntu) or set blender.path")
+    return installs[0]
+
+
+def script_path(name: str) -> Path:
+    return Path(str(resources.files("worker_app.blender_scripts").joinpath(name)))
+
+
+def blender_env() -> dict:
+    """The environment Blender starts with: ours, less what would confuse its own Python."""
+    env = dict(os.environ)
+    for key in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV"):
+        env.pop(key, None)
+    if getattr(sys, "frozen", False):
+        # A frozen homefarm's bundled libraries must not leak into Blender's process.
+        for key in ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "QT_PLUGIN_PATH", "QML2_IMPORT_PATH"):
+            orig = env.pop(key + "_ORIG", None)
+            env.pop(key, None)
+            if orig:
+                env[key] = orig
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def render_command(blender: str, blend_file: Path, job_file: Path) -> list[str]:
+    return [blender, "--background", "--factory-startup", "--disable-autoexec", str(blend_file),
+            "--python-exit-code", str(SCRIPT_EXIT_CODE),
+            "--python", str(script_path("render_job.py")), "--", str(job_file)]
+
+
+@dataclass
+class RenderResult:
+    ok: bool
+    exit_code: int | None
+    reason: str = ""
+    log_tail: str = ""
+    saved: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why we stopped it, if we did
+    seconds: float = 0.0
+
+
+class BlenderRun:
+    """One Blender process rendering one job. ``run()`` blocks; ``stop(reason)`` may come from any thread."""
+
+    def __init__(self, blender: str, blend_file: Path, job: dict, job_dir: Path, *,
+                 total_timeout: float, silence_timeout: float, on_progress=None, on_line=None):
+        self.blender = blender
+        self.blend_file = blend_file
+        self.job = job
+        self.job_dir = job_dir
+        self.total_timeout = total_timeout
+        self.silence_timeout = silence_timeout
+        self.on_progress = on_progress or (lambda tracker: None)
+        self.on_line = on_line or (lambda line: None)
+        self.tracker = blender_output.ProgressTracker(len(job["frames"]), job["render"].get("samples"))
+        self.tail: collections.deque[str] = collections.deque(maxlen=C.LOG_TAIL_LINES)
+        self._stop_reason: str | None = None
+        self._stop_requested = threading.Event()
+        self.proc: subprocess.Popen | None = None
+
+    def stop(self, reason: str) -> None:
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._stop_requested.set()
+
+    def run(self) -> RenderResult:
+        job_file = self.job_dir / "job.json"
+        job_file.write_text(json.dumps(self.job, indent=2))
+        log_path = self.job_dir / "blender.log"
+        cmd = render_command(self.blender, self.blend_file, job_file)
+        started = time.monotonic()
+        lines: queue.Queue[bytes | None] = queue.Queue()
+        self.proc = procs.start(cmd, cwd=self.job_dir, env=blender_env(), pidfile=self.job_dir / "blender.pid")
+        reader = threading.Thread(target=_pump, args=(self.proc.stdout, lines), daemon=True,
+                                  name="blender-output")
+        reader.start()
+        last_output = time.monotonic()
+        eof = False
+        try:
+            with open(log_path, "ab") as log_file:
+                while not eof:
+                    if self._stop_requested.is_set():
+                        break
+                    now = time.monotonic()
+                    if now - started > self.total_timeout:
+                        self.stop(f"the render ran past its limit of {self.total_timeout:g} s "
+                                  "(timeouts.total_s)")
+                        break
+                    if now - last_output > self.silence_timeout:
+                        self.stop(f"Blender printed nothing for {self.silence_timeout:g} s "
+                                  "(timeouts.silence_s)")
+                        break
+                    try:
+                        raw = lines.get(timeout=0.25)
+                    except queue.Empty:
+                        continue
+                    if raw is None:
+                        eof = True
+                        break
+                    last_output = time.monotonic()
+                    log_file.write(raw)
+                    self._feed(raw.decode("utf-8", errors="replace"))
+                    while True:  # drain what is already there before checking the clocks again
+                        try:
+                            raw = lines.get_nowait()
+                        except queue.Empty:
+                            break
+                        if raw is None:
+                            eof = True
+                            break
+                        log_file.write(raw)
+                        self._feed(raw.decode("utf-8", errors="replace"))
+        finally:
+            exit_code = procs.stop(self.proc) if not eof or self._stop_reason else self.proc.wait(
+                timeout=C.BLENDER_KILL_WAIT + C.BLENDER_STOP_GRACE)
+            reader.join(timeout=2)
+            (self.job_dir / "blender.pid").unlink(missing_ok=True)
+        return self._result(exit_code, time.monotonic() - started)
+
+    def _feed(self, text: str) -> None:
+        line = blender_output.parse_line(text)
+        self.tail.append(line.text)
+        self.tracker.feed(line)
+        self.on_line(line)
+        if line.event is not None or line.sample is not None:
+            self.on_progress(self.tracker)
+
+    def _result(self, exit_code: int | None, seconds: float) -> RenderResult:
+        tail = "\n".join(self.tail)
+        saved = list(self.tracker.saved)
+        if self._stop_reason:
+            return RenderResult(False, exit_code, self._stop_reason, tail, saved, self._stop_reason, seconds)
+        if exit_code == 0 and self.tracker.frames_done == len(self.job["frames"]):
+            return RenderResult(True, 0, "", tail, saved, None, seconds)
+        return RenderResult(False, exit_code, explain_failure(exit_code, self.tracker), tail, saved,
+                            None, seconds)
+
+
+def explain_failure(exit_code: int | None, tracker: blender_output.ProgressTracker) -> str:
+    """Turns an exit code and what Blender said into a reason a person understands."""
+    said = tracker.errors[-1] if tracker.errors else ""
+    if exit_code is not None and exit_code < 0:
+        import signal
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        return f"Blender was killed by {name}" + (f" after: {said}" if said else "")
+    if exit_code == SCRIPT_EXIT_CODE:
+        return said or "the render script failed (see the log tail)"
+    if exit_code == 0:
+        return (f"Blender exited after {tracker.frames_done} of {tracker.frame_count} frames"
+                + (f": {said}" if said else ""))
+    return f"Blender exited with code {exit_code}" + (f": {said}" if said else "")
+
+
+def _pump(stream, lines: queue.Queue) -> None:
+    try:
+        for raw in iter(stream.readline, b""):
+            lines.put(raw)
+    except (OSError, ValueError):
+        pass
+    finally:
+        lines.put(None)

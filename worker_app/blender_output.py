@@ -1,0 +1,137 @@
+"""Reads Blender's output: the bundled scripts' JSON events, and Blender's own lines, loosely.
+
+Pure functions, tested on real lines (tests/fixtures). A line is either an event from
+``blender_scripts/render_job.py`` (``@homefarm {...}``) or one of Blender's own progress lines:
+
+- Cycles, 2.8-4.x:  ``Fra:1 Mem:13.57M (Peak 15.33M) | Time:00:00.57 | ... | Sample 8/8``
+- Blender 5.x prefixes the same with its log category: ``render | Fra:1 ... | Sample 8/8``
+- EEVEE:            ``Fra:1 ... | Rendering 12 / 64 samples``
+- every engine:     ``Saved: '/path/frame_0001.png'`` and `` Time: 00:01.23 (Saving: 00:00.18)``
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+
+EVENT_PREFIX = "@homefarm "
+
+_FRAME = re.compile(r"\bFra:(-?\d+)\b")
+_CYCLES_SAMPLE = re.compile(r"\|\s*Sample (\d+)/(\d+)")
+_EEVEE_SAMPLE = re.compile(r"Rendering (\d+) / (\d+) samples")
+_SAVED = re.compile(r"Saved: '(.+)'")
+_TIME = re.compile(r"^\s*Time: ((?:\d+:)?\d+:\d+(?:\.\d+)?)")
+_ERROR = re.compile(r"^(?:[\w.]+ \| )?(Error|ERROR)\b:?\s*(.*)")
+
+
+@dataclass(frozen=True)
+class Line:
+    """What one line of output says; every field but ``text`` may be None."""
+    text: str
+    event: dict | None = None
+    frame: int | None = None
+    sample: int | None = None
+    samples: int | None = None
+    saved: str | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+
+def parse_line(text: str) -> Line:
+    text = text.rstrip("\r\n")
+    if text.startswith(EVENT_PREFIX):
+        try:
+            event = json.loads(text[len(EVENT_PREFIX):])
+        except json.JSONDecodeError:
+            event = None
+        if isinstance(event, dict) and isinstance(event.get("event"), str):
+            return Line(text, event=event)
+        return Line(text)
+    frame = _FRAME.search(text)
+    sample = _CYCLES_SAMPLE.search(text) or _EEVEE_SAMPLE.search(text)
+    saved = _SAVED.search(text)
+    took = _TIME.match(text)
+    error = _ERROR.match(text)
+    return Line(
+        text,
+        frame=int(frame.group(1)) if frame else None,
+        sample=int(sample.group(1)) if sample else None,
+        samples=int(sample.group(2)) if sample else None,
+        saved=saved.group(1) if saved else None,
+        seconds=parse_duration(took.group(1)) if took else None,
+        error=error.group(2).strip() or text if error else None,
+    )
+
+
+def parse_duration(text: str) -> float:
+    """``01:02:03.45`` / ``02:03.45`` → seconds."""
+    seconds = 0.0
+    for part in text.split(":"):
+        seconds = seconds * 60 + float(part)
+    return seconds
+
+
+class ProgressTracker:
+    """Folds lines into progress over the whole job: frames × samples, with an ETA."""
+
+    def __init__(self, frame_count: int, samples: int | None = None, clock=time.monotonic):
+        self.frame_count = max(frame_count, 1)
+        self.samples = samples
+        self.frames_done = 0
+        self.frame: int | None = None
+        self.sample = 0
+        self.clock = clock
+        self.started = clock()
+        self.saved: list[str] = []
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    def feed(self, line: Line) -> None:
+        if line.event is not None:
+            self._event(line.event)
+            return
+        if line.frame is not None:
+            self.frame = line.frame
+        if line.sample is not None:
+            self.sample = line.sample
+            self.samples = line.samples or self.samples
+        if line.error:
+            self.errors.append(line.error)
+
+    def _event(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "job_start":
+            if isinstance(event.get("samples"), int):
+                self.samples = event["samples"]
+            self.started = self.clock()
+        elif kind == "frame_start":
+            self.frame = event.get("frame")
+            self.sample = 0
+        elif kind == "file_saved" and isinstance(event.get("path"), str):
+            self.saved.append(event["path"])
+        elif kind == "frame_done":
+            self.frames_done += 1
+            self.sample = 0
+        elif kind == "warning":
+            self.warnings.append(str(event.get("message")))
+        elif kind == "error":
+            self.errors.append(str(event.get("message")))
+
+    @property
+    def fraction(self) -> float:
+        within = self.sample / self.samples if self.samples else 0.0
+        return min(1.0, (self.frames_done + min(within, 1.0)) / self.frame_count)
+
+    @property
+    def percent(self) -> float:
+        return round(100.0 * self.fraction, 1)
+
+    @property
+    def eta_s(self) -> float | None:
+        fraction = self.fraction
+        if fraction <= 0.0:
+            return None
+        elapsed = self.clock() - self.started
+        return round(elapsed * (1 - fraction) / fraction, 1)

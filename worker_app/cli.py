@@ -1,0 +1,252 @@
+"""The ``homefarm`` command: serve, run, demo, doctor, login, logout, config, submit."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import logging.handlers
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from worker_app import __version__
+from worker_app import config as config_mod
+from worker_app import constants as C
+
+log = logging.getLogger("homefarm")
+
+
+def _setup_logging(verbose: bool, log_file: Path | None = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.handlers.RotatingFileHandler(log_file, maxBytes=2_000_000, backupCount=3,
+                                                             encoding="utf-8"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # urllib3 logs every request line at DEBUG; none carries the token, but keep the log readable.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def cmd_serve(args, paths: config_mod.Paths) -> int:
+    from worker_app.server import JobServer
+
+    data_dir = Path(args.data_dir) if args.data_dir else paths.server_dir
+    server = JobServer(data_dir, host=args.host, port=args.port)
+    if args.new_token:
+        token = server.store.create_token(args.new_token, "homefarm serve --new-token")
+        print(f"new {args.new_token} token (shown once, stored only as a hash):\n  {token}")
+        server.httpd.server_close()
+        server.store.close()
+        return 0
+    tokens = server.ensure_tokens()
+    if tokens:
+        print("First start: made these tokens. They are shown once and stored only as hashes.")
+        print(f"  web app token (for /api/v1):        {tokens['app']}")
+        print(f"  worker token  (homefarm login):      {tokens['worker']}")
+    if not config_mod.is_loopback(args.host):
+        print("note: this server speaks plain http; put it behind a TLS reverse proxy before workers "
+              "reach it over a network")
+    print(f"homefarm job server on {server.url} (data in {data_dir})", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    server.start()
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+    return 0
+
+
+def _load_config(paths: config_mod.Paths) -> config_mod.Config:
+    try:
+        return config_mod.load(paths)
+    except config_mod.ConfigError as error:
+        raise SystemExit(f"homefarm: bad config in {paths.config_file}: {error}") from None
+
+
+def cmd_run(args, paths: config_mod.Paths) -> int:
+    from worker_app.blender import BlenderNotFound, find_blender
+    from worker_app.client import WorkerClient
+    from worker_app.credentials import CredentialError, TokenStore
+    from worker_app.worker import Worker
+
+    cfg = _load_config(paths)
+    try:
+        token = TokenStore().get(cfg.server_url)
+    except CredentialError as error:
+        raise SystemExit(f"homefarm: {error}") from None
+    if not token:
+        raise SystemExit(f"homefarm: no worker token for {cfg.server_url}; run "
+                         f"`homefarm login --server {cfg.server_url}` first")
+    try:
+        blender = find_blender(cfg.blender_path)
+    except BlenderNotFound as error:
+        raise SystemExit(f"homefarm: {error}") from None
+    log.info("Blender %s at %s", blender.version, blender.path)
+
+    def make_client():
+        return WorkerClient(cfg.server_url, token, cfg.allow_insecure_http)
+
+    last = {"state": None}
+
+    def on_snapshot(snapshot):
+        if snapshot.state != last["state"]:
+            last["state"] = snapshot.state
+            log.info("%s: %s", snapshot.state.value, snapshot.message)
+
+    def on_job_end(report):
+        stages = ", ".join(f"{k} {v:.2f} s" for k, v in report.stages.items())
+        log.info("job %s %s%s (%s)", report.job_id, report.outcome,
+                 f": {report.reason}" if report.reason else "", stages)
+
+    worker = Worker(make_client(), blender, paths.jobs_dir, paths.scene_cache, name=cfg.worker_name,
+                    device=cfg.device, claim_wait=cfg.claim_wait_s, on_snapshot=on_snapshot,
+                    on_job_end=on_job_end, max_jobs=args.max_jobs, make_client=make_client)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    thread = worker.start_thread()
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except KeyboardInterrupt:
+        log.info("stopping: a running render is stopped and its job released")
+        worker.stop()
+        thread.join(C.BLENDER_STOP_GRACE + C.BLENDER_KILL_WAIT + C.READ_TIMEOUT)
+    return 0
+
+
+def cmd_demo(args, paths: config_mod.Paths) -> int:
+    from worker_app.blender import BlenderNotFound, find_blender
+    from worker_app.demo import run_demo
+
+    cfg = _load_config(paths)
+    try:
+        blender = find_blender(args.blender or cfg.blender_path)
+    except BlenderNotFound as error:
+        raise SystemExit(f"homefarm: {error}") from None
+    try:
+        run_demo(blender, paths.data_dir / "demo", device=args.device or cfg.device)
+    except RuntimeError as error:
+        raise SystemExit(f"homefarm demo failed: {error}") from None
+    return 0
+
+
+def cmd_doctor(args, paths: config_mod.Paths) -> int:
+    from worker_app.doctor import report, run_checks
+
+    return report(run_checks(paths))
+
+
+def cmd_login(args, paths: config_mod.Paths) -> int:
+    from worker_app.client import ClientError, Unauthorized, WorkerClient
+    from worker_app.credentials import CredentialError, TokenStore
+
+    cfg = _load_config(paths)
+    url = (args.server or cfg.server_url).rstrip("/")
+    try:
+        config_mod.check_server_url(url, cfg.allow_insecure_http)
+    except config_mod.ConfigError as error:
+        raise SystemExit(f"homefarm: {error}") from None
+    # Read from stdin or a hidden prompt, never from the command line, where other users can see it.
+    token = sys.stdin.readline().strip() if args.token_stdin else getpass.getpass("Worker token: ").strip()
+    if not token:
+        raise SystemExit("homefarm: no token given")
+    client = WorkerClient(url, token, cfg.allow_insecure_http)
+    try:
+        client.ping()
+    except Unauthorized:
+        raise SystemExit(f"homefarm: {url} refused this token") from None
+    except ClientError as error:
+        raise SystemExit(f"homefarm: could not check the token with {url}: {error}") from None
+    finally:
+        client.close()
+    try:
+        TokenStore().set(url, token)
+    except CredentialError as error:
+        raise SystemExit(f"homefarm: {error}") from None
+    config_mod.set_value(paths, "server.url", f'"{url}"')
+    print(f"signed in to {url}; the token is in the OS keyring")
+    return 0
+
+
+def cmd_logout(args, paths: config_mod.Paths) -> int:
+    from worker_app.credentials import CredentialError, TokenStore
+
+    cfg = _load_config(paths)
+    try:
+        removed = TokenStore().delete(cfg.server_url)
+    except CredentialError as error:
+        raise SystemExit(f"homefarm: {error}") from None
+    print(f"signed out of {cfg.server_url}" if removed else f"no token was stored for {cfg.server_url}")
+    return 0
+
+
+def cmd_config(args, paths: config_mod.Paths) -> int:
+    if args.action == "set":
+        try:
+            config_mod.set_value(paths, args.key, args.value)
+        except config_mod.ConfigError as error:
+            raise SystemExit(f"homefarm: {error}") from None
+    cfg = _load_config(paths)
+    print(f"# {paths.config_file}")
+    for (section, key), (attr, _) in config_mod.KEYS.items():
+        print(f"{section}.{key} = {getattr(cfg, attr)!r}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="homefarm", description="The render worker that turns your "
+                                     "GPU PC into the Blender render node of your web app.")
+    parser.add_argument("--version", action="version", version=f"homefarm {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the reference job server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8750)
+    serve.add_argument("--data-dir", help="where the database and outputs live (default: the data dir)")
+    serve.add_argument("--new-token", choices=("app", "worker"), help="make one more token and exit")
+    serve.set_defaults(func=cmd_serve)
+
+    run = sub.add_parser("run", help="run the worker without a GUI")
+    run.add_argument("--max-jobs", type=int, help="exit after this many jobs")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="render the sample scene through a local server, end to end")
+    demo.add_argument("--blender", help="the Blender executable to use")
+    demo.add_argument("--device", choices=config_mod.DEVICES)
+    demo.set_defaults(func=cmd_demo)
+
+    doctor = sub.add_parser("doctor", help="check Blender, the GPU, the keyring, the server and the token")
+    doctor.set_defaults(func=cmd_doctor)
+
+    login = sub.add_parser("login", help="store the worker token for a server in the OS keyring")
+    login.add_argument("--server", help="the job server's URL")
+    login.add_argument("--token-stdin", action="store_true", help="read the token from standard input")
+    login.set_defaults(func=cmd_login)
+
+    logout = sub.add_parser("logout", help="remove the worker token from the OS keyring")
+    logout.set_defaults(func=cmd_logout)
+
+    cfg = sub.add_parser("config", help="show or change the configuration")
+    cfg.add_argument("action", nargs="?", choices=("show", "set"), default="show")
+    cfg.add_argument("key", nargs="?")
+    cfg.add_argument("value", nargs="?")
+    cfg.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if args.command == "config" and args.action == "set" and (args.key is None or args.value is None):
+        parser.error("config set needs KEY VALUE, e.g. `homefarm config set blender.device GPU`")
+    paths = config_mod.Paths.default()
+    _setup_logging(args.verbose, paths.log_dir / "homefarm.log" if args.command == "run" else None)
+    return args.func(args, paths)

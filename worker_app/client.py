@@ -1,0 +1,215 @@
+"""The worker's side of the protocol: one method per endpoint, each HTTP status handled on purpose.
+
+- 200/201: the answer; 204 on a claim: no work this time.
+- 409/410: the lease is lost (expired, taken over, canceled): ``LeaseLost``, drop the job.
+- 422/400/413: the server refuses the call as malformed: ``Rejected``, never retried.
+- 401/403: ``Unauthorized``: sign in again.
+- 5xx, 429, connection errors, timeouts: ``Unreachable``, back off and retry.
+Every request has a connect and a read timeout, so a silent server cannot hang the worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from worker_app import __version__
+from worker_app import constants as C
+from worker_app import protocol as P
+from worker_app.config import check_server_url
+
+log = logging.getLogger("homefarm.client")
+
+
+class ClientError(Exception):
+    def __init__(self, message: str, status: int | None = None, body: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.body = body or {}
+
+
+class Unreachable(ClientError):
+    """The server could not be reached or failed (5xx); worth retrying later."""
+
+
+class LeaseLost(ClientError):
+    """The job's lease is no longer ours; stop working on it and claim again."""
+
+
+class Rejected(ClientError):
+    """The server refused the call as malformed; retrying the same call cannot help."""
+
+
+class Unauthorized(ClientError):
+    """The token was refused."""
+
+
+class NotFound(ClientError):
+    pass
+
+
+def _error_for(response: requests.Response) -> ClientError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    detail = body.get("message") or response.reason or ""
+    if body.get("field"):
+        detail = f"{body['field']}: {detail}"
+    message = f"{response.request.method} {urlsplit(response.url).path}: {response.status_code} {detail}"
+    status = response.status_code
+    if status in (409, 410):
+        return LeaseLost(message, status, body)
+    if status in (401, 403):
+        return Unauthorized(message, status, body)
+    if status == 404:
+        return NotFound(message, status, body)
+    if status == 429 or status >= 500:
+        return Unreachable(message, status, body)
+    return Rejected(message, status, body)
+
+
+class WorkerClient:
+    def __init__(self, server_url: str, token: str, allow_insecure_http: bool = False):
+        check_server_url(server_url, allow_insecure_http)
+        self.server_url = server_url.rstrip("/")
+        self._origin = _origin(self.server_url)
+        self._token = token
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = f"homefarm/{__version__}"
+        # TLS verification is requests' default; nothing here ever turns it off.
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _auth(self) -> dict:
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def _request(self, method: str, path: str, *, read_timeout: float = C.READ_TIMEOUT,
+                 **kwargs) -> requests.Response:
+        url = self.server_url + P.WORKER_PREFIX + path
+        headers = {**self._auth(), **kwargs.pop("headers", {})}
+        try:
+            response = self.session.request(method, url, headers=headers,
+                                            timeout=(C.CONNECT_TIMEOUT, read_timeout), **kwargs)
+        except requests.RequestException as error:
+            raise Unreachable(f"{method} {path}: {type(error).__name__}: {_short(error)}") from None
+        if response.status_code >= 300:
+            raise _error_for(response)
+        return response
+
+    def _json(self, response: requests.Response) -> dict:
+        try:
+            body = response.json()
+        except ValueError:
+            raise Unreachable(f"{response.request.method} {urlsplit(response.url).path}: "
+                              "the server answered with something that is not JSON") from None
+        if not isinstance(body, dict):
+            raise Unreachable("the server answered with JSON that is not an object")
+        return body
+
+    # -- endpoints ----------------------------------------------------------------------------
+
+    def hello(self, hello: P.Hello) -> dict:
+        body = self._json(self._request("POST", "/hello", json=hello.to_json()))
+        if not isinstance(body.get("worker_id"), str):
+            raise Unreachable("the server's hello reply has no worker_id")
+        return body
+
+    def ping(self) -> dict:
+        """Checks the token without side effects."""
+        return self._json(self._request("GET", "/ping"))
+
+    def claim(self, worker_id: str, wait: float) -> P.Lease | None:
+        response = self._request("POST", "/jobs/claim", params={"wait": f"{wait:g}"},
+                                 json={"worker_id": worker_id},
+                                 read_timeout=wait + C.CLAIM_READ_MARGIN)
+        if response.status_code == 204:
+            return None
+        try:
+            return P.Lease.parse(self._json(response))
+        except P.ValidationError as error:
+            raise Unreachable(f"the server sent a malformed lease: {error}") from None
+
+    def heartbeat(self, job_id: str, lease_id: str, progress: P.Progress) -> dict:
+        return self._json(self._request("POST", f"/jobs/{job_id}/heartbeat",
+                                        json={"lease_id": lease_id, "progress": progress.to_json()}))
+
+    def upload(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str) -> dict:
+        """Streams one output file from disk; the server checks it against ``sha256``."""
+        with open(path, "rb") as body:
+            return self._json(self._request(
+                "PUT", f"/jobs/{job_id}/outputs/{name}", data=body,
+                headers={"X-Lease-Id": lease_id, "X-Content-SHA256": sha256,
+                         "Content-Type": "application/octet-stream"},
+                read_timeout=C.UPLOAD_READ_TIMEOUT))
+
+    def complete(self, job_id: str, lease_id: str, outputs: list[str], stats: dict) -> dict:
+        return self._json(self._request("POST", f"/jobs/{job_id}/complete",
+                                        json={"lease_id": lease_id, "outputs": outputs, "stats": stats}))
+
+    def fail(self, job_id: str, lease_id: str, reason: str, log_tail: str, retryable: bool) -> dict:
+        return self._json(self._request("POST", f"/jobs/{job_id}/fail", json={
+            "lease_id": lease_id, "reason": reason[:4096], "log_tail": log_tail[-60_000:],
+            "retryable": retryable}))
+
+    def release(self, job_id: str, lease_id: str, reason: str) -> dict:
+        return self._json(self._request("POST", f"/jobs/{job_id}/release",
+                                        json={"lease_id": lease_id, "reason": reason[:1024]}))
+
+    def download(self, url: str, out: BinaryIO, max_bytes: int) -> tuple[str, int]:
+        """Streams ``url`` into ``out``; returns its SHA-256 and size.
+
+        A path is resolved against the job server and sent with the worker token; an absolute URL
+        gets the token only when it is on the job server's own origin, never a third party.
+        """
+        full = urljoin(self.server_url + "/", url)
+        parts = urlsplit(full)
+        if parts.scheme not in ("http", "https"):
+            raise Rejected(f"scene.url: {parts.scheme!r} URLs are not fetched")
+        headers = self._auth() if _origin(full) == self._origin else {}
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with self.session.get(full, headers=headers, stream=True,
+                                  timeout=(C.CONNECT_TIMEOUT, C.READ_TIMEOUT)) as response:
+                if response.status_code >= 300:
+                    raise _error_for(response)
+                for chunk in response.iter_content(C.CHUNK_SIZE):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise Rejected(f"scene.size: the download is larger than the {max_bytes} "
+                                       "bytes the job declared")
+                    digest.update(chunk)
+                    out.write(chunk)
+        except requests.RequestException as error:
+            raise Unreachable(f"GET {parts.path}: {type(error).__name__}: {_short(error)}") from None
+        return digest.hexdigest(), size
+
+    def health(self) -> dict:
+        try:
+            response = self.session.get(self.server_url + "/api/health",
+                                        timeout=(C.CONNECT_TIMEOUT, C.READ_TIMEOUT))
+        except requests.RequestException as error:
+            raise Unreachable(f"{type(error).__name__}: {_short(error)}") from None
+        if response.status_code != 200:
+            raise _error_for(response)
+        return self._json(response)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _short(error: Exception) -> str:
+    text = str(error)
+    return text if len(text) < 300 else text[:300] + "..."

@@ -1,0 +1,231 @@
+"""homefarm's paths and its TOML configuration.
+
+Paths come from platformdirs; ``HOMEFARM_HOME`` puts every one of them under one folder instead, for
+development, tests and the demo. Reading a config validates every key and refuses an unknown key or
+a bad value with the key's name and what is allowed. Writes are atomic (a temp file, then replace).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import platformdirs
+
+from worker_app import constants as C
+
+APP_NAME = "homefarm"
+DEVICES = ("AUTO", "GPU", "CPU")
+
+
+class ConfigError(ValueError):
+    """A config value that is not allowed; the message names the key."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Paths:
+    config_dir: Path
+    data_dir: Path
+    cache_dir: Path
+    log_dir: Path
+
+    @classmethod
+    def default(cls) -> Paths:
+        home = os.environ.get("HOMEFARM_HOME")
+        if home:
+            root = Path(home).expanduser().resolve()
+            return cls(root / "config", root / "data", root / "cache", root / "logs")
+        dirs = platformdirs.PlatformDirs(APP_NAME, appauthor=False)
+        return cls(Path(dirs.user_config_dir), Path(dirs.user_data_dir), Path(dirs.user_cache_dir),
+                   Path(dirs.user_log_dir))
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+    @property
+    def scene_cache(self) -> Path:
+        return self.cache_dir / "scenes"
+
+    @property
+    def server_dir(self) -> Path:
+        return self.data_dir / "server"
+
+
+@dataclass(frozen=True)
+class Config:
+    server_url: str = "http://127.0.0.1:8750"
+    allow_insecure_http: bool = False
+    worker_name: str = field(default_factory=socket.gethostname)
+    claim_wait_s: float = C.CLAIM_WAIT_DEFAULT
+    blender_path: str = ""
+    device: str = "AUTO"
+
+    def check_url(self) -> None:
+        check_server_url(self.server_url, self.allow_insecure_http)
+
+
+# (section, key) -> (Config attribute, checker)
+def _bool(key, value):
+    if not isinstance(value, bool):
+        raise ConfigError(key, "must be true or false")
+    return value
+
+
+def _text(key, value):
+    if not isinstance(value, str):
+        raise ConfigError(key, "must be a string")
+    return value
+
+
+def _wait(key, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= C.CLAIM_WAIT_MAX:
+        raise ConfigError(key, f"must be a number of seconds from 1 to {C.CLAIM_WAIT_MAX:g}")
+    return float(value)
+
+
+def _device(key, value):
+    if value not in DEVICES:
+        raise ConfigError(key, f"must be one of {', '.join(DEVICES)}")
+    return value
+
+
+def _url(key, value):
+    _text(key, value)
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(key, "must be an http:// or https:// URL such as https://render.example.com")
+    return value.rstrip("/")
+
+
+KEYS = {
+    ("server", "url"): ("server_url", _url),
+    ("server", "allow_insecure_http"): ("allow_insecure_http", _bool),
+    ("worker", "name"): ("worker_name", _text),
+    ("worker", "claim_wait_s"): ("claim_wait_s", _wait),
+    ("blender", "path"): ("blender_path", _text),
+    ("blender", "device"): ("device", _device),
+}
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost" or host == "::1":
+        return True
+    parts = host.split(".")
+    return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() for p in parts)
+
+
+def check_server_url(url: str, allow_insecure_http: bool) -> None:
+    """Plain http only to loopback, unless the owner allowed it: a token must not cross a network bare."""
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure_http:
+        raise ConfigError("server.url", f"{url} is plain http to another machine; use https, or set "
+                                        "server.allow_insecure_http = true if you accept the risk")
+
+
+def parse(data: dict) -> Config:
+    values = {}
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(section, "must be a [section]")
+        for key, value in table.items():
+            name = f"{section}.{key}"
+            if (section, key) not in KEYS:
+                allowed = ", ".join(f"{s}.{k}" for s, k in KEYS)
+                raise ConfigError(name, f"unknown key (allowed: {allowed})")
+            attr, checker = KEYS[(section, key)]
+            values[attr] = checker(name, value)
+    if not values.get("worker_name"):
+        values.pop("worker_name", None)
+    config = Config(**values)
+    config.check_url()
+    return config
+
+
+def load(paths: Paths) -> Config:
+    """Reads the config file, writing the commented default on first use."""
+    if not paths.config_file.exists():
+        default = resources.files("worker_app.resources").joinpath("default_config.toml").read_text()
+        write_atomic(paths.config_file, default)
+    try:
+        data = tomllib.loads(paths.config_file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(str(paths.config_file), f"is not valid TOML: {error}") from None
+    return parse(data)
+
+
+def set_value(paths: Paths, dotted: str, raw: str) -> Config:
+    """Changes one key, validated, keeping the file's other lines and comments."""
+    section, _, key = dotted.partition(".")
+    if (section, key) not in KEYS:
+        allowed = ", ".join(f"{s}.{k}" for s, k in KEYS)
+        raise ConfigError(dotted, f"unknown key (allowed: {allowed})")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word is taken as a string
+    load(paths)
+    data = tomllib.loads(paths.config_file.read_text(encoding="utf-8"))
+    data.setdefault(section, {})[key] = value
+    config = parse(data)
+    write_atomic(paths.config_file, _replace_key(paths.config_file.read_text(encoding="utf-8"),
+                                                 section, key, _toml_value(value)))
+    return config
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _replace_key(text: str, section: str, key: str, value: str) -> str:
+    lines = text.splitlines()
+    current = None
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            if current == section:
+                lines.insert(i, f"{key} = {value}")
+                return "\n".join(lines) + "\n"
+            current = stripped[1:-1].strip()
+        elif current == section and stripped.split("=", 1)[0].strip() == key and "=" in stripped:
+            lines[i] = f"{key} = {value}"
+            return "\n".join(lines) + "\n"
+    if current != section:
+        lines += ["", f"[{section}]"]
+    lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

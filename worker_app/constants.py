@@ -1,0 +1,45 @@
+"""Every delay, limit and size homefarm uses, in one place. Times are in seconds, sizes in bytes."""
+
+# Long poll: how long a worker's claim may wait at the server before a 204.
+CLAIM_WAIT_DEFAULT = 30.0
+CLAIM_WAIT_MAX = 60.0
+# The client's read timeout on a claim is the wait plus this margin, so a silent server cannot hang it.
+CLAIM_READ_MARGIN = 10.0
+
+# Leases: a job is held for LEASE_TTL after each heartbeat; the worker beats every HEARTBEAT_INTERVAL.
+LEASE_TTL = 60.0
+HEARTBEAT_INTERVAL = 5.0
+
+# Every request has a connect and a read timeout.
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+UPLOAD_READ_TIMEOUT = 120.0
+
+# Network errors back off exponentially with full jitter, capped.
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 60.0
+
+# Blender.
+BLENDER_VERSION_TIMEOUT = 20.0
+BLENDER_STOP_GRACE = 2.0  # asked to stop, it gets this long before the whole tree is killed
+BLENDER_KILL_WAIT = 5.0
+JOB_TIMEOUT_DEFAULT = 3600.0
+SILENCE_TIMEOUT_DEFAULT = 600.0
+LOG_TAIL_LINES = 40
+
+# Job spec limits: refused at submit and again at claim.
+MAX_FRAMES = 10_000
+MAX_FRAME_NUMBER = 1_048_574  # Blender's MAXFRAME
+MAX_RESOLUTION = 16_384
+MAX_SAMPLES = 1_000_000
+MAX_SCENE_SIZE = 8 * 1024**3
+MAX_SPEC_BYTES = 256 * 1024
+MAX_JOB_TIMEOUT = 7 * 24 * 3600.0
+
+# Zip scenes: refused when they would unpack too large or too compressed (zip bombs).
+ZIP_MAX_TOTAL = 16 * 1024**3
+ZIP_MAX_MEMBERS = 20_000
+ZIP_MAX_RATIO = 200
+
+# Streaming.
+CHUNK_SIZE = 1024 * 1024

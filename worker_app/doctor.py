@@ -1,0 +1,98 @@
+"""``homefarm doctor``: checks what the worker needs and says what to fix for each failure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worker_app import config as config_mod
+from worker_app import gpu
+from worker_app.blender import find_installs
+from worker_app.client import ClientError, Unauthorized, WorkerClient
+from worker_app.credentials import CredentialError, TokenStore
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+
+def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None) -> list[Check]:
+    tokens = tokens or TokenStore()
+    checks: list[Check] = []
+    try:
+        cfg = config_mod.load(paths)
+        checks.append(Check("config", True, str(paths.config_file)))
+    except config_mod.ConfigError as error:
+        checks.append(Check("config", False, str(error), f"edit {paths.config_file}"))
+        cfg = config_mod.Config()
+
+    installs = find_installs(cfg.blender_path)
+    if installs:
+        detail = "; ".join(f"{i.version} at {i.path}" for i in installs)
+        checks.append(Check("blender", True, detail))
+    else:
+        checks.append(Check("blender", False, "Blender was not found",
+                            "install Blender from https://www.blender.org/download/ (or "
+                            "`sudo apt install blender`), or set blender.path with "
+                            "`homefarm config set blender.path /path/to/blender`"))
+
+    inv = gpu.inventory()
+    if inv.available:
+        names = ", ".join(g["name"] for g in inv.gpus) or "no GPUs"
+        checks.append(Check("gpu", True, f"NVIDIA driver {inv.driver}: {names}", required=False))
+    else:
+        checks.append(Check("gpu", False, inv.problem or "", "GPU monitoring needs an NVIDIA GPU and "
+                            "driver; rendering still works on the CPU or another GPU", required=False))
+
+    token = None
+    if tokens.available():
+        checks.append(Check("keyring", True, tokens.backend_name()))
+        try:
+            token = tokens.get(cfg.server_url)
+        except CredentialError as error:
+            checks.append(Check("token", False, str(error), "unlock the OS keyring"))
+    else:
+        checks.append(Check("keyring", False, "no OS keyring backend", "see `homefarm login --help`: "
+                            "install and unlock GNOME Keyring or KWallet on Linux"))
+
+    try:
+        client = WorkerClient(cfg.server_url, token or "", cfg.allow_insecure_http)
+    except config_mod.ConfigError as error:
+        checks.append(Check("server", False, str(error), "use an https:// server URL"))
+        return checks
+    try:
+        health = client.health()
+        checks.append(Check("server", True, f"{cfg.server_url} (server {health.get('version')})"))
+    except ClientError as error:
+        checks.append(Check("server", False, f"{cfg.server_url}: {error}",
+                            "check the URL (`homefarm config set server.url ...`) and that the server runs"))
+        return checks
+    if token is None:
+        checks.append(Check("token", False, f"no worker token for {cfg.server_url} in the keyring",
+                            f"run `homefarm login --server {cfg.server_url}`"))
+    else:
+        try:
+            client.ping()
+            checks.append(Check("token", True, "accepted by the server"))
+        except Unauthorized:
+            checks.append(Check("token", False, "the server refused the stored token",
+                                f"ask for a new worker token and run `homefarm login --server {cfg.server_url}`"))
+        except ClientError as error:
+            checks.append(Check("token", False, str(error), "try again when the server answers"))
+    client.close()
+    return checks
+
+
+def report(checks: list[Check], out=print) -> int:
+    failed = 0
+    for check in checks:
+        mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
+        out(f"[{mark}] {check.name:<8} {check.detail}")
+        if not check.ok:
+            out(f"         fix: {check.fix}")
+            failed += check.required
+    return 1 if failed else 0

@@ -1,0 +1,127 @@
+"""Starting and stopping child process trees, one small backend per OS.
+
+Blender starts in its own process group (a new session on POSIX; a new process group with no console
+window on Windows) with stdin closed. Stopping asks first, waits a bounded time, then kills the whole
+tree, and a process that is already gone is fine. The PID and start time of each child are written to
+a pid file, so a worker that died without cleaning up can end its orphans when it starts again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from worker_app import constants as C
+
+log = logging.getLogger("homefarm.procs")
+
+
+class _PosixBackend:
+    def popen_kwargs(self) -> dict:
+        return {"start_new_session": True}
+
+    def ask_to_stop(self, proc: subprocess.Popen) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class _WindowsBackend:
+    def popen_kwargs(self) -> dict:
+        flags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
+        return {"creationflags": flags}
+
+    def ask_to_stop(self, proc: subprocess.Popen) -> None:
+        try:
+            proc.send_signal(signal.CTRL_BREAK_EVENT)  # reaches the new group only
+        except (OSError, ValueError):
+            pass
+
+
+def backend():
+    return _WindowsBackend() if sys.platform == "win32" else _PosixBackend()
+
+
+def start(cmd: list[str], *, cwd: Path, env: dict, pidfile: Path | None = None) -> subprocess.Popen:
+    """Starts ``cmd`` in its own group, stdin closed, stdout and stderr merged into one pipe."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, bufsize=0, **backend().popen_kwargs())
+    if pidfile is not None:
+        try:
+            created = psutil.Process(proc.pid).create_time()
+        except psutil.Error:
+            created = None
+        pidfile.write_text(json.dumps({"pid": proc.pid, "create_time": created}))
+    return proc
+
+
+def kill_tree(pid: int, grace: float = C.BLENDER_STOP_GRACE) -> None:
+    """Terminates ``pid`` and every descendant: terminate, wait ``grace``, then kill."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in tree:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(tree, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=C.BLENDER_KILL_WAIT)
+
+
+def stop(proc: subprocess.Popen, grace: float = C.BLENDER_STOP_GRACE) -> int | None:
+    """Asks ``proc``'s group to stop, waits ``grace`` seconds, then kills the whole tree."""
+    if proc.poll() is None:
+        try:
+            descendants = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            descendants = []
+        backend().ask_to_stop(proc)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            kill_tree(proc.pid, grace=0.5)
+        # Children that outlived their parent (re-parented) are ended too.
+        for child in descendants:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+    try:
+        return proc.wait(timeout=C.BLENDER_KILL_WAIT)
+    except subprocess.TimeoutExpired:
+        log.error("process %d did not exit after being killed", proc.pid)
+        return None
+
+
+def reap_orphans(pidfiles: list[Path]) -> int:
+    """Ends children recorded in ``pidfiles`` that a dead worker left running; returns how many."""
+    ended = 0
+    for pidfile in pidfiles:
+        try:
+            record = json.loads(pidfile.read_text())
+            proc = psutil.Process(int(record["pid"]))
+            # The PID alone may have been reused by an unrelated process: the start time must match.
+            if record.get("create_time") is not None and abs(proc.create_time() - record["create_time"]) < 1:
+                log.warning("ending Blender process %d left by an earlier worker", proc.pid)
+                kill_tree(proc.pid)
+                ended += 1
+        except (OSError, ValueError, KeyError, psutil.Error):
+            pass
+        pidfile.unlink(missing_ok=True)
+    return ended

@@ -1,0 +1,461 @@
+"""The reference job server's HTTP side: the worker API and the web app's API, on the standard library.
+
+Why the standard library: the server's needs are a few JSON routes, streamed file bodies and long polls
+that each hold a thread while they wait. ``ThreadingHTTPServer`` with HTTP/1.1 keep-alive does all of
+that with no dependency to install, pin or patch, and a founder who outgrows it implements
+docs/protocol.md in their own web framework anyway. See docs/server.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from worker_app import __version__
+from worker_app import constants as C
+from worker_app import protocol as P
+from worker_app.server.store import Conflict, LeaseLost, NotFound, Store
+
+log = logging.getLogger("homefarm.server")
+
+MAX_OUTPUT_BYTES = 64 * 1024**3
+MAX_ASSET_BYTES = C.MAX_SCENE_SIZE
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, error: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.error, self.message, self.field = status, error, message, field
+
+    def body(self) -> dict:
+        out = {"error": self.error, "message": self.message}
+        if self.field:
+            out["field"] = self.field
+        return out
+
+
+ROUTES: list[tuple[str, re.Pattern, str, str]] = []
+
+
+def route(method: str, pattern: str, auth: str):
+    """Registers a handler method for ``method`` on ``pattern`` (``{name}`` matches one segment)."""
+    regex = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$")
+
+    def register(func):
+        ROUTES.append((method, regex, auth, func.__name__))
+        func.route = (method, pattern)
+        return func
+    return register
+
+
+class JobServer:
+    """A running reference server: ``JobServer(data_dir).start()`` serves on a thread."""
+
+    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 0,
+                 lease_ttl: float = C.LEASE_TTL, claim_wait_max: float = C.CLAIM_WAIT_MAX):
+        self.data_dir = Path(data_dir)
+        self.outputs_dir = self.data_dir / "outputs"
+        self.assets_dir = self.data_dir / "assets"
+        self.tmp_dir = self.data_dir / "tmp"
+        for folder in (self.outputs_dir, self.assets_dir, self.tmp_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.data_dir / "homefarm-server.sqlite3", lease_ttl=lease_ttl)
+        self.claim_wait_max = claim_wait_max
+        self.httpd = _HTTPServer((host, port), _Handler)
+        self.httpd.app = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}"
+
+    def start(self) -> JobServer:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="homefarm-server",
+                                        kwargs={"poll_interval": 0.5}, daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever(poll_interval=0.5)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.store.close()  # wakes every waiting claim
+        self.httpd.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def ensure_tokens(self) -> dict[str, str]:
+        """On first start, makes one app and one worker token; returns them (shown once)."""
+        if self.store.has_tokens():
+            return {}
+        return {kind: self.store.create_token(kind, "first start") for kind in ("app", "worker")}
+
+    def output_path(self, job_id: int, name: str) -> Path:
+        return self.outputs_dir / str(job_id) / P.check_output_name(name)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: a worker's claims reuse one connection
+    server_version = f"homefarm/{__version__}"
+    timeout = 120  # a client that stops sending mid-request cannot hold a thread forever
+
+    @property
+    def app(self) -> JobServer:
+        return self.server.app
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        log.debug("%s %s", self.address_string(), format % args)
+
+    # -- dispatch -----------------------------------------------------------------------------
+
+    def do_GET(self):
+        self._dispatch("GET")
+
+    def do_POST(self):
+        self._dispatch("POST")
+
+    def do_PUT(self):
+        self._dispatch("PUT")
+
+    def do_DELETE(self):
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        parts = urlsplit(self.path)
+        self.query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        self._body_read = False
+        try:
+            for route_method, regex, auth, name in ROUTES:
+                match = regex.match(parts.path)
+                if match and route_method == method:
+                    self._authorize(auth)
+                    getattr(self, name)(**match.groupdict())
+                    break
+            else:
+                if any(regex.match(parts.path) for _, regex, _, _ in ROUTES):
+                    raise HttpError(405, "method_not_allowed", f"{method} is not allowed here")
+                raise HttpError(404, "not_found", f"no route {parts.path}")
+        except HttpError as error:
+            self._drain()
+            self._json(error.status, error.body())
+        except P.ValidationError as error:
+            self._drain()
+            self._json(422, error.to_json())
+        except LeaseLost as error:
+            self._drain()
+            self._json(409, {"error": "lease_lost", "message": str(error)})
+        except NotFound as error:
+            self._drain()
+            self._json(404, {"error": "not_found", "message": str(error)})
+        except Conflict as error:
+            self._drain()
+            self._json(409, {"error": "conflict", "message": str(error)})
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception:
+            log.exception("internal error on %s %s", method, parts.path)
+            self.close_connection = True
+            self._json(500, {"error": "internal", "message": "internal server error; see the server log"})
+
+    def _authorize(self, kind: str) -> None:
+        if kind == "none":
+            return
+        header = self.headers.get("Authorization", "")
+        if not header.startswith("Bearer ") or not self.app.store.check_token(header[7:].strip(), kind):
+            raise HttpError(401, "unauthorized", f"a valid {kind} token is required "
+                                                 "(Authorization: Bearer ...)")
+
+    # -- bodies -------------------------------------------------------------------------------
+
+    def _length(self, limit: int) -> int:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            raise HttpError(411, "length_required", "send a Content-Length; chunked bodies are not accepted")
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            raise HttpError(400, "bad_request", "Content-Length is not a number") from None
+        if length < 0:
+            raise HttpError(400, "bad_request", "Content-Length is negative")
+        if length > limit:
+            self.close_connection = True
+            raise HttpError(413, "too_large", f"the body is over {limit} bytes")
+        return length
+
+    def _drain(self) -> None:
+        """Reads an unread small body so the kept-alive connection stays in step; else closes it."""
+        if self._body_read:
+            return
+        self._body_read = True
+        try:
+            length = int(self.headers.get("Content-Length", "0") or 0)
+        except ValueError:
+            length = -1
+        if 0 < length <= C.MAX_SPEC_BYTES:
+            self.rfile.read(length)
+        elif length != 0:
+            self.close_connection = True
+
+    def _read_json(self):
+        length = self._length(C.MAX_SPEC_BYTES)
+        raw = self.rfile.read(length) if length else b""
+        self._body_read = True
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            raise HttpError(400, "bad_json", f"the body is not valid UTF-8 JSON: {error}") from None
+
+    def _json(self, status: int, body) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _empty(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _receive_file(self, dest: Path, expected_sha: str | None, limit: int) -> tuple[str, int]:
+        """Streams the body into ``dest`` through a temp file, checking its SHA-256."""
+        length = self._length(limit)
+        digest = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(dir=self.app.tmp_dir, prefix="upload-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                remaining = length
+                while remaining:
+                    chunk = self.rfile.read(min(C.CHUNK_SIZE, remaining))
+                    if not chunk:
+                        self.close_connection = True
+                        raise HttpError(400, "short_body", "the connection closed before the whole body came")
+                    digest.update(chunk)
+                    out.write(chunk)
+                    remaining -= len(chunk)
+            self._body_read = True
+            sha = digest.hexdigest()
+            if expected_sha is not None and sha != expected_sha:
+                raise HttpError(422, "invalid", f"the body's SHA-256 is {sha}, not the {expected_sha} "
+                                                "announced", field="X-Content-SHA256")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, dest)
+            return sha, length
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def _send_file(self, path: Path, content_type: str) -> None:
+        size = path.stat().st_size
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        with open(path, "rb") as source:
+            shutil.copyfileobj(source, self.wfile, C.CHUNK_SIZE)
+
+    @staticmethod
+    def _job_id(job_id: str) -> int:
+        if not job_id.isdigit() or len(job_id) > 18:
+            raise HttpError(404, "not_found", f"no job {job_id!r}")
+        return int(job_id)
+
+    def _lease_header(self) -> str:
+        lease_id = self.headers.get("X-Lease-Id")
+        if not lease_id:
+            raise HttpError(422, "invalid", "the X-Lease-Id header is required", field="X-Lease-Id")
+        return lease_id
+
+    # -- open ---------------------------------------------------------------------------------
+
+    @route("GET", "/api/health", auth="none")
+    def health(self):
+        self._drain()
+        self._json(200, {"ok": True, "version": __version__, "protocol": P.PROTOCOL_VERSION})
+
+    # -- the worker API -----------------------------------------------------------------------
+
+    @route("POST", P.WORKER_PREFIX + "/hello", auth="worker")
+    def hello(self):
+        hello = P.Hello.parse(self._read_json())
+        worker_id = self.app.store.register_worker(hello.name, hello.to_json())
+        self._json(200, {
+            "worker_id": worker_id,
+            "protocol": P.PROTOCOL_VERSION,
+            "server_version": __version__,
+            "claim_wait_max_s": self.app.claim_wait_max,
+            "lease_ttl_s": self.app.store.lease_ttl,
+            "heartbeat_interval_s": min(C.HEARTBEAT_INTERVAL, self.app.store.lease_ttl / 4),
+        })
+
+    @route("GET", P.WORKER_PREFIX + "/ping", auth="worker")
+    def ping(self):
+        self._drain()
+        self._json(200, {"ok": True, "protocol": P.PROTOCOL_VERSION})
+
+    @route("POST", P.WORKER_PREFIX + "/jobs/claim", auth="worker")
+    def claim(self):
+        body = self._read_json()
+        P._object(body, "", {"worker_id"}, set())
+        worker_id = P._str(body["worker_id"], "worker_id", max_len=64)
+        if not self.app.store.worker_exists(worker_id):
+            raise HttpError(422, "invalid", "unknown worker; POST /hello first", field="worker_id")
+        try:
+            wait = float(self.query.get("wait", C.CLAIM_WAIT_DEFAULT))
+        except ValueError:
+            raise HttpError(422, "invalid", "wait must be a number of seconds", field="wait") from None
+        wait = min(max(wait, 0.0), self.app.claim_wait_max)
+        claimed = self.app.store.claim(worker_id, wait)
+        if claimed is None:
+            self._empty(204)
+            return
+        self._json(200, {"job_id": str(claimed.job_id), "lease_id": claimed.lease_id,
+                         "ttl_s": self.app.store.lease_ttl, "expires_at": claimed.expires,
+                         "attempt": claimed.attempt, "spec": claimed.spec})
+
+    @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/heartbeat", auth="worker")
+    def heartbeat(self, job_id):
+        body = self._read_json()
+        progress = P.parse_heartbeat(body)
+        cancel, ttl = self.app.store.heartbeat(self._job_id(job_id), body["lease_id"], progress.to_json())
+        self._json(200, {"cancel": cancel, "ttl_s": ttl})
+
+    @route("PUT", P.WORKER_PREFIX + "/jobs/{job_id}/outputs/{name}", auth="worker")
+    def put_output(self, job_id, name):
+        job = self._job_id(job_id)
+        P.check_output_name(name)
+        lease_id = self._lease_header()
+        sha = P.check_sha256(self.headers.get("X-Content-SHA256", ""), "X-Content-SHA256")
+        self.app.store.check_lease(job, lease_id)
+        existing = self.app.store.output(job, name)
+        dest = self.app.output_path(job, name)
+        if existing and existing["sha256"] == sha and dest.is_file():
+            self._drain_stream()
+            self._json(200, {"name": name, "sha256": sha, "size": existing["size"], "stored": False})
+            return
+        sha, size = self._receive_file(dest, sha, MAX_OUTPUT_BYTES)
+        self.app.store.add_output(job, lease_id, name, sha, size)
+        self._json(201, {"name": name, "sha256": sha, "size": size, "stored": True})
+
+    def _drain_stream(self) -> None:
+        """Reads and drops a body already stored, so an idempotent re-upload keeps the connection."""
+        remaining = self._length(MAX_OUTPUT_BYTES)
+        while remaining:
+            chunk = self.rfile.read(min(C.CHUNK_SIZE, remaining))
+            if not chunk:
+                self.close_connection = True
+                break
+            remaining -= len(chunk)
+        self._body_read = True
+
+    @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/complete", auth="worker")
+    def complete(self, job_id):
+        body = self._read_json()
+        done = P.parse_complete(body)
+        self.app.store.complete(self._job_id(job_id), body["lease_id"], done["outputs"], done["stats"])
+        self._json(200, {"state": "done"})
+
+    @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/fail", auth="worker")
+    def fail(self, job_id):
+        body = self._read_json()
+        failure = P.parse_fail(body)
+        state = self.app.store.fail(self._job_id(job_id), body["lease_id"], **failure)
+        self._json(200, {"state": state})
+
+    @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/release", auth="worker")
+    def release(self, job_id):
+        body = self._read_json()
+        reason = P.parse_release(body)
+        self.app.store.release(self._job_id(job_id), body["lease_id"], reason)
+        self._json(200, {"state": "queued"})
+
+    @route("GET", P.WORKER_PREFIX + "/assets/{sha256}", auth="worker")
+    def get_asset(self, sha256):
+        self._drain()
+        path = self.app.assets_dir / P.check_sha256(sha256, "sha256")
+        if not path.is_file():
+            raise HttpError(404, "not_found", f"no asset {sha256}")
+        self._send_file(path, "application/octet-stream")
+
+    # -- the web app's API --------------------------------------------------------------------
+
+    @route("POST", P.API_PREFIX + "/jobs", auth="app")
+    def submit(self):
+        spec = P.JobSpec.parse(self._read_json())
+        job_id = self.app.store.submit(spec.to_json(), spec.priority, spec.max_attempts, spec.tag)
+        self._json(201, self.app.store.get(job_id))
+
+    @route("GET", P.API_PREFIX + "/jobs", auth="app")
+    def list_jobs(self):
+        self._drain()
+        state = self.query.get("state")
+        if state is not None:
+            P._choice(state, "state", P.JOB_STATES)
+        try:
+            limit = min(max(int(self.query.get("limit", 100)), 1), 1000)
+        except ValueError:
+            raise HttpError(422, "invalid", "limit must be an integer", field="limit") from None
+        self._json(200, {"jobs": self.app.store.list(state, limit)})
+
+    @route("GET", P.API_PREFIX + "/jobs/{job_id}", auth="app")
+    def get_job(self, job_id):
+        self._drain()
+        self._json(200, self.app.store.get(self._job_id(job_id)))
+
+    @route("POST", P.API_PREFIX + "/jobs/{job_id}/cancel", auth="app")
+    def cancel(self, job_id):
+        self._drain()
+        self._json(200, self.app.store.cancel(self._job_id(job_id)))
+
+    @route("GET", P.API_PREFIX + "/jobs/{job_id}/outputs/{name}", auth="app")
+    def get_output(self, job_id, name):
+        self._drain()
+        job = self._job_id(job_id)
+        P.check_output_name(name)
+        if self.app.store.output(job, name) is None:
+            raise HttpError(404, "not_found", f"job {job} has no output {name}")
+        self._send_file(self.app.output_path(job, name), _content_type(name))
+
+    @route("PUT", P.API_PREFIX + "/assets", auth="app")
+    def put_asset(self):
+        expected = self.headers.get("X-Content-SHA256")
+        if expected is not None:
+            P.check_sha256(expected, "X-Content-SHA256")
+        fd, tmp = tempfile.mkstemp(dir=self.app.tmp_dir, prefix="asset-")
+        os.close(fd)
+        sha, size = self._receive_file(Path(tmp), expected, MAX_ASSET_BYTES)
+        os.replace(tmp, self.app.assets_dir / sha)
+        self._json(201, {"sha256": sha, "size": size, "url": f"{P.WORKER_PREFIX}/assets/{sha}"})
+
+    @route("GET", P.API_PREFIX + "/workers", auth="app")
+    def workers(self):
+        self._drain()
+        self._json(200, {"workers": self.app.store.list_workers()})
+
+
+def _content_type(name: str) -> str:
+    suffix = name.rsplit(".", 1)[-1].lower()
+    return {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "exr": "image/x-exr",
+            "mp4": "video/mp4", "mkv": "video/x-matroska"}.get(suffix, "application/octet-stream")

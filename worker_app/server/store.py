@@ -1,0 +1,372 @@
+"""The reference server's state: jobs, leases, workers, outputs and token hashes in SQLite.
+
+One connection guarded by one lock: every change is a short transaction, and a claim (requeue the
+expired leases, pick the best queued job, lease it) is atomic, so a job is never held by two workers.
+Waiting claims sleep on a condition that every change which can make work available notifies; there
+is no sleep-polling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from worker_app import constants as C
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    spec TEXT NOT NULL,
+    tag TEXT,
+    state TEXT NOT NULL DEFAULT 'queued',
+    priority INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL DEFAULT 3,
+    lease_id TEXT,
+    worker_id TEXT,
+    lease_expires REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    progress TEXT,
+    error TEXT,
+    log_tail TEXT,
+    stats TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    claimed REAL,
+    finished REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, priority DESC, id);
+CREATE TABLE IF NOT EXISTS outputs (
+    job_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (job_id, name)
+);
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    info TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    label TEXT NOT NULL,
+    created REAL NOT NULL
+);
+"""
+
+TOKEN_KINDS = ("app", "worker")
+
+
+class LeaseLost(Exception):
+    """A call made with a lease that is no longer the job's current one."""
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    """The call does not fit the job's state (canceling a finished job, say)."""
+
+
+@dataclass
+class Claimed:
+    job_id: int
+    lease_id: str
+    attempt: int
+    spec: dict
+    expires: float
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Store:
+    def __init__(self, db_path: Path, lease_ttl: float = C.LEASE_TTL, clock=time.time):
+        self.lease_ttl = lease_ttl
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.changed = threading.Condition(self._lock)
+        self._closed = False
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self.changed.notify_all()
+            self._db.close()
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    def create_token(self, kind: str, label: str = "") -> str:
+        """Makes a new token and stores only its hash; the plain token is returned once."""
+        assert kind in TOKEN_KINDS
+        token = f"hf{kind[0]}_" + secrets.token_urlsafe(32)
+        with self._lock:
+            self._db.execute("INSERT INTO tokens (hash, kind, label, created) VALUES (?, ?, ?, ?)",
+                             (hash_token(token), kind, label, self.clock()))
+        return token
+
+    def has_tokens(self) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM tokens").fetchone()[0] > 0
+
+    def check_token(self, token: str, kind: str) -> bool:
+        digest = hash_token(token)
+        with self._lock:
+            rows = self._db.execute("SELECT hash FROM tokens WHERE kind = ?", (kind,)).fetchall()
+        # Compare against every stored hash in constant time, not with an indexed lookup.
+        found = False
+        for row in rows:
+            found |= hmac.compare_digest(row["hash"], digest)
+        return found
+
+    # -- workers ------------------------------------------------------------------------------
+
+    def register_worker(self, name: str, info: dict) -> str:
+        now = self.clock()
+        worker_id = "w_" + secrets.token_hex(8)
+        with self._lock:
+            self._db.execute("INSERT INTO workers (id, name, info, first_seen, last_seen) "
+                             "VALUES (?, ?, ?, ?, ?)", (worker_id, name, json.dumps(info), now, now))
+        return worker_id
+
+    def worker_exists(self, worker_id: str) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM workers WHERE id = ?", (worker_id,)).fetchone()
+            if row:
+                self._db.execute("UPDATE workers SET last_seen = ? WHERE id = ?",
+                                 (self.clock(), worker_id))
+        return row is not None
+
+    def list_workers(self) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM workers ORDER BY last_seen DESC").fetchall()
+        return [{"id": r["id"], "name": r["name"], "info": json.loads(r["info"]),
+                 "last_seen": r["last_seen"]} for r in rows]
+
+    # -- jobs: the web app's side -------------------------------------------------------------
+
+    def submit(self, spec: dict, priority: int, max_attempts: int, tag: str | None) -> int:
+        now = self.clock()
+        with self.changed:
+            cur = self._db.execute(
+                "INSERT INTO jobs (spec, tag, priority, max_attempts, created, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (json.dumps(spec), tag, priority, max_attempts, now, now))
+            self.changed.notify_all()
+            return cur.lastrowid
+
+    def get(self, job_id: int) -> dict:
+        with self._lock:
+            self._requeue_expired()
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no job {job_id}")
+            outputs = self._db.execute("SELECT name, sha256, size FROM outputs WHERE job_id = ? "
+                                       "ORDER BY name", (job_id,)).fetchall()
+        return self._view(row, outputs)
+
+    def list(self, state: str | None = None, limit: int = 100) -> list[dict]:
+        with self._lock:
+            self._requeue_expired()
+            if state:
+                rows = self._db.execute("SELECT * FROM jobs WHERE state = ? ORDER BY id DESC LIMIT ?",
+                                        (state, limit)).fetchall()
+            else:
+                rows = self._db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?",
+                                        (limit,)).fetchall()
+        return [self._view(row, None) for row in rows]
+
+    def cancel(self, job_id: int) -> dict:
+        now = self.clock()
+        with self.changed:
+            row = self._db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no job {job_id}")
+            if row["state"] in ("done", "failed", "canceled"):
+                raise Conflict(f"job {job_id} is already {row['state']}")
+            # A leased job stays canceled; its worker learns it at the next heartbeat and stops.
+            self._db.execute("UPDATE jobs SET state = 'canceled', cancel_requested = 1, updated = ?, "
+                             "finished = ?, lease_expires = NULL WHERE id = ?", (now, now, job_id))
+        return self.get(job_id)
+
+    # -- jobs: the worker's side --------------------------------------------------------------
+
+    def claim(self, worker_id: str, wait: float) -> Claimed | None:
+        """Leases the best queued job, waiting up to ``wait`` seconds for one to appear."""
+        deadline = time.monotonic() + wait
+        with self.changed:
+            while not self._closed:
+                claimed = self._try_claim(worker_id)
+                if claimed is not None:
+                    return claimed
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                next_expiry = self._db.execute(
+                    "SELECT MIN(lease_expires) FROM jobs WHERE state = 'leased'").fetchone()[0]
+                if next_expiry is not None:
+                    # Wake when the earliest lease runs out: its job goes back in the queue then.
+                    remaining = min(remaining, max(0.01, next_expiry - self.clock()))
+                self.changed.wait(remaining)
+        return None
+
+    def _try_claim(self, worker_id: str) -> Claimed | None:
+        self._requeue_expired()
+        row = self._db.execute("SELECT id, spec, attempts FROM jobs WHERE state = 'queued' "
+                               "ORDER BY priority DESC, id LIMIT 1").fetchone()
+        if row is None:
+            return None
+        now = self.clock()
+        lease_id = "l_" + secrets.token_urlsafe(16)
+        expires = now + self.lease_ttl
+        self._db.execute("UPDATE jobs SET state = 'leased', lease_id = ?, worker_id = ?, "
+                         "lease_expires = ?, attempts = attempts + 1, claimed = ?, updated = ?, "
+                         "progress = NULL WHERE id = ? AND state = 'queued'",
+                         (lease_id, worker_id, expires, now, now, row["id"]))
+        return Claimed(row["id"], lease_id, row["attempts"] + 1, json.loads(row["spec"]), expires)
+
+    def _requeue_expired(self) -> None:
+        now = self.clock()
+        expired = self._db.execute("SELECT id, attempts, max_attempts FROM jobs "
+                                   "WHERE state = 'leased' AND lease_expires < ?", (now,)).fetchall()
+        for row in expired:
+            if row["attempts"] >= row["max_attempts"]:
+                self._db.execute("UPDATE jobs SET state = 'failed', lease_id = NULL, "
+                                 "lease_expires = NULL, error = ?, updated = ?, finished = ? "
+                                 "WHERE id = ?", (f"lease expired on attempt {row['attempts']} of "
+                                                  f"{row['max_attempts']}", now, now, row["id"]))
+            else:
+                self._db.execute("UPDATE jobs SET state = 'queued', lease_id = NULL, worker_id = NULL, "
+                                 "lease_expires = NULL, updated = ? WHERE id = ?", (now, row["id"]))
+        if expired:
+            self.changed.notify_all()
+
+    def _leased_row(self, job_id: int, lease_id: str) -> sqlite3.Row:
+        """The job's row if ``lease_id`` is its current, unexpired lease; else LeaseLost."""
+        self._requeue_expired()
+        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no job {job_id}")
+        if row["lease_id"] != lease_id or row["state"] not in ("leased", "canceled"):
+            raise LeaseLost(f"lease {lease_id} is not the current lease of job {job_id} "
+                            f"(the job is {row['state']})")
+        return row
+
+    def heartbeat(self, job_id: int, lease_id: str, progress: dict) -> tuple[bool, float]:
+        """Renews the lease; returns (cancel, seconds until it expires)."""
+        now = self.clock()
+        with self._lock:
+            row = self._leased_row(job_id, lease_id)
+            if row["state"] == "canceled":
+                return True, 0.0
+            self._db.execute("UPDATE jobs SET lease_expires = ?, progress = ?, updated = ? WHERE id = ?",
+                             (now + self.lease_ttl, json.dumps(progress), now, job_id))
+        return False, self.lease_ttl
+
+    def check_lease(self, job_id: int, lease_id: str) -> None:
+        with self._lock:
+            row = self._leased_row(job_id, lease_id)
+            if row["state"] == "canceled":
+                raise LeaseLost(f"job {job_id} was canceled")
+
+    def output(self, job_id: int, name: str) -> dict | None:
+        with self._lock:
+            row = self._db.execute("SELECT name, sha256, size FROM outputs WHERE job_id = ? AND name = ?",
+                                   (job_id, name)).fetchone()
+        return dict(row) if row else None
+
+    def add_output(self, job_id: int, lease_id: str, name: str, sha256: str, size: int) -> None:
+        with self._lock:
+            self._leased_row(job_id, lease_id)
+            self._db.execute("INSERT OR REPLACE INTO outputs (job_id, name, sha256, size, created) "
+                             "VALUES (?, ?, ?, ?, ?)", (job_id, name, sha256, size, self.clock()))
+
+    def complete(self, job_id: int, lease_id: str, outputs: list[str], stats: dict) -> None:
+        now = self.clock()
+        with self._lock:
+            row = self._leased_row(job_id, lease_id)
+            if row["state"] == "canceled":
+                raise LeaseLost(f"job {job_id} was canceled")
+            stored = {r["name"] for r in self._db.execute(
+                "SELECT name FROM outputs WHERE job_id = ?", (job_id,))}
+            missing = [name for name in outputs if name not in stored]
+            if missing:
+                raise Conflict(f"outputs not uploaded: {', '.join(missing)}")
+            self._db.execute("UPDATE jobs SET state = 'done', lease_id = NULL, lease_expires = NULL, "
+                             "stats = ?, updated = ?, finished = ?, error = NULL WHERE id = ?",
+                             (json.dumps(stats), now, now, job_id))
+
+    def fail(self, job_id: int, lease_id: str, reason: str, log_tail: str, retryable: bool) -> str:
+        """Fails the attempt; a retryable failure with attempts left requeues the job."""
+        now = self.clock()
+        with self.changed:
+            row = self._leased_row(job_id, lease_id)
+            if row["state"] == "canceled":
+                return "canceled"
+            state = "queued" if retryable and row["attempts"] < row["max_attempts"] else "failed"
+            self._db.execute("UPDATE jobs SET state = ?, lease_id = NULL, worker_id = NULL, "
+                             "lease_expires = NULL, error = ?, log_tail = ?, updated = ?, finished = ? "
+                             "WHERE id = ?", (state, reason, log_tail, now,
+                                              None if state == "queued" else now, job_id))
+            if state == "queued":
+                self.changed.notify_all()
+        return state
+
+    def release(self, job_id: int, lease_id: str, reason: str) -> None:
+        """Gives the job back unfinished; a release does not count as an attempt."""
+        now = self.clock()
+        with self.changed:
+            row = self._leased_row(job_id, lease_id)
+            if row["state"] == "canceled":
+                return
+            self._db.execute("UPDATE jobs SET state = 'queued', lease_id = NULL, worker_id = NULL, "
+                             "lease_expires = NULL, attempts = MAX(attempts - 1, 0), "
+                             "progress = ?, updated = ? WHERE id = ?",
+                             (json.dumps({"message": reason}), now, job_id))
+            self.changed.notify_all()
+
+    # -- views --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _view(row: sqlite3.Row, outputs) -> dict:
+        view = {
+            "id": str(row["id"]),
+            "state": row["state"],
+            "tag": row["tag"],
+            "priority": row["priority"],
+            "attempts": row["attempts"],
+            "max_attempts": row["max_attempts"],
+            "worker_id": row["worker_id"],
+            "progress": json.loads(row["progress"]) if row["progress"] else None,
+            "error": row["error"],
+            "stats": json.loads(row["stats"]) if row["stats"] else None,
+            "created": row["created"],
+            "updated": row["updated"],
+            "claimed": row["claimed"],
+            "finished": row["finished"],
+            "spec": json.loads(row["spec"]),
+        }
+        if outputs is not None:
+            view["outputs"] = [dict(o) for o in outputs]
+            view["log_tail"] = row["log_tail"]
+        return view

@@ -1,0 +1,423 @@
+"""The worker loop: sign on, long-poll for a job, download, render, upload, complete; again.
+
+It runs on its own thread behind one explicit ``State``. Whoever shows it (the CLI, the tray)
+receives immutable ``Snapshot``s through a callback and sends commands (``stop``); nothing here
+imports Qt or touches a GUI.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import platform
+import random
+import shutil
+import socket
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from worker_app import __version__
+from worker_app import constants as C
+from worker_app import gpu, procs
+from worker_app import protocol as P
+from worker_app.assets import AssetError, SceneCache, unpack_zip
+from worker_app.blender import BlenderInstall, BlenderRun, SCRIPT_EXIT_CODE
+from worker_app.client import LeaseLost, NotFound, Rejected, Unauthorized, Unreachable, WorkerClient
+
+log = logging.getLogger("homefarm.worker")
+
+
+class State(str, enum.Enum):
+    CONNECTING = "connecting"
+    WAITING = "waiting"
+    DOWNLOADING = "downloading"
+    RENDERING = "rendering"
+    UPLOADING = "uploading"
+    BACKING_OFF = "backing off"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the worker is doing, for display. Immutable: safe to hand to another thread."""
+    state: State = State.STOPPED
+    message: str = ""
+    job_id: str | None = None
+    progress: dict = field(default_factory=dict)
+    retry_at: float | None = None  # time.time() of the next try while backing off
+    jobs_done: int = 0
+    jobs_failed: int = 0
+
+
+@dataclass
+class JobReport:
+    """How one job ended, with the time of each stage, in seconds."""
+    job_id: str
+    outcome: str  # done, failed, released, lost, canceled
+    reason: str = ""
+    outputs: list[Path] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)
+
+
+class _JobEnded(Exception):
+    """Ends the job's processing early: the lease was lost, the job canceled or the worker stopping."""
+
+    def __init__(self, outcome: str, reason: str):
+        super().__init__(reason)
+        self.outcome, self.reason = outcome, reason
+
+
+def backoff_delay(attempt: int, base: float = C.BACKOFF_BASE, cap: float = C.BACKOFF_CAP) -> float:
+    """Exponential backoff with jitter: half fixed, half random, so retries never synchronize."""
+    ceiling = min(cap, base * (2 ** min(attempt, 30)))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(C.CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Worker:
+    def __init__(self, client: WorkerClient, blender: BlenderInstall, jobs_dir: Path, cache_dir: Path, *,
+                 name: str | None = None, device: str = "AUTO", claim_wait: float = C.CLAIM_WAIT_DEFAULT,
+                 on_snapshot=None, on_job_end=None, max_jobs: int | None = None,
+                 make_client=None):
+        self.client = client
+        self.blender = blender
+        self.jobs_dir = jobs_dir
+        self.cache = SceneCache(cache_dir)
+        self.name = name or socket.gethostname()
+        self.device = device
+        self.claim_wait = claim_wait
+        self.on_snapshot = on_snapshot or (lambda snapshot: None)
+        self.on_job_end = on_job_end or (lambda report: None)
+        self.max_jobs = max_jobs
+        # Heartbeats run beside the job on their own HTTP session.
+        self.make_client = make_client or (lambda: client)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._snapshot = Snapshot()
+        self._run: BlenderRun | None = None
+        self.worker_id: str | None = None
+        self.heartbeat_interval = C.HEARTBEAT_INTERVAL
+
+    # -- commands, from any thread ------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Asks the loop to end; a running render is stopped and its job released to the server."""
+        self._stop.set()
+        self._publish(state=State.STOPPING, message="stopping")
+        run = self._run
+        if run is not None:
+            run.stop("the worker is shutting down")
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="homefarm-worker", daemon=True)
+        thread.start()
+        return thread
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        reaped = procs.reap_orphans(list(self.jobs_dir.glob("*/blender.pid")))
+        if reaped:
+            log.warning("ended %d Blender process(es) left by an earlier run", reaped)
+        failures = 0
+        handled = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    if self.worker_id is None:
+                        self._publish(state=State.CONNECTING, message=f"connecting to {self.client.server_url}")
+                        self._hello()
+                    self._publish(state=State.WAITING, message="waiting for a job", job_id=None,
+                                  progress={}, retry_at=None)
+                    lease = self.client.claim(self.worker_id, self.claim_wait)
+                    failures = 0
+                    if lease is None:
+                        continue
+                    self._handle(lease)
+                    handled += 1
+                    if self.max_jobs is not None and handled >= self.max_jobs:
+                        break
+                except Unauthorized as error:
+                    failures += 1
+                    self._back_off(failures, f"the server refused the worker token; sign in again ({error})")
+                except (Unreachable, Rejected, NotFound) as error:
+                    failures += 1
+                    if isinstance(error, Rejected) and "worker_id" in str(error):
+                        self.worker_id = None  # the server forgot us (a new database): sign on again
+                    self._back_off(failures, f"server unreachable: {error}")
+        finally:
+            self._publish(state=State.STOPPED, message="stopped", job_id=None, progress={})
+
+    def _hello(self) -> None:
+        gpus = gpu.inventory()
+        hello = P.Hello(name=self.name, os=f"{platform.system()} {platform.release()}",
+                        app_version=__version__,
+                        blender=[{"version": self.blender.version, "path": self.blender.path}],
+                        gpus=gpus.gpus, devices=["CPU"] + (["CUDA", "OPTIX"] if gpus.gpus else []))
+        reply = self.client.hello(hello)
+        self.worker_id = reply["worker_id"]
+        wait_max = reply.get("claim_wait_max_s")
+        if isinstance(wait_max, (int, float)) and wait_max > 0:
+            self.claim_wait = min(self.claim_wait, float(wait_max))
+        interval = reply.get("heartbeat_interval_s")
+        if isinstance(interval, (int, float)) and interval > 0:
+            self.heartbeat_interval = float(interval)
+        log.info("signed on to %s as %s", self.client.server_url, self.worker_id)
+
+    def _back_off(self, failures: int, message: str) -> None:
+        delay = backoff_delay(failures - 1)
+        log.warning("%s; retrying in %.0f s", message, delay)
+        self._publish(state=State.BACKING_OFF, message=f"{message}; retrying in {delay:.0f} s",
+                      retry_at=time.time() + delay)
+        self._stop.wait(delay)
+
+    def _publish(self, **changes) -> None:
+        with self._lock:
+            self._snapshot = replace(self._snapshot, **changes)
+            snapshot = self._snapshot
+        try:
+            self.on_snapshot(snapshot)
+        except Exception:  # a broken display must not stop the worker
+            log.exception("snapshot callback failed")
+
+    # -- one job ------------------------------------------------------------------------------
+
+    def _handle(self, lease: P.Lease) -> None:
+        started = time.monotonic()
+        report = JobReport(job_id=lease.job_id, outcome="failed")
+        self._publish(job_id=lease.job_id, progress={}, message=f"job {lease.job_id} claimed")
+        beat = _Heartbeat(self.make_client(), lease, self.heartbeat_interval, self._on_lease_lost)
+        try:
+            try:
+                spec = P.JobSpec.parse(lease.spec)
+            except P.ValidationError as error:
+                raise _Failed(f"invalid job: {error}", retryable=False) from None
+            beat.start()
+            job_dir = self._job_dir(lease.job_id)
+            report.outputs, report.stages = self._work(lease, spec, job_dir, beat)
+            self._publish(state=State.UPLOADING, message=f"job {lease.job_id}: completing")
+            stats = {f"{k}_s": round(v, 3) for k, v in report.stages.items()}
+            stats.update(blender=self.blender.version, frames=len(spec.render.frame_list()),
+                         total_s=round(time.monotonic() - started, 3))
+            beat.stop()
+            self._retrying(lambda: self.client.complete(lease.job_id, lease.lease_id,
+                                                        [p.name for p in report.outputs], stats))
+            report.outcome = "done"
+            self._publish(jobs_done=self._snapshot.jobs_done + 1, message=f"job {lease.job_id} done")
+        except _Failed as failure:
+            beat.stop()
+            report.reason = failure.reason
+            log.error("job %s failed: %s", lease.job_id, failure.reason)
+            try:
+                self._retrying(lambda: self.client.fail(lease.job_id, lease.lease_id, failure.reason,
+                                                        failure.log_tail, failure.retryable))
+            except _JobEnded:
+                pass
+            self._publish(jobs_failed=self._snapshot.jobs_failed + 1,
+                          message=f"job {lease.job_id} failed: {failure.reason}")
+        except _JobEnded as ended:
+            beat.stop()
+            report.outcome, report.reason = ended.outcome, ended.reason
+            if ended.outcome == "released":
+                try:
+                    self.client.release(lease.job_id, lease.lease_id, ended.reason)
+                except (Unreachable, LeaseLost, Rejected, NotFound, Unauthorized) as error:
+                    log.warning("could not release job %s: %s (its lease will expire)", lease.job_id, error)
+            log.warning("job %s %s: %s", lease.job_id, ended.outcome, ended.reason)
+        finally:
+            beat.stop()
+            self._run = None
+            report.stages.setdefault("total", time.monotonic() - started)
+            report.stages["total"] = time.monotonic() - started
+            self.on_job_end(report)
+
+    def _job_dir(self, job_id: str) -> Path:
+        if not job_id.replace("-", "").replace("_", "").isalnum():
+            raise _Failed(f"job_id: {job_id!r} is not a plain identifier", retryable=False)
+        job_dir = self.jobs_dir / job_id
+        shutil.rmtree(job_dir, ignore_errors=True)  # a fresh start for each attempt
+        (job_dir / "out").mkdir(parents=True)
+        return job_dir
+
+    def _work(self, lease: P.Lease, spec: P.JobSpec, job_dir: Path, beat: _Heartbeat):
+        stages: dict[str, float] = {}
+        t0 = time.monotonic()
+        self._publish(state=State.DOWNLOADING, message=f"job {lease.job_id}: downloading the scene")
+        beat.progress = P.Progress(stage="downloading")
+        blend = self._fetch_scene(spec.scene, job_dir)
+        stages["download"] = time.monotonic() - t0
+        self._check(beat)
+
+        t0 = time.monotonic()
+        frames = spec.render.frame_list()
+        render = spec.render.to_json()
+        if render.get("device", "AUTO") == "AUTO":
+            render["device"] = self.device
+        job = {"render": render, "frames": frames, "output_dir": str((job_dir / "out").resolve())}
+        self._publish(state=State.RENDERING, message=f"job {lease.job_id}: rendering",
+                      progress={"frame_count": len(frames)})
+        run = BlenderRun(self.blender.path, blend, job, job_dir, total_timeout=spec.timeouts.total_s,
+                         silence_timeout=spec.timeouts.silence_s,
+                         on_progress=lambda tracker: self._on_render_progress(tracker, beat))
+        self._run = run
+        beat.run = run
+        if self._stop.is_set():
+            raise _JobEnded("released", "the worker is shutting down")
+        result = run.run()
+        stages["render"] = time.monotonic() - t0
+        self._check(beat)
+        if not result.ok:
+            if result.stopped and self._stop.is_set():
+                raise _JobEnded("released", result.reason)
+            retryable = result.stopped is None and result.exit_code not in (SCRIPT_EXIT_CODE, 0)
+            raise _Failed(result.reason, log_tail=result.log_tail, retryable=retryable)
+
+        t0 = time.monotonic()
+        self._publish(state=State.UPLOADING, message=f"job {lease.job_id}: uploading")
+        beat.progress = P.Progress(stage="uploading", percent=100.0)
+        outputs = self._outputs(result.saved, job_dir / "out")
+        for path in outputs:
+            sha = file_sha256(path)
+            self._retrying(lambda: self.client.upload(lease.job_id, lease.lease_id, path.name, path, sha))
+            self._check(beat)
+        stages["upload"] = time.monotonic() - t0
+        return outputs, stages
+
+    def _fetch_scene(self, asset: P.SceneAsset, job_dir: Path) -> Path:
+        try:
+            cached, _hit = self.cache.fetch(asset, lambda out, limit: self.client.download(asset.url, out, limit))
+        except AssetError as error:
+            raise _Failed(str(error), retryable=False) from None
+        except (NotFound, Rejected, Unauthorized) as error:
+            raise _Failed(f"scene.url: the scene could not be downloaded: {error}", retryable=False) from None
+        except Unreachable as error:
+            raise _Failed(f"scene.url: the scene could not be downloaded: {error}", retryable=True) from None
+        if asset.type == "zip":
+            try:
+                return unpack_zip(cached, job_dir / "scene", asset.blend)
+            except AssetError as error:
+                raise _Failed(str(error), retryable=False) from None
+        # Blender writes nothing next to the .blend it renders, but link it into the job's folder
+        # anyway so the job only ever touches its own folder and the cache stays pristine.
+        local = job_dir / "scene.blend"
+        try:
+            local.hardlink_to(cached)
+        except OSError:
+            shutil.copyfile(cached, local)
+        return local
+
+    @staticmethod
+    def _outputs(saved: list[str], out_dir: Path) -> list[Path]:
+        """The files Blender saved, each checked to lie in the job's output folder."""
+        root = out_dir.resolve()
+        outputs = []
+        for name in saved:
+            path = Path(name).resolve()
+            if path.parent != root or not path.is_file():
+                raise _Failed(f"Blender reported an output outside the job's folder: {name}", retryable=False)
+            try:
+                P.check_output_name(path.name, "output")
+            except P.ValidationError as error:
+                raise _Failed(str(error), retryable=False) from None
+            if path not in outputs:
+                outputs.append(path)
+        if not outputs:
+            raise _Failed("Blender finished but saved no output", retryable=False)
+        return outputs
+
+    def _on_render_progress(self, tracker, beat: _Heartbeat) -> None:
+        progress = P.Progress(stage="rendering", frame=tracker.frame, frames_done=tracker.frames_done,
+                              frame_count=tracker.frame_count, sample=tracker.sample,
+                              samples=tracker.samples, percent=tracker.percent, eta_s=tracker.eta_s)
+        beat.progress = progress
+        self._publish(progress=progress.to_json())
+
+    def _on_lease_lost(self, outcome: str, reason: str) -> None:
+        run = self._run
+        if run is not None:
+            run.stop(reason)
+
+    def _check(self, beat: _Heartbeat) -> None:
+        if beat.ended is not None:
+            raise _JobEnded(*beat.ended)
+        if self._stop.is_set():
+            raise _JobEnded("released", "the worker is shutting down")
+
+    def _retrying(self, call):
+        """Runs a call that must reach the server, backing off on network errors."""
+        for attempt in range(12):
+            try:
+                return call()
+            except LeaseLost as error:
+                raise _JobEnded("lost", str(error)) from None
+            except Unreachable as error:
+                if self._stop.is_set():
+                    raise _JobEnded("released", "the worker is shutting down") from None
+                delay = backoff_delay(attempt, cap=30.0)
+                self._publish(state=State.BACKING_OFF, retry_at=time.time() + delay,
+                              message=f"server unreachable: {error}; retrying in {delay:.0f} s")
+                self._stop.wait(delay)
+        raise _JobEnded("lost", "the server stayed unreachable; the job's lease will expire")
+
+
+class _Failed(Exception):
+    def __init__(self, reason: str, log_tail: str = "", retryable: bool = False):
+        super().__init__(reason)
+        self.reason, self.log_tail, self.retryable = reason, log_tail, retryable
+
+
+class _Heartbeat:
+    """Renews the lease and reports progress while a job runs; learns of cancel and lost leases."""
+
+    def __init__(self, client: WorkerClient, lease: P.Lease, interval: float, on_end):
+        self.client = client
+        self.lease = lease
+        self.interval = interval
+        self.on_end = on_end
+        self.progress = P.Progress(stage="downloading")
+        self.ended: tuple[str, str] | None = None
+        self.run: BlenderRun | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{lease.job_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=C.READ_TIMEOUT + C.CONNECT_TIMEOUT)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                reply = self.client.heartbeat(self.lease.job_id, self.lease.lease_id, self.progress)
+            except LeaseLost as error:
+                self._end("lost", f"the lease was lost: {error}")
+                return
+            except (Unreachable, Rejected, NotFound, Unauthorized) as error:
+                log.warning("heartbeat for job %s failed: %s", self.lease.job_id, error)
+                continue
+            if reply.get("cancel"):
+                self._end("canceled", "the job was canceled on the server")
+                return
+
+    def _end(self, outcome: str, reason: str) -> None:
+        self.ended = (outcome, reason)
+        self.on_end(outcome, reason)
