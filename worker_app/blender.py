@@ -247,7 +247,7 @@ class BlenderRun:
 
 def explain_failure(exit_code: int | None, tracker: blender_output.ProgressTracker) -> str:
     """Turns an exit code and what Blender said into a reason a person understands."""
-    said = tracker.errors[-1] if tracker.errors else ""
+    said = (tracker.script_errors or tracker.errors or [""])[-1]
     if exit_code is not None and exit_code < 0:
         import signal
         try:

@@ -4,8 +4,10 @@ Pure functions, tested on real lines (tests/fixtures). A line is either an event
 ``blender_scripts/render_job.py`` (``@homefarm {...}``) or one of Blender's own progress lines:
 
 - Cycles, 2.8-4.x:  ``Fra:1 Mem:13.57M (Peak 15.33M) | Time:00:00.57 | ... | Sample 8/8``
-- Blender 5.x prefixes the same with its log category: ``render | Fra:1 ... | Sample 8/8``
+- Blender 5.x logs through CLOG, with a time and a category in front and other spacing:
+                    ``00:01.140  render           | Fra: 1 | Mem: 360M | Sample 1/16``
 - EEVEE:            ``Fra:1 ... | Rendering 12 / 64 samples``
+- errors:           ``Error: ...``, and in 5.x ``reports | ERROR Cannot render, no camera``
 - every engine:     ``Saved: '/path/frame_0001.png'`` and `` Time: 00:01.23 (Saving: 00:00.18)``
 """
 
@@ -18,12 +20,15 @@ from dataclasses import dataclass
 
 EVENT_PREFIX = "@homefarm "
 
-_FRAME = re.compile(r"\bFra:(-?\d+)\b")
-_CYCLES_SAMPLE = re.compile(r"\|\s*Sample (\d+)/(\d+)")
-_EEVEE_SAMPLE = re.compile(r"Rendering (\d+) / (\d+) samples")
+# Blender 5.x logs through CLOG: "00:01.140  render           | Fra: 1 | Mem: 360M | Sample 1/16".
+# The prefix is searched anywhere, since Cycles' statistics thread can interleave it mid-line.
+_CLOG = re.compile(r"\d{2}:\d{2}(?::\d{2})?\.\d{3}\s+[\w.]+\s+\|\s?")
+_FRAME = re.compile(r"\bFra:\s*(-?\d+)\b")
+_CYCLES_SAMPLE = re.compile(r"\|\s*Sample (\d+)\s*/\s*(\d+)")
+_EEVEE_SAMPLE = re.compile(r"\bRendering (\d+)\s*/\s*(\d+)(?: samples)?\s*$")
 _SAVED = re.compile(r"Saved: '(.+)'")
 _TIME = re.compile(r"^\s*Time: ((?:\d+:)?\d+:\d+(?:\.\d+)?)")
-_ERROR = re.compile(r"^(?:[\w.]+ \| )?(Error|ERROR)\b:?\s*(.*)")
+_ERROR = re.compile(r"^\s*(?:Error:|ERROR\b:?|\w+ \| ERROR\b)\s*(.*)")
 
 
 @dataclass(frozen=True)
@@ -49,11 +54,15 @@ def parse_line(text: str) -> Line:
         if isinstance(event, dict) and isinstance(event.get("event"), str):
             return Line(text, event=event)
         return Line(text)
-    frame = _FRAME.search(text)
-    sample = _CYCLES_SAMPLE.search(text) or _EEVEE_SAMPLE.search(text)
-    saved = _SAVED.search(text)
-    took = _TIME.match(text)
-    error = _ERROR.match(text)
+    body = text
+    clog = _CLOG.search(text)
+    if clog:
+        body = text[clog.end():]
+    frame = _FRAME.search(body)
+    sample = _CYCLES_SAMPLE.search(body) or _EEVEE_SAMPLE.search(body)
+    saved = _SAVED.search(body)
+    took = _TIME.match(body)
+    error = _ERROR.match(body)
     return Line(
         text,
         frame=int(frame.group(1)) if frame else None,
@@ -61,7 +70,7 @@ def parse_line(text: str) -> Line:
         samples=int(sample.group(2)) if sample else None,
         saved=saved.group(1) if saved else None,
         seconds=parse_duration(took.group(1)) if took else None,
-        error=error.group(2).strip() or text if error else None,
+        error=(error.group(1).strip() or body) if error else None,
     )
 
 
@@ -85,7 +94,8 @@ class ProgressTracker:
         self.clock = clock
         self.started = clock()
         self.saved: list[str] = []
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # Blender's own error lines
+        self.script_errors: list[str] = []  # error events from the bundled script: the precise cause
         self.warnings: list[str] = []
 
     def feed(self, line: Line) -> None:
@@ -117,7 +127,7 @@ class ProgressTracker:
         elif kind == "warning":
             self.warnings.append(str(event.get("message")))
         elif kind == "error":
-            self.errors.append(str(event.get("message")))
+            self.script_errors.append(str(event.get("message")))
 
     @property
     def fraction(self) -> float:

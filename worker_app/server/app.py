@@ -83,12 +83,12 @@ class JobServer:
 
     def start(self) -> JobServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="homefarm-server",
-                                        kwargs={"poll_interval": 0.5}, daemon=True)
+                                        kwargs={"poll_interval": 0.2}, daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
-        self.httpd.serve_forever(poll_interval=0.5)
+        self.httpd.serve_forever(poll_interval=0.2)
 
     def stop(self) -> None:
         self.httpd.shutdown()

@@ -1,0 +1,67 @@
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from worker_app.app_client import AppClient
+from worker_app.blender import BlenderNotFound, find_blender
+from worker_app.client import WorkerClient
+from worker_app.demo import sample_scene
+from worker_app.server import JobServer
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+
+# A fast render of the sample scene: tiny, few samples. Blender's start-up dominates.
+FAST_RENDER = {"engine": "CYCLES", "samples": 2, "resolution": [64, 36], "frames": "1", "format": "PNG",
+               "device": "CPU"}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Every test gets its own homefarm folders, never the real user's."""
+    monkeypatch.setenv("HOMEFARM_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture(scope="session")
+def blender():
+    try:
+        return find_blender(os.environ.get("HOMEFARM_TEST_BLENDER", ""))
+    except BlenderNotFound as error:
+        pytest.fail(f"these tests render with a real Blender: {error}")
+
+
+class Served:
+    def __init__(self, server: JobServer):
+        self.server = server
+        self.url = server.url
+        self.app_token = server.store.create_token("app", "test")
+        self.worker_token = server.store.create_token("worker", "test")
+        self.app = AppClient(self.url, self.app_token)
+
+    def worker_client(self) -> WorkerClient:
+        return WorkerClient(self.url, self.worker_token)
+
+    def upload_scene(self, path: Path | None = None) -> dict:
+        asset = self.app.upload_asset(path or sample_scene())
+        return {"url": asset["url"], "sha256": asset["sha256"], "size": asset["size"]}
+
+    def submit(self, render=None, **extra) -> dict:
+        spec = {"scene": extra.pop("scene", None) or self.upload_scene(), "render": render or FAST_RENDER}
+        spec.update(extra)
+        return self.app.submit(spec)
+
+
+@pytest.fixture
+def served(tmp_path):
+    server = JobServer(tmp_path / "server", lease_ttl=30).start()
+    try:
+        yield Served(server)
+    finally:
+        server.stop()
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,86 @@
+"""The output parser on real lines from several Blender versions."""
+
+from pathlib import Path
+
+import pytest
+
+from worker_app.blender_output import ProgressTracker, parse_duration, parse_line
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+# Blender 3.4.1 (Debian), captured from the bundled script: tests/fixtures/blender-3.4.1-cycles.log.
+CYCLES_34 = ("Fra:1 Mem:12.69M (Peak 12.69M) | Time:00:00.09 | Remaining:00:00.63 | Mem:3.29M, "
+             "Peak:3.29M | Showcase, ViewLayer | Sample 1/8")
+# The pre-5.0 format as quoted in a public Blender bug report (macOS build).
+CYCLES_4X = ("Fra:1 Mem:118.99M (Peak 118.99M) | Time:00:00.17 | Remaining:00:04.48 | Mem:108.22M, "
+             "Peak:108.22M | Scene, ViewLayer | Sample 1/32")
+# Blender 5.x CLOG lines, in the shape public 5.0.1 logs show them.
+CYCLES_50 = "00:01.140  render           | Fra: 1 | Mem: 360M | Sample 1/16"
+SAVED_50 = r"00:20.234  render           | Saved: 'C:\out\0000.jpg'"
+TIME_50 = "00:20.234  render           | Time: 00:19.28 (Saving: 00:00.14)"
+ERROR_50 = "00:00.512  reports          | ERROR Cannot render, no camera"
+EEVEE_3X = "Fra:1 Mem:110.33M (Peak 112.04M) | Time:00:00.71 | Rendering 12 / 64 samples"
+SYNC_34 = ("Fra:1 Mem:9.83M (Peak 9.85M) | Time:00:00.01 | Mem:0.00M, Peak:0.00M | Sample, ViewLayer "
+           "| Synchronizing object | Floor")
+
+
+@pytest.mark.parametrize("text, frame, sample, samples", [
+    (CYCLES_34, 1, 1, 8), (CYCLES_4X, 1, 1, 32), (CYCLES_50, 1, 1, 16), (EEVEE_3X, 1, 12, 64),
+])
+def test_progress_lines(text, frame, sample, samples):
+    line = parse_line(text)
+    assert (line.frame, line.sample, line.samples) == (frame, sample, samples)
+
+
+def test_a_scene_named_sample_is_not_a_sample_count():
+    line = parse_line(SYNC_34)
+    assert line.frame == 1 and line.sample is None
+
+
+def test_saved_time_and_errors():
+    assert parse_line("Saved: '/tmp/rj/out/frame_0001.png'").saved == "/tmp/rj/out/frame_0001.png"
+    assert parse_line(" Time: 00:00.88 (Saving: 00:00.30)").seconds == pytest.approx(0.88)
+    assert parse_line(" Time: 01:02:03.50 (Saving: 00:00.30)").seconds == pytest.approx(3723.5)
+    assert parse_line("Error: Cannot read file '/x.blend': No such file or directory").error.startswith(
+        "Cannot read file")
+    assert parse_duration("02:03.45") == pytest.approx(123.45)
+
+
+def test_blender_5_clog_lines():
+    assert parse_line(SAVED_50).saved == "C:\\out\\0000.jpg"
+    assert parse_line(TIME_50).seconds == pytest.approx(19.28)
+    assert parse_line(ERROR_50).error == "Cannot render, no camera"
+    assert parse_line(CYCLES_50).error is None
+
+
+def test_events_are_json_and_broken_events_are_plain_lines():
+    line = parse_line('@homefarm {"event": "frame_done", "frame": 2, "seconds": 0.7}\n')
+    assert line.event == {"event": "frame_done", "frame": 2, "seconds": 0.7}
+    assert parse_line("@homefarm {not json").event is None
+    assert parse_line('@homefarm ["event"]').event is None
+
+
+def test_tracker_over_a_whole_real_log():
+    """Blender 3.4.1 rendering two frames of 8 samples, as captured from the bundled script."""
+    ticks = iter(range(1000))
+    tracker = ProgressTracker(frame_count=2, clock=lambda: next(ticks))
+    percents = []
+    for text in (FIXTURES / "blender-3.4.1-cycles.log").read_text().splitlines():
+        tracker.feed(parse_line(text))
+        percents.append(tracker.percent)
+    assert tracker.frames_done == 2
+    assert tracker.samples == 8
+    assert [p.rsplit("/", 1)[-1] for p in tracker.saved] == ["frame_0001.png", "frame_0002.png"]
+    assert percents[-1] == 100.0
+    assert 40 <= max(p for p in percents if p < 100) < 100
+    assert percents == sorted(percents[:percents.index(50.0)]) + percents[percents.index(50.0):]
+
+
+def test_tracker_eta():
+    now = [0.0]
+    tracker = ProgressTracker(frame_count=4, samples=10, clock=lambda: now[0])
+    assert tracker.eta_s is None
+    now[0] = 10.0
+    tracker.feed(parse_line('@homefarm {"event": "frame_done", "frame": 1}'))
+    assert tracker.percent == 25.0
+    assert tracker.eta_s == pytest.approx(30.0)

@@ -1,0 +1,194 @@
+"""The worker against a real server on loopback, rendering with the real Blender."""
+
+import hashlib
+import json
+import threading
+import time
+
+import psutil
+import pytest
+
+from conftest import FAST_RENDER, Served
+from worker_app.demo import sample_scene
+from worker_app.images import png_size
+from worker_app.server import JobServer
+from worker_app.worker import State, Worker
+
+pytestmark = pytest.mark.blender
+
+SLOW_RENDER = {**FAST_RENDER, "samples": 4000, "resolution": [160, 90]}
+
+
+class Running:
+    """A Worker on its own thread, with what it reported."""
+
+    def __init__(self, served: Served, blender, tmp_path, max_jobs=1):
+        self.reports, self.states = [], []
+        self.ended = threading.Event()
+        self.jobs_dir = tmp_path / "worker" / "jobs"
+        self.worker = Worker(served.worker_client(), blender, self.jobs_dir, tmp_path / "worker" / "cache",
+                             device="CPU", claim_wait=5, max_jobs=max_jobs,
+                             on_snapshot=lambda s: self.states.append(s.state),
+                             on_job_end=self._ended, make_client=served.worker_client)
+        self.thread = self.worker.start_thread()
+
+    def _ended(self, report):
+        self.reports.append(report)
+        self.ended.set()
+
+    def wait_for_state(self, state, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.worker.snapshot.state == state:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"worker never reached {state}; it is {self.worker.snapshot}")
+
+    def finish(self, timeout=120):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the worker did not finish"
+
+
+def blender_processes(jobs_dir):
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(str(jobs_dir) in part for part in proc.info["cmdline"] or []):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+@pytest.fixture
+def quick_served(tmp_path):
+    """A server with a short lease, so heartbeats come every second."""
+    server = JobServer(tmp_path / "server", lease_ttl=4).start()
+    try:
+        yield Served(server)
+    finally:
+        server.stop()
+
+
+def test_renders_frames_end_to_end(served, blender, tmp_path):
+    job = served.submit({**FAST_RENDER, "frames": "1-2"})
+    running = Running(served, blender, tmp_path)
+    running.finish()
+    report = running.reports[0]
+    assert report.outcome == "done", report.reason
+    view = served.app.job(job["id"])
+    assert view["state"] == "done"
+    assert [o["name"] for o in view["outputs"]] == ["frame_0001.png", "frame_0002.png"]
+    for output, local in zip(view["outputs"], report.outputs):
+        fetched = served.app.download_output(job["id"], output["name"], tmp_path / "got" / output["name"])
+        assert png_size(fetched) == (64, 36)
+        assert fetched.read_bytes() == local.read_bytes()
+        assert hashlib.sha256(fetched.read_bytes()).hexdigest() == output["sha256"]
+    assert view["stats"]["frames"] == 2 and view["stats"]["render_s"] > 0
+    for state in (State.CONNECTING, State.WAITING, State.DOWNLOADING, State.RENDERING, State.UPLOADING):
+        assert state in running.states
+    log = (running.jobs_dir / job["id"] / "blender.log").read_text()
+    print(f"Blender rendered job {job['id']}; its log:\n{log}")
+    assert "Sample 2/2" in log and '"event": "job_done"' in log
+    assert running.states[-1] == State.STOPPED
+
+
+def test_scene_with_wrong_sha256_is_failed_and_nothing_renders(served, blender, tmp_path):
+    scene = served.upload_scene()
+    scene["sha256"] = hashlib.sha256(b"another scene").hexdigest()
+    job = served.submit(scene=scene)
+    running = Running(served, blender, tmp_path)
+    running.finish()
+    view = served.app.job(job["id"])
+    assert view["state"] == "failed"
+    assert view["error"].startswith("scene.sha256:")
+    assert State.RENDERING not in running.states
+    assert not (running.jobs_dir / job["id"] / "blender.log").exists()
+    assert not list((running.jobs_dir / job["id"] / "out").iterdir())
+
+
+def test_a_bad_field_is_caught_again_by_the_worker(served, blender, tmp_path):
+    # Written straight into the database, as a backend with a looser validator might.
+    scene = served.upload_scene()
+    job_id = served.server.store.submit({"scene": scene, "render": {"engine": "CYCLES", "samples": "many"}},
+                                        0, 1, None)
+    running = Running(served, blender, tmp_path)
+    running.finish()
+    view = served.app.job(str(job_id))
+    assert view["state"] == "failed"
+    assert view["error"].startswith("invalid job: render.samples:")
+
+
+def test_blender_failure_is_reported_with_its_reason_and_the_worker_keeps_serving(served, blender, tmp_path):
+    bad = served.submit({**FAST_RENDER, "camera": "NoSuchCamera"})
+    good = served.submit(FAST_RENDER)
+    running = Running(served, blender, tmp_path, max_jobs=2)
+    running.finish()
+    failed = served.app.job(bad["id"])
+    assert failed["state"] == "failed"
+    assert failed["error"] == "render.camera: no camera object named 'NoSuchCamera'"
+    assert "Traceback" in failed["log_tail"]
+    assert served.app.job(good["id"])["state"] == "done"
+
+
+def test_cancel_stops_blender_at_once(quick_served, blender, tmp_path):
+    job = quick_served.submit(SLOW_RENDER)
+    running = Running(quick_served, blender, tmp_path)
+    running.wait_for_state(State.RENDERING)
+    time.sleep(1)
+    assert blender_processes(running.jobs_dir), "Blender should be rendering now"
+    quick_served.app.cancel(job["id"])
+    assert running.ended.wait(15)
+    running.finish()
+    assert running.reports[0].outcome == "canceled"
+    assert blender_processes(running.jobs_dir) == []
+    assert quick_served.app.job(job["id"])["state"] == "canceled"
+
+
+def test_stopping_the_worker_releases_the_job_and_leaves_no_blender(served, blender, tmp_path):
+    job = served.submit(SLOW_RENDER)
+    running = Running(served, blender, tmp_path)
+    running.wait_for_state(State.RENDERING)
+    time.sleep(1)
+    running.worker.stop()
+    running.finish(30)
+    assert running.reports[0].outcome == "released"
+    assert blender_processes(running.jobs_dir) == []
+    view = served.app.job(job["id"])
+    assert view["state"] == "queued" and view["attempts"] == 0
+
+
+def test_wall_clock_limit(served, blender, tmp_path):
+    job = served.submit(SLOW_RENDER, timeouts={"total_s": 3})
+    running = Running(served, blender, tmp_path)
+    running.finish()
+    view = served.app.job(job["id"])
+    assert view["state"] == "failed"
+    assert "timeouts.total_s" in view["error"]
+    assert blender_processes(running.jobs_dir) == []
+
+
+def test_zip_scene(served, blender, tmp_path):
+    import zipfile
+    archive = tmp_path / "shot.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(sample_scene(), "shot/main.blend")
+        zf.writestr("shot/README.txt", "textures would live here")
+    asset = served.app.upload_asset(archive)
+    job = served.submit(scene={"url": asset["url"], "sha256": asset["sha256"], "size": asset["size"],
+                               "type": "zip", "blend": "shot/main.blend"})
+    running = Running(served, blender, tmp_path)
+    running.finish()
+    assert served.app.job(job["id"])["state"] == "done", running.reports[0].reason
+    assert (running.jobs_dir / job["id"] / "scene" / "shot" / "README.txt").is_file()
+
+
+def test_job_file_given_to_blender_is_plain_data(served, blender, tmp_path):
+    job = served.submit({**FAST_RENDER, "camera": "Camera'); import os; os.system('touch pwned') #"})
+    running = Running(served, blender, tmp_path)
+    running.finish()
+    view = served.app.job(job["id"])
+    assert view["state"] == "failed" and view["error"].startswith("render.camera:")
+    job_file = json.loads((running.jobs_dir / job["id"] / "job.json").read_text())
+    assert job_file["render"]["camera"].startswith("Camera');")
+    assert not list(tmp_path.glob("**/pwned"))
