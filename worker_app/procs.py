@@ -87,26 +87,33 @@ def kill_tree(pid: int, grace: float = C.BLENDER_STOP_GRACE) -> None:
 def stop(proc: subprocess.Popen, grace: float = C.BLENDER_STOP_GRACE) -> int | None:
     """Asks ``proc``'s group to stop, waits ``grace`` seconds, then kills the whole tree."""
     if proc.poll() is None:
-        try:
-            descendants = psutil.Process(proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            descendants = []
+        descendants = _descendants(proc.pid)
         backend().ask_to_stop(proc)
         try:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            kill_tree(proc.pid, grace=0.5)
-        # Children that outlived their parent (re-parented) are ended too.
+            descendants += _descendants(proc.pid)
+            # Our own child is killed through Popen, not psutil, so that Popen keeps its exit code.
+            proc.kill()
+        # Descendants that outlived their parent (re-parented to init) are ended too.
         for child in descendants:
             try:
                 child.kill()
             except psutil.NoSuchProcess:
                 pass
+        psutil.wait_procs(descendants, timeout=C.BLENDER_KILL_WAIT)
     try:
         return proc.wait(timeout=C.BLENDER_KILL_WAIT)
     except subprocess.TimeoutExpired:
         log.error("process %d did not exit after being killed", proc.pid)
         return None
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
 
 
 def reap_orphans(pidfiles: list[Path]) -> int:

@@ -1,0 +1,124 @@
+"""The `homefarm` command as a person runs it: separate processes, a real server, a real Blender."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import FAST_RENDER, TESTS
+from worker_app.app_client import AppClient
+from worker_app.demo import sample_scene
+from worker_app.images import png_size
+
+
+def homefarm_env(tmp_path):
+    env = dict(os.environ)
+    env["HOMEFARM_HOME"] = str(tmp_path / "home")
+    env["PYTHON_KEYRING_BACKEND"] = "keyring_file_backend.FileKeyring"
+    env["HOMEFARM_TEST_KEYRING"] = str(tmp_path / "test-keyring.json")
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def homefarm(tmp_path, *args, input=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "worker_app", *args], env=homefarm_env(tmp_path),
+                          input=input, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.blender
+def test_demo_renders_the_sample_scene_and_prints_its_path_last(tmp_path):
+    result = homefarm(tmp_path, "demo")
+    assert result.returncode == 0, result.stderr
+    print(result.stdout)
+    lines = result.stdout.strip().splitlines()
+    image = Path(lines[-1])
+    assert image.is_file() and png_size(image) == (640, 360)
+    assert image.stat().st_size > 50_000  # a real render, not a blank image
+    for stage in ("submitted -> claimed", "download", "render", "upload", "claimed -> done"):
+        assert any(line.strip().startswith(stage) for line in lines), stage
+
+
+def test_version_and_help(tmp_path):
+    assert homefarm(tmp_path, "--version").stdout.startswith("homefarm ")
+    assert "serve" in homefarm(tmp_path).stdout
+
+
+def test_bad_config_value_is_refused_with_the_key(tmp_path):
+    result = homefarm(tmp_path, "config", "set", "blender.device", "TPU")
+    assert result.returncode != 0
+    assert "blender.device: must be one of AUTO, GPU, CPU" in result.stderr
+
+
+@pytest.fixture
+def serve(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "worker_app", "serve", "--port", "0"],
+                            env=homefarm_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("homefarm job server on "):
+            break
+    text = "".join(lines)
+    url = re.search(r"on (http://\S+)", text).group(1)
+    tokens = dict(re.findall(r"(web app|worker)\s+token.*?:\s+(\S+)", text))
+    try:
+        yield url, tokens["web app"], tokens["worker"], proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.blender
+def test_serve_login_run_and_the_token_stays_secret(tmp_path, serve):
+    url, app_token, worker_token, server_proc = serve
+    login = homefarm(tmp_path, "login", "--server", url, "--token-stdin", input=worker_token + "\n")
+    assert login.returncode == 0, login.stderr
+    doctor = homefarm(tmp_path, "doctor")
+    assert "[ok  ] token" in doctor.stdout and "[ok  ] blender" in doctor.stdout, doctor.stdout
+    assert doctor.returncode == 0
+
+    app = AppClient(url, app_token)
+    asset = app.upload_asset(sample_scene())
+    job = app.submit({"scene": {k: asset[k] for k in ("url", "sha256", "size")}, "render": FAST_RENDER})
+    worker = subprocess.Popen([sys.executable, "-m", "worker_app", "run", "--max-jobs", "1"],
+                              env=homefarm_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    command_lines = []
+    deadline = time.monotonic() + 120
+    while worker.poll() is None and time.monotonic() < deadline:
+        for proc in psutil.process_iter(["cmdline"]):
+            command_lines.append(" ".join(proc.info["cmdline"] or []))
+        time.sleep(0.2)
+    output = worker.communicate(timeout=10)[0]
+    assert worker.returncode == 0, output
+    assert app.job(job["id"])["state"] == "done", output
+
+    home = tmp_path / "home"
+    files = [p for p in home.rglob("*") if p.is_file() and p.suffix not in (".png", ".blend")]
+    assert any(p.name == "homefarm.log" for p in files)
+    assert any(p.name == "config.toml" for p in files)
+    for path in files:
+        assert worker_token not in path.read_text(errors="ignore"), path
+    assert worker_token not in output + login.stdout + login.stderr + doctor.stdout
+    assert not any(worker_token in line for line in command_lines)
+    assert (tmp_path / "test-keyring.json").read_text().count(worker_token) == 1
+
+
+def test_login_refuses_a_wrong_token(tmp_path, serve):
+    url = serve[0]
+    result = homefarm(tmp_path, "login", "--server", url, "--token-stdin", input="hfw_wrong\n")
+    assert result.returncode != 0 and "refused this token" in result.stderr
+    assert not (tmp_path / "test-keyring.json").exists()
+
+
+def test_run_without_login_says_what_to_do(tmp_path):
+    result = homefarm(tmp_path, "run")
+    assert result.returncode != 0
+    assert "homefarm login --server" in result.stderr

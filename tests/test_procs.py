@@ -1,0 +1,58 @@
+"""Process trees: a stop ends every descendant, and orphans of a dead worker are found again."""
+
+import subprocess
+import sys
+import time
+
+import psutil
+
+from worker_app import procs
+
+# A parent that starts a child, both sleeping, the parent ignoring SIGTERM.
+TREE = ("import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        "print('ready', flush=True); time.sleep(60)")
+
+
+def start_tree(tmp_path, pidfile=None):
+    proc = procs.start([sys.executable, "-c", TREE], cwd=tmp_path, env=None, pidfile=pidfile)
+    assert proc.stdout.readline().strip() == b"ready"
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert len(children) == 1
+    return proc, children[0]
+
+
+def test_child_runs_in_its_own_session_with_stdin_closed(tmp_path):
+    proc = procs.start([sys.executable, "-c", "import os, sys; print(os.getsid(0), sys.stdin.read() == '')"],
+                       cwd=tmp_path, env=None)
+    sid, empty = proc.stdout.read().split()
+    proc.wait(5)
+    assert int(sid) == proc.pid and empty == b"True"
+
+
+def test_stop_kills_a_tree_that_ignores_the_request(tmp_path):
+    proc, child = start_tree(tmp_path)
+    started = time.monotonic()
+    code = procs.stop(proc, grace=0.5)
+    assert code is not None and code < 0
+    assert time.monotonic() - started < 5
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+
+
+def test_stop_of_a_process_already_gone_is_fine(tmp_path):
+    proc = procs.start([sys.executable, "-c", "pass"], cwd=tmp_path, env=None)
+    proc.wait(5)
+    assert procs.stop(proc) == 0
+
+
+def test_reap_orphans_ends_recorded_processes_only(tmp_path):
+    pidfile = tmp_path / "blender.pid"
+    proc, child = start_tree(tmp_path, pidfile)
+    assert procs.reap_orphans([pidfile]) == 1
+    proc.wait(10)
+    assert not pidfile.exists()
+    # A pid file whose process is gone (or whose pid now names another process) ends nothing.
+    stale = tmp_path / "stale.pid"
+    stale.write_text('{"pid": %d, "create_time": 1.0}' % psutil.Process().pid)
+    assert procs.reap_orphans([stale]) == 0
+    assert psutil.Process().is_running()
