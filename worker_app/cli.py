@@ -18,13 +18,14 @@ from worker_app import constants as C
 log = logging.getLogger("homefarm")
 
 
-def _setup_logging(verbose: bool, log_file: Path | None = None) -> None:
+def _setup_logging(verbose: bool, log_file: Path | None = None, quiet: bool = False) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.handlers.RotatingFileHandler(log_file, maxBytes=2_000_000, backupCount=3,
                                                              encoding="utf-8"))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers,
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, handlers=handlers,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     # urllib3 logs every request line at DEBUG; none carries the token, but keep the log readable.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
@@ -248,5 +249,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config" and args.action == "set" and (args.key is None or args.value is None):
         parser.error("config set needs KEY VALUE, e.g. `homefarm config set blender.device GPU`")
     paths = config_mod.Paths.default()
-    _setup_logging(args.verbose, paths.log_dir / "homefarm.log" if args.command == "run" else None)
+    _setup_logging(args.verbose, paths.log_dir / "homefarm.log" if args.command == "run" else None,
+                   quiet=args.command in ("demo", "doctor"))
     return args.func(args, paths)

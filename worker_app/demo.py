@@ -44,9 +44,15 @@ def run_demo(blender: BlenderInstall, work_dir: Path, device: str = "AUTO", out=
     ended = threading.Event()
     waiting = threading.Event()
 
+    shown = {"state": None}
+
     def on_snapshot(snapshot):
         if snapshot.state == State.WAITING:
             waiting.set()
+        if snapshot.job_id and snapshot.state != shown["state"] and snapshot.state in (
+                State.DOWNLOADING, State.RENDERING, State.UPLOADING):
+            out(f"  {time.monotonic() - t_start:7.3f} s  worker: {snapshot.message}")
+        shown["state"] = snapshot.state
 
     def on_job_end(report):
         reports.append(report)
@@ -65,14 +71,9 @@ def run_demo(blender: BlenderInstall, work_dir: Path, device: str = "AUTO", out=
         asset = app.upload_asset(sample_scene())
         job = app.submit({"scene": {"url": asset["url"], "sha256": asset["sha256"], "size": asset["size"]},
                           "render": SAMPLE_SPEC, "tag": "homefarm-demo"})
-        out(f"submitted job {job['id']}: {SAMPLE_SPEC['engine']}, {SAMPLE_SPEC['samples']} samples, "
+        out(f"  {time.monotonic() - t_start:7.3f} s  submitted job {job['id']}: {SAMPLE_SPEC['engine']}, {SAMPLE_SPEC['samples']} samples, "
             f"{SAMPLE_SPEC['resolution'][0]}x{SAMPLE_SPEC['resolution'][1]}")
-        last_percent = -1.0
         while not ended.wait(0.2):
-            percent = worker.snapshot.progress.get("percent")
-            if percent is not None and percent >= last_percent + 25:
-                last_percent = percent
-                out(f"  rendering: {percent:.0f} %")
             if not thread.is_alive():
                 break
         if not reports:

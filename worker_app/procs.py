@@ -70,18 +70,18 @@ def kill_tree(pid: int, grace: float = C.BLENDER_STOP_GRACE) -> None:
         tree = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         return
-    for proc in tree:
-        try:
-            proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
+    _signal_all(tree, psutil.Process.terminate)
     _, alive = psutil.wait_procs(tree, timeout=grace)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
+    _signal_all(alive, psutil.Process.kill)
     psutil.wait_procs(alive, timeout=C.BLENDER_KILL_WAIT)
+
+
+def _signal_all(processes: list[psutil.Process], action) -> None:
+    for proc in processes:
+        try:
+            action(proc)
+        except psutil.NoSuchProcess:
+            pass  # already gone: fine
 
 
 def stop(proc: subprocess.Popen, grace: float = C.BLENDER_STOP_GRACE) -> int | None:
@@ -96,11 +96,7 @@ def stop(proc: subprocess.Popen, grace: float = C.BLENDER_STOP_GRACE) -> int | N
             # Our own child is killed through Popen, not psutil, so that Popen keeps its exit code.
             proc.kill()
         # Descendants that outlived their parent (re-parented to init) are ended too.
-        for child in descendants:
-            try:
-                child.kill()
-            except psutil.NoSuchProcess:
-                pass
+        _signal_all(descendants, psutil.Process.kill)
         psutil.wait_procs(descendants, timeout=C.BLENDER_KILL_WAIT)
     try:
         return proc.wait(timeout=C.BLENDER_KILL_WAIT)
