@@ -15,6 +15,7 @@ This file runs in Blender's own Python (3.4 and newer), so it imports nothing fr
 """
 
 import json
+import math
 import os
 import sys
 import time
@@ -25,6 +26,14 @@ EVENT_PREFIX = "@homefarm "
 # Best first: the order in which Cycles' GPU backends are tried when the job asks for "GPU" or "AUTO".
 GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
 FILE_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "OPEN_EXR": "OPEN_EXR", "FFMPEG": "FFMPEG"}
+# Principled BSDF sockets by the job's key; the first name that exists wins ("Emission" before 4.0).
+MATERIAL_INPUTS = {
+    "base_color": ("Base Color",),
+    "metallic": ("Metallic",),
+    "roughness": ("Roughness",),
+    "emission": ("Emission Color", "Emission"),
+    "emission_strength": ("Emission Strength",),
+}
 
 
 class JobError(Exception):
@@ -98,28 +107,31 @@ def set_engine(scene, engine):
                    % (engine, ", ".join(available_engines())))
 
 
-def enable_cycles_device(scene, preference):
-    """Chooses the Cycles device: the best GPU backend there is, else the CPU with a warning."""
+def enable_cycles_device(scene, preference, device_type=None, gpu_indices=None):
+    """Chooses the Cycles device: the configured or best GPU backend there is, else the CPU with a warning."""
     if preference == "CPU":
         scene.cycles.device = "CPU"
         return "CPU", []
     prefs = bpy.context.preferences.addons["cycles"].preferences
-    for backend in GPU_BACKENDS:
+    for backend in ([device_type] if device_type else GPU_BACKENDS):
         try:
             prefs.compute_device_type = backend
         except TypeError:
             continue  # This build of Blender does not know the backend.
         prefs.get_devices()
         gpus = [d for d in prefs.devices if d.type == backend]
+        if gpu_indices:
+            gpus = [gpus[i] for i in gpu_indices if 0 <= i < len(gpus)]
         if not gpus:
             continue
         for device in prefs.devices:
-            device.use = device.type == backend
+            device.use = device in gpus
         scene.cycles.device = "GPU"
         return backend, [d.name for d in gpus]
-    if preference == "GPU":
-        emit("warning", message="render.device: GPU asked for but Blender sees no GPU device; "
-                                "rendering on the CPU")
+    wanted = device_type or "GPU"
+    if gpu_indices:
+        wanted += " %s" % list(gpu_indices)
+    emit("warning", message="render.device: Blender sees no %s device; rendering on the CPU" % wanted)
     scene.cycles.device = "CPU"
     return "CPU", []
 
@@ -151,6 +163,70 @@ def disable_denoising(scene):
             layer.cycles.use_denoising = False
 
 
+def apply_overrides(scene, overrides, images):
+    """Applies the job's template parameters; a name missing from the .blend fails the job with its path."""
+    for name, changes in overrides.get("objects", {}).items():
+        obj = bpy.data.objects.get(name)
+        if obj is None:
+            raise JobError("overrides.objects.%s: no object named %r" % (name, name))
+        if "location" in changes:
+            obj.location = changes["location"]
+        if "rotation" in changes:
+            obj.rotation_mode = "XYZ"
+            obj.rotation_euler = [math.radians(v) for v in changes["rotation"]]
+        if "scale" in changes:
+            obj.scale = changes["scale"]
+        if "visible" in changes:
+            obj.hide_render = not changes["visible"]
+    for name, inputs in overrides.get("materials", {}).items():
+        mat = bpy.data.materials.get(name)
+        if mat is None:
+            raise JobError("overrides.materials.%s: no material named %r" % (name, name))
+        bsdf = next((n for n in (mat.node_tree.nodes if mat.use_nodes else [])
+                     if n.type == "BSDF_PRINCIPLED"), None)
+        if bsdf is None:
+            raise JobError("overrides.materials.%s: the material has no Principled BSDF node" % name)
+        for key, value in inputs.items():
+            socket = next((bsdf.inputs[n] for n in MATERIAL_INPUTS[key] if n in bsdf.inputs), None)
+            if socket is None:
+                raise JobError("overrides.materials.%s.%s: this Blender's Principled BSDF has no such input"
+                               % (name, key))
+            if isinstance(value, list) and len(value) == 3:
+                value = value + [1.0]
+            socket.default_value = value
+    for name, body in overrides.get("texts", {}).items():
+        obj = bpy.data.objects.get(name)
+        if obj is None or obj.type != "FONT":
+            raise JobError("overrides.texts.%s: no text object named %r" % (name, name))
+        obj.data.body = body
+    for name, path in images.items():
+        image = bpy.data.images.get(name)
+        if image is None:
+            raise JobError("overrides.images.%s: no image named %r" % (name, name))
+        if image.packed_file is not None:
+            image.unpack(method="REMOVE")
+        image.source = "FILE"
+        image.filepath = path
+        image.reload()
+    for name, changes in overrides.get("collections", {}).items():
+        coll = bpy.data.collections.get(name)
+        if coll is None:
+            raise JobError("overrides.collections.%s: no collection named %r" % (name, name))
+        coll.hide_render = not changes["visible"]
+
+
+def report_missing_files():
+    """Warns of images the scene uses but that are neither packed nor on disk: they render pink."""
+    for image in bpy.data.images:
+        if image.source not in ("FILE", "SEQUENCE", "TILED") or image.packed_file is not None:
+            continue
+        if image.users == 0 or not image.filepath:
+            continue
+        path = bpy.path.abspath(image.filepath)
+        if "<UDIM>" not in path and not os.path.exists(path):
+            emit("warning", message="missing texture %r: %s" % (image.name, image.filepath))
+
+
 def main():
     job = read_job()
     bpy.app.handlers.render_stats.append(_c_stdout_flusher())
@@ -161,9 +237,13 @@ def main():
     engine = set_engine(scene, render["engine"])
     device, gpus = ("CPU", [])
     if engine == "CYCLES":
-        device, gpus = enable_cycles_device(scene, render.get("device", "AUTO"))
+        device, gpus = enable_cycles_device(scene, render.get("device", "AUTO"), job.get("device_type"),
+                                            job.get("gpu_indices"))
         disable_denoising(scene)
     set_samples(scene, engine, render.get("samples"))
+
+    apply_overrides(scene, job.get("overrides", {}), job.get("images", {}))
+    report_missing_files()
 
     if render.get("camera"):
         camera = bpy.data.objects.get(render["camera"])

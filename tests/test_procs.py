@@ -5,6 +5,7 @@ import sys
 import time
 
 import psutil
+from pathlib import Path
 
 from worker_app import procs
 
@@ -56,3 +57,16 @@ def test_reap_orphans_ends_recorded_processes_only(tmp_path):
     stale.write_text('{"pid": %d, "create_time": 1.0}' % psutil.Process().pid)
     assert procs.reap_orphans([stale]) == 0
     assert psutil.Process().is_running()
+
+
+def test_children_die_with_a_killed_worker(tmp_path):
+    """The worker is killed with SIGKILL mid-render: its Blender must not live on (Linux: PDEATHSIG)."""
+    script = ("import sys, time; sys.path.insert(0, %r); from pathlib import Path; from worker_app import procs; "
+              "p = procs.start([sys.executable, '-c', 'import time; time.sleep(60)'], cwd=Path('.'), env=None); "
+              "print(p.pid, flush=True); time.sleep(60)") % str(Path(__file__).parent.parent)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=tmp_path)
+    child = psutil.Process(int(parent.stdout.readline()))
+    parent.kill()
+    parent.wait(5)
+    psutil.wait_procs([child], timeout=5)
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE

@@ -47,20 +47,61 @@ class BlenderInstall:
         return tuple(int(p) for p in self.version.split("."))
 
 
-def candidate_paths(configured: str = "") -> list[str]:
-    """Where Blender may live, best first: the configured path, PATH, then the usual folders."""
+class FileAssociation:
+    """Where the OS opens .blend files with; one backend per OS, the Windows one reads the registry."""
+
+    def blend_opener(self) -> str | None:
+        return None
+
+
+class WindowsFileAssociation(FileAssociation):
+    def __init__(self, registry=None):
+        self.registry = registry  # the winreg module, or a fake with the same functions in tests
+
+    def blend_opener(self) -> str | None:
+        reg = self.registry
+        if reg is None:
+            import winreg as reg
+        try:
+            with reg.OpenKey(reg.HKEY_CLASSES_ROOT, ".blend") as key:
+                prog_id = reg.QueryValueEx(key, "")[0]
+            with reg.OpenKey(reg.HKEY_CLASSES_ROOT, prog_id + r"\shell\open\command") as key:
+                command = reg.QueryValueEx(key, "")[0]
+        except OSError:
+            return None
+        # '"C:\Program Files\Blender Foundation\Blender 4.2\blender-launcher.exe" "%1"'
+        match = re.match(r'\s*"([^"]+)"|\s*(\S+)', command)
+        if not match:
+            return None
+        exe = match.group(1) or match.group(2)
+        # The launcher opens a console-less window; the real binary sits beside it.
+        if os.path.basename(exe).lower() == "blender-launcher.exe":
+            exe = os.path.join(os.path.dirname(exe), "blender.exe")
+        return exe
+
+
+def file_association() -> FileAssociation:
+    return WindowsFileAssociation() if sys.platform == "win32" else FileAssociation()
+
+
+def candidate_paths(configured: str = "", association: FileAssociation | None = None,
+                    environ=os.environ, platform: str = sys.platform) -> list[str]:
+    """Where Blender may live, best first: the configured path, PATH, then where installers put it."""
     found: list[str] = []
     if configured:
         found.append(configured)
     on_path = shutil.which("blender")
     if on_path:
         found.append(on_path)
-    if sys.platform == "win32":
-        for root in filter(None, (os.environ.get("ProgramFiles"), os.environ.get("ProgramFiles(x86)"))):
+    opener = (association or file_association()).blend_opener()
+    if opener:
+        found.append(opener)
+    if platform == "win32":
+        for root in filter(None, (environ.get("ProgramFiles"), environ.get("ProgramFiles(x86)"))):
             found += sorted(glob.glob(os.path.join(root, "Blender Foundation", "*", "blender.exe")),
                             reverse=True)
             found += glob.glob(os.path.join(root, "Steam", "steamapps", "common", "Blender", "blender.exe"))
-    elif sys.platform == "darwin":
+    elif platform == "darwin":
         found.append("/Applications/Blender.app/Contents/MacOS/Blender")
         found += glob.glob(os.path.expanduser("~/Applications/Blender*.app/Contents/MacOS/Blender"))
     else:
@@ -101,25 +142,57 @@ def find_installs(configured: str = "") -> list[BlenderInstall]:
     return installs
 
 
+NOT_FOUND_HELP = ("Blender was not found: install it (https://www.blender.org/download/, or "
+                  "`sudo apt install blender` on Debian/Ubuntu) or set blender.path")
+
+
 def find_blender(configured: str = "") -> BlenderInstall:
+    return find_all(configured)[0]
+
+
+def find_all(configured: str = "") -> list[BlenderInstall]:
+    """Every working Blender, the configured one first; BlenderNotFound if there is none."""
     if configured and not os.path.isfile(configured):
         raise BlenderNotFound(f"blender.path is set to {configured}, which does not exist")
     installs = find_installs(configured)
     if not installs:
-        raise BlenderNotFound("Blender was not found: install it (https://www.blender.org/download/, "
-                              "or `sudo apt install blender` on Debian/Ubuntu) or set blender.path")
-    return installs[0]
+        raise BlenderNotFound(NOT_FOUND_HELP)
+    return installs
+
+
+def pick(installs: list[BlenderInstall], min_version: str | None) -> BlenderInstall:
+    """The install a job gets: the first in order of preference that is new enough."""
+    if min_version is None:
+        return installs[0]
+    wanted = tuple(int(p) for p in min_version.split("."))
+    for install in installs:
+        if install.version_tuple[:len(wanted)] >= wanted:
+            return install
+    have = ", ".join(i.version for i in installs)
+    raise BlenderNotFound(f"blender.min_version: the job needs Blender {min_version} or newer; this PC "
+                          f"has {have}")
 
 
 def script_path(name: str) -> Path:
     return Path(str(resources.files("worker_app.blender_scripts").joinpath(name)))
 
 
-def blender_env() -> dict:
-    """The environment Blender starts with: ours, less what would confuse its own Python."""
+def blender_env(user_dir: Path | None = None) -> dict:
+    """The environment Blender starts with: ours, less what would confuse its Python or its Qt-free UI.
+
+    ``user_dir`` becomes Blender's user config and scripts folder, so the owner's own preferences and
+    add-ons are neither used nor touched by a render.
+    """
     env = dict(os.environ)
     for key in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV"):
         env.pop(key, None)
+    for key in [k for k in env if k.startswith("QT_") or k.startswith("QML")]:
+        env.pop(key)
+    if user_dir is not None:
+        for key, sub in (("BLENDER_USER_CONFIG", "config"), ("BLENDER_USER_SCRIPTS", "scripts"),
+                         ("BLENDER_USER_DATAFILES", "datafiles")):
+            (user_dir / sub).mkdir(parents=True, exist_ok=True)
+            env[key] = str(user_dir / sub)
     if getattr(sys, "frozen", False):
         # A frozen homefarm's bundled libraries must not leak into Blender's process.
         for key in ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "QT_PLUGIN_PATH", "QML2_IMPORT_PATH"):
@@ -131,10 +204,10 @@ def blender_env() -> dict:
     return env
 
 
-def render_command(blender: str, blend_file: Path, job_file: Path) -> list[str]:
+def render_command(blender: str, blend_file: Path, job_file: Path, script: Path | None = None) -> list[str]:
     return [blender, "--background", "--factory-startup", "--disable-autoexec", str(blend_file),
             "--python-exit-code", str(SCRIPT_EXIT_CODE),
-            "--python", str(script_path("render_job.py")), "--", str(job_file)]
+            "--python", str(script or script_path("render_job.py")), "--", str(job_file)]
 
 
 @dataclass
@@ -152,8 +225,11 @@ class BlenderRun:
     """One Blender process rendering one job. ``run()`` blocks; ``stop(reason)`` may come from any thread."""
 
     def __init__(self, blender: str, blend_file: Path, job: dict, job_dir: Path, *,
-                 total_timeout: float, silence_timeout: float, on_progress=None, on_line=None):
+                 total_timeout: float, silence_timeout: float, on_progress=None, on_line=None,
+                 user_dir: Path | None = None, script: Path | None = None):
         self.blender = blender
+        self.user_dir = user_dir
+        self.script = script
         self.blend_file = blend_file
         self.job = job
         self.job_dir = job_dir
@@ -176,10 +252,11 @@ class BlenderRun:
         job_file = self.job_dir / "job.json"
         job_file.write_text(json.dumps(self.job, indent=2))
         log_path = self.job_dir / "blender.log"
-        cmd = render_command(self.blender, self.blend_file, job_file)
+        cmd = render_command(self.blender, self.blend_file, job_file, self.script)
         started = time.monotonic()
         lines: queue.Queue[bytes | None] = queue.Queue()
-        self.proc = procs.start(cmd, cwd=self.job_dir, env=blender_env(), pidfile=self.job_dir / "blender.pid")
+        self.proc = procs.start(cmd, cwd=self.job_dir, env=blender_env(self.user_dir),
+                                pidfile=self.job_dir / "blender.pid")
         reader = threading.Thread(target=_pump, args=(self.proc.stdout, lines), daemon=True,
                                   name="blender-output")
         reader.start()
@@ -231,6 +308,9 @@ class BlenderRun:
         self.tail.append(line.text)
         self.tracker.feed(line)
         self.on_line(line)
+        if line.fatal:
+            # Blender is stuck or about to be (no GPU context for EEVEE, say): stop now, not at a timeout.
+            self.stop(line.fatal)
         if line.event is not None or line.sample is not None:
             self.on_progress(self.tracker)
 
@@ -245,22 +325,38 @@ class BlenderRun:
                             None, seconds)
 
 
+# Windows reports a crash as an NTSTATUS exit code.
+_WINDOWS_CRASHES = {0xC0000005: "access violation", 0xC00000FD: "stack overflow",
+                    0xC0000409: "stack buffer overrun", 0xC000001D: "illegal instruction",
+                    0xC0000017: "out of memory", 0xC000013A: "interrupted (Ctrl+C)"}
+
+
 def explain_failure(exit_code: int | None, tracker: blender_output.ProgressTracker) -> str:
     """Turns an exit code and what Blender said into a reason a person understands."""
     said = (tracker.script_errors or tracker.errors or [""])[-1]
+    hints = []
+    if tracker.out_of_memory:
+        hints.append(f"out of GPU memory ({tracker.out_of_memory})")
+    hints += [w for w in tracker.warnings if w.startswith("missing texture")][:3]
+    extra = ("; " + "; ".join(hints)) if hints else ""
     if exit_code is not None and exit_code < 0:
         import signal
         try:
             name = signal.Signals(-exit_code).name
         except ValueError:
-            name = f"signal {-exit_code}"
-        return f"Blender was killed by {name}" + (f" after: {said}" if said else "")
+            name = "unknown"
+        return f"Blender crashed (signal {-exit_code}, {name})" + (f" after: {said}" if said else "") + extra
+    if exit_code is not None and (exit_code & 0xFFFFFFFF) in _WINDOWS_CRASHES:
+        code = exit_code & 0xFFFFFFFF
+        return f"Blender crashed ({_WINDOWS_CRASHES[code]}, 0x{code:08X})" + extra
+    if tracker.out_of_memory and not said:
+        return f"out of GPU memory: {tracker.out_of_memory}"
     if exit_code == SCRIPT_EXIT_CODE:
-        return said or "the render script failed (see the log tail)"
+        return (said or "the render script failed (see the log tail)") + extra
     if exit_code == 0:
         return (f"Blender exited after {tracker.frames_done} of {tracker.frame_count} frames"
-                + (f": {said}" if said else ""))
-    return f"Blender exited with code {exit_code}" + (f": {said}" if said else "")
+                + (f": {said}" if said else "") + extra)
+    return f"Blender exited with code {exit_code}" + (f": {said}" if said else "") + extra
 
 
 def _pump(stream, lines: queue.Queue) -> None:

@@ -28,6 +28,11 @@ _CYCLES_SAMPLE = re.compile(r"\|\s*Sample (\d+)\s*/\s*(\d+)")
 _EEVEE_SAMPLE = re.compile(r"\bRendering (\d+)\s*/\s*(\d+)(?: samples)?\s*$")
 _SAVED = re.compile(r"Saved: '(.+)'")
 _TIME = re.compile(r"^\s*Time: ((?:\d+:)?\d+:\d+(?:\.\d+)?)")
+# Lines after which Blender cannot render: stop at once with a reason rather than wait for a timeout.
+_FATAL = re.compile(r"Unable to open a display|Failed to create (?:a )?(?:GPU|OpenGL|window|EGL)"
+                    r"|Unsupported graphics card or driver", re.IGNORECASE)
+_OUT_OF_MEMORY = re.compile(r"out of (?:GPU |device )?memory|CUDA_ERROR_OUT_OF_MEMORY|"
+                            r"OPTIX_ERROR_OUT_OF_MEMORY|hipErrorOutOfMemory|failed to allocate", re.IGNORECASE)
 _ERROR = re.compile(r"^\s*(?:Error:|ERROR\b:?|\w+ \| ERROR\b)\s*(.*)")
 
 
@@ -42,6 +47,8 @@ class Line:
     saved: str | None = None
     seconds: float | None = None
     error: str | None = None
+    fatal: str | None = None  # why Blender cannot go on, when the line says so
+    out_of_memory: bool = False
 
 
 def parse_line(text: str) -> Line:
@@ -71,6 +78,9 @@ def parse_line(text: str) -> Line:
         saved=saved.group(1) if saved else None,
         seconds=parse_duration(took.group(1)) if took else None,
         error=(error.group(1).strip() or body) if error else None,
+        fatal=(f"Blender cannot start its GPU/display context here (EEVEE and Workbench need one): "
+               f"{body.strip()}") if _FATAL.search(body) else None,
+        out_of_memory=bool(_OUT_OF_MEMORY.search(body)),
     )
 
 
@@ -97,6 +107,7 @@ class ProgressTracker:
         self.errors: list[str] = []  # Blender's own error lines
         self.script_errors: list[str] = []  # error events from the bundled script: the precise cause
         self.warnings: list[str] = []
+        self.out_of_memory: str | None = None
 
     def feed(self, line: Line) -> None:
         if line.event is not None:
@@ -109,6 +120,8 @@ class ProgressTracker:
             self.samples = line.samples or self.samples
         if line.error:
             self.errors.append(line.error)
+        if line.out_of_memory and self.out_of_memory is None:
+            self.out_of_memory = line.text.strip()[:200]
 
     def _event(self, event: dict) -> None:
         kind = event["event"]

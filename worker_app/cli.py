@@ -70,7 +70,7 @@ def _load_config(paths: config_mod.Paths) -> config_mod.Config:
 
 
 def cmd_run(args, paths: config_mod.Paths) -> int:
-    from worker_app.blender import BlenderNotFound, find_blender
+    from worker_app.blender import BlenderNotFound, find_all
     from worker_app.client import WorkerClient
     from worker_app.credentials import CredentialError, TokenStore
     from worker_app.worker import Worker
@@ -84,10 +84,11 @@ def cmd_run(args, paths: config_mod.Paths) -> int:
         raise SystemExit(f"homefarm: no worker token for {cfg.server_url}; run "
                          f"`homefarm login --server {cfg.server_url}` first")
     try:
-        blender = find_blender(cfg.blender_path)
+        blenders = find_all(cfg.blender_path)
     except BlenderNotFound as error:
         raise SystemExit(f"homefarm: {error}") from None
-    log.info("Blender %s at %s", blender.version, blender.path)
+    for blender in blenders:
+        log.info("Blender %s at %s", blender.version, blender.path)
 
     def make_client():
         return WorkerClient(cfg.server_url, token, cfg.allow_insecure_http)
@@ -104,8 +105,9 @@ def cmd_run(args, paths: config_mod.Paths) -> int:
         log.info("job %s %s%s (%s)", report.job_id, report.outcome,
                  f": {report.reason}" if report.reason else "", stages)
 
-    worker = Worker(make_client(), blender, paths.jobs_dir, paths.scene_cache, name=cfg.worker_name,
-                    device=cfg.device, claim_wait=cfg.claim_wait_s, on_snapshot=on_snapshot,
+    worker = Worker(make_client(), blenders, paths.jobs_dir, paths.scene_cache, name=cfg.worker_name,
+                    device=cfg.device, device_type=cfg.device_type, gpu_indices=cfg.gpu_indices,
+                    claim_wait=cfg.claim_wait_s, blender_user_dir=paths.data_dir / "blender-user", on_snapshot=on_snapshot,
                     on_job_end=on_job_end, max_jobs=args.max_jobs, make_client=make_client)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     thread = worker.start_thread()

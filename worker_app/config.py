@@ -22,6 +22,7 @@ from worker_app import constants as C
 
 APP_NAME = "homefarm"
 DEVICES = ("AUTO", "GPU", "CPU")
+DEVICE_TYPES = ("", "OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
 
 
 class ConfigError(ValueError):
@@ -74,6 +75,8 @@ class Config:
     claim_wait_s: float = C.CLAIM_WAIT_DEFAULT
     blender_path: str = ""
     device: str = "AUTO"
+    device_type: str = ""  # empty: the best backend Blender offers
+    gpu_indices: tuple[int, ...] = ()  # empty: every GPU of that backend
 
     def check_url(self) -> None:
         check_server_url(self.server_url, self.allow_insecure_http)
@@ -104,6 +107,20 @@ def _device(key, value):
     return value
 
 
+def _device_type(key, value):
+    if value not in DEVICE_TYPES:
+        raise ConfigError(key, f"must be one of {', '.join(repr(t) for t in DEVICE_TYPES)} "
+                               "(empty: the best one Blender offers)")
+    return value
+
+
+def _indices(key, value):
+    if (not isinstance(value, list) or len(value) > 16
+            or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 64 for i in value)):
+        raise ConfigError(key, "must be a list of GPU numbers such as [0, 1] (empty: all GPUs)")
+    return tuple(value)
+
+
 def _url(key, value):
     _text(key, value)
     parts = urlsplit(value)
@@ -119,6 +136,8 @@ KEYS = {
     ("worker", "claim_wait_s"): ("claim_wait_s", _wait),
     ("blender", "path"): ("blender_path", _text),
     ("blender", "device"): ("device", _device),
+    ("blender", "device_type"): ("device_type", _device_type),
+    ("blender", "gpu_indices"): ("gpu_indices", _indices),
 }
 
 
@@ -194,6 +213,8 @@ def _toml_value(value) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
 

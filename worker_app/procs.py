@@ -25,13 +25,41 @@ log = logging.getLogger("homefarm.procs")
 
 class _PosixBackend:
     def popen_kwargs(self) -> dict:
-        return {"start_new_session": True}
+        kwargs = {"start_new_session": True}
+        if _PRCTL is not None:
+            kwargs["preexec_fn"] = _die_with_parent
+        return kwargs
 
     def ask_to_stop(self, proc: subprocess.Popen) -> None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def _load_prctl():
+    """libc's prctl, looked up in the parent: the child must not import or allocate between fork and exec."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGKILL when the thread that started it dies, even by ``kill -9``.
+
+    The worker starts Blender from the thread that then waits for it, so the signal comes only when
+    the worker itself is gone.
+    """
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class _WindowsBackend:

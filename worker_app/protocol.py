@@ -10,6 +10,7 @@ docs/protocol.md describes the same messages for people; docs/worker-api.yaml fo
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -86,8 +87,8 @@ def _int(value: Any, path: str, lo: int, hi: int) -> int:
 
 
 def _number(value: Any, path: str, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValidationError(path, "must be a number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValidationError(path, "must be a finite number")
     if not lo <= value <= hi:
         raise ValidationError(path, f"must be between {lo:g} and {hi:g}")
     return float(value)
@@ -143,6 +144,94 @@ def parse_frames(text: Any, path: str = "render.frames") -> list[int]:
 
 # ---------------------------------------------------------------------------------------------
 # The job spec.
+
+_VERSION = re.compile(r"^\d{1,3}(\.\d{1,3}){0,2}$")
+MAX_OVERRIDES = 256
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def _vector(value: Any, path: str, size: int, lo: float, hi: float, sizes: tuple[int, ...] = ()) -> list:
+    allowed = sizes or (size,)
+    if not isinstance(value, list) or len(value) not in allowed:
+        raise ValidationError(path, f"must be a list of {' or '.join(map(str, allowed))} numbers")
+    return [_number(v, f"{path}[{i}]", lo, hi) for i, v in enumerate(value)]
+
+
+def _named(data: Any, path: str) -> dict:
+    if not isinstance(data, dict):
+        raise ValidationError(path, "must be an object keyed by name")
+    if len(data) > MAX_OVERRIDES:
+        raise ValidationError(path, f"must have at most {MAX_OVERRIDES} entries")
+    for name in data:
+        _str(name, f"{path}.{name}", max_len=255)
+    return data
+
+
+def parse_overrides(data: Any, path: str = "overrides") -> dict:
+    """Template parameters: declarative changes the bundled script makes to the scene before rendering.
+
+    Everything here is data; the script looks names up in the .blend and fails the job with the name
+    of anything that is not there.
+    """
+    if data is None:
+        return {}
+    _object(data, path, set(), {"objects", "materials", "texts", "images", "collections"})
+    out: dict = {}
+    for name, obj in _named(data.get("objects", {}), f"{path}.objects").items():
+        p = f"{path}.objects.{name}"
+        _object(obj, p, set(), {"location", "rotation", "scale", "visible"})
+        entry = {}
+        for key in ("location", "rotation", "scale"):
+            if key in obj:
+                entry[key] = _vector(obj[key], f"{p}.{key}", 3, -1e6, 1e6)
+        if "visible" in obj:
+            entry["visible"] = _bool(obj["visible"], f"{p}.visible")
+        out.setdefault("objects", {})[name] = entry
+    for name, mat in _named(data.get("materials", {}), f"{path}.materials").items():
+        p = f"{path}.materials.{name}"
+        _object(mat, p, set(), set(MATERIAL_INPUTS))
+        entry = {}
+        for key in ("base_color", "emission"):
+            if key in mat:
+                entry[key] = _vector(mat[key], f"{p}.{key}", 4, 0.0, 1.0, sizes=(3, 4))
+        for key in ("metallic", "roughness"):
+            if key in mat:
+                entry[key] = _number(mat[key], f"{p}.{key}", 0.0, 1.0)
+        if "emission_strength" in mat:
+            entry["emission_strength"] = _number(mat["emission_strength"], f"{p}.emission_strength", 0.0, 1e6)
+        out.setdefault("materials", {})[name] = entry
+    for name, body in _named(data.get("texts", {}), f"{path}.texts").items():
+        out.setdefault("texts", {})[name] = _str(body, f"{path}.texts.{name}", max_len=10_000, allow_empty=True)
+    for name, asset in _named(data.get("images", {}), f"{path}.images").items():
+        p = f"{path}.images.{name}"
+        image = SceneAsset.parse(asset, p)
+        if image.type != "blend" or image.blend:
+            raise ValidationError(f"{p}.type", "an image is a single file")
+        out.setdefault("images", {})[name] = {"url": image.url, "sha256": image.sha256, "size": image.size}
+    for name, coll in _named(data.get("collections", {}), f"{path}.collections").items():
+        p = f"{path}.collections.{name}"
+        _object(coll, p, {"visible"}, set())
+        out.setdefault("collections", {})[name] = {"visible": _bool(coll["visible"], f"{p}.visible")}
+    return out
+
+
+# Principled BSDF inputs a job may set, and their socket names across Blender versions.
+MATERIAL_INPUTS = {
+    "base_color": ("Base Color",),
+    "metallic": ("Metallic",),
+    "roughness": ("Roughness",),
+    "emission": ("Emission Color", "Emission"),  # "Emission" before 4.0
+    "emission_strength": ("Emission Strength",),
+}
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(path, "must be true or false")
+    return value
 
 @dataclass(frozen=True)
 class SceneAsset:
@@ -248,10 +337,18 @@ class JobSpec:
     priority: int = 0
     max_attempts: int = 3
     tag: str | None = None  # the web app's own reference, echoed back in listings
+    overrides: dict = field(default_factory=dict)
+    min_blender_version: str | None = None
 
     @classmethod
     def parse(cls, data: Any) -> JobSpec:
-        _object(data, "", {"scene"}, {"render", "timeouts", "priority", "max_attempts", "tag"})
+        _object(data, "", {"scene"}, {"render", "timeouts", "priority", "max_attempts", "tag", "overrides",
+                                      "blender"})
+        blender = data.get("blender") or {}
+        _object(blender, "blender", set(), {"min_version"})
+        min_version = _optional_str(blender, "min_version", "blender", max_len=16)
+        if min_version is not None and not _VERSION.match(min_version):
+            raise ValidationError("blender.min_version", "must be a version such as 4.2 or 4.2.1")
         spec = cls(
             scene=SceneAsset.parse(data["scene"]),
             render=RenderSettings.parse(data.get("render")),
@@ -259,6 +356,8 @@ class JobSpec:
             priority=_int(data.get("priority", 0), "priority", -1000, 1000),
             max_attempts=_int(data.get("max_attempts", 3), "max_attempts", 1, 100),
             tag=_optional_str(data, "tag", "", max_len=255),
+            overrides=parse_overrides(data.get("overrides")),
+            min_blender_version=min_version,
         )
         if spec.render.format == "FFMPEG":
             frames = spec.render.frame_list()
@@ -272,6 +371,10 @@ class JobSpec:
                "priority": self.priority, "max_attempts": self.max_attempts}
         if self.tag is not None:
             out["tag"] = self.tag
+        if self.overrides:
+            out["overrides"] = self.overrides
+        if self.min_blender_version:
+            out["blender"] = {"min_version": self.min_blender_version}
         return out
 
 
@@ -325,15 +428,22 @@ class Lease:
     ttl_s: float
     attempt: int
     spec: dict  # raw: the worker validates it itself and fails the job naming a bad field
+    outputs: dict[str, str] = field(default_factory=dict)  # name -> sha256 the server already holds
 
     @classmethod
     def parse(cls, data: Any) -> Lease:
-        _object(data, "", {"job_id", "lease_id", "ttl_s", "attempt", "spec"}, {"expires_at"})
+        _object(data, "", {"job_id", "lease_id", "ttl_s", "attempt", "spec"}, {"expires_at", "outputs"})
+        outputs = {}
+        for i, item in enumerate(_list(data.get("outputs", []), "outputs", C.MAX_FRAMES + 16)):
+            _object(item, f"outputs[{i}]", {"name", "sha256"}, {"size"})
+            outputs[check_output_name(item["name"], f"outputs[{i}].name")] = check_sha256(
+                item["sha256"], f"outputs[{i}].sha256")
         return cls(job_id=_str(data["job_id"], "job_id", max_len=64),
                    lease_id=_str(data["lease_id"], "lease_id", max_len=128),
                    ttl_s=_number(data["ttl_s"], "ttl_s", 1, 86400),
                    attempt=_int(data["attempt"], "attempt", 1, 1000),
-                   spec=data["spec"] if isinstance(data["spec"], dict) else {})
+                   spec=data["spec"] if isinstance(data["spec"], dict) else {},
+                   outputs=outputs)
 
 
 @dataclass

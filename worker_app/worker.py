@@ -11,6 +11,8 @@ import enum
 import hashlib
 import logging
 import platform
+import queue
+import re
 import random
 import shutil
 import socket
@@ -24,7 +26,7 @@ from worker_app import constants as C
 from worker_app import gpu, procs
 from worker_app import protocol as P
 from worker_app.assets import AssetError, SceneCache, unpack_zip
-from worker_app.blender import BlenderInstall, BlenderRun, SCRIPT_EXIT_CODE
+from worker_app.blender import SCRIPT_EXIT_CODE, BlenderInstall, BlenderNotFound, BlenderRun, pick
 from worker_app.client import LeaseLost, NotFound, Rejected, Unauthorized, Unreachable, WorkerClient
 
 log = logging.getLogger("homefarm.worker")
@@ -85,17 +87,31 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+OUTPUT_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "OPEN_EXR": ".exr"}
+
+
+def frame_output_name(frame: int, fmt: str) -> str | None:
+    """The name render_job.py gives a still frame's file; None for movies."""
+    ext = OUTPUT_EXTENSIONS.get(fmt)
+    return f"frame_{frame:04d}{ext}" if ext else None
+
+
 class Worker:
-    def __init__(self, client: WorkerClient, blender: BlenderInstall, jobs_dir: Path, cache_dir: Path, *,
-                 name: str | None = None, device: str = "AUTO", claim_wait: float = C.CLAIM_WAIT_DEFAULT,
+    def __init__(self, client: WorkerClient, blender: BlenderInstall | list[BlenderInstall], jobs_dir: Path,
+                 cache_dir: Path, *, name: str | None = None, device: str = "AUTO", device_type: str = "",
+                 gpu_indices: tuple[int, ...] = (), claim_wait: float = C.CLAIM_WAIT_DEFAULT,
                  on_snapshot=None, on_job_end=None, max_jobs: int | None = None,
-                 make_client=None):
+                 make_client=None, blender_user_dir: Path | None = None):
         self.client = client
-        self.blender = blender
+        self.blenders = blender if isinstance(blender, list) else [blender]
         self.jobs_dir = jobs_dir
         self.cache = SceneCache(cache_dir)
         self.name = name or socket.gethostname()
         self.device = device
+        self.device_type = device_type
+        self.gpu_indices = list(gpu_indices)
+        # Blender's user config and scripts live here, not in the owner's own Blender folders.
+        self.blender_user_dir = blender_user_dir or jobs_dir.parent / "blender-user"
         self.claim_wait = claim_wait
         self.on_snapshot = on_snapshot or (lambda snapshot: None)
         self.on_job_end = on_job_end or (lambda report: None)
@@ -168,7 +184,7 @@ class Worker:
         gpus = gpu.inventory()
         hello = P.Hello(name=self.name, os=f"{platform.system()} {platform.release()}",
                         app_version=__version__,
-                        blender=[{"version": self.blender.version, "path": self.blender.path}],
+                        blender=[{"version": b.version, "path": b.path} for b in self.blenders],
                         gpus=gpus.gpus, devices=["CPU"] + (["CUDA", "OPTIX"] if gpus.gpus else []))
         reply = self.client.hello(hello)
         self.worker_id = reply["worker_id"]
@@ -208,16 +224,20 @@ class Worker:
                 spec = P.JobSpec.parse(lease.spec)
             except P.ValidationError as error:
                 raise _Failed(f"invalid job: {error}", retryable=False) from None
+            try:
+                blender = pick(self.blenders, spec.min_blender_version)
+            except BlenderNotFound as error:
+                raise _Failed(str(error), retryable=True) from None
             beat.start()
             job_dir = self._job_dir(lease.job_id)
-            report.outputs, report.stages = self._work(lease, spec, job_dir, beat)
+            outputs, report.stages, stats = self._work(lease, spec, job_dir, beat, blender)
+            report.outputs = [job_dir / "out" / name for name in outputs]
             self._publish(state=State.UPLOADING, message=f"job {lease.job_id}: completing")
-            stats = {f"{k}_s": round(v, 3) for k, v in report.stages.items()}
-            stats.update(blender=self.blender.version, frames=len(spec.render.frame_list()),
+            stats.update({f"{k}_s": round(v, 3) for k, v in report.stages.items()})
+            stats.update(blender=blender.version, frames=len(spec.render.frame_list()),
                          total_s=round(time.monotonic() - started, 3))
             beat.stop()
-            self._retrying(lambda: self.client.complete(lease.job_id, lease.lease_id,
-                                                        [p.name for p in report.outputs], stats))
+            self._retrying(lambda: self.client.complete(lease.job_id, lease.lease_id, outputs, stats))
             report.outcome = "done"
             self._publish(jobs_done=self._snapshot.jobs_done + 1, message=f"job {lease.job_id} done")
         except _Failed as failure:
@@ -243,7 +263,6 @@ class Worker:
         finally:
             beat.stop()
             self._run = None
-            report.stages.setdefault("total", time.monotonic() - started)
             report.stages["total"] = time.monotonic() - started
             self.on_job_end(report)
 
@@ -255,49 +274,93 @@ class Worker:
         (job_dir / "out").mkdir(parents=True)
         return job_dir
 
-    def _work(self, lease: P.Lease, spec: P.JobSpec, job_dir: Path, beat: _Heartbeat):
+    def _work(self, lease: P.Lease, spec: P.JobSpec, job_dir: Path, beat: _Heartbeat,
+              blender: BlenderInstall) -> tuple[list[str], dict[str, float], dict]:
+        """Downloads, renders and uploads; returns the output names, stage times and stats."""
         stages: dict[str, float] = {}
         t0 = time.monotonic()
         self._publish(state=State.DOWNLOADING, message=f"job {lease.job_id}: downloading the scene")
         beat.progress = P.Progress(stage="downloading")
         blend = self._fetch_scene(spec.scene, job_dir)
+        images = self._fetch_images(spec.overrides.get("images", {}), job_dir)
         stages["download"] = time.monotonic() - t0
         self._check(beat)
 
-        t0 = time.monotonic()
         frames = spec.render.frame_list()
+        # Frames an earlier attempt already uploaded are not rendered again.
+        already = {f: frame_output_name(f, spec.render.format) for f in frames}
+        todo = [f for f in frames if already[f] not in lease.outputs]
+        done_before = [already[f] for f in frames if already[f] in lease.outputs]
+        stats: dict = {"frames_skipped": len(done_before)}
+        if not todo:
+            return done_before, stages, stats
+
+        t0 = time.monotonic()
         render = spec.render.to_json()
         if render.get("device", "AUTO") == "AUTO":
             render["device"] = self.device
-        job = {"render": render, "frames": frames, "output_dir": str((job_dir / "out").resolve())}
+        job = {"render": render, "frames": todo, "output_dir": str((job_dir / "out").resolve()),
+               "overrides": {k: v for k, v in spec.overrides.items() if k != "images"}, "images": images,
+               "device_type": self.device_type or None, "gpu_indices": self.gpu_indices}
         self._publish(state=State.RENDERING, message=f"job {lease.job_id}: rendering",
-                      progress={"frame_count": len(frames)})
-        run = BlenderRun(self.blender.path, blend, job, job_dir, total_timeout=spec.timeouts.total_s,
-                         silence_timeout=spec.timeouts.silence_s,
-                         on_progress=lambda tracker: self._on_render_progress(tracker, beat))
+                      progress={"frame_count": len(todo)})
+        uploader = _Uploader(self.make_client(), lease, job_dir / "out", self._stop)
+        run = BlenderRun(blender.path, blend, job, job_dir, total_timeout=spec.timeouts.total_s,
+                         silence_timeout=spec.timeouts.silence_s, user_dir=self.blender_user_dir,
+                         on_progress=lambda tracker: self._on_render_progress(tracker, beat),
+                         on_line=lambda line: uploader.on_line(line))
         self._run = run
         beat.run = run
         if self._stop.is_set():
             raise _JobEnded("released", "the worker is shutting down")
-        result = run.run()
-        stages["render"] = time.monotonic() - t0
-        self._check(beat)
-        if not result.ok:
-            if result.stopped and self._stop.is_set():
-                raise _JobEnded("released", result.reason)
-            retryable = result.stopped is None and result.exit_code not in (SCRIPT_EXIT_CODE, 0)
-            raise _Failed(result.reason, log_tail=result.log_tail, retryable=retryable)
-
-        t0 = time.monotonic()
-        self._publish(state=State.UPLOADING, message=f"job {lease.job_id}: uploading")
-        beat.progress = P.Progress(stage="uploading", percent=100.0)
-        outputs = self._outputs(result.saved, job_dir / "out")
-        for path in outputs:
-            sha = file_sha256(path)
-            self._retrying(lambda: self.client.upload(lease.job_id, lease.lease_id, path.name, path, sha))
+        uploader.start()
+        try:
+            result = run.run()
+            stages["render"] = time.monotonic() - t0
+            stats["uploaded_during_render"] = uploader.uploaded_count
             self._check(beat)
-        stages["upload"] = time.monotonic() - t0
-        return outputs, stages
+            if not result.ok:
+                if result.stopped and self._stop.is_set():
+                    raise _JobEnded("released", result.reason)
+                retryable = result.stopped is None and result.exit_code not in (SCRIPT_EXIT_CODE, 0)
+                raise _Failed(result.reason, log_tail=result.log_tail, retryable=retryable)
+            if run.tracker.warnings:
+                stats["warnings"] = "; ".join(run.tracker.warnings)[:1000]
+
+            t0 = time.monotonic()
+            self._publish(state=State.UPLOADING, message=f"job {lease.job_id}: uploading")
+            beat.progress = P.Progress(stage="uploading", percent=100.0)
+            outputs = self._outputs(result.saved, job_dir / "out")
+            for path in outputs:
+                uploader.submit(path)
+            uploader.finish(lambda: self._check(beat))
+            if uploader.error is not None:
+                raise uploader.error
+            stages["upload"] = time.monotonic() - t0
+        finally:
+            uploader.close()
+        return done_before + [p.name for p in outputs], stages, stats
+
+    def _fetch_images(self, images: dict, job_dir: Path) -> dict[str, str]:
+        """Downloads the job's image assets (verified like scenes) into the job's folder."""
+        paths = {}
+        for index, (name, data) in enumerate(sorted(images.items())):
+            asset = P.SceneAsset.parse(data, f"overrides.images.{name}")
+            try:
+                cached, _hit = self.cache.fetch(
+                    asset, lambda out, limit: self.client.download(asset.url, out, limit))
+            except AssetError as error:
+                raise _Failed(f"overrides.images.{name}: {error}", retryable=False) from None
+            except (NotFound, Rejected, Unauthorized, Unreachable) as error:
+                raise _Failed(f"overrides.images.{name}: could not be downloaded: {error}",
+                              retryable=isinstance(error, Unreachable)) from None
+            suffix = Path(asset.url.split("?")[0]).suffix.lower()
+            suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
+            local = job_dir / "assets" / f"image_{index}{suffix}"  # never a name taken from the job
+            local.parent.mkdir(exist_ok=True)
+            _link_or_copy(cached, local)
+            paths[name] = str(local.resolve())
+        return paths
 
     def _fetch_scene(self, asset: P.SceneAsset, job_dir: Path) -> Path:
         try:
@@ -316,10 +379,7 @@ class Worker:
         # Blender writes nothing next to the .blend it renders, but link it into the job's folder
         # anyway so the job only ever touches its own folder and the cache stays pristine.
         local = job_dir / "scene.blend"
-        try:
-            local.hardlink_to(cached)
-        except OSError:
-            shutil.copyfile(cached, local)
+        _link_or_copy(cached, local)
         return local
 
     @staticmethod
@@ -374,6 +434,77 @@ class Worker:
                               message=f"server unreachable: {error}; retrying in {delay:.0f} s")
                 self._stop.wait(delay)
         raise _JobEnded("lost", "the server stayed unreachable; the job's lease will expire")
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    try:
+        dest.hardlink_to(source)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
+class _Uploader:
+    """Uploads each frame as soon as Blender has saved it, while the next one renders."""
+
+    def __init__(self, client: WorkerClient, lease: P.Lease, out_dir: Path, stopping: threading.Event):
+        self.client = client
+        self.lease = lease
+        self.out_dir = out_dir.resolve()
+        self.stopping = stopping
+        self.queue: queue.Queue[Path | None] = queue.Queue()
+        self.sent: set[str] = set()
+        self.uploaded_count = 0
+        self.error: Exception | None = None
+        self._thread = threading.Thread(target=self._loop, name=f"upload-{lease.job_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def on_line(self, line) -> None:
+        if line.event and line.event.get("event") == "file_saved" and isinstance(line.event.get("path"), str):
+            path = Path(line.event["path"])
+            if path.resolve().parent == self.out_dir and not path.name.startswith("movie_"):
+                self.submit(path)
+
+    def submit(self, path: Path) -> None:
+        self.queue.put(path)
+
+    def finish(self, check) -> None:
+        """Waits until everything queued is uploaded (or failed), checking the job in between."""
+        self.queue.put(None)
+        while self._thread.is_alive():
+            self._thread.join(0.5)
+            check()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self.queue.put(None)
+            self._thread.join(C.UPLOAD_READ_TIMEOUT)
+        self.client.close()
+
+    def _loop(self) -> None:
+        while (path := self.queue.get()) is not None:
+            if path.name in self.sent or self.error is not None:
+                continue
+            try:
+                sha = file_sha256(path)
+                for attempt in range(12):
+                    try:
+                        self.client.upload(self.lease.job_id, self.lease.lease_id, path.name, path, sha)
+                        break
+                    except Unreachable:
+                        if self.stopping.wait(backoff_delay(attempt, cap=30.0)):
+                            return
+                else:
+                    raise _JobEnded("lost", "the server stayed unreachable; the job's lease will expire")
+                self.sent.add(path.name)
+                self.uploaded_count += 1
+            except LeaseLost as error:
+                self.error = _JobEnded("lost", str(error))
+            except (_JobEnded, _Failed) as error:
+                self.error = error
+            except (Rejected, NotFound, Unauthorized, OSError) as error:
+                self.error = _Failed(f"uploading {path.name} failed: {error}", retryable=True)
 
 
 class _Failed(Exception):

@@ -340,7 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._json(200, {"job_id": str(claimed.job_id), "lease_id": claimed.lease_id,
                          "ttl_s": self.app.store.lease_ttl, "expires_at": claimed.expires,
-                         "attempt": claimed.attempt, "spec": claimed.spec})
+                         "attempt": claimed.attempt, "spec": claimed.spec, "outputs": claimed.outputs})
 
     @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/heartbeat", auth="worker")
     def heartbeat(self, job_id):

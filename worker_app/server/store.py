@@ -88,6 +88,7 @@ class Claimed:
     attempt: int
     spec: dict
     expires: float
+    outputs: list[dict]  # what an earlier attempt already uploaded: the worker skips those frames
 
 
 def hash_token(token: str) -> str:
@@ -243,7 +244,9 @@ class Store:
                          "lease_expires = ?, attempts = attempts + 1, claimed = ?, updated = ?, "
                          "progress = NULL WHERE id = ? AND state = 'queued'",
                          (lease_id, worker_id, expires, now, now, row["id"]))
-        return Claimed(row["id"], lease_id, row["attempts"] + 1, json.loads(row["spec"]), expires)
+        outputs = [dict(o) for o in self._db.execute(
+            "SELECT name, sha256, size FROM outputs WHERE job_id = ? ORDER BY name", (row["id"],))]
+        return Claimed(row["id"], lease_id, row["attempts"] + 1, json.loads(row["spec"]), expires, outputs)
 
     def _requeue_expired(self) -> None:
         now = self.clock()
