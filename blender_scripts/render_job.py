@@ -182,7 +182,7 @@ def apply_overrides(scene, overrides, images):
         mat = bpy.data.materials.get(name)
         if mat is None:
             raise JobError("overrides.materials.%s: no material named %r" % (name, name))
-        bsdf = next((n for n in (mat.node_tree.nodes if mat.use_nodes else [])
+        bsdf = next((n for n in (mat.node_tree.nodes if mat.node_tree is not None else [])
                      if n.type == "BSDF_PRINCIPLED"), None)
         if bsdf is None:
             raise JobError("overrides.materials.%s: the material has no Principled BSDF node" % name)
@@ -298,15 +298,23 @@ def render_movie(scene, frames, out_dir):
         raise JobError("render.frames: FFMPEG output needs one contiguous range, not %s" % frames)
     scene.frame_start, scene.frame_end = frames[0], frames[-1]
     scene.render.filepath = os.path.join(out_dir, "movie_")
-    started = time.monotonic()
+    done = []
+
+    def frame_written(scene_, *args):
+        # Called after each frame of the animation is written into the movie.
+        emit("frame_done", frame=scene_.frame_current, index=len(done), count=len(frames))
+        done.append(scene_.frame_current)
+
+    bpy.app.handlers.render_write.append(frame_written)
     emit("frame_start", frame=frames[0], index=0, count=len(frames))
     bpy.ops.render.render(animation=True, scene=scene.name)
+    bpy.app.handlers.render_write.remove(frame_written)
     path = scene.render.frame_path(frame=frames[0])
     if not os.path.isfile(path):
         raise JobError("render.format: FFMPEG wrote no movie at %s" % path)
+    if len(done) != len(frames):
+        raise JobError("render.format: the movie has %d of %d frames" % (len(done), len(frames)))
     emit("file_saved", frame=frames[0], path=path)
-    emit("frame_done", frame=frames[-1], index=len(frames) - 1, count=len(frames),
-         seconds=round(time.monotonic() - started, 3))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,24 @@ def material(name, color, metallic=0.0, roughness=0.5, emission=None):
     return mat
 
 
+def labelled_material(name):
+    """A material whose colour comes from the packed image "Label": a template's replaceable picture."""
+    mat = material(name, (1, 1, 1), roughness=0.5)
+    image = bpy.data.images.new("Label", width=16, height=16)
+    pixels = []
+    for y in range(16):
+        for x in range(16):
+            stripe = (x // 4 + y // 4) % 2
+            pixels += [0.15, 0.35, 0.85, 1.0] if stripe else [0.1, 0.2, 0.6, 1.0]
+    image.pixels = pixels
+    image.pack()
+    tex = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    tex.image = image
+    bsdf = mat.node_tree.nodes["Principled BSDF"]
+    mat.node_tree.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    return mat
+
+
 def main(out_path):
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
@@ -43,12 +61,26 @@ def main(out_path):
     bpy.ops.mesh.primitive_cube_add(size=1.2, location=(-2.2, 0.8, 0.6), rotation=(0, 0, math.radians(25)))
     cube = bpy.context.object
     cube.name = "Block"
-    cube.data.materials.append(material("BlockMat", (0.15, 0.35, 0.85), roughness=0.5))
+    cube.data.materials.append(labelled_material("BlockMat"))
 
     bpy.ops.mesh.primitive_torus_add(location=(2.1, -0.4, 0.35), major_radius=0.7, minor_radius=0.25)
     torus = bpy.context.object
     torus.name = "Ring"
     torus.data.materials.append(material("RingMat", (0.1, 0.8, 0.4), emission=(0.1, 0.9, 0.4)))
+
+    bpy.ops.object.text_add(location=(1.05, 3.5, 0.95), rotation=(math.radians(90), 0, 0))
+    title = bpy.context.object
+    title.name = "Title"
+    title.data.body = "homefarm"
+    title.data.size = 0.68
+    title.data.materials.append(material("TitleMat", (0.9, 0.9, 0.9), emission=(0.9, 0.8, 0.5)))
+
+    props = bpy.data.collections.new("Props")
+    scene.collection.children.link(props)
+    for obj in (cube, torus):
+        for coll in list(obj.users_collection):
+            coll.objects.unlink(obj)
+        props.objects.link(obj)
 
     bpy.ops.object.light_add(type="AREA", location=(3, -3, 5))
     key = bpy.context.object

@@ -76,6 +76,38 @@ def test_tracker_over_a_whole_real_log():
     assert percents == sorted(percents[:percents.index(50.0)]) + percents[percents.index(50.0):]
 
 
+@pytest.mark.parametrize("log, frames, engine", [
+    ("blender-3.4.1-cycles.log", 2, "CYCLES"),
+    ("blender-4.2.0-cycles.log", 2, "CYCLES"),
+    ("blender-5.0.1-cycles.log", 2, "CYCLES"),
+    ("blender-4.2.0-eevee.log", 1, "BLENDER_EEVEE_NEXT"),
+    ("blender-5.0.1-eevee.log", 1, "BLENDER_EEVEE"),
+])
+def test_real_logs_of_three_major_versions(log, frames, engine):
+    tracker = ProgressTracker(frame_count=frames)
+    lines = [parse_line(text) for text in (FIXTURES / log).read_text().splitlines()]
+    percents = []
+    for line in lines:
+        tracker.feed(line)
+        percents.append(tracker.percent)
+    assert percents == sorted(percents), "progress never goes back"
+    assert tracker.percent == 100.0 and tracker.frames_done == frames
+    assert len(tracker.saved) == frames
+    assert [line.saved for line in lines if line.saved] == tracker.saved
+    assert not any(line.fatal for line in lines), "an EGL warning is not fatal: these renders succeeded"
+    assert not tracker.errors and not tracker.script_errors
+    start = next(line.event for line in lines if line.event and line.event["event"] == "job_start")
+    assert start["engine"] == engine
+
+
+def test_fatal_and_out_of_memory_lines():
+    assert parse_line("Unable to open a display").fatal
+    assert parse_line("Error! Unsupported graphics card or driver.").fatal
+    line = parse_line("Fra:1 Mem:10M | Sample 3/64 | CUDA error: Out of memory in cuMemAlloc_v2(...)")
+    assert line.out_of_memory and not line.fatal
+    assert parse_line("System is out of GPU memory").out_of_memory
+
+
 def test_tracker_eta():
     now = [0.0]
     tracker = ProgressTracker(frame_count=4, samples=10, clock=lambda: now[0])

@@ -85,12 +85,12 @@ def file_association() -> FileAssociation:
 
 
 def candidate_paths(configured: str = "", association: FileAssociation | None = None,
-                    environ=os.environ, platform: str = sys.platform) -> list[str]:
+                    environ=os.environ, platform: str = sys.platform, which=shutil.which) -> list[str]:
     """Where Blender may live, best first: the configured path, PATH, then where installers put it."""
     found: list[str] = []
     if configured:
         found.append(configured)
-    on_path = shutil.which("blender")
+    on_path = which("blender")
     if on_path:
         found.append(on_path)
     opener = (association or file_association()).blend_opener()
@@ -171,6 +171,26 @@ def pick(installs: list[BlenderInstall], min_version: str | None) -> BlenderInst
     have = ", ".join(i.version for i in installs)
     raise BlenderNotFound(f"blender.min_version: the job needs Blender {min_version} or newer; this PC "
                           f"has {have}")
+
+
+def probe_devices(install: BlenderInstall, timeout: float = 60.0) -> dict[str, list[str]]:
+    """What Blender can render on: {"CPU": ["AMD EPYC"], "CUDA": ["NVIDIA GeForce RTX 4070"], ...}.
+
+    Backends this build knows but finds no device for map to an empty list.
+    """
+    cmd = [install.path, "--background", "--factory-startup", "--disable-autoexec",
+           "--python", str(script_path("probe_devices.py"))]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                             env=blender_env(), errors="replace", **procs.backend().popen_kwargs()).stdout
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise BlenderNotFound(f"{install.path} could not list its devices: {error}") from None
+    devices: dict[str, list[str]] = {}
+    for text in out.splitlines():
+        event = blender_output.parse_line(text).event
+        if event and event["event"] == "devices":
+            devices[str(event.get("backend"))] = [str(d.get("name")) for d in event.get("devices", [])]
+    return devices
 
 
 def script_path(name: str) -> Path:
@@ -333,7 +353,7 @@ _WINDOWS_CRASHES = {0xC0000005: "access violation", 0xC00000FD: "stack overflow"
 
 def explain_failure(exit_code: int | None, tracker: blender_output.ProgressTracker) -> str:
     """Turns an exit code and what Blender said into a reason a person understands."""
-    said = (tracker.script_errors or tracker.errors or [""])[-1]
+    said = (tracker.script_errors or tracker.exceptions or tracker.errors or [""])[-1]
     hints = []
     if tracker.out_of_memory:
         hints.append(f"out of GPU memory ({tracker.out_of_memory})")

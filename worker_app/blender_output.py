@@ -33,6 +33,8 @@ _FATAL = re.compile(r"Unable to open a display|Failed to create (?:a )?(?:GPU|Op
                     r"|Unsupported graphics card or driver", re.IGNORECASE)
 _OUT_OF_MEMORY = re.compile(r"out of (?:GPU |device )?memory|CUDA_ERROR_OUT_OF_MEMORY|"
                             r"OPTIX_ERROR_OUT_OF_MEMORY|hipErrorOutOfMemory|failed to allocate", re.IGNORECASE)
+# The last line of a Python traceback: "RuntimeError: the rig has no bone named 'Hand.L'".
+_EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Warning|Exit|Interrupt)): (.+)$")
 _ERROR = re.compile(r"^\s*(?:Error:|ERROR\b:?|\w+ \| ERROR\b)\s*(.*)")
 
 
@@ -47,6 +49,7 @@ class Line:
     saved: str | None = None
     seconds: float | None = None
     error: str | None = None
+    exception: str | None = None  # a Python exception's text, from a traceback's last line
     fatal: str | None = None  # why Blender cannot go on, when the line says so
     out_of_memory: bool = False
 
@@ -70,6 +73,7 @@ def parse_line(text: str) -> Line:
     saved = _SAVED.search(body)
     took = _TIME.match(body)
     error = _ERROR.match(body)
+    exception = _EXCEPTION.match(body.strip())
     return Line(
         text,
         frame=int(frame.group(1)) if frame else None,
@@ -78,6 +82,7 @@ def parse_line(text: str) -> Line:
         saved=saved.group(1) if saved else None,
         seconds=parse_duration(took.group(1)) if took else None,
         error=(error.group(1).strip() or body) if error else None,
+        exception=f"{exception.group(1)}: {exception.group(2)}" if exception else None,
         fatal=(f"Blender cannot start its GPU/display context here (EEVEE and Workbench need one): "
                f"{body.strip()}") if _FATAL.search(body) else None,
         out_of_memory=bool(_OUT_OF_MEMORY.search(body)),
@@ -106,6 +111,7 @@ class ProgressTracker:
         self.saved: list[str] = []
         self.errors: list[str] = []  # Blender's own error lines
         self.script_errors: list[str] = []  # error events from the bundled script: the precise cause
+        self.exceptions: list[str] = []  # Python exceptions Blender printed
         self.warnings: list[str] = []
         self.out_of_memory: str | None = None
 
@@ -120,6 +126,8 @@ class ProgressTracker:
             self.samples = line.samples or self.samples
         if line.error:
             self.errors.append(line.error)
+        if line.exception:
+            self.exceptions.append(line.exception)
         if line.out_of_memory and self.out_of_memory is None:
             self.out_of_memory = line.text.strip()[:200]
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from worker_app import config as config_mod
 from worker_app import gpu
-from worker_app.blender import find_installs
+from worker_app.blender import BlenderNotFound, find_installs, probe_devices
 from worker_app.client import ClientError, Unauthorized, WorkerClient
-from worker_app.credentials import CredentialError, TokenStore
+from worker_app.credentials import NO_BACKEND_HELP, CredentialError, TokenStore
 
 
 @dataclass
@@ -34,6 +34,15 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None) -> lis
     if installs:
         detail = "; ".join(f"{i.version} at {i.path}" for i in installs)
         checks.append(Check("blender", True, detail))
+        try:
+            devices = probe_devices(installs[0])
+            shown = "; ".join(f"{backend}: {', '.join(names) or 'none'}" for backend, names in devices.items())
+            gpu_found = any(names for backend, names in devices.items() if backend != "CPU")
+            checks.append(Check("devices", gpu_found, shown, "Blender sees no GPU: install the GPU driver "
+                                "(NVIDIA 535 or newer for OPTIX/CUDA); renders run on the CPU until then",
+                                required=False))
+        except BlenderNotFound as error:
+            checks.append(Check("devices", False, str(error), "check that Blender starts", required=False))
     else:
         checks.append(Check("blender", False, "Blender was not found",
                             "install Blender from https://www.blender.org/download/ (or "
@@ -56,8 +65,7 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None) -> lis
         except CredentialError as error:
             checks.append(Check("token", False, str(error), "unlock the OS keyring"))
     else:
-        checks.append(Check("keyring", False, "no OS keyring backend", "see `homefarm login --help`: "
-                            "install and unlock GNOME Keyring or KWallet on Linux"))
+        checks.append(Check("keyring", False, "no OS keyring backend", NO_BACKEND_HELP))
 
     try:
         client = WorkerClient(cfg.server_url, token or "", cfg.allow_insecure_http)

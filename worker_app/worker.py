@@ -26,7 +26,8 @@ from worker_app import constants as C
 from worker_app import gpu, procs
 from worker_app import protocol as P
 from worker_app.assets import AssetError, SceneCache, unpack_zip
-from worker_app.blender import SCRIPT_EXIT_CODE, BlenderInstall, BlenderNotFound, BlenderRun, pick
+from worker_app.blender import (SCRIPT_EXIT_CODE, BlenderInstall, BlenderNotFound, BlenderRun, pick,
+                                 probe_devices)
 from worker_app.client import LeaseLost, NotFound, Rejected, Unauthorized, Unreachable, WorkerClient
 
 log = logging.getLogger("homefarm.worker")
@@ -124,6 +125,7 @@ class Worker:
         self._run: BlenderRun | None = None
         self.worker_id: str | None = None
         self.heartbeat_interval = C.HEARTBEAT_INTERVAL
+        self._devices: list[str] | None = None
 
     # -- commands, from any thread ------------------------------------------------------------
 
@@ -180,12 +182,22 @@ class Worker:
         finally:
             self._publish(state=State.STOPPED, message="stopped", job_id=None, progress={})
 
+    def _render_devices(self) -> list[str]:
+        if self._devices is None:
+            try:
+                found = probe_devices(self.blenders[0])
+                self._devices = [backend for backend, names in found.items() if names]
+            except BlenderNotFound as error:
+                log.warning("%s", error)
+                self._devices = ["CPU"]
+        return self._devices
+
     def _hello(self) -> None:
         gpus = gpu.inventory()
         hello = P.Hello(name=self.name, os=f"{platform.system()} {platform.release()}",
                         app_version=__version__,
                         blender=[{"version": b.version, "path": b.path} for b in self.blenders],
-                        gpus=gpus.gpus, devices=["CPU"] + (["CUDA", "OPTIX"] if gpus.gpus else []))
+                        gpus=gpus.gpus, devices=self._render_devices())
         reply = self.client.hello(hello)
         self.worker_id = reply["worker_id"]
         wait_max = reply.get("claim_wait_max_s")
