@@ -232,3 +232,24 @@ def test_output_names_cannot_escape(served):
                                     "X-Content-SHA256": hashlib.sha256(b"x").hexdigest()})
         assert response.status_code == 422, name
     assert not list((served.server.data_dir).glob("**/escape.png"))
+
+
+def test_a_waiting_claim_can_be_ended_by_its_worker(served):
+    client = served.worker_client()
+    worker_id = hello(client)
+    assert client.cancel_claim(worker_id) is False  # nothing waits: nothing to end, nothing remembered
+    got = {}
+
+    def claim():
+        started = time.monotonic()
+        got["lease"] = client.claim(worker_id, 20)
+        got["took"] = time.monotonic() - started
+
+    thread = threading.Thread(target=claim)
+    thread.start()
+    time.sleep(0.3)
+    assert served.worker_client().cancel_claim(worker_id) is True
+    thread.join(10)
+    assert got["lease"] is None and got["took"] < 5
+    served.app.submit({"scene": SCENE})
+    assert client.claim(worker_id, 0) is not None  # the next claim is not affected

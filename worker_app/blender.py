@@ -262,11 +262,45 @@ class BlenderRun:
         self._stop_reason: str | None = None
         self._stop_requested = threading.Event()
         self.proc: subprocess.Popen | None = None
+        self._suspended_at: float | None = None
+        self._suspended_total = 0.0  # time spent suspended does not count against the limits
 
     def stop(self, reason: str) -> None:
         if self._stop_reason is None:
             self._stop_reason = reason
         self._stop_requested.set()
+
+    def suspend(self) -> bool:
+        """Suspends Blender's whole process tree (its VRAM stays allocated); False if it is not running."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None or self._suspended_at is not None:
+            return False
+        procs.suspend_tree(proc.pid)
+        self._suspended_at = time.monotonic()
+        return True
+
+    def resume(self) -> None:
+        proc = self.proc
+        if self._suspended_at is None or proc is None:
+            return
+        procs.resume_tree(proc.pid)
+        self._suspended_total += time.monotonic() - self._suspended_at
+        self._suspended_at = None
+
+    @property
+    def suspended(self) -> bool:
+        return self._suspended_at is not None
+
+    def _paused_for(self) -> float:
+        current = time.monotonic() - self._suspended_at if self._suspended_at is not None else 0.0
+        return self._suspended_total + current
+
+    def pids(self) -> set[int]:
+        """Blender's process and its children, for detectors that must not mistake it for a game."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return set()
+        return {proc.pid, *procs.descendant_pids(proc.pid)}
 
     def run(self) -> RenderResult:
         job_file = self.job_dir / "job.json"
@@ -288,7 +322,9 @@ class BlenderRun:
                     if self._stop_requested.is_set():
                         break
                     now = time.monotonic()
-                    if now - started > self.total_timeout:
+                    if self.suspended:
+                        last_output = max(last_output, now - 0.25)  # silence while suspended is expected
+                    if now - started - self._paused_for() > self.total_timeout:
                         self.stop(f"the render ran past its limit of {self.total_timeout:g} s "
                                   "(timeouts.total_s)")
                         break
@@ -317,8 +353,16 @@ class BlenderRun:
                         log_file.write(raw)
                         self._feed(raw.decode("utf-8", errors="replace"))
         finally:
-            exit_code = procs.stop(self.proc) if not eof or self._stop_reason else self.proc.wait(
-                timeout=C.BLENDER_KILL_WAIT + C.BLENDER_STOP_GRACE)
+            if self.suspended:
+                self.resume()  # a suspended process cannot handle the request to stop
+            exit_code = None
+            if eof and not self._stop_reason:
+                try:  # Blender closed its output: it is quitting on its own
+                    exit_code = self.proc.wait(timeout=C.BLENDER_KILL_WAIT + C.BLENDER_STOP_GRACE)
+                except subprocess.TimeoutExpired:
+                    pass
+            if exit_code is None:
+                exit_code = procs.stop(self.proc)
             reader.join(timeout=2)
             (self.job_dir / "blender.pid").unlink(missing_ok=True)
         return self._result(exit_code, time.monotonic() - started)

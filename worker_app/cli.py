@@ -71,9 +71,8 @@ def _load_config(paths: config_mod.Paths) -> config_mod.Config:
 
 def cmd_run(args, paths: config_mod.Paths) -> int:
     from worker_app.blender import BlenderNotFound, find_all
-    from worker_app.client import WorkerClient
+    from worker_app import runtime as runtime_mod
     from worker_app.credentials import CredentialError, TokenStore
-    from worker_app.worker import Worker
 
     cfg = _load_config(paths)
     try:
@@ -90,34 +89,31 @@ def cmd_run(args, paths: config_mod.Paths) -> int:
     for blender in blenders:
         log.info("Blender %s at %s", blender.version, blender.path)
 
-    def make_client():
-        return WorkerClient(cfg.server_url, token, cfg.allow_insecure_http)
-
-    last = {"state": None}
+    last = {"state": None, "paused": ""}
 
     def on_snapshot(snapshot):
-        if snapshot.state != last["state"]:
-            last["state"] = snapshot.state
+        if snapshot.state != last["state"] or snapshot.paused != last["paused"]:
+            last["state"], last["paused"] = snapshot.state, snapshot.paused
             log.info("%s: %s", snapshot.state.value, snapshot.message)
 
     def on_job_end(report):
         stages = ", ".join(f"{k} {v:.2f} s" for k, v in report.stages.items())
-        log.info("job %s %s%s (%s)", report.job_id, report.outcome,
-                 f": {report.reason}" if report.reason else "", stages)
+        energy = f", GPU {report.energy_wh:.3f} Wh" if report.energy_wh is not None else ""
+        log.info("job %s %s%s (%s%s)", report.job_id, report.outcome,
+                 f": {report.reason}" if report.reason else "", stages, energy)
 
-    worker = Worker(make_client(), blenders, paths.jobs_dir, paths.scene_cache, name=cfg.worker_name,
-                    device=cfg.device, device_type=cfg.device_type, gpu_indices=cfg.gpu_indices,
-                    claim_wait=cfg.claim_wait_s, blender_user_dir=paths.data_dir / "blender-user", on_snapshot=on_snapshot,
-                    on_job_end=on_job_end, max_jobs=args.max_jobs, make_client=make_client)
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    thread = worker.start_thread()
+    runtime = runtime_mod.build(cfg, paths, token, blenders, max_jobs=args.max_jobs, on_snapshot=on_snapshot,
+                                on_job_end=on_job_end)
+    signal.signal(signal.SIGTERM, lambda *_: runtime.worker.stop())
+    thread = runtime.start()
     try:
         while thread.is_alive():
             thread.join(0.5)
     except KeyboardInterrupt:
         log.info("stopping: a running render is stopped and its job released")
-        worker.stop()
+        runtime.worker.stop()
         thread.join(C.BLENDER_STOP_GRACE + C.BLENDER_KILL_WAIT + C.READ_TIMEOUT)
+    runtime.stop()
     return 0
 
 
@@ -187,6 +183,69 @@ def cmd_logout(args, paths: config_mod.Paths) -> int:
     return 0
 
 
+def parse_duration(text: str, now=None) -> dict:
+    """``30m``, ``1h``, ``90s``, ``tomorrow`` (morning) or ``indefinitely`` → ManualPause.pause() arguments."""
+    import datetime as dt
+
+    from worker_app.guard import tomorrow_morning
+
+    text = text.strip().lower()
+    if text in ("indefinitely", "forever", "until-resumed"):
+        return {}
+    if text == "tomorrow":
+        return {"until": tomorrow_morning(now or dt.datetime.now())}
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(text) >= 2 and text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
+        return {"seconds": float(text[:-1]) * units[text[-1]]}
+    raise ValueError(f"{text!r}: use 30m, 1h, tomorrow or indefinitely")
+
+
+def cmd_pause(args, paths: config_mod.Paths) -> int:
+    from worker_app.runtime import manual_pause
+
+    try:
+        when = parse_duration(args.duration)
+    except ValueError as error:
+        raise SystemExit(f"homefarm: {error}") from None
+    pause = manual_pause(paths)
+    pause.pause(**when)
+    import datetime as dt
+    print(pause.check(dt.datetime.now()).reason.capitalize())
+    return 0
+
+
+def cmd_resume(args, paths: config_mod.Paths) -> int:
+    from worker_app.runtime import manual_pause
+
+    manual_pause(paths).resume()
+    print("resumed (other causes, such as a running game, still pause the worker)")
+    return 0
+
+
+def cmd_stats(args, paths: config_mod.Paths) -> int:
+    import datetime as dt
+
+    from worker_app.runtime import ledger
+
+    cfg = _load_config(paths)
+    book = ledger(paths)
+    print(f"{'':<12}{'jobs':>6}{'render h':>10}{'GPU kWh':>10}{'cost':>12}")
+    for label, totals in book.summary().items():
+        cost = f"{totals.cost(cfg.price_per_kwh):.2f} {cfg.currency}"
+        print(f"{label:<12}{totals.jobs:>6}{totals.render_s / 3600:>10.2f}{totals.energy_wh / 1000:>10.3f}"
+              f"{cost:>12}")
+    recent = book.recent(args.last)
+    if recent:
+        print(f"\nlast {len(recent)} jobs (electricity at {cfg.price_per_kwh:g} {cfg.currency}/kWh):")
+        for job_id, finished, outcome, wall_s, render_s, energy_wh in recent:
+            when = dt.datetime.fromtimestamp(finished).strftime("%Y-%m-%d %H:%M")
+            energy = "no GPU figures" if energy_wh is None else \
+                f"{energy_wh:.2f} Wh = {energy_wh / 1000 * cfg.price_per_kwh:.4f} {cfg.currency}"
+            print(f"  {when}  job {job_id:<8} {outcome:<9} wall {wall_s:7.1f} s  render {render_s:7.1f} s  "
+                  f"{energy}")
+    return 0
+
+
 def cmd_config(args, paths: config_mod.Paths) -> int:
     if args.action == "set":
         try:
@@ -233,6 +292,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     logout = sub.add_parser("logout", help="remove the worker token from the OS keyring")
     logout.set_defaults(func=cmd_logout)
+
+    pause = sub.add_parser("pause", help="pause the worker: 30m, 1h, tomorrow or indefinitely")
+    pause.add_argument("duration", nargs="?", default="indefinitely")
+    pause.set_defaults(func=cmd_pause)
+
+    resume = sub.add_parser("resume", help="end a pause you started")
+    resume.set_defaults(func=cmd_resume)
+
+    stats = sub.add_parser("stats", help="jobs, render time, GPU energy and its cost, per day and month")
+    stats.add_argument("--last", type=int, default=10, help="how many recent jobs to list")
+    stats.set_defaults(func=cmd_stats)
 
     cfg = sub.add_parser("config", help="show or change the configuration")
     cfg.add_argument("action", nargs="?", choices=("show", "set"), default="show")

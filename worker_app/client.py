@@ -138,6 +138,11 @@ class WorkerClient:
         except P.ValidationError as error:
             raise Unreachable(f"the server sent a malformed lease: {error}") from None
 
+    def cancel_claim(self, worker_id: str) -> bool:
+        """Ends this worker's waiting claim at once with no job (the owner paused, or the worker quits)."""
+        return bool(self._json(self._request("POST", "/jobs/claim/cancel",
+                                             json={"worker_id": worker_id})).get("canceled"))
+
     def heartbeat(self, job_id: str, lease_id: str, progress: P.Progress) -> dict:
         return self._json(self._request("POST", f"/jobs/{job_id}/heartbeat",
                                         json={"lease_id": lease_id, "progress": progress.to_json()}))

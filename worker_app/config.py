@@ -77,6 +77,26 @@ class Config:
     device: str = "AUTO"
     device_type: str = ""  # empty: the best backend Blender offers
     gpu_indices: tuple[int, ...] = ()  # empty: every GPU of that backend
+    # [guard]: when to step aside for the owner (worker_app/guard.py)
+    pause_while_gaming: bool = True
+    games: tuple[str, ...] = ()
+    game_folders: tuple[str, ...] = ()
+    foreign_gpu_load_percent: int = 30
+    foreign_gpu_seconds: float = 5.0
+    full_screen_hint: bool = True
+    pause_when_active: bool = False
+    active_idle_s: float = 120.0
+    render_only: tuple[str, ...] = ()
+    never: tuple[str, ...] = ()
+    max_gpu_temp_c: int = 85
+    max_gpu_power_w: float = 0.0
+    hold_off_s: float = 60.0
+    pause_policy: str = "requeue"
+    check_interval_s: float = 1.0
+    gpu_interval_s: float = 2.0
+    # [energy]
+    price_per_kwh: float = 0.30
+    currency: str = "EUR"
 
     def check_url(self) -> None:
         check_server_url(self.server_url, self.allow_insecure_http)
@@ -121,6 +141,42 @@ def _indices(key, value):
     return tuple(value)
 
 
+def _strings(key, value):
+    if not isinstance(value, list) or len(value) > 500 or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(key, 'must be a list of strings, e.g. ["game.exe", "other.exe"]')
+    return tuple(value)
+
+
+def _windows(key, value):
+    from worker_app.guard import Window
+
+    value = _strings(key, value)
+    for text in value:
+        try:
+            Window.parse(text)
+        except ValueError as error:
+            raise ConfigError(key, str(error)) from None
+    return value
+
+
+def _number_in(lo, hi, integer=False):
+    def check(key, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi \
+                or (integer and not isinstance(value, int)):
+            kind = "a whole number" if integer else "a number"
+            raise ConfigError(key, f"must be {kind} from {lo:g} to {hi:g}")
+        return int(value) if integer else float(value)
+    return check
+
+
+def _choice(*choices):
+    def check(key, value):
+        if value not in choices:
+            raise ConfigError(key, f"must be one of {', '.join(choices)}")
+        return value
+    return check
+
+
 def _url(key, value):
     _text(key, value)
     parts = urlsplit(value)
@@ -138,6 +194,24 @@ KEYS = {
     ("blender", "device"): ("device", _device),
     ("blender", "device_type"): ("device_type", _device_type),
     ("blender", "gpu_indices"): ("gpu_indices", _indices),
+    ("guard", "pause_while_gaming"): ("pause_while_gaming", _bool),
+    ("guard", "games"): ("games", _strings),
+    ("guard", "game_folders"): ("game_folders", _strings),
+    ("guard", "foreign_gpu_load_percent"): ("foreign_gpu_load_percent", _number_in(0, 100, integer=True)),
+    ("guard", "foreign_gpu_seconds"): ("foreign_gpu_seconds", _number_in(0, 3600)),
+    ("guard", "full_screen_hint"): ("full_screen_hint", _bool),
+    ("guard", "pause_when_active"): ("pause_when_active", _bool),
+    ("guard", "active_idle_s"): ("active_idle_s", _number_in(5, 86400)),
+    ("guard", "render_only"): ("render_only", _windows),
+    ("guard", "never"): ("never", _windows),
+    ("guard", "max_gpu_temp_c"): ("max_gpu_temp_c", _number_in(0, 120, integer=True)),
+    ("guard", "max_gpu_power_w"): ("max_gpu_power_w", _number_in(0, 2000)),
+    ("guard", "hold_off_s"): ("hold_off_s", _number_in(0, 3600)),
+    ("guard", "pause_policy"): ("pause_policy", _choice("requeue", "suspend", "finish")),
+    ("guard", "check_interval_s"): ("check_interval_s", _number_in(0.2, 60)),
+    ("guard", "gpu_interval_s"): ("gpu_interval_s", _number_in(0.5, 60)),
+    ("energy", "price_per_kwh"): ("price_per_kwh", _number_in(0, 100)),
+    ("energy", "currency"): ("currency", _text),
 }
 
 

@@ -1,12 +1,59 @@
-"""What the GPUs are, through NVML (``pynvml`` from the nvidia-ml-py distribution).
+"""The GPUs, through NVML (``pynvml`` from the nvidia-ml-py distribution), behind a small provider interface.
 
-Without an NVIDIA GPU or driver this reports that plainly and homefarm carries on: Blender then
-renders on the CPU or on another vendor's GPU.
+``GpuMonitor`` samples every GPU on its own thread: load, VRAM, temperature, power, the energy counter
+and the processes on the GPU. Without an NVIDIA GPU or driver it reports that plainly and homefarm carries
+on: Blender renders on the CPU or another vendor's GPU. A call an older GPU does not support leaves that
+one figure empty, never the whole sample. Tests use a fake provider with the same interface.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import dataclass, field
+
+log = logging.getLogger("homefarm.gpu")
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    pid: int
+    name: str
+    kind: str  # "compute" or "graphics"
+    vram_bytes: int | None = None
+    load: int | None = None  # this process's share of the GPU's time, percent, where NVML says
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    index: int
+    name: str
+    load: int | None = None  # percent
+    vram_used: int | None = None
+    vram_total: int | None = None
+    temp_c: int | None = None
+    power_w: float | None = None
+    energy_mj: int | None = None  # total since the driver loaded, millijoules
+    processes: tuple[GpuProcess, ...] = ()
+
+    def figures(self) -> dict:
+        """The figures a heartbeat carries, without the empty ones."""
+        out = {"index": self.index, "name": self.name, "load": self.load, "vram_used": self.vram_used,
+               "vram_total": self.vram_total, "temp_c": self.temp_c,
+               "power_w": None if self.power_w is None else round(self.power_w, 1)}
+        return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class GpuSnapshot:
+    time: float
+    gpus: tuple[GpuSample, ...] = ()
+    problem: str | None = None  # "no NVIDIA GPU or driver (...)" when NVML gives nothing
+
+    @property
+    def available(self) -> bool:
+        return self.problem is None
 
 
 @dataclass
@@ -24,36 +71,174 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def inventory(nvml=None) -> GpuInventory:
-    """Lists the NVIDIA GPUs. ``nvml`` is the pynvml module, or a fake with the same functions."""
-    if nvml is None:
+class NvmlProvider:
+    """The real thing: NVML through pynvml. Every method may raise ``GpuUnavailable``."""
+
+    def __init__(self, nvml=None):
+        self._nvml = nvml
+        self._names: dict[int, str] = {}
+
+    @property
+    def nvml(self):
+        if self._nvml is None:
+            import pynvml
+            self._nvml = pynvml
+        return self._nvml
+
+    def open(self) -> None:
         try:
-            import pynvml as nvml
+            self.nvml.nvmlInit()
         except ImportError:
-            return GpuInventory(problem="nvidia-ml-py is not installed")
-    try:
-        nvml.nvmlInit()
-    except nvml.NVMLError as error:
-        return GpuInventory(problem=f"no NVIDIA GPU or driver ({_text(error)})")
-    try:
-        out = GpuInventory(driver=_text(nvml.nvmlSystemGetDriverVersion()))
-        for index in range(nvml.nvmlDeviceGetCount()):
+            raise GpuUnavailable("nvidia-ml-py is not installed") from None
+        except self.nvml.NVMLError as error:
+            raise GpuUnavailable(f"no NVIDIA GPU or driver ({_text(error)})") from None
+
+    def close(self) -> None:
+        try:
+            self.nvml.nvmlShutdown()
+        except self.nvml.NVMLError:
+            pass
+
+    def driver(self) -> str | None:
+        return self._try(self.nvml.nvmlSystemGetDriverVersion, _text)
+
+    def count(self) -> int:
+        try:
+            return self.nvml.nvmlDeviceGetCount()
+        except self.nvml.NVMLError as error:
+            raise GpuUnavailable(f"NVML failed: {_text(error)}") from None
+
+    def _try(self, call, convert=lambda v: v, *args):
+        """One figure: None where this GPU or driver does not support the call."""
+        try:
+            return convert(call(*args))
+        except self.nvml.NVMLError:
+            return None
+
+    def sample(self, index: int, since_us: int = 0) -> GpuSample:
+        nvml = self.nvml
+        try:
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            gpu = {"name": _text(nvml.nvmlDeviceGetName(handle))}
-            try:
-                gpu["vram_bytes"] = int(nvml.nvmlDeviceGetMemoryInfo(handle).total)
-            except nvml.NVMLError:
-                pass  # an older GPU may not report it: one figure missing, not the whole list
-            try:
-                gpu["uuid"] = _text(nvml.nvmlDeviceGetUUID(handle))
-            except nvml.NVMLError:
-                pass
+        except nvml.NVMLError as error:
+            raise GpuUnavailable(f"GPU {index}: {_text(error)}") from None
+        name = self._names.get(index) or self._try(nvml.nvmlDeviceGetName, _text, handle) or f"GPU {index}"
+        self._names[index] = name
+        memory = self._try(nvml.nvmlDeviceGetMemoryInfo, lambda m: m, handle)
+        return GpuSample(
+            index=index, name=name,
+            load=self._try(nvml.nvmlDeviceGetUtilizationRates, lambda u: int(u.gpu), handle),
+            vram_used=int(memory.used) if memory else None,
+            vram_total=int(memory.total) if memory else None,
+            temp_c=self._try(nvml.nvmlDeviceGetTemperature, int, handle, nvml.NVML_TEMPERATURE_GPU),
+            power_w=self._try(nvml.nvmlDeviceGetPowerUsage, lambda mw: mw / 1000.0, handle),
+            energy_mj=self._try(nvml.nvmlDeviceGetTotalEnergyConsumption, int, handle),
+            processes=self._processes(handle, since_us),
+        )
+
+    def _processes(self, handle, since_us: int) -> tuple[GpuProcess, ...]:
+        nvml = self.nvml
+        loads = {}
+        utilization = self._try(nvml.nvmlDeviceGetProcessUtilization, lambda v: v, handle, since_us)
+        for entry in utilization or []:
+            loads[int(entry.pid)] = max(int(entry.smUtil), loads.get(int(entry.pid), 0))
+        found: dict[int, GpuProcess] = {}
+        for kind, call in (("compute", "nvmlDeviceGetComputeRunningProcesses"),
+                           ("graphics", "nvmlDeviceGetGraphicsRunningProcesses")):
+            for proc in self._try(getattr(nvml, call), lambda v: v, handle) or []:
+                pid = int(proc.pid)
+                used = getattr(proc, "usedGpuMemory", None)
+                found.setdefault(pid, GpuProcess(pid=pid, name=_process_name(pid), kind=kind,
+                                                 vram_bytes=int(used) if used else None, load=loads.get(pid)))
+        return tuple(found.values())
+
+
+def _process_name(pid: int) -> str:
+    import psutil
+    try:
+        return psutil.Process(pid).name()
+    except psutil.Error:
+        return f"pid {pid}"
+
+
+class GpuUnavailable(Exception):
+    pass
+
+
+def inventory(provider=None) -> GpuInventory:
+    """Lists the NVIDIA GPUs once (for hello and doctor)."""
+    provider = provider or NvmlProvider()
+    try:
+        provider.open()
+    except GpuUnavailable as error:
+        return GpuInventory(problem=str(error))
+    try:
+        out = GpuInventory(driver=provider.driver())
+        for index in range(provider.count()):
+            sample = provider.sample(index)
+            gpu = {"name": sample.name}
+            if sample.vram_total is not None:
+                gpu["vram_bytes"] = sample.vram_total
             out.gpus.append(gpu)
         return out
-    except nvml.NVMLError as error:
-        return GpuInventory(problem=f"NVML failed: {_text(error)}")
+    except GpuUnavailable as error:
+        return GpuInventory(problem=str(error))
     finally:
+        provider.close()
+
+
+class GpuMonitor:
+    """Samples every GPU each ``interval`` seconds on its own thread; ``latest`` is the newest snapshot."""
+
+    def __init__(self, provider=None, interval: float = 2.0, on_sample=None):
+        self.provider = provider or NvmlProvider()
+        self.interval = interval
+        self.on_sample = on_sample or (lambda snapshot: None)
+        self.latest = GpuSnapshot(time=0.0, problem="not started")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._opened = False
+        self._last_us = 0
+
+    def start(self) -> GpuMonitor:
+        self._thread = threading.Thread(target=self._loop, name="gpu-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(self.interval + 5)
+
+    def sample_now(self) -> GpuSnapshot:
+        """Takes one snapshot on the calling thread."""
+        now = time.time()
+        if not self._opened:
+            try:
+                self.provider.open()
+                self._opened = True
+            except GpuUnavailable as error:
+                self.latest = GpuSnapshot(time=now, problem=str(error))
+                return self.latest
         try:
-            nvml.nvmlShutdown()
-        except nvml.NVMLError:
-            pass
+            since = self._last_us
+            self._last_us = int(now * 1_000_000)
+            gpus = tuple(self.provider.sample(i, since) for i in range(self.provider.count()))
+            self.latest = GpuSnapshot(time=now, gpus=gpus)
+        except GpuUnavailable as error:
+            self.latest = GpuSnapshot(time=now, problem=str(error))
+        return self.latest
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                snapshot = self.sample_now()
+                try:
+                    self.on_sample(snapshot)
+                except Exception:  # a listener's bug must not stop the monitor
+                    log.exception("GPU sample listener failed")
+                if snapshot.problem and not self._opened:
+                    return  # no NVML: nothing will change until the app restarts
+                self._stop.wait(self.interval)
+        finally:
+            if self._opened:
+                self.provider.close()

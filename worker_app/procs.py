@@ -140,6 +140,34 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+def descendant_pids(pid: int) -> set[int]:
+    return {p.pid for p in _descendants(pid)}
+
+
+def suspend_tree(pid: int) -> None:
+    """Suspends a process and its descendants (SIGSTOP; NtSuspendProcess on Windows)."""
+    for proc in [*_descendants(pid), *_alive(pid)]:
+        try:
+            proc.suspend()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def resume_tree(pid: int) -> None:
+    for proc in [*_alive(pid), *_descendants(pid)]:
+        try:
+            proc.resume()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def _alive(pid: int) -> list[psutil.Process]:
+    try:
+        return [psutil.Process(pid)]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def reap_orphans(pidfiles: list[Path]) -> int:
     """Ends children recorded in ``pidfiles`` that a dead worker left running; returns how many."""
     ended = 0

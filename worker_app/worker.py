@@ -28,6 +28,7 @@ from worker_app import protocol as P
 from worker_app.assets import AssetError, SceneCache, unpack_zip
 from worker_app.blender import (SCRIPT_EXIT_CODE, BlenderInstall, BlenderNotFound, BlenderRun, pick,
                                  probe_devices)
+from worker_app.energy import EnergyMeter
 from worker_app.client import LeaseLost, NotFound, Rejected, Unauthorized, Unreachable, WorkerClient
 
 log = logging.getLogger("homefarm.worker")
@@ -40,6 +41,7 @@ class State(str, enum.Enum):
     RENDERING = "rendering"
     UPLOADING = "uploading"
     BACKING_OFF = "backing off"
+    PAUSED = "paused"
     STOPPING = "stopping"
     STOPPED = "stopped"
 
@@ -54,6 +56,8 @@ class Snapshot:
     retry_at: float | None = None  # time.time() of the next try while backing off
     jobs_done: int = 0
     jobs_failed: int = 0
+    paused: str = ""  # why the worker steps aside, "" while it does not
+    gpu: dict = field(default_factory=dict)  # the latest GPU figures
 
 
 @dataclass
@@ -64,6 +68,7 @@ class JobReport:
     reason: str = ""
     outputs: list[Path] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)
+    energy_wh: float | None = None
 
 
 class _JobEnded(Exception):
@@ -102,7 +107,8 @@ class Worker:
                  cache_dir: Path, *, name: str | None = None, device: str = "AUTO", device_type: str = "",
                  gpu_indices: tuple[int, ...] = (), claim_wait: float = C.CLAIM_WAIT_DEFAULT,
                  on_snapshot=None, on_job_end=None, max_jobs: int | None = None,
-                 make_client=None, blender_user_dir: Path | None = None):
+                 make_client=None, blender_user_dir: Path | None = None, guard=None,
+                 pause_policy: str = "requeue", monitor=None, ledger=None):
         self.client = client
         self.blenders = blender if isinstance(blender, list) else [blender]
         self.jobs_dir = jobs_dir
@@ -126,6 +132,19 @@ class Worker:
         self.worker_id: str | None = None
         self.heartbeat_interval = C.HEARTBEAT_INTERVAL
         self._devices: list[str] | None = None
+        # Stepping aside for the owner: see worker_app/guard.py.
+        self.guard = guard
+        self.pause_policy = pause_policy
+        self.monitor = monitor
+        self.ledger = ledger
+        self._claiming = threading.Event()
+        self._release_reason: str | None = None
+        self._meter: EnergyMeter | None = None
+        self._beat: _Heartbeat | None = None
+        if guard is not None:
+            guard.add_listener(self._on_pause_change)
+        if monitor is not None:
+            monitor.on_sample = self._on_gpu_sample
 
     # -- commands, from any thread ------------------------------------------------------------
 
@@ -136,6 +155,59 @@ class Worker:
         run = self._run
         if run is not None:
             run.stop("the worker is shutting down")
+        if self._claiming.is_set():
+            threading.Thread(target=self._end_claim, name="end-claim", daemon=True).start()
+
+    def own_pids(self) -> set[int]:
+        """Our Blender's processes: detectors must not take them for a game or a foreign GPU load."""
+        run = self._run
+        return run.pids() if run is not None else set()
+
+    def _on_pause_change(self, decision) -> None:
+        """From the guard's thread: apply the pause policy to what is running now."""
+        self._publish(paused=decision.reason if decision.paused else "")
+        run = self._run
+        if decision.paused:
+            if self._claiming.is_set():
+                threading.Thread(target=self._end_claim, name="end-claim", daemon=True).start()
+            if run is None:
+                return
+            if self.pause_policy == "requeue":
+                self._release_reason = decision.reason
+                run.stop(decision.reason)
+            elif self.pause_policy == "suspend" and run.suspend():
+                self._publish(message=f"{decision.reason}; Blender is suspended and keeps its GPU memory")
+                beat = self._beat
+                if beat is not None:
+                    beat.progress = P.Progress(stage="rendering", message="suspended while the owner uses "
+                                               "the PC; Blender keeps its GPU memory")
+        elif run is not None and run.suspended:
+            run.resume()
+            self._publish(message="resumed")
+
+    def _end_claim(self) -> None:
+        """Ends our waiting long poll at the server, so a claim begun before a pause brings no job."""
+        client = self.make_client()
+        try:
+            for _ in range(20):
+                if not self._claiming.is_set() or self.worker_id is None:
+                    return
+                try:
+                    client.cancel_claim(self.worker_id)
+                except (Unreachable, Rejected, NotFound, Unauthorized, LeaseLost):
+                    pass
+                # Normally the claim returns within milliseconds; again if it had not reached the server.
+                time.sleep(0.25)
+        finally:
+            if client is not self.client:
+                client.close()
+
+    def _on_gpu_sample(self, snapshot) -> None:
+        meter = self._meter
+        if meter is not None:
+            meter.add(snapshot)
+        if snapshot.available and snapshot.gpus:
+            self._publish(gpu=snapshot.gpus[0].figures())
 
     @property
     def snapshot(self) -> Snapshot:
@@ -161,11 +233,22 @@ class Worker:
                     if self.worker_id is None:
                         self._publish(state=State.CONNECTING, message=f"connecting to {self.client.server_url}")
                         self._hello()
+                    if self._paused():
+                        continue
                     self._publish(state=State.WAITING, message="waiting for a job", job_id=None,
                                   progress={}, retry_at=None)
-                    lease = self.client.claim(self.worker_id, self.claim_wait)
+                    self._claiming.set()
+                    try:
+                        lease = self.client.claim(self.worker_id, self.claim_wait)
+                    finally:
+                        self._claiming.clear()
                     failures = 0
                     if lease is None:
+                        continue
+                    if self._stop.is_set() or self._paused(wait=False):
+                        # Claimed in the instant the pause began: give it straight back.
+                        self.client.release(lease.job_id, lease.lease_id,
+                                            self._snapshot.paused or "the worker is shutting down")
                         continue
                     self._handle(lease)
                     handled += 1
@@ -181,6 +264,17 @@ class Worker:
                     self._back_off(failures, f"server unreachable: {error}")
         finally:
             self._publish(state=State.STOPPED, message="stopped", job_id=None, progress={})
+
+    def _paused(self, wait: bool = True) -> bool:
+        """True while the guard says to step aside; then shows why and waits a little for a change."""
+        if self.guard is None or not self.guard.decision.paused:
+            return False
+        if wait:
+            decision = self.guard.decision
+            self._publish(state=State.PAUSED, message=decision.reason, paused=decision.reason, job_id=None,
+                          progress={})
+            self.guard.wait_for_change(1.0)
+        return True
 
     def _render_devices(self) -> list[str]:
         if self._devices is None:
@@ -229,8 +323,11 @@ class Worker:
     def _handle(self, lease: P.Lease) -> None:
         started = time.monotonic()
         report = JobReport(job_id=lease.job_id, outcome="failed")
+        self._release_reason = None
+        self._meter = EnergyMeter(self.monitor.latest if self.monitor else None)
         self._publish(job_id=lease.job_id, progress={}, message=f"job {lease.job_id} claimed")
         beat = _Heartbeat(self.make_client(), lease, self.heartbeat_interval, self._on_lease_lost)
+        self._beat = beat
         try:
             try:
                 spec = P.JobSpec.parse(lease.spec)
@@ -248,6 +345,9 @@ class Worker:
             stats.update({f"{k}_s": round(v, 3) for k, v in report.stages.items()})
             stats.update(blender=blender.version, frames=len(spec.render.frame_list()),
                          total_s=round(time.monotonic() - started, 3))
+            energy = self._meter.reading()
+            if energy.wh is not None:
+                stats.update(gpu_energy_wh=round(energy.wh, 4), energy_source=energy.source)
             beat.stop()
             self._retrying(lambda: self.client.complete(lease.job_id, lease.lease_id, outputs, stats))
             report.outcome = "done"
@@ -276,6 +376,15 @@ class Worker:
             beat.stop()
             self._run = None
             report.stages["total"] = time.monotonic() - started
+            report.energy_wh = self._meter.reading().wh
+            self._meter = None
+            if self.ledger is not None:
+                try:
+                    self.ledger.record(lease.job_id, self.client.server_url, report.outcome,
+                                       report.stages["total"], report.stages.get("render", 0.0),
+                                       report.energy_wh)
+                except Exception:  # the owner's statistics must never cost a job
+                    log.exception("could not record job %s in the statistics", lease.job_id)
             self.on_job_end(report)
 
     def _job_dir(self, job_id: str) -> Path:
@@ -296,7 +405,7 @@ class Worker:
         blend = self._fetch_scene(spec.scene, job_dir)
         images = self._fetch_images(spec.overrides.get("images", {}), job_dir)
         stages["download"] = time.monotonic() - t0
-        self._check(beat)
+        self._check(beat, before_render=True)
 
         frames = spec.render.frame_list()
         # Frames an earlier attempt already uploaded are not rendered again.
@@ -314,6 +423,7 @@ class Worker:
         job = {"render": render, "frames": todo, "output_dir": str((job_dir / "out").resolve()),
                "overrides": {k: v for k, v in spec.overrides.items() if k != "images"}, "images": images,
                "device_type": self.device_type or None, "gpu_indices": self.gpu_indices}
+        self._check(beat, before_render=True)
         self._publish(state=State.RENDERING, message=f"job {lease.job_id}: rendering",
                       progress={"frame_count": len(todo)})
         uploader = _Uploader(self.make_client(), lease, job_dir / "out", self._stop)
@@ -323,8 +433,6 @@ class Worker:
                          on_line=lambda line: uploader.on_line(line))
         self._run = run
         beat.run = run
-        if self._stop.is_set():
-            raise _JobEnded("released", "the worker is shutting down")
         uploader.start()
         try:
             result = run.run()
@@ -332,7 +440,7 @@ class Worker:
             stats["uploaded_during_render"] = uploader.uploaded_count
             self._check(beat)
             if not result.ok:
-                if result.stopped and self._stop.is_set():
+                if result.stopped and (self._stop.is_set() or self._release_reason):
                     raise _JobEnded("released", result.reason)
                 retryable = result.stopped is None and result.exit_code not in (SCRIPT_EXIT_CODE, 0)
                 raise _Failed(result.reason, log_tail=result.log_tail, retryable=retryable)
@@ -416,7 +524,8 @@ class Worker:
     def _on_render_progress(self, tracker, beat: _Heartbeat) -> None:
         progress = P.Progress(stage="rendering", frame=tracker.frame, frames_done=tracker.frames_done,
                               frame_count=tracker.frame_count, sample=tracker.sample,
-                              samples=tracker.samples, percent=tracker.percent, eta_s=tracker.eta_s)
+                              samples=tracker.samples, percent=tracker.percent, eta_s=tracker.eta_s,
+                              gpu=self._snapshot.gpu or None)
         beat.progress = progress
         self._publish(progress=progress.to_json())
 
@@ -425,11 +534,14 @@ class Worker:
         if run is not None:
             run.stop(reason)
 
-    def _check(self, beat: _Heartbeat) -> None:
+    def _check(self, beat: _Heartbeat, before_render: bool = False) -> None:
         if beat.ended is not None:
             raise _JobEnded(*beat.ended)
         if self._stop.is_set():
             raise _JobEnded("released", "the worker is shutting down")
+        if before_render and self.guard is not None and self.guard.decision.paused \
+                and self.pause_policy == "requeue":
+            raise _JobEnded("released", self.guard.decision.reason)
 
     def _retrying(self, call):
         """Runs a call that must reach the server, backing off on network errors."""

@@ -342,6 +342,13 @@ class _Handler(BaseHTTPRequestHandler):
                          "ttl_s": self.app.store.lease_ttl, "expires_at": claimed.expires,
                          "attempt": claimed.attempt, "spec": claimed.spec, "outputs": claimed.outputs})
 
+    @route("POST", P.WORKER_PREFIX + "/jobs/claim/cancel", auth="worker")
+    def cancel_claim(self):
+        body = self._read_json()
+        P._object(body, "", {"worker_id"}, set())
+        worker_id = P._str(body["worker_id"], "worker_id", max_len=64)
+        self._json(200, {"canceled": self.app.store.cancel_claims(worker_id)})
+
     @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/heartbeat", auth="worker")
     def heartbeat(self, job_id):
         body = self._read_json()

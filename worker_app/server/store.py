@@ -102,6 +102,8 @@ class Store:
         self._lock = threading.Lock()
         self.changed = threading.Condition(self._lock)
         self._closed = False
+        self._waiting: dict[str, int] = {}  # worker id -> claims of it waiting now
+        self._cancel: set[str] = set()  # workers whose waiting claims should end now
         db_path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -216,19 +218,40 @@ class Store:
         """Leases the best queued job, waiting up to ``wait`` seconds for one to appear."""
         deadline = time.monotonic() + wait
         with self.changed:
-            while not self._closed:
-                claimed = self._try_claim(worker_id)
-                if claimed is not None:
-                    return claimed
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                next_expiry = self._db.execute(
-                    "SELECT MIN(lease_expires) FROM jobs WHERE state = 'leased'").fetchone()[0]
-                if next_expiry is not None:
-                    # Wake when the earliest lease runs out: its job goes back in the queue then.
-                    remaining = min(remaining, max(0.01, next_expiry - self.clock()))
-                self.changed.wait(remaining)
+            self._waiting[worker_id] = self._waiting.get(worker_id, 0) + 1
+            try:
+                return self._claim_waiting(worker_id, deadline)
+            finally:
+                self._waiting[worker_id] -= 1
+                if not self._waiting[worker_id]:
+                    del self._waiting[worker_id]
+                    self._cancel.discard(worker_id)
+
+    def cancel_claims(self, worker_id: str) -> bool:
+        """Ends the worker's waiting claims now with no job (it paused or quits); False if none waits."""
+        with self.changed:
+            if worker_id not in self._waiting:
+                return False
+            self._cancel.add(worker_id)
+            self.changed.notify_all()
+            return True
+
+    def _claim_waiting(self, worker_id: str, deadline: float) -> Claimed | None:
+        while not self._closed:
+            if worker_id in self._cancel:
+                return None
+            claimed = self._try_claim(worker_id)
+            if claimed is not None:
+                return claimed
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            next_expiry = self._db.execute(
+                "SELECT MIN(lease_expires) FROM jobs WHERE state = 'leased'").fetchone()[0]
+            if next_expiry is not None:
+                # Wake when the earliest lease runs out: its job goes back in the queue then.
+                remaining = min(remaining, max(0.01, next_expiry - self.clock()))
+            self.changed.wait(remaining)
         return None
 
     def _try_claim(self, worker_id: str) -> Claimed | None:

@@ -1,0 +1,79 @@
+"""Builds the running worker from the config: the worker loop, the GPU monitor, the guard and the ledger.
+
+`homefarm run` and the tray start the very same thing through ``Runtime``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worker_app import config as config_mod
+from worker_app import guard as G
+from worker_app.blender import BlenderInstall
+from worker_app.client import WorkerClient
+from worker_app.energy import Ledger
+from worker_app.gpu import GpuMonitor, NvmlProvider
+from worker_app.worker import Worker
+
+
+def manual_pause(paths: config_mod.Paths) -> G.ManualPause:
+    return G.ManualPause(paths.data_dir / "pause.json")
+
+
+def ledger(paths: config_mod.Paths) -> Ledger:
+    return Ledger(paths.data_dir / "stats.sqlite3")
+
+
+def build_guard(cfg: config_mod.Config, paths: config_mod.Paths, own_pids, own_paths, monitor: GpuMonitor,
+                table: G.ProcessTable | None = None) -> G.Guard:
+    snapshot = lambda: monitor.latest  # noqa: E731 - read at each check
+    gpu_load = G.ForeignGpuLoad(snapshot, cfg.foreign_gpu_load_percent, cfg.foreign_gpu_seconds, own_pids)
+    detectors: list = [manual_pause(paths), G.Schedule(cfg.render_only, cfg.never)]
+    if cfg.pause_while_gaming:
+        detectors.append(G.GameDetector(G.DEFAULT_GAMES + cfg.games, cfg.game_folders, own_pids, own_paths,
+                                        table=table))
+    if cfg.foreign_gpu_load_percent:
+        detectors.append(gpu_load)
+    if cfg.full_screen_hint:
+        detectors.append(G.FullScreenHint(gpu=gpu_load))
+    if cfg.pause_when_active:
+        detectors.append(G.OwnerActive(cfg.active_idle_s))
+    if cfg.max_gpu_temp_c or cfg.max_gpu_power_w:
+        detectors.append(G.ThermalGuard(snapshot, cfg.max_gpu_temp_c, cfg.max_gpu_power_w))
+    return G.Guard(detectors, hold_off_s=cfg.hold_off_s, interval=cfg.check_interval_s)
+
+
+@dataclass
+class Runtime:
+    worker: Worker
+    guard: G.Guard
+    monitor: GpuMonitor
+
+    def start(self):
+        self.monitor.start()
+        self.guard.evaluate()  # know whether to pause before the first claim
+        self.guard.start()
+        return self.worker.start_thread()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.guard.stop()
+        self.monitor.stop()
+
+
+def build(cfg: config_mod.Config, paths: config_mod.Paths, token: str, blenders: list[BlenderInstall], *,
+          provider=None, max_jobs: int | None = None, on_snapshot=None, on_job_end=None) -> Runtime:
+    def make_client():
+        return WorkerClient(cfg.server_url, token, cfg.allow_insecure_http)
+
+    monitor = GpuMonitor(provider or NvmlProvider(), interval=cfg.gpu_interval_s)
+    holder: dict = {}
+    own_pids = lambda: holder["worker"].own_pids()  # noqa: E731 - the worker exists by the first check
+    guard = build_guard(cfg, paths, own_pids, [b.path for b in blenders], monitor)
+    worker = Worker(make_client(), blenders, paths.jobs_dir, paths.scene_cache, name=cfg.worker_name,
+                    device=cfg.device, device_type=cfg.device_type, gpu_indices=cfg.gpu_indices,
+                    claim_wait=cfg.claim_wait_s, blender_user_dir=paths.data_dir / "blender-user",
+                    on_snapshot=on_snapshot, on_job_end=on_job_end, max_jobs=max_jobs, make_client=make_client,
+                    guard=guard, pause_policy=cfg.pause_policy, monitor=monitor, ledger=ledger(paths))
+    holder["worker"] = worker
+    return Runtime(worker, guard, monitor)
