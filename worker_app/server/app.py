@@ -336,8 +336,10 @@ class _Handler(BaseHTTPRequestHandler):
         wait = min(max(wait, 0.0), self.app.claim_wait_max)
         claimed = self.app.store.claim(worker_id, wait)
         if claimed is None:
+            log.info("claim by %s: no job", worker_id)
             self._empty(204)
             return
+        log.info("claim by %s: job %s, attempt %d", worker_id, claimed.job_id, claimed.attempt)
         self._json(200, {"job_id": str(claimed.job_id), "lease_id": claimed.lease_id,
                          "ttl_s": self.app.store.lease_ttl, "expires_at": claimed.expires,
                          "attempt": claimed.attempt, "spec": claimed.spec, "outputs": claimed.outputs})
@@ -347,7 +349,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_json()
         P._object(body, "", {"worker_id"}, set())
         worker_id = P._str(body["worker_id"], "worker_id", max_len=64)
-        self._json(200, {"canceled": self.app.store.cancel_claims(worker_id)})
+        canceled = self.app.store.cancel_claims(worker_id)
+        log.info("claim by %s canceled by the worker%s", worker_id, "" if canceled else " (none waiting)")
+        self._json(200, {"canceled": canceled})
 
     @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/heartbeat", auth="worker")
     def heartbeat(self, job_id):
@@ -389,6 +393,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_json()
         done = P.parse_complete(body)
         self.app.store.complete(self._job_id(job_id), body["lease_id"], done["outputs"], done["stats"])
+        log.info("job %s done: %d output(s)", job_id, len(done["outputs"]))
         self._json(200, {"state": "done"})
 
     @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/fail", auth="worker")
@@ -396,6 +401,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_json()
         failure = P.parse_fail(body)
         state = self.app.store.fail(self._job_id(job_id), body["lease_id"], **failure)
+        log.info("job %s failed (%s): %s", job_id, state, failure["reason"])
         self._json(200, {"state": state})
 
     @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/release", auth="worker")
@@ -403,6 +409,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_json()
         reason = P.parse_release(body)
         self.app.store.release(self._job_id(job_id), body["lease_id"], reason)
+        log.info("job %s released: %s", job_id, reason)
         self._json(200, {"state": "queued"})
 
     @route("GET", P.WORKER_PREFIX + "/assets/{sha256}", auth="worker")

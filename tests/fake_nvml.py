@@ -1,0 +1,38 @@
+"""A GPU provider for machines without an NVIDIA GPU: the same interface as gpu.NvmlProvider."""
+
+from worker_app.gpu import GpuProcess, GpuSample, GpuUnavailable
+
+
+class FakeProvider:
+    def __init__(self, gpus=1, name="NVIDIA GeForce RTX 4070", energy=True):
+        self.name = name
+        self.gpus = gpus
+        self.load = 0
+        self.temp_c = 45
+        self.power_w = 30.0
+        self.energy_mj = 1_000_000 if energy else None
+        self.processes: list[GpuProcess] = []
+        self.missing = set()  # figures this "older GPU" does not support
+        self.opened = False
+        self.fail_open = None
+
+    def open(self):
+        if self.fail_open:
+            raise GpuUnavailable(self.fail_open)
+        self.opened = True
+
+    def close(self):
+        self.opened = False
+
+    def driver(self):
+        return "555.42"
+
+    def count(self):
+        return self.gpus
+
+    def sample(self, index, since_us=0):
+        figures = {"load": self.load, "vram_used": 2 * 1024**3, "vram_total": 12 * 1024**3,
+                   "temp_c": self.temp_c, "power_w": self.power_w, "energy_mj": self.energy_mj}
+        for key in self.missing:
+            figures[key] = None
+        return GpuSample(index=index, name=self.name, processes=tuple(self.processes), **figures)

@@ -1,0 +1,300 @@
+"""Pause detectors and the guard: real processes where they can exist here, fakes at the OS edges."""
+
+import datetime as dt
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fake_nvml import FakeProvider
+from worker_app import guard as G
+from worker_app.energy import EnergyMeter, Ledger
+from worker_app.gpu import GpuMonitor, GpuProcess, GpuSnapshot, inventory
+
+NOW = dt.datetime(2026, 11, 26, 12, 0)  # a Thursday
+
+
+@pytest.fixture
+def game(tmp_path):
+    """Starts a harmless program under a game's name (a copy of `sleep`), and ends it afterwards."""
+    started = []
+
+    def start(name, folder=None):
+        folder = folder or tmp_path
+        folder.mkdir(parents=True, exist_ok=True)
+        exe = folder / name
+        shutil.copy(shutil.which("sleep"), exe)
+        proc = subprocess.Popen([str(exe), "60"])
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_game_by_its_process_name(game):
+    detector = G.GameDetector(names=["eldenring.exe"])
+    assert detector.check(NOW) is None
+    proc = game("eldenring.exe")
+    assert detector.check(NOW).reason == "eldenring.exe is running"
+    proc.kill()
+    proc.wait()
+    assert detector.check(NOW) is None
+
+
+def test_a_game_by_where_it_is_installed(game, tmp_path):
+    detector = G.GameDetector(names=[], folders=[tmp_path / "D-Games"])
+    game("SomeIndie.bin", tmp_path / "lib" / "steamapps" / "common" / "Some Indie")
+    assert detector.check(NOW).reason == "SomeIndie.bin is running"
+    detector = G.GameDetector(names=[], folders=[tmp_path / "D-Games"])
+    assert detector.check(NOW).reason == "SomeIndie.bin is running"
+
+
+def test_own_blender_is_never_a_game_even_from_steam(game, tmp_path):
+    proc = game("blender", tmp_path / "steamapps" / "common" / "Blender")
+    by_pid = G.GameDetector(names=[], own_pids=lambda: {proc.pid})
+    assert by_pid.check(NOW) is None
+    by_path = G.GameDetector(names=[], own_paths=[str(tmp_path / "steamapps" / "common" / "Blender" / "blender")])
+    assert by_path.check(NOW) is None
+
+
+def test_steam_says_a_game_runs():
+    class Steam:
+        def running_app_id(self):
+            return 1245620
+    assert G.GameDetector(names=[], steam=Steam()).check(NOW).reason == "Steam game 1245620 is running"
+
+
+def test_steam_registry_backend():
+    from worker_app.desktop import WindowsSteamStatus
+
+    class Registry:
+        HKEY_CURRENT_USER = "HKCU"
+
+        def __init__(self, value):
+            self.value = value
+
+        def OpenKey(self, root, path):
+            import contextlib
+            assert path == r"Software\Valve\Steam"
+            return contextlib.nullcontext()
+
+        def QueryValueEx(self, key, name):
+            assert name == "RunningAppID"
+            return self.value, 4
+
+    assert WindowsSteamStatus(Registry(1245620)).running_app_id() == 1245620
+    assert WindowsSteamStatus(Registry(0)).running_app_id() is None
+
+
+def snapshot_with(*processes, load=50, temp=60, power=100.0):
+    from worker_app.gpu import GpuSample
+    return GpuSnapshot(time.time(), (GpuSample(0, "RTX", load=load, temp_c=temp, power_w=power,
+                                               processes=tuple(processes)),))
+
+
+def test_foreign_gpu_load_needs_to_last():
+    now = [100.0]
+    snap = [snapshot_with(GpuProcess(4242, "chrome.exe", "graphics", load=55),
+                          GpuProcess(77, "dwm.exe", "graphics", load=90),
+                          GpuProcess(88, "blender", "compute", load=99))]
+    detector = G.ForeignGpuLoad(lambda: snap[0], threshold=30, seconds=5, own_pids=lambda: {88},
+                                clock=lambda: now[0])
+    assert detector.check(NOW) is None  # just started
+    now[0] += 6
+    assert detector.check(NOW).reason == "chrome.exe is using the GPU (55 %)"
+    snap[0] = snapshot_with(GpuProcess(4242, "chrome.exe", "graphics", load=10))
+    assert detector.check(NOW) is None
+    snap[0] = GpuSnapshot(time.time(), problem="no NVIDIA GPU or driver")
+    assert detector.check(NOW) is None
+
+
+def test_full_screen_is_only_a_hint():
+    class FullScreen:
+        def full_screen(self):
+            return True
+
+    class Idle:
+        def __init__(self, seconds):
+            self.seconds = seconds
+
+        def idle_seconds(self):
+            return self.seconds
+
+    quiet = G.ForeignGpuLoad(lambda: snapshot_with(), threshold=30)
+    assert G.FullScreenHint(FullScreen(), quiet, Idle(600)).check(NOW) is None  # a video left running
+    loaded = G.ForeignGpuLoad(lambda: snapshot_with(GpuProcess(5, "game.exe", "graphics", load=15)), 30)
+    assert "game.exe" in G.FullScreenHint(FullScreen(), loaded, Idle(600)).check(NOW).reason
+    assert G.FullScreenHint(FullScreen(), quiet, Idle(3)).check(NOW) is not None
+    assert loaded.threshold == 30
+
+
+def test_owner_active_and_thermal():
+    class Idle:
+        def idle_seconds(self):
+            return 10.0
+    assert G.OwnerActive(120, Idle()).check(NOW).reason == "you are using the PC"
+    assert G.OwnerActive(5, Idle()).check(NOW) is None
+    hot = G.ThermalGuard(lambda: snapshot_with(temp=88), max_temp_c=85)
+    assert hot.check(NOW).reason == "RTX at 88 °C (limit 85 °C)"
+    thirsty = G.ThermalGuard(lambda: snapshot_with(power=320.0), max_temp_c=0, max_power_w=300)
+    assert thirsty.check(NOW).reason == "RTX draws 320 W (limit 300 W)"
+    assert G.ThermalGuard(lambda: snapshot_with(temp=70), max_temp_c=85).check(NOW) is None
+
+
+@pytest.mark.parametrize("window, when, inside", [
+    ("mon-fri 01:00-08:00", dt.datetime(2026, 11, 26, 3, 0), True),  # Thursday night
+    ("mon-fri 01:00-08:00", dt.datetime(2026, 11, 28, 3, 0), False),  # Saturday
+    ("22:00-06:00", dt.datetime(2026, 11, 26, 23, 30), True),
+    ("22:00-06:00", dt.datetime(2026, 11, 27, 5, 59), True),  # after midnight
+    ("22:00-06:00", dt.datetime(2026, 11, 27, 6, 0), False),
+    ("fri 22:00-06:00", dt.datetime(2026, 11, 29, 1, 0), False),  # Sunday 01:00 belongs to Saturday
+    ("fri 22:00-06:00", dt.datetime(2026, 11, 28, 1, 0), True),  # Saturday 01:00 belongs to Friday
+    ("sat,sun 00:00-24:00", dt.datetime(2026, 11, 29, 23, 59), True),
+    ("weekends 10:00-12:00", dt.datetime(2026, 11, 26, 11, 0), False),
+])
+def test_schedule_windows(window, when, inside):
+    assert G.Window.parse(window).contains(when) is inside
+
+
+def test_schedule_across_midnight_says_until_when():
+    schedule = G.Schedule(render_only=["22:00-06:00"], never=["mon 00:00-02:00"])
+    cause = schedule.check(dt.datetime(2026, 11, 26, 21, 15))
+    assert cause.reason == "paused until 22:00 (schedule)" and cause.until == dt.datetime(2026, 11, 26, 22, 0)
+    assert schedule.check(dt.datetime(2026, 11, 27, 2, 0)) is None  # Friday 02:00, inside since Thursday 22:00
+    monday = schedule.check(dt.datetime(2026, 11, 30, 1, 0))  # allowed window, but "never" wins
+    assert monday.until == dt.datetime(2026, 11, 30, 2, 0)
+    assert G.Schedule(never=["18:00-23:00"]).check(dt.datetime(2026, 11, 26, 19, 0)).reason == \
+        "paused until 23:00 (schedule)"
+
+
+@pytest.mark.parametrize("text", ["25:00-26:00", "mon-fry 01:00-02:00", "01:00", "1-2", "10:60-11:00"])
+def test_bad_windows_are_refused(text):
+    with pytest.raises(ValueError):
+        G.Window.parse(text)
+
+
+def test_manual_pause_until_and_indefinitely(tmp_path):
+    clock = [1_800_000_000.0]
+    pause = G.ManualPause(tmp_path / "pause.json", clock=lambda: clock[0])
+    now = dt.datetime.fromtimestamp(clock[0])
+    assert pause.check(now) is None
+    pause.pause(seconds=1800)
+    cause = pause.check(now)
+    assert cause.kind == "manual" and cause.reason.startswith("paused by you until ")
+    later = dt.datetime.fromtimestamp(clock[0] + 1801)
+    assert pause.check(later) is None and not (tmp_path / "pause.json").exists()
+    pause.pause()
+    assert pause.check(later).reason == "paused until you resume"
+    pause.resume()
+    assert pause.check(later) is None
+    assert G.tomorrow_morning(dt.datetime(2026, 11, 26, 23, 0)) == dt.datetime(2026, 11, 27, 8, 0)
+
+
+class Switch:
+    def __init__(self, cause=None):
+        self.cause = cause
+
+    def check(self, now):
+        return self.cause
+
+
+def test_guard_holds_off_before_resuming():
+    clock = [0.0]
+    game = Switch(G.Cause("game", "eldenring.exe is running"))
+    decisions = []
+    guard = G.Guard([game], hold_off_s=60, clock=lambda: clock[0], on_change=decisions.append)
+    assert guard.evaluate().reason == "Paused: eldenring.exe is running"
+    game.cause = None  # a loading screen: the game's process is gone for a moment
+    clock[0] = 10
+    held = guard.evaluate()
+    assert held.paused and held.resume_at == 60 and held.reason.startswith("Resuming in 50 s")
+    clock[0] = 59
+    assert guard.evaluate().paused
+    clock[0] = 61
+    assert guard.evaluate().paused is False
+    assert [d.paused for d in decisions] == [True, True, False]
+
+
+def test_manual_and_schedule_resume_without_hold_off():
+    clock = [0.0]
+    manual = Switch(G.Cause("manual", "paused until you resume", sticky=False))
+    guard = G.Guard([manual], hold_off_s=60, clock=lambda: clock[0])
+    assert guard.evaluate().paused
+    manual.cause = None
+    assert guard.evaluate().paused is False
+
+
+def test_a_broken_detector_does_not_stop_the_others():
+    class Broken:
+        def check(self, now):
+            raise RuntimeError("boom")
+    guard = G.Guard([Broken(), Switch(G.Cause("thermal", "hot"))])
+    assert guard.evaluate().reason == "Paused: hot"
+
+
+def test_monitor_without_nvidia_says_so_and_keeps_going():
+    provider = FakeProvider()
+    provider.fail_open = "no NVIDIA GPU or driver (NVML Shared Library Not Found)"
+    monitor = GpuMonitor(provider, interval=0.05)
+    snapshot = monitor.sample_now()
+    assert not snapshot.available and "no NVIDIA GPU" in snapshot.problem
+    assert inventory(provider).problem.startswith("no NVIDIA GPU")
+
+
+def test_monitor_with_a_gpu_and_one_unsupported_figure():
+    provider = FakeProvider()
+    provider.missing = {"energy_mj", "power_w"}  # an older GPU
+    samples = []
+    monitor = GpuMonitor(provider, interval=0.05, on_sample=samples.append).start()
+    time.sleep(0.3)
+    monitor.stop()
+    assert len(samples) >= 3
+    gpu = samples[-1].gpus[0]
+    assert gpu.load == 0 and gpu.temp_c == 45 and gpu.energy_mj is None and gpu.power_w is None
+    assert gpu.figures() == {"index": 0, "name": "NVIDIA GeForce RTX 4070", "load": 0,
+                             "vram_used": 2 * 1024**3, "vram_total": 12 * 1024**3, "temp_c": 45}
+    assert not provider.opened, "NVML is shut down when the monitor stops"
+
+
+def test_real_nvml_provider_reports_no_gpu_here():
+    """This machine has no NVIDIA driver: the real provider must say so, not crash."""
+    inv = inventory()
+    if inv.available:
+        pytest.skip("an NVIDIA GPU is present")
+    assert "NVIDIA" in inv.problem or "nvidia-ml-py" in inv.problem
+
+
+def test_energy_from_the_counter_or_from_power():
+    provider = FakeProvider()
+    monitor = GpuMonitor(provider)
+    meter = EnergyMeter(monitor.sample_now())
+    provider.energy_mj += 36_000_000  # 36 kJ = 10 Wh
+    meter.add(monitor.sample_now())
+    assert meter.reading().source == "counter" and meter.reading().wh == pytest.approx(10.0)
+
+    provider = FakeProvider(energy=False)
+    from worker_app.gpu import GpuSample
+    meter = EnergyMeter()
+    for t, watts in ((0.0, 200.0), (1800.0, 200.0), (3600.0, 100.0)):
+        meter.add(GpuSnapshot(t, (GpuSample(0, "RTX", power_w=watts),)))
+    # 200 W for half an hour, then 200 -> 100 W over the next half: 100 Wh + 75 Wh.
+    assert meter.reading().source == "power" and meter.reading().wh == pytest.approx(175.0)
+    assert EnergyMeter().reading().wh is None
+
+
+def test_ledger_totals_per_day_and_month(tmp_path):
+    clock = [dt.datetime(2026, 11, 1, 10).timestamp()]
+    ledger = Ledger(tmp_path / "stats.sqlite3", clock=lambda: clock[0])
+    ledger.record("1", "http://s", "done", 60, 50, 20.0)
+    clock[0] = dt.datetime(2026, 11, 26, 9).timestamp()
+    ledger.record("2", "http://s", "done", 120, 100, 30.0)
+    ledger.record("3", "http://s", "released", 10, 5, None)
+    summary = ledger.summary(dt.datetime(2026, 11, 26, 12))
+    assert summary["today"].jobs == 2 and summary["today"].energy_wh == pytest.approx(30.0)
+    assert summary["this month"].jobs == 3 and summary["this month"].energy_wh == pytest.approx(50.0)
+    assert summary["this month"].cost(0.30) == pytest.approx(0.015)

@@ -1,0 +1,139 @@
+"""Pausing for the owner with the real Blender and a real server: the policies, the hold-off, no claims."""
+
+import shutil
+import subprocess
+import threading
+import time
+
+import psutil
+import pytest
+
+from conftest import FAST_RENDER, Served
+from test_worker_e2e import SLOW_RENDER, blender_processes
+from worker_app import guard as G
+from worker_app.server import JobServer
+from worker_app.worker import State, Worker
+
+pytestmark = pytest.mark.blender
+
+
+@pytest.fixture
+def quick_served(tmp_path):
+    server = JobServer(tmp_path / "server", lease_ttl=4).start()
+    try:
+        yield Served(server)
+    finally:
+        server.stop()
+
+
+def start_game(tmp_path, name="fakegame.exe"):
+    exe = tmp_path / name
+    shutil.copy(shutil.which("sleep"), exe)
+    return subprocess.Popen([str(exe), "120"])
+
+
+def guarded_worker(served, blender, tmp_path, policy="requeue", hold_off=2.0, max_jobs=1):
+    holder = {}
+    detector = G.GameDetector(names=["fakegame.exe"], own_pids=lambda: holder["w"].own_pids())
+    guard = G.Guard([detector], hold_off_s=hold_off, interval=0.2)
+    ended = []
+    worker = Worker(served.worker_client(), blender, tmp_path / "jobs", tmp_path / "cache", device="CPU",
+                    claim_wait=20, max_jobs=max_jobs, make_client=served.worker_client, guard=guard,
+                    pause_policy=policy, on_job_end=ended.append)
+    holder["w"] = worker
+    guard.evaluate()
+    guard.start()
+    return worker, guard, ended
+
+
+def wait_until(condition, timeout=30, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return time.monotonic()
+        time.sleep(step)
+    raise AssertionError("timed out")
+
+
+def test_requeue_stops_blender_releases_the_job_and_resumes_after_the_hold_off(quick_served, blender, tmp_path):
+    job = quick_served.submit({**SLOW_RENDER, "frames": "1"})
+    worker, guard, ended = guarded_worker(quick_served, blender, tmp_path, hold_off=2.0, max_jobs=2)
+    thread = worker.start_thread()
+    try:
+        wait_until(lambda: worker.snapshot.state == State.RENDERING and blender_processes(tmp_path / "jobs"))
+        game = start_game(tmp_path)
+        started = time.monotonic()
+        wait_until(lambda: not blender_processes(tmp_path / "jobs"))
+        gone = time.monotonic() - started
+        wait_until(lambda: quick_served.app.job(job["id"])["state"] == "queued")
+        assert gone < 5, f"Blender took {gone:.1f} s to go"
+        assert ended[0].outcome == "released" and "fakegame.exe is running" in ended[0].reason
+        wait_until(lambda: worker.snapshot.state == State.PAUSED)
+        assert worker.snapshot.paused == "Paused: fakegame.exe is running"
+
+        # While paused nothing is claimed, not even a new job.
+        claims = []
+        original = quick_served.server.store.claim
+        quick_served.server.store.claim = lambda *a, **k: (claims.append(time.monotonic()), original(*a, **k))[1]
+        quick = quick_served.submit(FAST_RENDER)
+        time.sleep(1.5)
+        assert claims == [] and quick_served.app.job(quick["id"])["state"] == "queued"
+
+        game.kill()
+        game.wait()
+        ended_at = time.monotonic()
+        wait_until(lambda: claims)
+        assert claims[0] - ended_at >= 1.8, "resumed before the hold-off"
+        # The released job is the oldest in the queue: it is claimed again and rendered from the start.
+        wait_until(lambda: quick_served.app.job(job["id"])["state"] == "leased")
+        assert quick_served.app.job(job["id"])["attempts"] == 1, "a release does not count as an attempt"
+    finally:
+        worker.stop()
+        guard.stop()
+        thread.join(30)
+    assert blender_processes(tmp_path / "jobs") == []
+
+
+def test_suspend_freezes_blender_and_carries_on(served, blender, tmp_path):
+    job = served.submit({**FAST_RENDER, "samples": 600, "resolution": [96, 54]})
+    worker, guard, ended = guarded_worker(served, blender, tmp_path, policy="suspend", hold_off=0.5)
+    thread = worker.start_thread()
+    try:
+        wait_until(lambda: worker.snapshot.state == State.RENDERING and blender_processes(tmp_path / "jobs"))
+        game = start_game(tmp_path)
+        wait_until(lambda: all(p.status() == psutil.STATUS_STOPPED for p in blender_processes(tmp_path / "jobs")))
+        time.sleep(1.0)
+        assert served.app.job(job["id"])["state"] == "leased"
+        game.kill()
+        game.wait()
+        wait_until(lambda: ended, timeout=120)
+        assert ended[0].outcome == "done", ended[0].reason
+        assert served.app.job(job["id"])["state"] == "done"
+    finally:
+        worker.stop()
+        guard.stop()
+        thread.join(30)
+
+
+def test_finish_lets_the_job_end_then_claims_nothing(served, blender, tmp_path):
+    first = served.submit({**FAST_RENDER, "samples": 300, "resolution": [96, 54]})
+    second = served.submit(FAST_RENDER)
+    worker, guard, ended = guarded_worker(served, blender, tmp_path, policy="finish", max_jobs=2)
+    thread = worker.start_thread()
+    game = None
+    try:
+        wait_until(lambda: worker.snapshot.state == State.RENDERING)
+        game = start_game(tmp_path)
+        wait_until(lambda: ended, timeout=120)
+        assert ended[0].outcome == "done"
+        time.sleep(1.0)
+        assert served.app.job(second["id"])["state"] == "queued"
+        assert worker.snapshot.state == State.PAUSED
+    finally:
+        if game:
+            game.kill()
+            game.wait()
+        worker.stop()
+        guard.stop()
+        thread.join(30)
+    assert served.app.job(first["id"])["state"] == "done"
