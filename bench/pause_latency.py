@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import FAST_RENDER, Served  # noqa: E402
 from fake_nvml import FakeProvider  # noqa: E402
 from worker_app import config as config_mod  # noqa: E402
-from worker_app import procs  # noqa: E402
 from worker_app.blender import BlenderRun, find_blender  # noqa: E402
 from worker_app.demo import sample_scene  # noqa: E402
 from worker_app.gpu import GpuMonitor  # noqa: E402

@@ -65,3 +65,13 @@ def served(tmp_path):
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def quick_served(tmp_path):
+    """A server with a short lease, so heartbeats come every second."""
+    server = JobServer(tmp_path / "server", lease_ttl=4).start()
+    try:
+        yield Served(server)
+    finally:
+        server.stop()

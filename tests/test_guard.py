@@ -3,7 +3,6 @@
 import datetime as dt
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest

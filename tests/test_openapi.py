@@ -102,7 +102,7 @@ def test_a_whole_job_s_answers_fit_the_document(served, tmp_path):
     asset = c.call("PUT", "/api/v1/assets", "/api/v1/assets", api, data=data,
                    headers={"X-Content-SHA256": sha}).json()
     c.call("POST", "/api/v1/jobs", "/api/v1/jobs", api, json={"render": {}})  # 422
-    job = c.call("POST", "/api/v1/jobs", "/api/v1/jobs", api, json={
+    c.call("POST", "/api/v1/jobs", "/api/v1/jobs", api, json={
         "scene": {"url": asset["url"], "sha256": sha, "size": len(data)},
         "render": {"frames": "1-2", "samples": 4}}).json()
     c.call("GET", "/api/v1/jobs", "/api/v1/jobs", api)

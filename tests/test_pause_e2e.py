@@ -2,28 +2,17 @@
 
 import shutil
 import subprocess
-import threading
 import time
 
 import psutil
 import pytest
 
-from conftest import FAST_RENDER, Served
+from conftest import FAST_RENDER
 from test_worker_e2e import SLOW_RENDER, blender_processes
 from worker_app import guard as G
-from worker_app.server import JobServer
 from worker_app.worker import State, Worker
 
 pytestmark = pytest.mark.blender
-
-
-@pytest.fixture
-def quick_served(tmp_path):
-    server = JobServer(tmp_path / "server", lease_ttl=4).start()
-    try:
-        yield Served(server)
-    finally:
-        server.stop()
 
 
 def start_game(tmp_path, name="fakegame.exe"):

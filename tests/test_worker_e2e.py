@@ -11,7 +11,6 @@ import pytest
 from conftest import FAST_RENDER, Served
 from worker_app.demo import sample_scene
 from worker_app.images import png_size
-from worker_app.server import JobServer
 from worker_app.worker import State, Worker
 
 pytestmark = pytest.mark.blender
@@ -58,16 +57,6 @@ def blender_processes(jobs_dir):
         except psutil.Error:
             pass
     return found
-
-
-@pytest.fixture
-def quick_served(tmp_path):
-    """A server with a short lease, so heartbeats come every second."""
-    server = JobServer(tmp_path / "server", lease_ttl=4).start()
-    try:
-        yield Served(server)
-    finally:
-        server.stop()
 
 
 def test_renders_frames_end_to_end(served, blender, tmp_path):

@@ -356,9 +356,9 @@ class Worker:
             beat.stop()
             report.reason = failure.reason
             log.error("job %s failed: %s", lease.job_id, failure.reason)
+            reason, tail, retryable = failure.reason, failure.log_tail, failure.retryable
             try:
-                self._retrying(lambda: self.client.fail(lease.job_id, lease.lease_id, failure.reason,
-                                                        failure.log_tail, failure.retryable))
+                self._retrying(lambda: self.client.fail(lease.job_id, lease.lease_id, reason, tail, retryable))
             except _JobEnded:
                 pass
             self._publish(jobs_failed=self._snapshot.jobs_failed + 1,

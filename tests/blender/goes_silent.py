@@ -1,5 +1,4 @@
 """A Blender script for tests: says one thing, then hangs without a word, as a stuck scene would."""
-import sys
 import time
 
 print("@homefarm {\"event\": \"job_start\"}", flush=True)
