@@ -3,9 +3,12 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
+# Qt widgets are tested offscreen, except the one real-tray test, which starts its own X server.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from worker_app.app_client import AppClient
+import pytest  # noqa: E402
+
+from worker_app.app_client import AppClient  # noqa: E402
 from worker_app.blender import BlenderNotFound, find_blender
 from worker_app.client import WorkerClient
 from worker_app.demo import sample_scene

@@ -46,7 +46,7 @@ def test_demo_renders_the_sample_scene_and_prints_its_path_last(tmp_path):
 
 def test_version_and_help(tmp_path):
     assert homefarm(tmp_path, "--version").stdout.startswith("homefarm ")
-    assert "serve" in homefarm(tmp_path).stdout
+    assert "serve" in homefarm(tmp_path, "--help").stdout
 
 
 def test_bad_config_value_is_refused_with_the_key(tmp_path):

@@ -246,6 +246,18 @@ def cmd_stats(args, paths: config_mod.Paths) -> int:
     return 0
 
 
+def cmd_autostart(args, paths: config_mod.Paths) -> int:
+    from worker_app import autostart
+
+    entry = autostart.for_this_os()
+    if args.action == "on":
+        entry.enable()
+    elif args.action == "off":
+        entry.disable()
+    print(entry.status())
+    return 0
+
+
 def cmd_config(args, paths: config_mod.Paths) -> int:
     if args.action == "set":
         try:
@@ -304,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--last", type=int, default=10, help="how many recent jobs to list")
     stats.set_defaults(func=cmd_stats)
 
+    auto = sub.add_parser("autostart", help="start homefarm when you sign in: on, off or status")
+    auto.add_argument("action", choices=("on", "off", "status"), nargs="?", default="status")
+    auto.set_defaults(func=cmd_autostart)
+
     cfg = sub.add_parser("config", help="show or change the configuration")
     cfg.add_argument("action", nargs="?", choices=("show", "set"), default="show")
     cfg.add_argument("key", nargs="?")
@@ -316,8 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        try:
+            from worker_app.tray.main import main as tray_main
+        except ImportError as error:
+            parser.print_help()
+            print(f"\nThe tray app needs PySide6 ({error}); the commands above work without it.")
+            return 0
+        return tray_main()
     if args.command == "config" and args.action == "set" and (args.key is None or args.value is None):
         parser.error("config set needs KEY VALUE, e.g. `homefarm config set blender.device GPU`")
     paths = config_mod.Paths.default()

@@ -94,6 +94,8 @@ class Config:
     pause_policy: str = "requeue"
     check_interval_s: float = 1.0
     gpu_interval_s: float = 2.0
+    # [notify]
+    notify_gaming: bool = True
     # [energy]
     price_per_kwh: float = 0.30
     currency: str = "EUR"
@@ -210,6 +212,7 @@ KEYS = {
     ("guard", "pause_policy"): ("pause_policy", _choice("requeue", "suspend", "finish")),
     ("guard", "check_interval_s"): ("check_interval_s", _number_in(0.2, 60)),
     ("guard", "gpu_interval_s"): ("gpu_interval_s", _number_in(0.5, 60)),
+    ("notify", "gaming"): ("notify_gaming", _bool),
     ("energy", "price_per_kwh"): ("price_per_kwh", _number_in(0, 100)),
     ("energy", "currency"): ("currency", _text),
 }
@@ -264,22 +267,55 @@ def load(paths: Paths) -> Config:
 
 
 def set_value(paths: Paths, dotted: str, raw: str) -> Config:
-    """Changes one key, validated, keeping the file's other lines and comments."""
-    section, _, key = dotted.partition(".")
-    if (section, key) not in KEYS:
-        allowed = ", ".join(f"{s}.{k}" for s, k in KEYS)
-        raise ConfigError(dotted, f"unknown key (allowed: {allowed})")
+    """Changes one key from text as typed on a command line (TOML, or a bare word for a string)."""
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # a bare word is taken as a string
+    return set_values(paths, {dotted: value})
+
+
+def check_values(values: dict) -> dict[str, str]:
+    """Every problem in ``values`` ({"section.key": value}), by key; empty when all are allowed."""
+    problems = {}
+    for dotted, value in values.items():
+        section, _, key = dotted.partition(".")
+        if (section, key) not in KEYS:
+            allowed = ", ".join(f"{s}.{k}" for s, k in KEYS)
+            problems[dotted] = f"unknown key (allowed: {allowed})"
+            continue
+        try:
+            KEYS[(section, key)][1](dotted, value)
+        except ConfigError as error:
+            problems[dotted] = str(error).split(": ", 1)[1]
+    return problems
+
+
+def set_values(paths: Paths, values: dict) -> Config:
+    """Changes several keys at once, all validated first, keeping the file's comments; atomic."""
+    problems = check_values(values)
+    if problems:
+        key, message = next(iter(problems.items()))
+        raise ConfigError(key, message)
     load(paths)
-    data = tomllib.loads(paths.config_file.read_text(encoding="utf-8"))
-    data.setdefault(section, {})[key] = value
+    text = paths.config_file.read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    for dotted, value in values.items():
+        section, _, key = dotted.partition(".")
+        data.setdefault(section, {})[key] = value
     config = parse(data)
-    write_atomic(paths.config_file, _replace_key(paths.config_file.read_text(encoding="utf-8"),
-                                                 section, key, _toml_value(value)))
+    for dotted, value in values.items():
+        section, _, key = dotted.partition(".")
+        text = _replace_key(text, section, key, _toml_value(value))
+    write_atomic(paths.config_file, text)
     return config
+
+
+def value_of(config: Config, dotted: str):
+    """The current value of a config key, as TOML would hold it."""
+    section, _, key = dotted.partition(".")
+    value = getattr(config, KEYS[(section, key)][0])
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _toml_value(value) -> str:

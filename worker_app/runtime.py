@@ -48,15 +48,42 @@ class Runtime:
     worker: Worker
     guard: G.Guard
     monitor: GpuMonitor
+    cfg: config_mod.Config | None = None
+    paths: config_mod.Paths | None = None
+    thread: object = None
+
+    def reconfigure(self, cfg: config_mod.Config, blenders: list[BlenderInstall] | None = None) -> bool:
+        """Applies new settings without a restart; False when only a restart can (another server)."""
+        old = self.cfg
+        if old is not None and (cfg.server_url, cfg.allow_insecure_http) != (old.server_url,
+                                                                             old.allow_insecure_http):
+            return False
+        worker = self.worker
+        worker.device, worker.device_type, worker.gpu_indices = cfg.device, cfg.device_type, list(cfg.gpu_indices)
+        worker.claim_wait, worker.pause_policy = cfg.claim_wait_s, cfg.pause_policy
+        worker.name = cfg.worker_name
+        if blenders:
+            worker.blenders = blenders
+        fresh = build_guard(cfg, self.paths, worker.own_pids, [b.path for b in worker.blenders], self.monitor)
+        self.guard.detectors = fresh.detectors
+        self.guard.hold_off_s, self.guard.interval = cfg.hold_off_s, cfg.check_interval_s
+        self.monitor.interval = cfg.gpu_interval_s
+        self.cfg = cfg
+        self.guard.evaluate()
+        return True
 
     def start(self):
         self.monitor.start()
         self.guard.evaluate()  # know whether to pause before the first claim
         self.guard.start()
-        return self.worker.start_thread()
+        self.thread = self.worker.start_thread()
+        return self.thread
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stops the worker (a running render is stopped and its job released), the guard and the monitor."""
         self.worker.stop()
+        if self.thread is not None:
+            self.thread.join(timeout)
         self.guard.stop()
         self.monitor.stop()
 
@@ -76,4 +103,4 @@ def build(cfg: config_mod.Config, paths: config_mod.Paths, token: str, blenders:
                     on_snapshot=on_snapshot, on_job_end=on_job_end, max_jobs=max_jobs, make_client=make_client,
                     guard=guard, pause_policy=cfg.pause_policy, monitor=monitor, ledger=ledger(paths))
     holder["worker"] = worker
-    return Runtime(worker, guard, monitor)
+    return Runtime(worker, guard, monitor, cfg, paths)

@@ -58,6 +58,7 @@ class Snapshot:
     jobs_failed: int = 0
     paused: str = ""  # why the worker steps aside, "" while it does not
     gpu: dict = field(default_factory=dict)  # the latest GPU figures
+    gpu_problem: str = ""  # why there are none, e.g. "no NVIDIA GPU or driver (...)"
 
 
 @dataclass
@@ -207,7 +208,9 @@ class Worker:
         if meter is not None:
             meter.add(snapshot)
         if snapshot.available and snapshot.gpus:
-            self._publish(gpu=snapshot.gpus[0].figures())
+            self._publish(gpu=snapshot.gpus[0].figures(), gpu_problem="")
+        elif snapshot.problem:
+            self._publish(gpu={}, gpu_problem=snapshot.problem)
 
     @property
     def snapshot(self) -> Snapshot:

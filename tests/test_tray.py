@@ -1,0 +1,273 @@
+"""The tray offscreen with pytest-qt: icons, tooltip, every menu action, settings, single instance."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from keyring_file_backend import MemoryKeyring
+from worker_app import config as config_mod
+from worker_app.credentials import TokenStore
+from worker_app.guard import ManualPause
+from worker_app.tray import status
+from worker_app.tray.app import Services, TrayApp
+from worker_app.tray.icons import icon
+from worker_app.tray.settings import SettingsDialog
+from worker_app.tray.single import SingleInstance
+from worker_app.worker import Snapshot, State
+
+RENDERING = Snapshot(state=State.RENDERING, job_id="42", message="job 42: rendering",
+                     progress={"frame": 3, "frames_done": 2, "frame_count": 10, "percent": 37.0, "eta_s": 65.0},
+                     gpu={"name": "RTX 4070", "load": 97, "temp_c": 71, "power_w": 182.4,
+                          "vram_used": 3 * 1024**3, "vram_total": 12 * 1024**3})
+
+
+def test_core_modules_do_not_import_qt():
+    code = ("import sys; import worker_app.cli, worker_app.worker, worker_app.runtime, worker_app.server, "
+            "worker_app.guard; print(any(m.startswith('PySide6') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("snapshot, signed_in, expected", [
+    (Snapshot(state=State.WAITING), True, "waiting"),
+    (RENDERING, True, "rendering"),
+    (Snapshot(state=State.DOWNLOADING, job_id="1"), True, "rendering"),
+    (Snapshot(state=State.UPLOADING, job_id="1"), True, "rendering"),
+    (Snapshot(state=State.PAUSED, paused="Paused: eldenring.exe is running"), True, "paused"),
+    (Snapshot(state=State.BACKING_OFF, message="server unreachable: ...; retrying in 30 s"), True, "offline"),
+    (Snapshot(state=State.BACKING_OFF, message="the server refused the worker token; sign in again"), True,
+     "error"),
+    (Snapshot(state=State.STOPPED), True, "offline"),
+    (Snapshot(state=State.WAITING), False, "error"),
+])
+def test_state_to_icon(snapshot, signed_in, expected):
+    assert status.icon_state(snapshot, signed_in) == expected
+
+
+def test_icons_are_distinct_and_show_progress(qapp):
+    images = {state: icon(state).pixmap(32, 32).toImage() for state in status.ICON_STATES}
+    for a in status.ICON_STATES:
+        for b in status.ICON_STATES:
+            if a < b:
+                assert images[a] != images[b], (a, b)
+    assert icon("rendering", 10).pixmap(64, 64).toImage() != icon("rendering", 70).pixmap(64, 64).toImage()
+    assert all(not icon(state).isNull() for state in status.ICON_STATES)
+
+
+def test_tooltip_and_status_lines():
+    assert status.tooltip(RENDERING) == "homefarm — Rendering job 42 — frame 3/10, 37 %, about 1 min left"
+    assert status.gpu_line(RENDERING) == "RTX 4070: 97 % load, 71 °C, 182 W, 3.0/12 GB"
+    assert status.today_line(3, 1500.0, 0.30, "EUR") == "Today: 3 jobs, 1.50 kWh, 0.45 EUR"
+    assert status.job_line(Snapshot(state=State.PAUSED, paused="Paused until 01:00 (schedule)")) == \
+        "Paused until 01:00 (schedule)"
+
+
+class FakeGuard:
+    def __init__(self):
+        self.evaluated = 0
+        self.resumed = 0
+
+    def evaluate(self):
+        self.evaluated += 1
+
+    def resume_now(self):
+        self.resumed += 1
+
+
+class FakeRuntime:
+    def __init__(self):
+        self.guard = FakeGuard()
+        self.stopped = False
+        self.reconfigured = []
+
+    def stop(self):
+        self.stopped = True
+
+    def reconfigure(self, cfg, blenders=None):
+        self.reconfigured.append(cfg)
+        return True
+
+
+class FakeAutostart:
+    def __init__(self):
+        self.on = False
+
+    def enabled(self):
+        return self.on
+
+    def enable(self):
+        self.on = True
+
+    def disable(self):
+        self.on = False
+
+
+@pytest.fixture
+def tray(qtbot, tmp_path, monkeypatch):
+    paths = config_mod.Paths.default()
+    tokens = TokenStore(MemoryKeyring())
+    tokens.set("http://127.0.0.1:8750", "hfw_test")
+    runtime = FakeRuntime()
+    services = Services(paths, tokens=tokens, autostart=FakeAutostart(),
+                        start_runtime=lambda cfg, token, on_snapshot, on_job_end: runtime)
+    app = TrayApp(services, require_tray=False)
+    app.fake_runtime = runtime
+    opened = []
+    monkeypatch.setattr("worker_app.tray.app.QDesktopServices.openUrl", lambda url: opened.append(url))
+    app.opened = opened
+    app.start()
+    qtbot.waitUntil(lambda: app.runtime is runtime)
+    yield app
+    app._stats_timer.stop()
+
+
+def background_done(qtbot, app):
+    qtbot.waitUntil(lambda: not any(t.is_alive() for t in app.background.threads), timeout=10000)
+
+
+def test_menu_shows_status_lines(tray):
+    tray.on_snapshot(RENDERING)
+    assert tray.job_action.text() == "Rendering job 42 — frame 3/10, 37 %, about 1 min left"
+    assert tray.gpu_action.text().startswith("RTX 4070: 97 % load")
+    assert tray.today_action.text() == "Today: 0 jobs, 0.00 kWh, 0.00 EUR"
+    assert tray.icon_state == "rendering"
+    labels = [a.text() for a in tray.menu.actions() if a.text()]
+    for wanted in ("Pause", "Resume", "Pause while gaming", "Start at login", "Open outputs folder", "View log",
+                   "Settings…", "Sign out", "About homefarm", "Quit"):
+        assert wanted in labels
+
+
+@pytest.mark.parametrize("key", ["30m", "1h", "tomorrow", "indefinitely"])
+def test_pause_actions(tray, qtbot, key):
+    tray.pause_actions[key].trigger()
+    background_done(qtbot, tray)
+    cause = ManualPause(tray.paths.data_dir / "pause.json").check(__import__("datetime").datetime.now())
+    assert cause is not None and cause.kind == "manual"
+    assert tray.fake_runtime.guard.evaluated >= 1
+    tray.resume_action.trigger()
+    background_done(qtbot, tray)
+    assert not (tray.paths.data_dir / "pause.json").exists()
+    assert tray.fake_runtime.guard.resumed == 1
+
+
+def test_pause_while_gaming_toggle_saves_the_config(tray, qtbot):
+    assert tray.gaming_action.isChecked()
+    tray.gaming_action.trigger()
+    background_done(qtbot, tray)
+    assert config_mod.load(tray.paths).pause_while_gaming is False
+    assert tray.fake_runtime.reconfigured[-1].pause_while_gaming is False
+
+
+def test_start_at_login_toggle(tray, qtbot):
+    tray.autostart_action.trigger()
+    background_done(qtbot, tray)
+    assert tray.services.autostart.on is True and tray.autostart_action.isChecked()
+    tray.autostart_action.trigger()
+    background_done(qtbot, tray)
+    assert tray.services.autostart.on is False
+
+
+def test_folders_settings_and_about(tray, qtbot, monkeypatch):
+    tray.outputs_action.trigger()
+    tray.log_action.trigger()
+    assert [u.toLocalFile() for u in tray.opened] == [str(tray.paths.jobs_dir), str(tray.paths.log_dir)]
+    tray.settings_action.trigger()
+    assert tray.settings_dialog.isVisible()
+    tray.settings_dialog.reject()
+    shown = []
+    monkeypatch.setattr(QMessageBox, "about", lambda *args: shown.append(args[2]))
+    tray.about_action.trigger()
+    assert "homefarm" in shown[0]
+
+
+def test_sign_out_and_sign_in(tray, qtbot):
+    tray.sign_out_action.trigger()
+    qtbot.waitUntil(lambda: tray.sign_in_action.isVisible())
+    assert tray.fake_runtime.stopped and tray.services.tokens.get("http://127.0.0.1:8750") is None
+    assert tray.icon_state == "error" and ("Sign in needed", ) == tray.notifications[-1][:1]
+    tray.sign_in_action.trigger()
+    assert tray.sign_in_dialog.isVisible()
+    tray.sign_in_dialog.url.setText("ftp://nowhere")
+    tray.sign_in_dialog.sign_in()
+    assert "server.url" in tray.sign_in_dialog.message.text()
+
+
+def test_quit_during_a_render_asks_first(tray, qtbot, monkeypatch):
+    tray.on_snapshot(RENDERING)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.No)
+    tray.quit_action.trigger()
+    assert not tray.quitting and not tray.fake_runtime.stopped
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Yes)
+    quits = []
+    monkeypatch.setattr(tray, "app_quit", lambda: quits.append(1))
+    tray.quit_action.trigger()
+    qtbot.waitUntil(lambda: bool(quits))
+    assert tray.fake_runtime.stopped
+
+
+def test_notifications(tray):
+    tray.on_snapshot(Snapshot(state=State.PAUSED, paused="Paused: eldenring.exe is running"))
+    assert tray.notifications[-1] == ("Paused for your game", "eldenring.exe is running")
+    tray.on_snapshot(Snapshot(state=State.WAITING))
+    assert tray.notifications[-1][0] == "Rendering again"
+    tray.on_snapshot(Snapshot(state=State.WAITING, jobs_failed=1, message="job 7 failed: render.camera: ..."))
+    assert tray.notifications[-1] == ("A job failed", "job 7 failed: render.camera: ...")
+
+
+def test_server_unreachable_is_told_once_after_a_while(tray, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("worker_app.tray.app.time.monotonic", lambda: clock[0])
+    down = Snapshot(state=State.BACKING_OFF, message="server unreachable: ConnectionError; retrying in 30 s")
+    tray.on_snapshot(down)
+    clock[0] += 200
+    tray.on_snapshot(down)
+    tray.on_snapshot(down)
+    assert [n for n in tray.notifications if n[0] == "Server unreachable"] == [tray.notifications[-1]]
+
+
+def test_settings_refuse_bad_values_beside_the_field(qtbot, tmp_path):
+    paths = config_mod.Paths.default()
+    cfg = config_mod.load(paths)
+    saved = []
+
+    class Now:
+        def run(self, fn, on_done=None):
+            result = fn()
+            if on_done:
+                on_done(result)
+
+    dialog = SettingsDialog(cfg, Now(), save=lambda values, on_saved=None: saved.append(values))
+    qtbot.addWidget(dialog)
+    dialog.inputs["server.url"].setText("http://render.example.com")
+    dialog.inputs["blender.gpu_indices"].setText("0, x")
+    dialog.inputs["guard.never"].setPlainText("18:00-23:00\nevery evening")
+    dialog.try_save()
+    assert saved == []
+    assert "plain http" in dialog.errors["server.url"].text() and not dialog.errors["server.url"].isHidden()
+    assert "GPU numbers" in dialog.errors["blender.gpu_indices"].text()
+    assert "'every evening' is not a window" in dialog.errors["guard.never"].text()
+    assert dialog.errors["worker.name"].isHidden()
+    dialog.inputs["server.url"].setText("https://render.example.com")
+    dialog.inputs["blender.gpu_indices"].setText("0, 1")
+    dialog.inputs["guard.never"].setPlainText("18:00-23:00")
+    dialog.try_save()
+    assert saved[0]["server.url"] == "https://render.example.com"
+    assert saved[0]["blender.gpu_indices"] == [0, 1] and saved[0]["guard.never"] == ["18:00-23:00"]
+    config_mod.set_values(paths, saved[0])
+    assert config_mod.load(paths).never == ("18:00-23:00",)
+
+
+def test_single_instance(qtbot, tmp_path):
+    name = f"homefarm-test-{time.time_ns()}"
+    first = SingleInstance(str(tmp_path / "tray.lock"), name)
+    second = SingleInstance(str(tmp_path / "tray.lock"), name)
+    assert first.acquire() is True
+    assert second.acquire() is False
+    with qtbot.waitSignal(first.show_requested, timeout=5000):
+        assert second.notify_running() is True
+    first.release()
+    assert second.acquire() is True
+    second.release()

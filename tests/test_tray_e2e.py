@@ -1,0 +1,80 @@
+"""The tray driving the real worker core against a real server, with the real Blender (offscreen Qt)."""
+
+import time
+
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from conftest import FAST_RENDER
+from keyring_file_backend import MemoryKeyring
+from test_worker_e2e import SLOW_RENDER, blender_processes
+from worker_app import config as config_mod
+from worker_app.credentials import TokenStore
+from worker_app.tray.app import Services, TrayApp
+from worker_app.worker import State
+
+pytestmark = pytest.mark.blender
+
+
+@pytest.fixture
+def live_tray(qtbot, served, monkeypatch):
+    paths = config_mod.Paths.default()
+    config_mod.set_values(paths, {"server.url": served.url, "blender.device": "CPU"})
+    tokens = TokenStore(MemoryKeyring())
+    tokens.set(served.url, served.worker_token)
+
+    class NoAutostart:
+        def enabled(self):
+            return False
+
+    app = TrayApp(Services(paths, tokens=tokens, autostart=NoAutostart()), require_tray=False)
+    quits = []
+    monkeypatch.setattr(app, "app_quit", lambda: quits.append(1))
+    app.quits = quits
+    app.start()
+    qtbot.waitUntil(lambda: app.runtime is not None, timeout=30000)
+    qtbot.waitUntil(lambda: app.snapshot.state == State.WAITING, timeout=30000)
+    yield app
+    if app.runtime is not None:
+        app.runtime.stop()
+    app._stats_timer.stop()
+
+
+def test_pausing_from_the_menu_stops_claiming_within_a_second(live_tray, served, qtbot):
+    claims = []
+    original = served.server.store.claim
+
+    def counting(*args, **kwargs):
+        started = time.monotonic()
+        result = original(*args, **kwargs)
+        claims.append((started, time.monotonic()))
+        return result
+
+    served.server.store.claim = counting
+    time.sleep(0.3)  # the worker is waiting in a long poll begun before the counting started
+    clicked = time.monotonic()
+    live_tray.pause_actions["1h"].trigger()
+    qtbot.waitUntil(lambda: live_tray.snapshot.state == State.PAUSED, timeout=3000)
+    paused_after = time.monotonic() - clicked
+    assert paused_after < 1.0, f"took {paused_after:.2f} s"
+    assert live_tray.icon_state == "paused" and live_tray.job_action.text().startswith("Paused: paused by you")
+    job = served.submit(FAST_RENDER)
+    qtbot.wait(1500)
+    assert all(start < clicked for start, _ in claims), "a claim was started while paused"
+    assert served.app.job(job["id"])["state"] == "queued"
+    live_tray.resume_action.trigger()
+    qtbot.waitUntil(lambda: served.app.job(job["id"])["state"] == "done", timeout=60000)
+
+
+def test_quitting_during_a_render_leaves_no_blender_and_requeues_the_job(live_tray, served, qtbot, monkeypatch):
+    job = served.submit(SLOW_RENDER)
+    jobs_dir = live_tray.paths.jobs_dir
+    qtbot.waitUntil(lambda: live_tray.snapshot.state == State.RENDERING and bool(blender_processes(jobs_dir)),
+                    timeout=30000)
+    assert live_tray.icon_state == "rendering"
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Yes)
+    live_tray.quit_action.trigger()
+    qtbot.waitUntil(lambda: bool(live_tray.quits), timeout=30000)
+    assert blender_processes(jobs_dir) == []
+    view = served.app.job(job["id"])
+    assert view["state"] == "queued" and view["attempts"] == 0

@@ -1,0 +1,131 @@
+"""The tray for real: an X server (Xvfb), a tray host (trayer), the app's icon right-clicked, a screenshot.
+
+The screenshot is saved as tests/artifacts/tray-menu.png (ignored by git) for a person to look at.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TESTS
+from pngio import read_png
+from worker_app import config as config_mod
+
+pytestmark = pytest.mark.blender  # the app starts the real worker core, which probes Blender
+
+TOOLS = ("Xvfb", "trayer", "xdotool", "xwininfo", "import")
+ARTIFACTS = TESTS / "artifacts"
+
+
+def require_tools():
+    missing = [t for t in TOOLS if not shutil.which(t)]
+    if missing:
+        message = f"the real-tray test needs {', '.join(missing)} (Debian: xvfb trayer xdotool x11-utils imagemagick)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def x_display(tmp_path):
+    require_tools()
+    read_fd, write_fd = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                            pass_fds=(write_fd,), stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    number = os.read(read_fd, 16).decode().strip()
+    os.close(read_fd)
+    display = f":{number}"
+    trayer = subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
+                               "--height", "32", "--transparent", "false", "--tint", "0x303030", "--SetDockType",
+                               "true"], env={**os.environ, "DISPLAY": display}, stderr=subprocess.DEVNULL)
+    try:
+        yield display
+    finally:
+        trayer.terminate()
+        xvfb.terminate()
+        trayer.wait(5)
+        xvfb.wait(5)
+
+
+def windows(display):
+    """Every window: (id, title, x, y, width, height, depth in the tree)."""
+    out = subprocess.run(["xwininfo", "-root", "-tree"], env={**os.environ, "DISPLAY": display},
+                         capture_output=True, text=True, timeout=10).stdout
+    found = []
+    for line in out.splitlines():
+        match = re.match(r'^(\s*)(0x[0-9a-f]+) (?:"([^"]*)"|\(has no name\)).*?(\d+)x(\d+)\+-?\d+\+-?\d+\s+\+(-?\d+)\+(-?\d+)',
+                         line)
+        if match:
+            indent, wid, title, w, h, x, y = match.groups()
+            found.append((wid, title or "", int(x), int(y), int(w), int(h), len(indent)))
+    return found
+
+
+def screenshot(display, path: Path) -> Path:
+    subprocess.run(["import", "-window", "root", "-depth", "8", f"PNG24:{path}"],
+                   env={**os.environ, "DISPLAY": display}, check=True, timeout=30)
+    return path
+
+
+def test_real_tray_menu_under_xvfb(x_display, served, tmp_path):
+    home = tmp_path / "home"
+    env = {**os.environ, "DISPLAY": x_display, "QT_QPA_PLATFORM": "xcb", "HOMEFARM_HOME": str(home),
+           "PYTHON_KEYRING_BACKEND": "keyring_file_backend.FileKeyring",
+           "HOMEFARM_TEST_KEYRING": str(tmp_path / "keyring.json"),
+           "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    os.environ["HOMEFARM_TEST_KEYRING"] = env["HOMEFARM_TEST_KEYRING"]
+    from keyring_file_backend import FileKeyring
+    FileKeyring().set_password("homefarm", f"worker-token@{served.url}", served.worker_token)
+    paths = config_mod.Paths(home / "config", home / "data", home / "cache", home / "logs")
+    config_mod.set_values(paths, {"server.url": served.url, "blender.device": "CPU"})
+
+    app = subprocess.Popen([sys.executable, "-m", "worker_app"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        icon = None
+        while time.monotonic() < deadline and icon is None:
+            panel_children = [w for w in windows(x_display) if w[1] == "homefarm" and w[6] >= 9 and w[4] <= 64]
+            icon = panel_children[0] if panel_children else None
+            time.sleep(0.25)
+        assert icon is not None, "the tray icon never appeared in trayer"
+        while time.monotonic() < deadline and not served.app.session.get(
+                served.url + "/api/v1/workers", timeout=5).json()["workers"]:
+            time.sleep(0.25)
+        time.sleep(1.5)  # the first snapshots reach the menu
+        ARTIFACTS.mkdir(exist_ok=True)
+        before = screenshot(x_display, tmp_path / "before.png")
+        _, _, x, y, w, h, _ = icon
+        subprocess.run(["xdotool", "mousemove", str(x + w // 2), str(y + h // 2), "click", "3"],
+                       env={**os.environ, "DISPLAY": x_display}, check=True, timeout=10)
+        menu = None
+        while time.monotonic() < deadline and menu is None:
+            menus = [win for win in windows(x_display) if win[5] >= 150 and win[4] >= 120 and win[6] == 5
+                     and win[1] in ("", "homefarm")]
+            menu = menus[0] if menus else None
+            time.sleep(0.2)
+        assert menu is not None, "no menu window opened"
+        time.sleep(0.8)
+        after = screenshot(x_display, ARTIFACTS / "tray-menu.png")
+        _, _, mx, my, mw, mh, _ = menu
+        _, _, old = read_png(before)
+        _, _, new = read_png(after)
+        changed = sum(1 for j in range(my, min(my + mh, len(new))) for i in range(mx, min(mx + mw, len(new[0])))
+                      if old[j][i] != new[j][i])
+        assert changed > 0.3 * mw * mh, f"the menu's area barely changed ({changed} of {mw * mh} pixels)"
+    finally:
+        app.send_signal(signal.SIGTERM)
+        try:
+            output = app.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            app.kill()
+            output = app.communicate()[0]
+    assert app.returncode == 0, output

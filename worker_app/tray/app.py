@@ -1,0 +1,450 @@
+"""The tray app: the icon, its menu, notifications, and the worker core running beside it.
+
+The GUI thread only shows snapshots and sends commands. Everything that touches the network, the disk,
+the keyring or Blender runs on plain threads (``Background``) and reports back through Qt signals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+
+from PySide6.QtCore import QObject, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QAction, QDesktopServices
+from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSystemTrayIcon
+
+from worker_app import __version__
+from worker_app import config as config_mod
+from worker_app.tray import status
+from worker_app.tray.icons import icon
+from worker_app.worker import Snapshot, State
+
+log = logging.getLogger("homefarm.tray")
+
+UNREACHABLE_NOTICE_S = 180.0  # tell the owner once the server has been unreachable this long
+TRAY_RETRY_MS = 2000  # how often to look for a panel that starts late
+STATS_REFRESH_MS = 60_000
+
+
+class Background(QObject):
+    """Runs a function on a plain thread and hands its result (or exception) to a callback on the GUI thread."""
+    finished = Signal(object, object)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.finished.connect(self._deliver)
+        self.threads: list[threading.Thread] = []
+
+    def run(self, fn, on_done=None) -> threading.Thread:
+        def work():
+            try:
+                result = fn()
+            except (OSError, RuntimeError, ValueError) as error:  # expected: shown to the owner as it is
+                log.warning("%s", error)
+                result = error
+            except Exception as error:  # a bug: logged with its traceback, and shown too
+                log.exception("background task failed")
+                result = error
+            self.finished.emit(on_done, result)
+
+        thread = threading.Thread(target=work, daemon=True, name="tray-background")
+        self.threads = [t for t in self.threads if t.is_alive()] + [thread]
+        thread.start()
+        return thread
+
+    @Slot(object, object)
+    def _deliver(self, on_done, result) -> None:
+        if on_done is not None:
+            on_done(result)
+
+
+class Bridge(QObject):
+    """Carries the core's callbacks, which come on its threads, to the GUI thread."""
+    snapshot = Signal(object)
+    job_ended = Signal(object)
+
+
+class Services:
+    """What the tray needs from the outside world; tests replace parts of it."""
+
+    def __init__(self, paths: config_mod.Paths, tokens=None, autostart=None, start_runtime=None):
+        from worker_app import autostart as autostart_mod
+        from worker_app.credentials import TokenStore
+
+        self.paths = paths
+        self.tokens = tokens or TokenStore()
+        self.autostart = autostart or autostart_mod.for_this_os()
+        self.start_runtime = start_runtime or self._start_runtime
+
+    def _start_runtime(self, cfg, token, on_snapshot, on_job_end):
+        from worker_app import runtime
+        from worker_app.blender import find_all
+
+        rt = runtime.build(cfg, self.paths, token, find_all(cfg.blender_path), on_snapshot=on_snapshot,
+                           on_job_end=on_job_end)
+        rt.start()
+        return rt
+
+
+class TrayApp(QObject):
+    def __init__(self, services: Services, require_tray: bool = True):
+        super().__init__()
+        self.services = services
+        self.paths = services.paths
+        self.require_tray = require_tray
+        self.cfg = config_mod.load(self.paths)
+        self.background = Background(self)
+        self.bridge = Bridge(self)
+        self.bridge.snapshot.connect(self.on_snapshot)
+        self.bridge.job_ended.connect(self.on_job_ended)
+        self.runtime = None
+        self.signed_in = False
+        self.snapshot = Snapshot()
+        self.quitting = False
+        self._unreachable_since: float | None = None
+        self._unreachable_told = False
+        self._paused_reason = ""
+        self.notifications: list[tuple[str, str]] = []  # what was shown, newest last
+        self.tray = QSystemTrayIcon(icon("offline"), self)
+        self.tray.setToolTip("homefarm — starting")
+        self.menu = QMenu()
+        self._build_menu()
+        self.tray.setContextMenu(self.menu)
+        self.tray.activated.connect(self._activated)
+        self._stats_timer = QTimer(self)
+        self._stats_timer.timeout.connect(self.refresh_stats)
+        self._tray_timer = QTimer(self)
+        self._tray_timer.timeout.connect(self._show_when_tray_is_there)
+
+    # -- the menu -----------------------------------------------------------------------------
+
+    def _build_menu(self) -> None:
+        m = self.menu
+        self.job_action = self._status_line("Starting")
+        self.gpu_action = self._status_line("GPU: no figures yet")
+        self.today_action = self._status_line("Today: no jobs yet")
+        m.addSeparator()
+        self.pause_menu = m.addMenu("Pause")
+        self.pause_actions = {}
+        for key, label in (("30m", "For 30 minutes"), ("1h", "For 1 hour"), ("tomorrow", "Until tomorrow morning"),
+                           ("indefinitely", "Until I resume")):
+            action = self.pause_menu.addAction(label)
+            action.triggered.connect(lambda checked=False, k=key: self.pause(k))
+            self.pause_actions[key] = action
+        self.resume_action = m.addAction("Resume")
+        self.resume_action.triggered.connect(self.resume)
+        self.gaming_action = m.addAction("Pause while gaming")
+        self.gaming_action.setCheckable(True)
+        self.gaming_action.setChecked(self.cfg.pause_while_gaming)
+        self.gaming_action.toggled.connect(self.set_pause_while_gaming)
+        self.autostart_action = m.addAction("Start at login")
+        self.autostart_action.setCheckable(True)
+        self.autostart_action.toggled.connect(self.set_autostart)
+        m.addSeparator()
+        self.outputs_action = m.addAction("Open outputs folder")
+        self.outputs_action.triggered.connect(self.open_outputs)
+        self.log_action = m.addAction("View log")
+        self.log_action.triggered.connect(self.view_log)
+        self.settings_action = m.addAction("Settings…")
+        self.settings_action.triggered.connect(self.open_settings)
+        self.sign_in_action = m.addAction("Sign in…")
+        self.sign_in_action.triggered.connect(self.open_sign_in)
+        self.sign_out_action = m.addAction("Sign out")
+        self.sign_out_action.triggered.connect(self.sign_out)
+        self.about_action = m.addAction("About homefarm")
+        self.about_action.triggered.connect(self.about)
+        m.addSeparator()
+        self.quit_action = m.addAction("Quit")
+        self.quit_action.triggered.connect(lambda checked=False: self.quit())
+        self._update_sign_in_actions()
+
+    def _status_line(self, text: str) -> QAction:
+        action = self.menu.addAction(text)
+        action.setEnabled(False)
+        return action
+
+    # -- start --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._show_when_tray_is_there()
+        self.background.run(self.services.autostart.enabled, self._autostart_known)
+        self.refresh_stats()
+        self._stats_timer.start(STATS_REFRESH_MS)
+        self.start_worker()
+
+    def _show_when_tray_is_there(self) -> None:
+        """Panels that start after us: keep looking for the tray instead of giving up."""
+        if QSystemTrayIcon.isSystemTrayAvailable() or not self.require_tray:
+            self._tray_timer.stop()
+            self.tray.show()
+        elif not self._tray_timer.isActive():
+            log.info("no system tray yet; waiting for the panel")
+            self._tray_timer.start(TRAY_RETRY_MS)
+
+    def start_worker(self) -> None:
+        cfg = self.cfg
+
+        def begin():
+            token = self.services.tokens.get(cfg.server_url)
+            if not token:
+                return None
+            return self.services.start_runtime(cfg, token, self.bridge.snapshot.emit, self.bridge.job_ended.emit)
+
+        self.background.run(begin, self._worker_started)
+
+    def _worker_started(self, result) -> None:
+        if isinstance(result, Exception):
+            self.signed_in = True
+            self.job_action.setText(f"Cannot start: {result}")
+            self._set_icon("error")
+            self.notify("homefarm cannot start", str(result))
+        elif result is None:
+            self.signed_in = False
+            self.job_action.setText("Sign in to start rendering")
+            self._set_icon("error")
+            self.tray.setToolTip(status.tooltip(self.snapshot, signed_in=False))
+            self.notify("Sign in needed", "Choose “Sign in…” in the homefarm menu to connect to your server.")
+        else:
+            self.signed_in = True
+            self.runtime = result
+            if self.quitting:
+                self.quit(confirm=False)
+        self._update_sign_in_actions()
+
+    def _update_sign_in_actions(self) -> None:
+        self.sign_in_action.setVisible(not self.signed_in)
+        self.sign_out_action.setVisible(self.signed_in)
+
+    # -- showing the worker -------------------------------------------------------------------
+
+    @Slot(object)
+    def on_snapshot(self, snapshot: Snapshot) -> None:
+        previous = self.snapshot
+        self.snapshot = snapshot
+        kind = status.icon_state(snapshot, self.signed_in)
+        self._set_icon(kind, snapshot.progress.get("percent") if kind == "rendering" else None)
+        self.tray.setToolTip(status.tooltip(snapshot, self.signed_in))
+        self.job_action.setText(status.job_line(snapshot))
+        self.gpu_action.setText(status.gpu_line(snapshot))
+        self.resume_action.setEnabled(bool(snapshot.paused))
+        if snapshot.jobs_failed > previous.jobs_failed:
+            self.notify("A job failed", snapshot.message)
+        self._notify_pause_change(snapshot)
+        self._notify_unreachable(snapshot)
+
+    def _set_icon(self, kind: str, percent: float | None = None) -> None:
+        self.icon_state = kind
+        self.tray.setIcon(icon(kind, percent))
+
+    def _notify_pause_change(self, snapshot: Snapshot) -> None:
+        reason = snapshot.paused
+        if reason == self._paused_reason:
+            return
+        was, self._paused_reason = self._paused_reason, reason
+        if not self.cfg.notify_gaming:
+            return
+        if reason.startswith("Paused:") and " is running" in reason and not was.startswith("Paused:"):
+            self.notify("Paused for your game", reason[len("Paused: "):])
+        elif not reason and was.startswith("Resuming") or (not reason and " is running" in was):
+            self.notify("Rendering again", "The game has ended; homefarm takes jobs again.")
+
+    def _notify_unreachable(self, snapshot: Snapshot) -> None:
+        if snapshot.state == State.BACKING_OFF and "unreachable" in snapshot.message:
+            now = time.monotonic()
+            self._unreachable_since = self._unreachable_since or now
+            if not self._unreachable_told and now - self._unreachable_since >= UNREACHABLE_NOTICE_S:
+                self._unreachable_told = True
+                self.notify("Server unreachable", f"homefarm cannot reach {self.cfg.server_url} and keeps "
+                                                  "trying. Jobs already rendered are kept.")
+        elif snapshot.state in (State.WAITING, State.RENDERING):
+            self._unreachable_since, self._unreachable_told = None, False
+
+    def notify(self, title: str, message: str) -> None:
+        self.notifications.append((title, message))
+        if self.tray.isVisible():
+            self.tray.showMessage(title, message, icon(self.icon_state if hasattr(self, "icon_state")
+                                                       else "waiting"), 8000)
+
+    @Slot(object)
+    def on_job_ended(self, report) -> None:
+        self.refresh_stats()
+
+    def refresh_stats(self) -> None:
+        from worker_app.runtime import ledger
+
+        paths, cfg = self.paths, self.cfg
+
+        def read():
+            return ledger(paths).summary()["today"]
+
+        def show(today):
+            if not isinstance(today, Exception):
+                self.today_action.setText(status.today_line(today.jobs, today.energy_wh, cfg.price_per_kwh,
+                                                            cfg.currency))
+        self.background.run(read, show)
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def pause(self, how: str) -> None:
+        from worker_app.cli import parse_duration
+        from worker_app.runtime import manual_pause
+
+        when = parse_duration(how, dt.datetime.now())
+        pause, runtime = manual_pause(self.paths), self.runtime
+
+        def apply():
+            pause.pause(**when)
+            if runtime is not None:
+                runtime.guard.evaluate()  # now, not at the next check: claiming stops at once
+        self.background.run(apply)
+
+    def resume(self) -> None:
+        from worker_app.runtime import manual_pause
+
+        pause, runtime = manual_pause(self.paths), self.runtime
+
+        def apply():
+            pause.resume()
+            if runtime is not None:
+                runtime.guard.resume_now()
+                runtime.guard.evaluate()
+        self.background.run(apply)
+
+    def set_pause_while_gaming(self, on: bool) -> None:
+        self.save_settings({"guard.pause_while_gaming": on})
+
+    def _autostart_known(self, enabled) -> None:
+        if isinstance(enabled, bool):
+            self.autostart_action.blockSignals(True)
+            self.autostart_action.setChecked(enabled)
+            self.autostart_action.blockSignals(False)
+
+    def set_autostart(self, on: bool) -> None:
+        entry = self.services.autostart
+        self.background.run(lambda: (entry.enable() if on else entry.disable(), entry.enabled())[1],
+                            self._autostart_known)
+
+    def save_settings(self, values: dict, on_saved=None) -> None:
+        paths = self.paths
+
+        def write():
+            return config_mod.set_values(paths, values)
+
+        def applied(cfg):
+            if isinstance(cfg, Exception):
+                self.notify("Settings not saved", str(cfg))
+                return
+            self.apply_config(cfg)
+            if on_saved:
+                on_saved(cfg)
+        self.background.run(write, applied)
+
+    def apply_config(self, cfg: config_mod.Config) -> None:
+        """Takes new settings: live where it can, by restarting the worker where it must (another server)."""
+        self.cfg = cfg
+        self.gaming_action.blockSignals(True)
+        self.gaming_action.setChecked(cfg.pause_while_gaming)
+        self.gaming_action.blockSignals(False)
+        runtime = self.runtime
+        if runtime is None:
+            self.start_worker()
+            return
+
+        def apply():
+            from worker_app.blender import find_all
+            if runtime.reconfigure(cfg, find_all(cfg.blender_path)):
+                return "applied"
+            runtime.stop()
+            return "restart"
+
+        def done(result):
+            if result == "restart":
+                self.runtime = None
+                self.start_worker()
+        self.background.run(apply, done)
+
+    def open_outputs(self) -> None:
+        folder = self.paths.jobs_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def view_log(self) -> None:
+        log_file = self.paths.log_dir / "homefarm.log"
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(log_file if log_file.exists() else self.paths.log_dir)))
+
+    def open_settings(self) -> None:
+        from worker_app.tray.settings import SettingsDialog
+
+        self.settings_dialog = SettingsDialog(self.cfg, self.background, save=self.save_settings)
+        self.settings_dialog.show()
+        self.settings_dialog.raise_()
+
+    def open_sign_in(self) -> None:
+        from worker_app.tray.signin import SignInDialog
+
+        self.sign_in_dialog = SignInDialog(self.cfg, self.services.tokens, self.background,
+                                           on_signed_in=self._signed_in)
+        self.sign_in_dialog.show()
+        self.sign_in_dialog.raise_()
+
+    def _signed_in(self, url: str) -> None:
+        self.save_settings({"server.url": url})
+
+    def sign_out(self) -> None:
+        tokens, url, runtime = self.services.tokens, self.cfg.server_url, self.runtime
+        self.runtime = None
+
+        def work():
+            if runtime is not None:
+                runtime.stop()
+            tokens.delete(url)
+
+        def done(result):
+            self.signed_in = False
+            self._update_sign_in_actions()
+            self._worker_started(None)
+        self.background.run(work, done)
+
+    def about(self) -> None:
+        QMessageBox.about(None, "About homefarm",
+                          f"<b>homefarm {__version__}</b><p>Renders your web app's Blender jobs on this PC, "
+                          "and steps aside while you play.</p>"
+                          f"<p>Server: {self.cfg.server_url}<br>Config: {self.paths.config_file}</p>")
+
+    def _activated(self, reason) -> None:
+        if reason == QSystemTrayIcon.Trigger:
+            self.menu.popup(self.tray.geometry().center())
+
+    def show_yourself(self) -> None:
+        """Another launch asked this instance to show itself."""
+        self.notify("homefarm is running", status.job_line(self.snapshot))
+
+    def quit(self, confirm: bool = True) -> None:
+        """Quits; during a render it asks first, then stops Blender and gives the job back to the server."""
+        busy = self.snapshot.state in (State.DOWNLOADING, State.RENDERING, State.UPLOADING)
+        if confirm and busy:
+            answer = QMessageBox.question(
+                None, "Quit homefarm?",
+                f"homefarm is working on job {self.snapshot.job_id}. Quitting stops Blender and gives the "
+                "job back to the server, which hands it to a worker again later.",
+                QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+            if answer != QMessageBox.Yes:
+                return
+        self.quitting = True
+        self.quit_action.setEnabled(False)
+        self.job_action.setText("Stopping…")
+        runtime, self.runtime = self.runtime, None
+
+        def stop():
+            if runtime is not None:
+                runtime.stop()
+
+        def done(result):
+            self.tray.hide()
+            self.app_quit()
+        self.background.run(stop, done)
+
+    def app_quit(self) -> None:
+        QApplication.instance().quit()

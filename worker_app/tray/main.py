@@ -1,0 +1,51 @@
+"""`homefarm` with no arguments: the tray app."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import signal
+import sys
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from worker_app import config as config_mod
+from worker_app.tray.app import Services, TrayApp
+from worker_app.tray.single import SingleInstance
+
+
+def main(argv: list[str] | None = None) -> int:
+    paths = config_mod.Paths.default()
+    paths.log_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        handlers=[logging.handlers.RotatingFileHandler(paths.log_dir / "homefarm.log",
+                                                                       maxBytes=2_000_000, backupCount=3,
+                                                                       encoding="utf-8"),
+                                  logging.StreamHandler(sys.stderr)])
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    app = QApplication(sys.argv[:1] if argv is None else argv)
+    app.setApplicationName("homefarm")
+    app.setQuitOnLastWindowClosed(False)  # closing a dialog must not end the tray
+    paths.data_dir.mkdir(parents=True, exist_ok=True)
+    single = SingleInstance(str(paths.data_dir / "tray.lock"))
+    if not single.acquire():
+        single.notify_running()
+        print("homefarm is already running; it was asked to show itself")
+        return 0
+    try:
+        tray = TrayApp(Services(paths))
+    except config_mod.ConfigError as error:
+        print(f"homefarm: bad config in {paths.config_file}: {error}", file=sys.stderr)
+        return 2
+    single.show_requested.connect(tray.show_yourself)
+    # Ctrl+C and SIGTERM quit cleanly (Blender stopped, job released); a timer lets Python see signals.
+    signal.signal(signal.SIGINT, lambda *_: tray.quit(confirm=False))
+    signal.signal(signal.SIGTERM, lambda *_: tray.quit(confirm=False))
+    tick = QTimer()
+    tick.start(500)
+    tick.timeout.connect(lambda: None)
+    tray.start()
+    code = app.exec()
+    single.release()
+    return code

@@ -1,0 +1,169 @@
+"""The settings dialog: each field validated by the same rules as the config file, errors shown beside it."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+                               QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
+
+from worker_app import config as config_mod
+
+# (config key, label, kind); a kind is "text", "lines", "indices", "number", "blender" or a tuple of choices.
+FIELDS = [
+    ("server.url", "Server URL", "text"),
+    ("worker.name", "Worker name", "text"),
+    ("blender.path", "Blender", "blender"),
+    ("blender.device", "Render device", config_mod.DEVICES),
+    ("blender.device_type", "GPU backend", config_mod.DEVICE_TYPES),
+    ("blender.gpu_indices", "GPUs (numbers, empty: all)", "indices"),
+    ("guard.games", "More games (one per line)", "lines"),
+    ("guard.render_only", "Render only during (one window per line)", "lines"),
+    ("guard.never", "Never render during", "lines"),
+    ("guard.pause_policy", "When pausing a job", ("requeue", "suspend", "finish")),
+    ("guard.hold_off_s", "Resume after the game ends (s)", "number"),
+    ("energy.price_per_kwh", "Electricity price per kWh", "number"),
+    ("energy.currency", "Currency", "text"),
+]
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, cfg: config_mod.Config, background, save, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("homefarm settings")
+        self.cfg = cfg
+        self.background = background
+        self.save = save
+        self.inputs: dict[str, QWidget] = {}
+        self.errors: dict[str, QLabel] = {}
+        form = QFormLayout()
+        for key, label, kind in FIELDS:
+            widget = self._input(key, kind, config_mod.value_of(cfg, key))
+            error = QLabel("")
+            error.setStyleSheet("color: #c62828;")
+            error.setWordWrap(True)
+            error.setVisible(False)
+            box = QVBoxLayout()
+            box.setContentsMargins(0, 0, 0, 0)
+            box.addWidget(widget)
+            box.addWidget(error)
+            holder = QWidget()
+            holder.setLayout(box)
+            form.addRow(label, holder)
+            self.errors[key] = error
+        buttons = QDialogButtonBox(QDialogButtonBox.Save | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.try_save)
+        buttons.rejected.connect(self.reject)
+        self.status = QLabel("")
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.status)
+        layout.addWidget(buttons)
+
+    def _input(self, key, kind, value) -> QWidget:
+        if isinstance(kind, tuple):
+            widget = QComboBox()
+            widget.addItems([c or "best available" for c in kind])
+            widget.setCurrentIndex(kind.index(value) if value in kind else 0)
+            widget.choices = kind
+        elif kind == "lines":
+            widget = QPlainTextEdit("\n".join(value))
+            widget.setFixedHeight(64)
+        elif kind == "number":
+            widget = QDoubleSpinBox()
+            widget.setRange(0, 100000)
+            widget.setDecimals(2)
+            widget.setValue(float(value))
+        elif kind == "indices":
+            widget = QLineEdit(", ".join(str(i) for i in value))
+        elif kind == "blender":
+            return self._blender_input(value)
+        else:
+            widget = QLineEdit(str(value))
+        self.inputs[key] = widget
+        return widget
+
+    def _blender_input(self, value: str) -> QWidget:
+        edit = QLineEdit(value)
+        edit.setPlaceholderText("found automatically")
+        self.inputs["blender.path"] = edit
+        self.blender_version = QLabel("")
+        detect, browse = QPushButton("Detect"), QPushButton("Browse…")
+        detect.clicked.connect(self.detect_blender)
+        browse.clicked.connect(self.browse_blender)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        for w in (edit, detect, browse):
+            row.addWidget(w)
+        box = QVBoxLayout()
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addLayout(row)
+        box.addWidget(self.blender_version)
+        holder = QWidget()
+        holder.setLayout(box)
+        self.detect_blender()
+        return holder
+
+    def detect_blender(self) -> None:
+        from worker_app.blender import BlenderNotFound, find_all
+
+        path = self.inputs["blender.path"].text().strip()
+        self.blender_version.setText("Looking for Blender…")
+
+        def shown(result):
+            if isinstance(result, BlenderNotFound):
+                self.blender_version.setText(str(result))
+            elif isinstance(result, Exception):
+                self.blender_version.setText(f"Blender did not start: {result}")
+            else:
+                self.blender_version.setText("; ".join(f"Blender {b.version} at {b.path}" for b in result))
+        self.background.run(lambda: find_all(path), shown)
+
+    def browse_blender(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose the Blender program")
+        if path:
+            self.inputs["blender.path"].setText(path)
+            self.detect_blender()
+
+    def values(self) -> dict:
+        """The fields as config values; text that cannot even be read comes back as a string to refuse."""
+        out = {}
+        for key, _label, kind in FIELDS:
+            widget = self.inputs[key]
+            if isinstance(kind, tuple):
+                out[key] = widget.choices[widget.currentIndex()]
+            elif kind == "lines":
+                out[key] = [line.strip() for line in widget.toPlainText().splitlines() if line.strip()]
+            elif kind == "number":
+                out[key] = widget.value()
+            elif kind == "indices":
+                text = widget.text().replace(" ", "")
+                try:
+                    out[key] = [int(part) for part in text.split(",") if part]
+                except ValueError:
+                    out[key] = text
+            else:
+                out[key] = widget.text().strip()
+        return out
+
+    def validate(self) -> dict[str, str]:
+        values = self.values()
+        problems = config_mod.check_values(values)
+        if "server.url" not in problems:
+            try:
+                config_mod.check_server_url(values["server.url"], self.cfg.allow_insecure_http)
+            except config_mod.ConfigError as error:
+                problems["server.url"] = str(error).split(": ", 1)[1]
+        for key, label in self.errors.items():
+            label.setText(problems.get(key, ""))
+            label.setVisible(key in problems)
+        return problems
+
+    def try_save(self) -> None:
+        if self.validate():
+            self.status.setText("Fix the fields marked in red.")
+            return
+        self.status.setText("Saving…")
+        self.save(self.values(), on_saved=lambda cfg: self.accept())
+
+
+__all__ = ["SettingsDialog", "FIELDS", "Qt"]
