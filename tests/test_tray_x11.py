@@ -37,11 +37,18 @@ def require_tools():
 def x_display(tmp_path):
     require_tools()
     read_fd, write_fd = os.pipe()
+    xvfb_log = open(tmp_path / "xvfb.log", "w")
     xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                            pass_fds=(write_fd,), stderr=subprocess.DEVNULL)
+                            pass_fds=(write_fd,), stderr=xvfb_log)
     os.close(write_fd)
-    number = os.read(read_fd, 16).decode().strip()
+    number = b""
+    while not number.endswith(b"\n"):  # Xvfb may write the number and its newline separately
+        chunk = os.read(read_fd, 16)
+        if not chunk:
+            break
+        number += chunk
     os.close(read_fd)
+    number = number.decode().strip()
     display = f":{number}"
     trayer = subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
                                "--height", "32", "--transparent", "false", "--tint", "0x303030", "--SetDockType",
@@ -96,7 +103,11 @@ def test_real_tray_menu_under_xvfb(x_display, served, tmp_path):
             panel_children = [w for w in windows(x_display) if w[1] == "homefarm" and w[6] >= 9 and w[4] <= 64]
             icon = panel_children[0] if panel_children else None
             time.sleep(0.25)
-        assert icon is not None, "the tray icon never appeared in trayer"
+        if icon is None:
+            app.kill()
+            raise AssertionError("the tray icon never appeared in trayer; windows: "
+                                 f"{windows(x_display)}\napp output:\n{app.communicate()[0]}\nXvfb:\n"
+                                 f"{(tmp_path / 'xvfb.log').read_text()}")
         while time.monotonic() < deadline and not served.app.session.get(
                 served.url + "/api/v1/workers", timeout=5).json()["workers"]:
             time.sleep(0.25)

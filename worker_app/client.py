@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
@@ -51,6 +52,12 @@ class Unauthorized(ClientError):
 
 class NotFound(ClientError):
     pass
+
+
+def backoff_delay(attempt: int, base: float = C.BACKOFF_BASE, cap: float = C.BACKOFF_CAP) -> float:
+    """Exponential backoff with jitter: half fixed, half random, so retries never synchronize."""
+    ceiling = min(cap, base * (2 ** min(attempt, 30)))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 def _error_for(response: requests.Response) -> ClientError:

@@ -8,12 +8,11 @@ imports Qt or touches a GUI.
 from __future__ import annotations
 
 import enum
+import json
 import hashlib
 import logging
 import platform
-import queue
 import re
-import random
 import shutil
 import socket
 import threading
@@ -29,6 +28,9 @@ from worker_app.assets import AssetError, SceneCache, unpack_zip
 from worker_app.blender import (SCRIPT_EXIT_CODE, BlenderInstall, BlenderNotFound, BlenderRun, pick,
                                  probe_devices)
 from worker_app.energy import EnergyMeter
+from worker_app.images import strip_volatile_metadata
+from worker_app.outbox import Outbox, OutboxSender
+from worker_app.client import backoff_delay
 from worker_app.client import LeaseLost, NotFound, Rejected, Unauthorized, Unreachable, WorkerClient
 
 log = logging.getLogger("homefarm.worker")
@@ -80,12 +82,6 @@ class _JobEnded(Exception):
         self.outcome, self.reason = outcome, reason
 
 
-def backoff_delay(attempt: int, base: float = C.BACKOFF_BASE, cap: float = C.BACKOFF_CAP) -> float:
-    """Exponential backoff with jitter: half fixed, half random, so retries never synchronize."""
-    ceiling = min(cap, base * (2 ** min(attempt, 30)))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -109,7 +105,7 @@ class Worker:
                  gpu_indices: tuple[int, ...] = (), claim_wait: float = C.CLAIM_WAIT_DEFAULT,
                  on_snapshot=None, on_job_end=None, max_jobs: int | None = None,
                  make_client=None, blender_user_dir: Path | None = None, guard=None,
-                 pause_policy: str = "requeue", monitor=None, ledger=None):
+                 pause_policy: str = "requeue", monitor=None, ledger=None, outbox: Outbox | None = None):
         self.client = client
         self.blenders = blender if isinstance(blender, list) else [blender]
         self.jobs_dir = jobs_dir
@@ -142,6 +138,10 @@ class Worker:
         self._release_reason: str | None = None
         self._meter: EnergyMeter | None = None
         self._beat: _Heartbeat | None = None
+        # Results the server must learn go through the durable outbox (worker_app/outbox.py).
+        self.outbox = outbox
+        self.sender: OutboxSender | None = None
+        self._sent: dict[str, str] = {}  # job id -> how its results left the outbox: complete, fail, lost...
         if guard is not None:
             guard.add_listener(self._on_pause_change)
         if monitor is not None:
@@ -228,11 +228,19 @@ class Worker:
         reaped = procs.reap_orphans(list(self.jobs_dir.glob("*/blender.pid")))
         if reaped:
             log.warning("ended %d Blender process(es) left by an earlier run", reaped)
+        if self.outbox is None:
+            self.outbox = Outbox(self.jobs_dir.parent / "outbox.sqlite3")
+        self.sender = OutboxSender(self.outbox, self.make_client(), on_state=self._on_outbox_state,
+                                   on_job_sent=self._on_job_sent).start()
+        self._recover()
         failures = 0
         handled = 0
         try:
             while not self._stop.is_set():
                 try:
+                    if self.outbox.pending():
+                        self._send_kept_results()
+                        continue
                     if self.worker_id is None:
                         self._publish(state=State.CONNECTING, message=f"connecting to {self.client.server_url}")
                         self._hello()
@@ -266,7 +274,80 @@ class Worker:
                         self.worker_id = None  # the server forgot us (a new database): sign on again
                     self._back_off(failures, f"server unreachable: {error}")
         finally:
+            self.sender.stop()
             self._publish(state=State.STOPPED, message="stopped", job_id=None, progress={})
+
+    # -- results and recovery -----------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """After a crash or reboot: a job that was claimed but never reported is given back."""
+        for lease_file in sorted(self.jobs_dir.glob("*/lease.json")):
+            try:
+                held = json.loads(lease_file.read_text())
+                job_id, lease_id = str(held["job_id"]), str(held["lease_id"])
+            except (OSError, ValueError, KeyError):
+                lease_file.unlink(missing_ok=True)
+                continue
+            if not self.outbox.has_report(job_id):
+                log.warning("job %s was interrupted by a restart; giving it back to the server", job_id)
+                self.outbox.add_report(job_id, lease_id, "release",
+                                       {"reason": "the worker restarted before finishing the job"})
+            lease_file.unlink(missing_ok=True)
+
+    def _send_kept_results(self) -> None:
+        """Before claiming anything new, the results kept from before go out."""
+        count = self.outbox.pending()
+        if self._snapshot.state != State.BACKING_OFF:
+            self._publish(state=State.UPLOADING, message=f"sending {count} result(s) kept from before",
+                          job_id=None, progress={})
+        self.outbox.wait_until_sent(None, 1.0)
+
+    def _on_outbox_state(self, offline: bool, message: str, retry_at) -> None:
+        if offline:
+            self._publish(state=State.BACKING_OFF, message=message, retry_at=retry_at)
+
+    def _on_job_sent(self, job_id: str, kind: str) -> None:
+        self._sent[job_id] = kind
+        if kind in ("complete", "fail", "release", "lost"):
+            self._prune_job_dirs()
+
+    def _prune_job_dirs(self, keep: int = 20) -> None:
+        """Job folders whose results the server has are kept for the owner to look at, the newest 20."""
+        finished = []
+        for folder in self.jobs_dir.iterdir():
+            if folder.is_dir() and not (folder / "lease.json").exists() and not self.outbox.pending(folder.name):
+                finished.append(folder)
+        finished.sort(key=lambda f: f.stat().st_mtime, reverse=True)
+        for folder in finished[keep:]:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _report(self, lease: P.Lease, kind: str, payload: dict) -> None:
+        """Writes the job's final word to the outbox; from here on the outbox owns the job's fate."""
+        self.outbox.add_report(lease.job_id, lease.lease_id, kind, payload)
+        (self.jobs_dir / lease.job_id / "lease.json").unlink(missing_ok=True)
+
+    def _flush(self, lease: P.Lease, timeout: float | None = None) -> str | None:
+        """Waits until the job's results have left the outbox; returns how (complete, fail, lost...)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.outbox.wait_until_sent(lease.job_id, 0.5):
+            if self._stop.is_set() or (deadline is not None and time.monotonic() > deadline):
+                return None  # kept on disk; sent at the next start
+        return self._sent.pop(lease.job_id, None)
+
+    def _queue_output(self, lease: P.Lease, out_dir: Path, path: Path, queued: set) -> None:
+        """An output Blender has saved: checked, cleaned of volatile metadata, hashed, into the outbox."""
+        path = Path(path).resolve()
+        if path.name in queued:
+            return
+        if path.parent != out_dir.resolve() or not path.is_file():
+            raise _Failed(f"Blender reported an output outside the job's folder: {path}", retryable=False)
+        try:
+            P.check_output_name(path.name, "output")
+        except P.ValidationError as error:
+            raise _Failed(str(error), retryable=False) from None
+        strip_volatile_metadata(path)
+        self.outbox.add_output(lease.job_id, lease.lease_id, path.name, path, file_sha256(path))
+        queued.add(path.name)
 
     def _paused(self, wait: bool = True) -> bool:
         """True while the guard says to step aside; then shows why and waits a little for a change."""
@@ -341,39 +422,46 @@ class Worker:
             except BlenderNotFound as error:
                 raise _Failed(str(error), retryable=True) from None
             beat.start()
-            job_dir = self._job_dir(lease.job_id)
+            job_dir = self._job_dir(lease)
             outputs, report.stages, stats = self._work(lease, spec, job_dir, beat, blender)
             report.outputs = [job_dir / "out" / name for name in outputs]
-            self._publish(state=State.UPLOADING, message=f"job {lease.job_id}: completing")
             stats.update({f"{k}_s": round(v, 3) for k, v in report.stages.items()})
             stats.update(blender=blender.version, frames=len(spec.render.frame_list()),
                          total_s=round(time.monotonic() - started, 3))
             energy = self._meter.reading()
             if energy.wh is not None:
                 stats.update(gpu_energy_wh=round(energy.wh, 4), energy_source=energy.source)
-            beat.stop()
-            self._retrying(lambda: self.client.complete(lease.job_id, lease.lease_id, outputs, stats))
-            report.outcome = "done"
-            self._publish(jobs_done=self._snapshot.jobs_done + 1, message=f"job {lease.job_id} done")
+            t0 = time.monotonic()
+            self._report(lease, "complete", {"outputs": outputs, "stats": stats})
+            self._publish(state=State.UPLOADING, message=f"job {lease.job_id}: uploading")
+            beat.progress = P.Progress(stage="uploading", percent=100.0)
+            sent = self._flush(lease)  # the heartbeat keeps the lease while the outputs go out
+            report.stages["upload"] = report.stages.get("upload", 0.0) + time.monotonic() - t0
+            if sent == "complete":
+                report.outcome = "done"
+                self._publish(jobs_done=self._snapshot.jobs_done + 1, message=f"job {lease.job_id} done")
+            elif sent is None:
+                report.outcome, report.reason = "kept", "the results are kept on disk and sent at the next start"
+            else:
+                report.outcome, report.reason = "lost", "the server gave the job to someone else meanwhile"
         except _Failed as failure:
-            beat.stop()
             report.reason = failure.reason
             log.error("job %s failed: %s", lease.job_id, failure.reason)
-            reason, tail, retryable = failure.reason, failure.log_tail, failure.retryable
-            try:
-                self._retrying(lambda: self.client.fail(lease.job_id, lease.lease_id, reason, tail, retryable))
-            except _JobEnded:
-                pass
+            self._report(lease, "fail", {"reason": failure.reason, "log_tail": failure.log_tail,
+                                         "retryable": failure.retryable})
+            beat.stop()
+            self._flush(lease, timeout=C.READ_TIMEOUT)
             self._publish(jobs_failed=self._snapshot.jobs_failed + 1,
                           message=f"job {lease.job_id} failed: {failure.reason}")
         except _JobEnded as ended:
-            beat.stop()
             report.outcome, report.reason = ended.outcome, ended.reason
             if ended.outcome == "released":
-                try:
-                    self.client.release(lease.job_id, lease.lease_id, ended.reason)
-                except (Unreachable, LeaseLost, Rejected, NotFound, Unauthorized) as error:
-                    log.warning("could not release job %s: %s (its lease will expire)", lease.job_id, error)
+                self._report(lease, "release", {"reason": ended.reason})
+                beat.stop()
+                self._flush(lease, timeout=5.0)
+            else:  # lost or canceled: the server wants nothing more of this job
+                self.outbox.drop_job(lease.job_id)
+                (self.jobs_dir / lease.job_id / "lease.json").unlink(missing_ok=True)
             log.warning("job %s %s: %s", lease.job_id, ended.outcome, ended.reason)
         finally:
             beat.stop()
@@ -390,12 +478,19 @@ class Worker:
                     log.exception("could not record job %s in the statistics", lease.job_id)
             self.on_job_end(report)
 
-    def _job_dir(self, job_id: str) -> Path:
+    def _job_dir(self, lease: P.Lease) -> Path:
+        job_id = lease.job_id
         if not job_id.replace("-", "").replace("_", "").isalnum():
             raise _Failed(f"job_id: {job_id!r} is not a plain identifier", retryable=False)
         job_dir = self.jobs_dir / job_id
+        if self.outbox.pending(job_id):
+            # Outputs of an earlier attempt still wait to be sent from here: they are not ours any more.
+            self.outbox.drop_job(job_id)
         shutil.rmtree(job_dir, ignore_errors=True)  # a fresh start for each attempt
         (job_dir / "out").mkdir(parents=True)
+        # Written before any work: a crash from here on is found at the next start and the job given back.
+        (job_dir / "lease.json").write_text(json.dumps({"job_id": job_id, "lease_id": lease.lease_id,
+                                                        "server": self.client.server_url}))
         return job_dir
 
     def _work(self, lease: P.Lease, spec: P.JobSpec, job_dir: Path, beat: _Heartbeat,
@@ -429,40 +524,43 @@ class Worker:
         self._check(beat, before_render=True)
         self._publish(state=State.RENDERING, message=f"job {lease.job_id}: rendering",
                       progress={"frame_count": len(todo)})
-        uploader = _Uploader(self.make_client(), lease, job_dir / "out", self._stop)
+        out_dir = job_dir / "out"
+        queued: set[str] = set()
+
+        def on_line(line):
+            # Each frame goes into the outbox as soon as Blender has saved it; the sender uploads it
+            # while the next frame renders. A movie is sent once it is whole.
+            event = line.event
+            if event and event.get("event") == "file_saved" and isinstance(event.get("path"), str) \
+                    and not Path(event["path"]).name.startswith("movie_"):
+                self._queue_output(lease, out_dir, Path(event["path"]), queued)
+
         run = BlenderRun(blender.path, blend, job, job_dir, total_timeout=spec.timeouts.total_s,
                          silence_timeout=spec.timeouts.silence_s, user_dir=self.blender_user_dir,
-                         on_progress=lambda tracker: self._on_render_progress(tracker, beat),
-                         on_line=lambda line: uploader.on_line(line))
+                         on_progress=lambda tracker: self._on_render_progress(tracker, beat), on_line=on_line)
         self._run = run
         beat.run = run
-        uploader.start()
         try:
             result = run.run()
-            stages["render"] = time.monotonic() - t0
-            stats["uploaded_during_render"] = uploader.uploaded_count
-            self._check(beat)
-            if not result.ok:
-                if result.stopped and (self._stop.is_set() or self._release_reason):
-                    raise _JobEnded("released", result.reason)
-                retryable = result.stopped is None and result.exit_code not in (SCRIPT_EXIT_CODE, 0)
-                raise _Failed(result.reason, log_tail=result.log_tail, retryable=retryable)
-            if run.tracker.warnings:
-                stats["warnings"] = "; ".join(run.tracker.warnings)[:1000]
-
-            t0 = time.monotonic()
-            self._publish(state=State.UPLOADING, message=f"job {lease.job_id}: uploading")
-            beat.progress = P.Progress(stage="uploading", percent=100.0)
-            outputs = self._outputs(result.saved, job_dir / "out")
-            for path in outputs:
-                uploader.submit(path)
-            uploader.finish(lambda: self._check(beat))
-            if uploader.error is not None:
-                raise uploader.error
-            stages["upload"] = time.monotonic() - t0
-        finally:
-            uploader.close()
-        return done_before + [p.name for p in outputs], stages, stats
+        except _Failed:
+            run.stop("an output could not be accepted")
+            raise
+        stages["render"] = time.monotonic() - t0
+        stats["uploaded_during_render"] = len(queued) - self.outbox.pending(lease.job_id)
+        self._check(beat)
+        if not result.ok:
+            if result.stopped and (self._stop.is_set() or self._release_reason):
+                raise _JobEnded("released", result.reason)
+            retryable = result.stopped is None and result.exit_code not in (SCRIPT_EXIT_CODE, 0)
+            raise _Failed(result.reason, log_tail=result.log_tail, retryable=retryable)
+        if run.tracker.warnings:
+            stats["warnings"] = "; ".join(run.tracker.warnings)[:1000]
+        if not result.saved:
+            raise _Failed("Blender finished but saved no output", retryable=False)
+        for saved in result.saved:
+            self._queue_output(lease, out_dir, Path(saved), queued)
+        names = [Path(saved).name for saved in dict.fromkeys(result.saved)]
+        return done_before + names, stages, stats
 
     def _fetch_images(self, images: dict, job_dir: Path) -> dict[str, str]:
         """Downloads the job's image assets (verified like scenes) into the job's folder."""
@@ -505,25 +603,6 @@ class Worker:
         _link_or_copy(cached, local)
         return local
 
-    @staticmethod
-    def _outputs(saved: list[str], out_dir: Path) -> list[Path]:
-        """The files Blender saved, each checked to lie in the job's output folder."""
-        root = out_dir.resolve()
-        outputs = []
-        for name in saved:
-            path = Path(name).resolve()
-            if path.parent != root or not path.is_file():
-                raise _Failed(f"Blender reported an output outside the job's folder: {name}", retryable=False)
-            try:
-                P.check_output_name(path.name, "output")
-            except P.ValidationError as error:
-                raise _Failed(str(error), retryable=False) from None
-            if path not in outputs:
-                outputs.append(path)
-        if not outputs:
-            raise _Failed("Blender finished but saved no output", retryable=False)
-        return outputs
-
     def _on_render_progress(self, tracker, beat: _Heartbeat) -> None:
         progress = P.Progress(stage="rendering", frame=tracker.frame, frames_done=tracker.frames_done,
                               frame_count=tracker.frame_count, sample=tracker.sample,
@@ -546,92 +625,12 @@ class Worker:
                 and self.pause_policy == "requeue":
             raise _JobEnded("released", self.guard.decision.reason)
 
-    def _retrying(self, call):
-        """Runs a call that must reach the server, backing off on network errors."""
-        for attempt in range(12):
-            try:
-                return call()
-            except LeaseLost as error:
-                raise _JobEnded("lost", str(error)) from None
-            except Unreachable as error:
-                if self._stop.is_set():
-                    raise _JobEnded("released", "the worker is shutting down") from None
-                delay = backoff_delay(attempt, cap=30.0)
-                self._publish(state=State.BACKING_OFF, retry_at=time.time() + delay,
-                              message=f"server unreachable: {error}; retrying in {delay:.0f} s")
-                self._stop.wait(delay)
-        raise _JobEnded("lost", "the server stayed unreachable; the job's lease will expire")
-
 
 def _link_or_copy(source: Path, dest: Path) -> None:
     try:
         dest.hardlink_to(source)
     except OSError:
         shutil.copyfile(source, dest)
-
-
-class _Uploader:
-    """Uploads each frame as soon as Blender has saved it, while the next one renders."""
-
-    def __init__(self, client: WorkerClient, lease: P.Lease, out_dir: Path, stopping: threading.Event):
-        self.client = client
-        self.lease = lease
-        self.out_dir = out_dir.resolve()
-        self.stopping = stopping
-        self.queue: queue.Queue[Path | None] = queue.Queue()
-        self.sent: set[str] = set()
-        self.uploaded_count = 0
-        self.error: Exception | None = None
-        self._thread = threading.Thread(target=self._loop, name=f"upload-{lease.job_id}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def on_line(self, line) -> None:
-        if line.event and line.event.get("event") == "file_saved" and isinstance(line.event.get("path"), str):
-            path = Path(line.event["path"])
-            if path.resolve().parent == self.out_dir and not path.name.startswith("movie_"):
-                self.submit(path)
-
-    def submit(self, path: Path) -> None:
-        self.queue.put(path)
-
-    def finish(self, check) -> None:
-        """Waits until everything queued is uploaded (or failed), checking the job in between."""
-        self.queue.put(None)
-        while self._thread.is_alive():
-            self._thread.join(0.5)
-            check()
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self.queue.put(None)
-            self._thread.join(C.UPLOAD_READ_TIMEOUT)
-        self.client.close()
-
-    def _loop(self) -> None:
-        while (path := self.queue.get()) is not None:
-            if path.name in self.sent or self.error is not None:
-                continue
-            try:
-                sha = file_sha256(path)
-                for attempt in range(12):
-                    try:
-                        self.client.upload(self.lease.job_id, self.lease.lease_id, path.name, path, sha)
-                        break
-                    except Unreachable:
-                        if self.stopping.wait(backoff_delay(attempt, cap=30.0)):
-                            return
-                else:
-                    raise _JobEnded("lost", "the server stayed unreachable; the job's lease will expire")
-                self.sent.add(path.name)
-                self.uploaded_count += 1
-            except LeaseLost as error:
-                self.error = _JobEnded("lost", str(error))
-            except (_JobEnded, _Failed) as error:
-                self.error = error
-            except (Rejected, NotFound, Unauthorized, OSError) as error:
-                self.error = _Failed(f"uploading {path.name} failed: {error}", retryable=True)
 
 
 class _Failed(Exception):
