@@ -106,3 +106,19 @@ def test_not_a_zip(tmp_path):
     archive.write_bytes(b"not a zip at all")
     with pytest.raises(AssetError, match="not a valid zip"):
         unpack_zip(archive, tmp_path / "job", "scene.blend")
+
+
+def test_cache_evicts_least_recently_used_but_never_the_scene_in_use(tmp_path):
+    import os
+    cache = SceneCache(tmp_path / "cache", max_bytes=250)
+    blobs = [bytes([i]) * 100 for i in range(3)]
+    paths = []
+    for i, data in enumerate(blobs):
+        path, _ = cache.fetch(asset_for(data), downloader(data, []))
+        os.utime(path, (1000 + i, 1000 + i))
+        paths.append(path)
+    assert not paths[0].exists() and paths[1].exists() and paths[2].exists()
+    cache.fetch(asset_for(blobs[1]), downloader(blobs[1], []))  # used again: now the newest
+    big = b"x" * 240
+    newest, _ = cache.fetch(asset_for(big), downloader(big, []))
+    assert newest.exists() and not paths[2].exists()

@@ -297,3 +297,10 @@ def test_ledger_totals_per_day_and_month(tmp_path):
     assert summary["today"].jobs == 2 and summary["today"].energy_wh == pytest.approx(30.0)
     assert summary["this month"].jobs == 3 and summary["this month"].energy_wh == pytest.approx(50.0)
     assert summary["this month"].cost(0.30) == pytest.approx(0.015)
+
+
+def test_disk_nearly_full_stops_claiming(tmp_path):
+    low = G.DiskSpace(tmp_path / "data" / "not-yet", 2 * 1024**3, usage=lambda p: 1.2 * 1024**3)
+    assert low.check(NOW).reason == "the disk is nearly full (1.2 GB free, 2 GB needed)"
+    assert G.DiskSpace(tmp_path, 2 * 1024**3, usage=lambda p: 50 * 1024**3).check(NOW) is None
+    assert G.DiskSpace(tmp_path, 1).check(NOW) is None  # the real disk here has a byte free

@@ -27,8 +27,30 @@ class AssetError(Exception):
 
 
 class SceneCache:
-    def __init__(self, root: Path):
+    """Scenes by SHA-256. ``max_bytes`` bounds it: the least recently used go first, never the one in use."""
+
+    def __init__(self, root: Path, max_bytes: int = 20 * 1024**3):
         self.root = root
+        self.max_bytes = max_bytes
+
+    def evict(self, keep: Path | None = None) -> list[Path]:
+        """Deletes the least recently used scenes until the cache fits its budget; returns what went."""
+        try:
+            files = [p for p in self.root.iterdir() if p.is_file() and len(p.name) == 64]
+        except FileNotFoundError:
+            return []
+        files.sort(key=lambda p: p.stat().st_mtime)
+        total = sum(p.stat().st_size for p in files)
+        removed = []
+        for path in files:
+            if total <= self.max_bytes:
+                break
+            if keep is not None and path == keep:
+                continue
+            total -= path.stat().st_size
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        return removed
 
     def path(self, sha256: str) -> Path:
         return self.root / P.check_sha256(sha256, "scene.sha256")
@@ -56,6 +78,7 @@ class SceneCache:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        self.evict(keep=target)
         return target, False
 
 

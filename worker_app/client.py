@@ -10,14 +10,19 @@ Every request has a connect and a read timeout, so a silent server cannot hang t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
+import socket
+import threading
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
 
 from worker_app import __version__
 from worker_app import constants as C
@@ -60,6 +65,59 @@ def backoff_delay(attempt: int, base: float = C.BACKOFF_BASE, cap: float = C.BAC
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+# -- hard deadlines ----------------------------------------------------------------------------
+# requests' read timeout bounds each wait for a byte, not the whole answer: a server that sends one byte
+# every few seconds would hold a worker forever. Each connection a thread takes from the pool is noted,
+# and a timer shuts its socket down when the exchange's deadline passes.
+
+_active: dict[int, object] = {}
+
+
+class _TrackedHTTPPool(urllib3.HTTPConnectionPool):
+    def _get_conn(self, timeout=None):
+        conn = super()._get_conn(timeout)
+        _active[threading.get_ident()] = conn
+        return conn
+
+
+class _TrackedHTTPSPool(urllib3.HTTPSConnectionPool):
+    def _get_conn(self, timeout=None):
+        conn = super()._get_conn(timeout)
+        _active[threading.get_ident()] = conn
+        return conn
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Cuts this thread's connection when ``seconds`` have passed; yields an Event set if it did."""
+    thread = threading.get_ident()
+    expired = threading.Event()
+
+    def cut():
+        sock = getattr(_active.get(thread), "sock", None)
+        if sock is not None:
+            expired.set()
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield expired
+    finally:
+        timer.cancel()
+        _active.pop(thread, None)
+
+
 def _error_for(response: requests.Response) -> ClientError:
     try:
         body = response.json()
@@ -90,6 +148,9 @@ class WorkerClient:
         self._origin = _origin(self.server_url)
         self._token = token
         self.session = requests.Session()
+        adapter = _DeadlineAdapter()
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = f"homefarm/{__version__}"
         # TLS verification is requests' default; nothing here ever turns it off.
 
@@ -100,14 +161,17 @@ class WorkerClient:
         return {"Authorization": f"Bearer {self._token}"}
 
     def _request(self, method: str, path: str, *, read_timeout: float = C.READ_TIMEOUT,
-                 **kwargs) -> requests.Response:
+                 deadline: float = C.REQUEST_DEADLINE, **kwargs) -> requests.Response:
         url = self.server_url + P.WORKER_PREFIX + path
         headers = {**self._auth(), **kwargs.pop("headers", {})}
-        try:
-            response = self.session.request(method, url, headers=headers,
-                                            timeout=(C.CONNECT_TIMEOUT, read_timeout), **kwargs)
-        except requests.RequestException as error:
-            raise Unreachable(f"{method} {path}: {type(error).__name__}: {_short(error)}") from None
+        with _deadline(deadline) as expired:
+            try:
+                response = self.session.request(method, url, headers=headers,
+                                                timeout=(C.CONNECT_TIMEOUT, read_timeout), **kwargs)
+            except requests.RequestException as error:
+                if expired.is_set():
+                    raise Unreachable(f"{method} {path}: no complete answer within {deadline:g} s") from None
+                raise Unreachable(f"{method} {path}: {type(error).__name__}: {_short(error)}") from None
         if response.status_code >= 300:
             raise _error_for(response)
         return response
@@ -136,8 +200,8 @@ class WorkerClient:
 
     def claim(self, worker_id: str, wait: float) -> P.Lease | None:
         response = self._request("POST", "/jobs/claim", params={"wait": f"{wait:g}"},
-                                 json={"worker_id": worker_id},
-                                 read_timeout=wait + C.CLAIM_READ_MARGIN)
+                                 json={"worker_id": worker_id}, read_timeout=wait + C.CLAIM_READ_MARGIN,
+                                 deadline=wait + C.REQUEST_DEADLINE)
         if response.status_code == 204:
             return None
         try:
@@ -156,12 +220,13 @@ class WorkerClient:
 
     def upload(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str) -> dict:
         """Streams one output file from disk; the server checks it against ``sha256``."""
+        size = Path(path).stat().st_size
         with open(path, "rb") as body:
             return self._json(self._request(
                 "PUT", f"/jobs/{job_id}/outputs/{name}", data=body,
                 headers={"X-Lease-Id": lease_id, "X-Content-SHA256": sha256,
                          "Content-Type": "application/octet-stream"},
-                read_timeout=C.UPLOAD_READ_TIMEOUT))
+                read_timeout=C.UPLOAD_READ_TIMEOUT, deadline=C.REQUEST_DEADLINE + size / C.MIN_TRANSFER_RATE))
 
     def complete(self, job_id: str, lease_id: str, outputs: list[str], stats: dict) -> dict:
         return self._json(self._request("POST", f"/jobs/{job_id}/complete",
@@ -189,28 +254,33 @@ class WorkerClient:
         headers = self._auth() if _origin(full) == self._origin else {}
         digest = hashlib.sha256()
         size = 0
-        try:
-            with self.session.get(full, headers=headers, stream=True,
-                                  timeout=(C.CONNECT_TIMEOUT, C.READ_TIMEOUT)) as response:
-                if response.status_code >= 300:
-                    raise _error_for(response)
-                for chunk in response.iter_content(C.CHUNK_SIZE):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise Rejected(f"scene.size: the download is larger than the {max_bytes} "
-                                       "bytes the job declared")
-                    digest.update(chunk)
-                    out.write(chunk)
-        except requests.RequestException as error:
-            raise Unreachable(f"GET {parts.path}: {type(error).__name__}: {_short(error)}") from None
+        limit = C.REQUEST_DEADLINE + max_bytes / C.MIN_TRANSFER_RATE
+        with _deadline(limit) as expired:
+            try:
+                with self.session.get(full, headers=headers, stream=True,
+                                      timeout=(C.CONNECT_TIMEOUT, C.READ_TIMEOUT)) as response:
+                    if response.status_code >= 300:
+                        raise _error_for(response)
+                    for chunk in response.iter_content(C.CHUNK_SIZE):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise Rejected(f"scene.size: the download is larger than the {max_bytes} "
+                                           "bytes the job declared")
+                        digest.update(chunk)
+                        out.write(chunk)
+            except requests.RequestException as error:
+                if expired.is_set():
+                    raise Unreachable(f"GET {parts.path}: not complete within {limit:g} s") from None
+                raise Unreachable(f"GET {parts.path}: {type(error).__name__}: {_short(error)}") from None
         return digest.hexdigest(), size
 
     def health(self) -> dict:
-        try:
-            response = self.session.get(self.server_url + "/api/health",
-                                        timeout=(C.CONNECT_TIMEOUT, C.READ_TIMEOUT))
-        except requests.RequestException as error:
-            raise Unreachable(f"{type(error).__name__}: {_short(error)}") from None
+        with _deadline(C.REQUEST_DEADLINE):
+            try:
+                response = self.session.get(self.server_url + "/api/health",
+                                            timeout=(C.CONNECT_TIMEOUT, C.READ_TIMEOUT))
+            except requests.RequestException as error:
+                raise Unreachable(f"{type(error).__name__}: {_short(error)}") from None
         if response.status_code != 200:
             raise _error_for(response)
         return self._json(response)

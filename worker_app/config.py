@@ -96,6 +96,9 @@ class Config:
     gpu_interval_s: float = 2.0
     # [notify]
     notify_gaming: bool = True
+    # [storage]
+    cache_max_gb: float = 20.0
+    min_free_gb: float = 2.0
     # [energy]
     price_per_kwh: float = 0.30
     currency: str = "EUR"
@@ -213,6 +216,8 @@ KEYS = {
     ("guard", "check_interval_s"): ("check_interval_s", _number_in(0.2, 60)),
     ("guard", "gpu_interval_s"): ("gpu_interval_s", _number_in(0.5, 60)),
     ("notify", "gaming"): ("notify_gaming", _bool),
+    ("storage", "cache_max_gb"): ("cache_max_gb", _number_in(0.1, 100_000)),
+    ("storage", "min_free_gb"): ("min_free_gb", _number_in(0, 100_000)),
     ("energy", "price_per_kwh"): ("price_per_kwh", _number_in(0, 100)),
     ("energy", "currency"): ("currency", _text),
 }

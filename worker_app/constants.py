@@ -15,6 +15,11 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
 UPLOAD_READ_TIMEOUT = 120.0
 
+# A hard limit on one whole exchange, however slowly a server trickles its answer: a request gets this
+# long, plus the long poll's wait, plus its body at no less than MIN_TRANSFER_RATE bytes per second.
+REQUEST_DEADLINE = 60.0
+MIN_TRANSFER_RATE = 100_000
+
 # Network errors back off exponentially with full jitter, capped.
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0

@@ -275,6 +275,27 @@ class ThermalGuard:
         return None
 
 
+class DiskSpace:
+    """Claim nothing while the disk holding homefarm's data is nearly full: a job could not finish."""
+
+    def __init__(self, path: Path, min_free_bytes: int, usage=None):
+        self.path = path
+        self.min_free_bytes = min_free_bytes
+        self.usage = usage or (lambda p: psutil.disk_usage(str(p)).free)
+
+    def check(self, now: dt.datetime) -> Cause | None:
+        if not self.min_free_bytes:
+            return None
+        folder = self.path
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        free = self.usage(folder)
+        if free < self.min_free_bytes:
+            return Cause("disk", f"the disk is nearly full ({free / 1024**3:.1f} GB free, "
+                                 f"{self.min_free_bytes / 1024**3:g} GB needed)", sticky=False)
+        return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Schedules.
 

@@ -28,7 +28,8 @@ def build_guard(cfg: config_mod.Config, paths: config_mod.Paths, own_pids, own_p
                 table: G.ProcessTable | None = None) -> G.Guard:
     snapshot = lambda: monitor.latest  # noqa: E731 - read at each check
     gpu_load = G.ForeignGpuLoad(snapshot, cfg.foreign_gpu_load_percent, cfg.foreign_gpu_seconds, own_pids)
-    detectors: list = [manual_pause(paths), G.Schedule(cfg.render_only, cfg.never)]
+    detectors: list = [manual_pause(paths), G.Schedule(cfg.render_only, cfg.never),
+                       G.DiskSpace(paths.data_dir, int(cfg.min_free_gb * 1024**3))]
     if cfg.pause_while_gaming:
         detectors.append(G.GameDetector(G.DEFAULT_GAMES + cfg.games, cfg.game_folders, own_pids, own_paths,
                                         table=table))
@@ -102,5 +103,6 @@ def build(cfg: config_mod.Config, paths: config_mod.Paths, token: str, blenders:
                     claim_wait=cfg.claim_wait_s, blender_user_dir=paths.data_dir / "blender-user",
                     on_snapshot=on_snapshot, on_job_end=on_job_end, max_jobs=max_jobs, make_client=make_client,
                     guard=guard, pause_policy=cfg.pause_policy, monitor=monitor, ledger=ledger(paths))
+    worker.cache.max_bytes = int(cfg.cache_max_gb * 1024**3)
     holder["worker"] = worker
     return Runtime(worker, guard, monitor, cfg, paths)
