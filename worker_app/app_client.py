@@ -59,8 +59,9 @@ class AppClient:
     def job(self, job_id: str) -> dict:
         return self._call("GET", f"/jobs/{job_id}")
 
-    def jobs(self, state: str | None = None) -> list[dict]:
-        return self._call("GET", "/jobs", params={"state": state} if state else None)["jobs"]
+    def jobs(self, state: str | None = None, limit: int = 100) -> list[dict]:
+        params = {"limit": limit, **({"state": state} if state else {})}
+        return self._call("GET", "/jobs", params=params)["jobs"]
 
     def cancel(self, job_id: str) -> dict:
         return self._call("POST", f"/jobs/{job_id}/cancel")
