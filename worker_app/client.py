@@ -160,8 +160,10 @@ class WorkerClient:
     def _auth(self) -> dict:
         return {"Authorization": f"Bearer {self._token}"}
 
-    def _request(self, method: str, path: str, *, read_timeout: float = C.READ_TIMEOUT,
-                 deadline: float = C.REQUEST_DEADLINE, **kwargs) -> requests.Response:
+    def _request(self, method: str, path: str, *, read_timeout: float | None = None,
+                 deadline: float | None = None, **kwargs) -> requests.Response:
+        read_timeout = C.READ_TIMEOUT if read_timeout is None else read_timeout
+        deadline = C.REQUEST_DEADLINE if deadline is None else deadline
         url = self.server_url + P.WORKER_PREFIX + path
         headers = {**self._auth(), **kwargs.pop("headers", {})}
         with _deadline(deadline) as expired:
