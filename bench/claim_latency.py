@@ -38,6 +38,8 @@ def start_server(data_dir: str):
             break
     url = re.search(r"on (http://\S+)", text).group(1)
     tokens = dict(re.findall(r"(web app|worker)\s+token.*?:\s+(\S+)", text))
+    # Keep reading its log, or a full pipe would stall the server.
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
     return proc, url, tokens["web app"], tokens["worker"]
 
 
