@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench venv blender clean
+.PHONY: demo test bench dist venv blender clean
 
 demo: $(STAMP) blender
 	$(BIN)/homefarm demo
@@ -14,6 +14,11 @@ test: $(STAMP) blender
 
 bench: $(STAMP)
 	$(BIN)/python bench/claim_latency.py
+
+# The onedir bundle, a tarball and a .deb (Linux); see installer/README.md for Windows and macOS.
+dist: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'pyinstaller>=6.5'
+	sh installer/build_linux.sh $(BIN)/python dist
 
 venv: $(STAMP)
 
