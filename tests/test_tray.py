@@ -271,3 +271,13 @@ def test_single_instance(qtbot, tmp_path):
     first.release()
     assert second.acquire() is True
     second.release()
+
+
+def test_update_notice(tray):
+    tray.on_snapshot(Snapshot(state=State.WAITING, update="0.9.0"))
+    assert tray.update_action.isVisible()
+    assert tray.update_action.text() == "A new version is available: homefarm 0.9.0"
+    assert tray.notifications[-1][0] == "A new version is available"
+    tray.on_snapshot(Snapshot(state=State.PAUSED, update="1.0.0", update_required=True,
+                              paused="Paused: this server needs homefarm 1.0.0 or newer"))
+    assert tray.update_action.text() == "Update needed: homefarm 1.0.0"

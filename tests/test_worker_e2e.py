@@ -11,6 +11,7 @@ import pytest
 from conftest import FAST_RENDER, Served
 from worker_app.demo import sample_scene
 from worker_app.images import png_size
+from worker_app.server import JobServer
 from worker_app.worker import State, Worker
 
 pytestmark = pytest.mark.blender
@@ -181,3 +182,37 @@ def test_job_file_given_to_blender_is_plain_data(served, blender, tmp_path):
     job_file = json.loads((running.jobs_dir / job["id"] / "job.json").read_text())
     assert job_file["render"]["camera"].startswith("Camera');")
     assert not list(tmp_path.glob("**/pwned"))
+
+
+def test_the_server_announces_updates_and_refuses_old_workers(blender, tmp_path):
+    from worker_app.client import WorkerClient
+
+    server = JobServer(tmp_path / "s1", latest_worker_version="99.1").start()
+    try:
+        served = Served(server)
+        job = served.submit(FAST_RENDER)
+        running = Running(served, blender, tmp_path / "a")
+        running.finish()
+        assert running.worker.snapshot.update == "99.1" and not running.worker.snapshot.update_required
+        assert served.app.job(job["id"])["state"] == "done"
+    finally:
+        server.stop()
+
+    server = JobServer(tmp_path / "s2", min_worker_version="99.0").start()
+    try:
+        served = Served(server)
+        job = served.submit(FAST_RENDER)
+        worker = Worker(WorkerClient(server.url, served.worker_token), blender, tmp_path / "b" / "jobs",
+                        tmp_path / "b" / "cache")
+        thread = worker.start_thread()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and worker.snapshot.state != State.PAUSED:
+            time.sleep(0.05)
+        assert worker.snapshot.update_required and worker.snapshot.update == "99.0"
+        assert "needs homefarm 99.0 or newer" in worker.snapshot.paused
+        time.sleep(1)
+        assert served.app.job(job["id"])["state"] == "queued"
+        worker.stop()
+        thread.join(10)
+    finally:
+        server.stop()

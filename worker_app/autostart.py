@@ -35,7 +35,8 @@ def launch_command() -> list[str]:
 
 
 def _quote_windows(args: list[str]) -> str:
-    return " ".join(f'"{a}"' if " " in a or not a else a for a in args)
+    # Every argument quoted, the setup's Run value the same: the two must write identical strings.
+    return " ".join(f'"{a}"' for a in args)
 
 
 class Autostart:

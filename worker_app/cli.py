@@ -35,7 +35,8 @@ def cmd_serve(args, paths: config_mod.Paths) -> int:
     from worker_app.server import JobServer
 
     data_dir = Path(args.data_dir) if args.data_dir else paths.server_dir
-    server = JobServer(data_dir, host=args.host, port=args.port)
+    server = JobServer(data_dir, host=args.host, port=args.port, latest_worker_version=args.latest_worker_version,
+                       min_worker_version=args.min_worker_version)
     if args.new_token:
         token = server.store.create_token(args.new_token, "homefarm serve --new-token")
         print(f"new {args.new_token} token (shown once, stored only as a hash):\n  {token}")
@@ -283,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8750)
     serve.add_argument("--data-dir", help="where the database and outputs live (default: the data dir)")
     serve.add_argument("--new-token", choices=("app", "worker"), help="make one more token and exit")
+    serve.add_argument("--latest-worker-version", help="tell workers older than this that an update exists")
+    serve.add_argument("--min-worker-version", help="workers older than this stop claiming and ask for an update")
     serve.set_defaults(func=cmd_serve)
 
     run = sub.add_parser("run", help="run the worker without a GUI")

@@ -20,6 +20,9 @@ UPLOAD_READ_TIMEOUT = 120.0
 REQUEST_DEADLINE = 60.0
 MIN_TRANSFER_RATE = 100_000
 
+# A worker too old for its server signs on again this often, to learn whether it is accepted now.
+UPDATE_RECHECK = 600.0
+
 # Network errors back off exponentially with full jitter, capped.
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0

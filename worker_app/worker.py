@@ -61,6 +61,8 @@ class Snapshot:
     paused: str = ""  # why the worker steps aside, "" while it does not
     gpu: dict = field(default_factory=dict)  # the latest GPU figures
     gpu_problem: str = ""  # why there are none, e.g. "no NVIDIA GPU or driver (...)"
+    update: str = ""  # "", or the newer version the server announced
+    update_required: bool = False  # this version is older than the server accepts: nothing is claimed
 
 
 @dataclass
@@ -244,7 +246,7 @@ class Worker:
                     if self.worker_id is None:
                         self._publish(state=State.CONNECTING, message=f"connecting to {self.client.server_url}")
                         self._hello()
-                    if self._paused():
+                    if self._update_required() or self._paused():
                         continue
                     self._publish(state=State.WAITING, message="waiting for a job", job_id=None,
                                   progress={}, retry_at=None)
@@ -381,10 +383,38 @@ class Worker:
         wait_max = reply.get("claim_wait_max_s")
         if isinstance(wait_max, (int, float)) and wait_max > 0:
             self.claim_wait = min(self.claim_wait, float(wait_max))
+        self._check_version(reply)
         interval = reply.get("heartbeat_interval_s")
         if isinstance(interval, (int, float)) and interval > 0:
             self.heartbeat_interval = float(interval)
         log.info("signed on to %s as %s", self.client.server_url, self.worker_id)
+
+    def _check_version(self, reply: dict) -> None:
+        """The server can announce a newer release, and refuse workers older than a minimum."""
+        def older(version) -> bool:
+            try:
+                return isinstance(version, str) and P.version_tuple(__version__) < P.version_tuple(version)
+            except ValueError:
+                return False
+        latest, minimum = reply.get("latest_worker_version"), reply.get("min_worker_version")
+        required = older(minimum)
+        newest = minimum if required and not older(latest) else latest
+        self._publish(update=newest if older(newest) else "", update_required=required)
+        if required:
+            log.error("homefarm %s is older than this server accepts (%s or newer): update homefarm",
+                      __version__, minimum)
+
+    def _update_required(self) -> bool:
+        if not self._snapshot.update_required:
+            return False
+        self._publish(state=State.PAUSED, job_id=None, progress={},
+                      message=f"homefarm {__version__} is too old for this server: install "
+                              f"{self._snapshot.update} or newer",
+                      paused=f"Paused: this server needs homefarm {self._snapshot.update} or newer")
+        if self._stop.wait(C.UPDATE_RECHECK):
+            return True
+        self.worker_id = None  # sign on again: the server may accept this version by now
+        return True
 
     def _back_off(self, failures: int, message: str) -> None:
         delay = backoff_delay(failures - 1)

@@ -62,7 +62,8 @@ class JobServer:
     """A running reference server: ``JobServer(data_dir).start()`` serves on a thread."""
 
     def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 0,
-                 lease_ttl: float = C.LEASE_TTL, claim_wait_max: float = C.CLAIM_WAIT_MAX):
+                 lease_ttl: float = C.LEASE_TTL, claim_wait_max: float = C.CLAIM_WAIT_MAX,
+                 latest_worker_version: str | None = None, min_worker_version: str | None = None):
         self.data_dir = Path(data_dir)
         self.outputs_dir = self.data_dir / "outputs"
         self.assets_dir = self.data_dir / "assets"
@@ -71,6 +72,10 @@ class JobServer:
             folder.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.data_dir / "homefarm-server.sqlite3", lease_ttl=lease_ttl)
         self.claim_wait_max = claim_wait_max
+        # Told to workers at sign-on: the tray shows "a new version is available", and a worker older
+        # than the minimum stops claiming and asks its owner to update.
+        self.latest_worker_version = latest_worker_version
+        self.min_worker_version = min_worker_version
         self.httpd = _HTTPServer((host, port), _Handler)
         self.httpd.app = self
         self._thread: threading.Thread | None = None
@@ -307,14 +312,19 @@ class _Handler(BaseHTTPRequestHandler):
     def hello(self):
         hello = P.Hello.parse(self._read_json())
         worker_id = self.app.store.register_worker(hello.name, hello.to_json())
-        self._json(200, {
+        reply = {
             "worker_id": worker_id,
             "protocol": P.PROTOCOL_VERSION,
             "server_version": __version__,
             "claim_wait_max_s": self.app.claim_wait_max,
             "lease_ttl_s": self.app.store.lease_ttl,
             "heartbeat_interval_s": min(C.HEARTBEAT_INTERVAL, self.app.store.lease_ttl / 4),
-        })
+        }
+        if self.app.latest_worker_version:
+            reply["latest_worker_version"] = self.app.latest_worker_version
+        if self.app.min_worker_version:
+            reply["min_worker_version"] = self.app.min_worker_version
+        self._json(200, reply)
 
     @route("GET", P.WORKER_PREFIX + "/ping", auth="worker")
     def ping(self):

@@ -125,6 +125,8 @@ class TrayApp(QObject):
         self.job_action = self._status_line("Starting")
         self.gpu_action = self._status_line("GPU: no figures yet")
         self.today_action = self._status_line("Today: no jobs yet")
+        self.update_action = self._status_line("")
+        self.update_action.setVisible(False)
         m.addSeparator()
         self.pause_menu = m.addMenu("Pause")
         self.pause_actions = {}
@@ -233,6 +235,12 @@ class TrayApp(QObject):
             self.notify("A job failed", snapshot.message)
         self._notify_pause_change(snapshot)
         self._notify_unreachable(snapshot)
+        if snapshot.update and snapshot.update != previous.update:
+            self.update_action.setText(f"Update needed: homefarm {snapshot.update}" if snapshot.update_required
+                                       else f"A new version is available: homefarm {snapshot.update}")
+            self.update_action.setVisible(True)
+            self.notify("Update needed" if snapshot.update_required else "A new version is available",
+                        self.update_action.text())
 
     def _set_icon(self, kind: str, percent: float | None = None) -> None:
         self.icon_state = kind
