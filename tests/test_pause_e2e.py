@@ -1,5 +1,6 @@
 """Pausing for the owner with the real Blender and a real server: the policies, the hold-off, no claims."""
 
+import secrets
 import shutil
 import subprocess
 import time
@@ -15,15 +16,30 @@ from worker_app.worker import State, Worker
 pytestmark = pytest.mark.blender
 
 
-def start_game(tmp_path, name="fakegame.exe"):
-    exe = tmp_path / name
-    shutil.copy(shutil.which("sleep"), exe)
-    return subprocess.Popen([str(exe), "120"])
+# A name of this test run's own: process names are machine-wide, and another run must not see our game.
+GAME = f"fg{secrets.token_hex(3)}.exe"
+
+
+@pytest.fixture
+def start_game():
+    """Starts a harmless program under a game's name (a copy of `sleep`); always ended afterwards."""
+    started = []
+
+    def start():
+        exe = tmp_path / GAME
+        shutil.copy(shutil.which("sleep"), exe)
+        started.append(subprocess.Popen([str(exe), "120"]))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait()
 
 
 def guarded_worker(served, blender, tmp_path, policy="requeue", hold_off=2.0, max_jobs=1):
     holder = {}
-    detector = G.GameDetector(names=["fakegame.exe"], own_pids=lambda: holder["w"].own_pids())
+    detector = G.GameDetector(names=[GAME], own_pids=lambda: holder["w"].own_pids())
     guard = G.Guard([detector], hold_off_s=hold_off, interval=0.2)
     ended = []
     worker = Worker(served.worker_client(), blender, tmp_path / "jobs", tmp_path / "cache", device="CPU",
@@ -44,21 +60,22 @@ def wait_until(condition, timeout=30, step=0.05):
     raise AssertionError("timed out")
 
 
-def test_requeue_stops_blender_releases_the_job_and_resumes_after_the_hold_off(quick_served, blender, tmp_path):
+def test_requeue_stops_blender_releases_the_job_and_resumes_after_the_hold_off(quick_served, blender, tmp_path,
+                                                                               start_game):
     job = quick_served.submit({**SLOW_RENDER, "frames": "1"})
     worker, guard, ended = guarded_worker(quick_served, blender, tmp_path, hold_off=2.0, max_jobs=2)
     thread = worker.start_thread()
     try:
         wait_until(lambda: worker.snapshot.state == State.RENDERING and blender_processes(tmp_path / "jobs"))
-        game = start_game(tmp_path)
+        game = start_game()
         started = time.monotonic()
         wait_until(lambda: not blender_processes(tmp_path / "jobs"))
         gone = time.monotonic() - started
         wait_until(lambda: quick_served.app.job(job["id"])["state"] == "queued")
         assert gone < 5, f"Blender took {gone:.1f} s to go"
-        assert ended[0].outcome == "released" and "fakegame.exe is running" in ended[0].reason
+        assert ended[0].outcome == "released" and f"{GAME} is running" in ended[0].reason
         wait_until(lambda: worker.snapshot.state == State.PAUSED)
-        assert worker.snapshot.paused == "Paused: fakegame.exe is running"
+        assert worker.snapshot.paused == f"Paused: {GAME} is running"
 
         # While paused nothing is claimed, not even a new job.
         claims = []
@@ -83,13 +100,13 @@ def test_requeue_stops_blender_releases_the_job_and_resumes_after_the_hold_off(q
     assert blender_processes(tmp_path / "jobs") == []
 
 
-def test_suspend_freezes_blender_and_carries_on(served, blender, tmp_path):
+def test_suspend_freezes_blender_and_carries_on(served, blender, tmp_path, start_game):
     job = served.submit({**FAST_RENDER, "samples": 600, "resolution": [96, 54]})
     worker, guard, ended = guarded_worker(served, blender, tmp_path, policy="suspend", hold_off=0.5)
     thread = worker.start_thread()
     try:
         wait_until(lambda: worker.snapshot.state == State.RENDERING and blender_processes(tmp_path / "jobs"))
-        game = start_game(tmp_path)
+        game = start_game()
         wait_until(lambda: all(p.status() == psutil.STATUS_STOPPED for p in blender_processes(tmp_path / "jobs")))
         time.sleep(1.0)
         assert served.app.job(job["id"])["state"] == "leased"
@@ -104,7 +121,7 @@ def test_suspend_freezes_blender_and_carries_on(served, blender, tmp_path):
         thread.join(30)
 
 
-def test_finish_lets_the_job_end_then_claims_nothing(served, blender, tmp_path):
+def test_finish_lets_the_job_end_then_claims_nothing(served, blender, tmp_path, start_game):
     first = served.submit({**FAST_RENDER, "samples": 300, "resolution": [96, 54]})
     second = served.submit(FAST_RENDER)
     worker, guard, ended = guarded_worker(served, blender, tmp_path, policy="finish", max_jobs=2)
@@ -112,7 +129,7 @@ def test_finish_lets_the_job_end_then_claims_nothing(served, blender, tmp_path):
     game = None
     try:
         wait_until(lambda: worker.snapshot.state == State.RENDERING)
-        game = start_game(tmp_path)
+        game = start_game()
         wait_until(lambda: ended, timeout=120)
         assert ended[0].outcome == "done"
         time.sleep(1.0)
