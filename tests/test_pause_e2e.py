@@ -21,7 +21,7 @@ GAME = f"fg{secrets.token_hex(3)}.exe"
 
 
 @pytest.fixture
-def start_game():
+def start_game(tmp_path):
     """Starts a harmless program under a game's name (a copy of `sleep`); always ended afterwards."""
     started = []
 
