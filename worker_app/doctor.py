@@ -57,6 +57,17 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None) -> lis
         checks.append(Check("gpu", False, inv.problem or "", "GPU monitoring needs an NVIDIA GPU and "
                             "driver; rendering still works on the CPU or another GPU", required=False))
 
+    outbox_file = paths.data_dir / "outbox.sqlite3"
+    if outbox_file.exists():
+        from worker_app.outbox import Outbox
+        box = Outbox(outbox_file)
+        waiting = box.pending()
+        box.close()
+        checks.append(Check("outbox", waiting == 0, f"{waiting} result(s) waiting to be sent" if waiting
+                            else "every result has reached the server",
+                            "start the worker (`homefarm run` or the tray) while the server is reachable: "
+                            "it sends them before taking new jobs", required=False))
+
     token = None
     if tokens.available():
         checks.append(Check("keyring", True, tokens.backend_name()))

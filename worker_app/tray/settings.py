@@ -8,6 +8,14 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpin
 
 from worker_app import config as config_mod
 
+CHOICE_LABELS = {
+    "": "best available",
+    "AUTO": "Best GPU, else CPU", "GPU": "GPU", "CPU": "CPU",
+    "requeue": "Give the job back (frees the GPU at once)",
+    "suspend": "Freeze Blender (keeps its GPU memory)",
+    "finish": "Finish the job first",
+}
+
 # (config key, label, kind); a kind is "text", "lines", "indices", "number", "blender" or a tuple of choices.
 FIELDS = [
     ("server.url", "Server URL", "text"),
@@ -62,7 +70,7 @@ class SettingsDialog(QDialog):
     def _input(self, key, kind, value) -> QWidget:
         if isinstance(kind, tuple):
             widget = QComboBox()
-            widget.addItems([c or "best available" for c in kind])
+            widget.addItems([CHOICE_LABELS.get(c, c) for c in kind])
             widget.setCurrentIndex(kind.index(value) if value in kind else 0)
             widget.choices = kind
         elif kind == "lines":
