@@ -51,3 +51,9 @@ ZIP_MAX_RATIO = 200
 
 # Streaming.
 CHUNK_SIZE = 1024 * 1024
+
+# The guard and the tray.
+MORNING_HOUR = 8  # "pause until tomorrow morning" ends at this hour
+UNREACHABLE_NOTICE = 180.0  # the tray tells the owner once the server has been unreachable this long
+TRAY_RETRY = 2.0  # how often the tray looks for a panel that starts after it
+STATS_REFRESH = 60.0  # how often the tray's "today" line is read again

@@ -9,9 +9,10 @@ one figure empty, never the whole sample. Tests use a fake provider with the sam
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
+
+from worker_app.periodic import Periodic
 
 log = logging.getLogger("homefarm.gpu")
 
@@ -186,28 +187,18 @@ def inventory(provider=None) -> GpuInventory:
         provider.close()
 
 
-class GpuMonitor:
+class GpuMonitor(Periodic):
     """Samples every GPU each ``interval`` seconds on its own thread; ``latest`` is the newest snapshot."""
+    thread_name = "gpu-monitor"
 
     def __init__(self, provider=None, interval: float = 2.0, on_sample=None):
+        self._periodic_init()
         self.provider = provider or NvmlProvider()
         self.interval = interval
         self.on_sample = on_sample or (lambda snapshot: None)
         self.latest = GpuSnapshot(time=0.0, problem="not started")
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._opened = False
         self._last_us = 0
-
-    def start(self) -> GpuMonitor:
-        self._thread = threading.Thread(target=self._loop, name="gpu-monitor", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(self.interval + 5)
 
     def sample_now(self) -> GpuSnapshot:
         """Takes one snapshot on the calling thread."""
@@ -228,17 +219,16 @@ class GpuMonitor:
             self.latest = GpuSnapshot(time=now, problem=str(error))
         return self.latest
 
-    def _loop(self) -> None:
+    def tick(self) -> bool:
+        snapshot = self.sample_now()
         try:
-            while not self._stop.is_set():
-                snapshot = self.sample_now()
-                try:
-                    self.on_sample(snapshot)
-                except Exception:  # a listener's bug must not stop the monitor
-                    log.exception("GPU sample listener failed")
-                if snapshot.problem and not self._opened:
-                    return  # no NVML: nothing will change until the app restarts
-                self._stop.wait(self.interval)
-        finally:
-            if self._opened:
-                self.provider.close()
+            self.on_sample(snapshot)
+        except Exception:  # a listener's bug must not stop the monitor
+            log.exception("GPU sample listener failed")
+        # Without NVML nothing changes until the app restarts: stop sampling.
+        return not (snapshot.problem and not self._opened)
+
+    def finished(self) -> None:
+        if self._opened:
+            self.provider.close()
+            self._opened = False

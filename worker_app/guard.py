@@ -20,12 +20,12 @@ from pathlib import Path
 
 import psutil
 
+from worker_app import constants as C
 from worker_app import desktop
 from worker_app.gpu import GpuSnapshot
+from worker_app.periodic import Periodic
 
 log = logging.getLogger("homefarm.guard")
-
-MORNING_HOUR = 8  # "until tomorrow morning"
 
 # Processes that always hold a graphics context: never "foreign GPU load" on their own.
 DESKTOP_PROCESSES = {"dwm.exe", "explorer.exe", "csrss.exe", "searchhost.exe", "startmenuexperiencehost.exe",
@@ -113,7 +113,7 @@ class ManualPause:
 
 
 def tomorrow_morning(now: dt.datetime) -> dt.datetime:
-    return (now + dt.timedelta(days=1)).replace(hour=MORNING_HOUR, minute=0, second=0, microsecond=0)
+    return (now + dt.timedelta(days=1)).replace(hour=C.MORNING_HOUR, minute=0, second=0, microsecond=0)
 
 
 class ProcessTable:
@@ -392,7 +392,7 @@ class Schedule:
 # The guard.
 
 @dataclass
-class Guard:
+class Guard(Periodic):
     """Runs the detectors every ``interval`` seconds and publishes a PauseDecision when it changes."""
     detectors: list = field(default_factory=list)
     hold_off_s: float = 60.0
@@ -401,27 +401,21 @@ class Guard:
     clock: object = time.time
     now: object = dt.datetime.now
 
+    thread_name = "guard"
+
     def __post_init__(self):
+        self._periodic_init()
         self.decision = PauseDecision()
         self._listeners = [self.on_change] if self.on_change else []
         self._last_sticky: float | None = None
         self._last_sticky_reason = ""
-        self._stop = threading.Event()
         self._changed = threading.Condition()
-        self._thread: threading.Thread | None = None
 
     def add_listener(self, listener) -> None:
         self._listeners.append(listener)
 
-    def start(self) -> Guard:
-        self._thread = threading.Thread(target=self._loop, name="guard", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(self.interval + 5)
+    def tick(self) -> None:
+        self.evaluate()
 
     def evaluate(self) -> PauseDecision:
         """Runs every detector once and returns (and publishes) the decision."""
@@ -473,8 +467,3 @@ class Guard:
     def wait_for_change(self, timeout: float) -> None:
         with self._changed:
             self._changed.wait(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.evaluate()
-            self._stop.wait(self.interval)

@@ -17,15 +17,13 @@ from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSystemTrayIcon
 
 from worker_app import __version__
 from worker_app import config as config_mod
+from worker_app import constants as C
 from worker_app.tray import status
 from worker_app.tray.icons import icon
 from worker_app.worker import Snapshot, State
 
 log = logging.getLogger("homefarm.tray")
 
-UNREACHABLE_NOTICE_S = 180.0  # tell the owner once the server has been unreachable this long
-TRAY_RETRY_MS = 2000  # how often to look for a panel that starts late
-STATS_REFRESH_MS = 60_000
 
 
 class Background(QObject):
@@ -173,7 +171,7 @@ class TrayApp(QObject):
         self._show_when_tray_is_there()
         self.background.run(self.services.autostart.enabled, self._autostart_known)
         self.refresh_stats()
-        self._stats_timer.start(STATS_REFRESH_MS)
+        self._stats_timer.start(int(C.STATS_REFRESH * 1000))
         self.start_worker()
 
     def _show_when_tray_is_there(self) -> None:
@@ -183,7 +181,7 @@ class TrayApp(QObject):
             self.tray.show()
         elif not self._tray_timer.isActive():
             log.info("no system tray yet; waiting for the panel")
-            self._tray_timer.start(TRAY_RETRY_MS)
+            self._tray_timer.start(int(C.TRAY_RETRY * 1000))
 
     def start_worker(self) -> None:
         cfg = self.cfg
@@ -262,7 +260,7 @@ class TrayApp(QObject):
         if snapshot.state == State.BACKING_OFF and "unreachable" in snapshot.message:
             now = time.monotonic()
             self._unreachable_since = self._unreachable_since or now
-            if not self._unreachable_told and now - self._unreachable_since >= UNREACHABLE_NOTICE_S:
+            if not self._unreachable_told and now - self._unreachable_since >= C.UNREACHABLE_NOTICE:
                 self._unreachable_told = True
                 self.notify("Server unreachable", f"homefarm cannot reach {self.cfg.server_url} and keeps "
                                                   "trying. Jobs already rendered are kept.")
