@@ -1,10 +1,12 @@
 """Pause detectors and the guard: real processes where they can exist here, fakes at the OS edges."""
 
 import datetime as dt
+import os
 import shutil
 import subprocess
 import time
 
+import psutil
 import pytest
 
 from fake_nvml import FakeProvider
@@ -304,3 +306,82 @@ def test_disk_nearly_full_stops_claiming(tmp_path):
     assert low.check(NOW).reason == "the disk is nearly full (1.2 GB free, 2 GB needed)"
     assert G.DiskSpace(tmp_path, 2 * 1024**3, usage=lambda p: 50 * 1024**3).check(NOW) is None
     assert G.DiskSpace(tmp_path, 1).check(NOW) is None  # the real disk here has a byte free
+
+
+class FakePynvml:
+    """The pynvml functions NvmlProvider calls, with an older GPU that lacks the energy counter."""
+    NVML_TEMPERATURE_GPU = 0
+
+    class NVMLError(Exception):
+        pass
+
+    class _Proc:
+        def __init__(self, pid, used):
+            self.pid, self.usedGpuMemory = pid, used
+
+    class _Util:
+        def __init__(self, pid, sm):
+            self.pid, self.smUtil = pid, sm
+
+    def __init__(self):
+        self.shutdown = False
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlShutdown(self):
+        self.shutdown = True
+
+    def nvmlSystemGetDriverVersion(self):
+        return b"535.104"
+
+    def nvmlDeviceGetCount(self):
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        return f"gpu{index}"
+
+    def nvmlDeviceGetName(self, handle):
+        return b"NVIDIA GeForce GTX 1060"
+
+    def nvmlDeviceGetMemoryInfo(self, handle):
+        return type("Mem", (), {"used": 1024**3, "total": 6 * 1024**3})()
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        return type("Util", (), {"gpu": 64})()
+
+    def nvmlDeviceGetTemperature(self, handle, sensor):
+        return 66
+
+    def nvmlDeviceGetPowerUsage(self, handle):
+        return 95_500
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        raise self.NVMLError("Not Supported")  # Pascal: no energy counter
+
+    def nvmlDeviceGetProcessUtilization(self, handle, since):
+        return [self._Util(os.getpid(), 12)]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle):
+        return [self._Proc(os.getpid(), 512 * 1024**2)]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle):
+        raise self.NVMLError("Not Supported")
+
+
+def test_nvml_provider_reads_every_figure_and_survives_unsupported_calls():
+    from worker_app.gpu import NvmlProvider
+
+    nvml = FakePynvml()
+    monitor = GpuMonitor(NvmlProvider(nvml))
+    gpu = monitor.sample_now().gpus[0]
+    assert (gpu.name, gpu.load, gpu.temp_c, gpu.power_w, gpu.vram_total) == (
+        "NVIDIA GeForce GTX 1060", 64, 66, 95.5, 6 * 1024**3)
+    assert gpu.energy_mj is None  # one figure missing, the others there
+    (proc,) = gpu.processes
+    assert proc.pid == os.getpid() and proc.kind == "compute" and proc.load == 12
+    assert proc.name == psutil.Process().name()
+    monitor.finished()
+    assert nvml.shutdown
+    assert inventory(NvmlProvider(FakePynvml())).gpus == [{"name": "NVIDIA GeForce GTX 1060",
+                                                           "vram_bytes": 6 * 1024**3}]
