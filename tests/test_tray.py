@@ -172,7 +172,10 @@ def test_start_at_login_toggle(tray, qtbot):
 
 def test_folders_settings_and_about(tray, qtbot, monkeypatch):
     tray.outputs_action.trigger()
+    background_done(qtbot, tray)
     tray.log_action.trigger()
+    background_done(qtbot, tray)
+    qtbot.waitUntil(lambda: len(tray.opened) == 2)
     assert [u.toLocalFile() for u in tray.opened] == [str(tray.paths.jobs_dir), str(tray.paths.log_dir)]
     tray.settings_action.trigger()
     assert tray.settings_dialog.isVisible()

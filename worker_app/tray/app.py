@@ -373,12 +373,19 @@ class TrayApp(QObject):
 
     def open_outputs(self) -> None:
         folder = self.paths.jobs_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+        def make():
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder
+        self.background.run(make, self._open_path)
 
     def view_log(self) -> None:
-        log_file = self.paths.log_dir / "homefarm.log"
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(log_file if log_file.exists() else self.paths.log_dir)))
+        log_file, log_dir = self.paths.log_dir / "homefarm.log", self.paths.log_dir
+        self.background.run(lambda: log_file if log_file.exists() else log_dir, self._open_path)
+
+    def _open_path(self, path) -> None:
+        if not isinstance(path, Exception):
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
     def open_settings(self) -> None:
         from worker_app.tray.settings import SettingsDialog

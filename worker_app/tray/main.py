@@ -39,11 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"homefarm: bad config in {paths.config_file}: {error}", file=sys.stderr)
         return 2
     single.show_requested.connect(tray.show_yourself)
-    # Ctrl+C and SIGTERM quit cleanly (Blender stopped, job released); a timer lets Python see signals.
+    # Ctrl+C and SIGTERM quit cleanly (Blender stopped, job released). Qt's loop does not run Python's
+    # signal handlers by itself; a once-a-second timer lets them run, at no measurable cost.
     signal.signal(signal.SIGINT, lambda *_: tray.quit(confirm=False))
     signal.signal(signal.SIGTERM, lambda *_: tray.quit(confirm=False))
     tick = QTimer()
-    tick.start(500)
+    tick.start(1000)
     tick.timeout.connect(lambda: None)
     tray.start()
     code = app.exec()
