@@ -122,3 +122,29 @@ def test_run_without_login_says_what_to_do(tmp_path):
     result = homefarm(tmp_path, "run")
     assert result.returncode != 0
     assert "homefarm login --server" in result.stderr
+
+
+def test_pause_and_resume_from_the_command_line(tmp_path):
+    import datetime as dt
+
+    from worker_app.guard import ManualPause
+
+    out = homefarm(tmp_path, "pause", "30m")
+    assert out.returncode == 0 and out.stdout.startswith("Paused by you until ")
+    pause = ManualPause(tmp_path / "home" / "data" / "pause.json")
+    assert pause.check(dt.datetime.now()).kind == "manual"
+    assert homefarm(tmp_path, "pause", "tomorrow").stdout.strip().endswith("08:00")
+    assert homefarm(tmp_path, "pause").stdout.strip() == "Paused until you resume"
+    bad = homefarm(tmp_path, "pause", "a while")
+    assert bad.returncode != 0 and "use 30m, 1h, tomorrow or indefinitely" in bad.stderr
+    assert homefarm(tmp_path, "resume").returncode == 0
+    assert pause.check(dt.datetime.now()) is None
+
+
+def test_stats_prints_totals_and_cost(tmp_path):
+    from worker_app.energy import Ledger
+
+    Ledger(tmp_path / "home" / "data" / "stats.sqlite3").record("7", "http://s", "done", 65.0, 60.0, 250.0)
+    out = homefarm(tmp_path, "stats").stdout
+    assert "today" in out and "0.250" in out and "0.07 EUR" in out
+    assert "job 7" in out and "250.00 Wh = 0.0750 EUR" in out

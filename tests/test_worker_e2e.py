@@ -4,6 +4,7 @@ import hashlib
 import json
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -216,3 +217,38 @@ def test_the_server_announces_updates_and_refuses_old_workers(blender, tmp_path)
         thread.join(10)
     finally:
         server.stop()
+
+
+def test_gpu_figures_in_heartbeats_and_energy_with_complete(quick_served, blender, tmp_path):
+    """NVML through the fake provider (no GPU here): figures reach the server, energy comes with complete."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fake_nvml import FakeProvider
+    from worker_app.energy import Ledger
+    from worker_app.gpu import GpuMonitor
+
+    provider = FakeProvider()
+    provider.load, provider.temp_c, provider.power_w = 97, 71, 180.0
+    monitor = GpuMonitor(provider, interval=0.2)
+
+    def burn(snapshot):  # the counter runs while the job renders: 180 W
+        provider.energy_mj += int(180.0 * 0.2 * 1000)
+
+    ledger = Ledger(tmp_path / "stats.sqlite3")
+    job = quick_served.submit({**FAST_RENDER, "samples": 300, "resolution": [96, 54]})
+    worker = Worker(quick_served.worker_client(), blender, tmp_path / "jobs", tmp_path / "cache", device="CPU",
+                    max_jobs=1, make_client=quick_served.worker_client, monitor=monitor, ledger=ledger)
+    seen = []
+    monitor.on_sample = lambda s: (burn(s), worker._on_gpu_sample(s))
+    original = quick_served.server.store.heartbeat
+    quick_served.server.store.heartbeat = lambda j, l, p: (seen.append(p), original(j, l, p))[1]
+    monitor.start()
+    thread = worker.start_thread()
+    thread.join(120)
+    monitor.stop()
+    view = quick_served.app.job(job["id"])
+    assert view["state"] == "done"
+    rendering = [p for p in seen if p.get("stage") == "rendering" and p.get("gpu")]
+    assert rendering and rendering[-1]["gpu"]["load"] == 97 and rendering[-1]["gpu"]["temp_c"] == 71
+    assert view["stats"]["energy_source"] == "counter" and view["stats"]["gpu_energy_wh"] > 0
+    assert ledger.summary()["today"].jobs == 1 and ledger.summary()["today"].energy_wh > 0

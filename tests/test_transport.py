@@ -1,0 +1,90 @@
+"""Transport: TLS is verified, plain http is for loopback only, the token stays on the job server's origin."""
+
+import http.server
+import shutil
+import ssl
+import subprocess
+import threading
+
+import pytest
+
+from worker_app.client import Unreachable, WorkerClient
+from worker_app.config import ConfigError
+
+
+@pytest.fixture
+def self_signed_https(tmp_path):
+    """An HTTPS server on loopback with a certificate no authority signed."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            body = b'{"ok": true, "protocol": 1}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+
+
+def test_an_unverifiable_certificate_is_refused_and_no_token_is_sent(self_signed_https):
+    url, seen = self_signed_https
+    with pytest.raises(Unreachable, match="SSLError|CERTIFICATE_VERIFY_FAILED"):
+        WorkerClient(url, "hfw_secret").ping()
+    assert seen == [], "the request never reached the server: the handshake failed first"
+
+
+def test_plain_http_only_to_loopback():
+    WorkerClient("http://127.0.0.1:8750", "t")
+    WorkerClient("http://localhost:8750", "t")
+    with pytest.raises(ConfigError):
+        WorkerClient("http://192.0.2.7:8750", "t")
+    WorkerClient("http://192.0.2.7:8750", "t", allow_insecure_http=True)
+
+
+def test_the_token_goes_only_to_the_job_server(served, tmp_path):
+    """A scene on another origin is fetched without the worker token."""
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"scene")
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        client = served.worker_client()
+        out = (tmp_path / "scene").open("wb")
+        client.download(f"http://127.0.0.2:{other.server_address[1]}/scene.blend", out, 100)
+        out.close()
+        assert seen == [None]
+        asset = served.app.upload_asset(tmp_path / "scene")
+        with (tmp_path / "again").open("wb") as out:
+            client.download(asset["url"], out, 100)
+        assert (tmp_path / "again").read_bytes() == b"scene"  # the job server's own asset needs the token
+    finally:
+        other.shutdown()
