@@ -70,3 +70,40 @@ def test_children_die_with_a_killed_worker(tmp_path):
     parent.wait(5)
     psutil.wait_procs([child], timeout=5)
     assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+
+
+def test_windows_job_object_kills_the_tree_with_the_worker():
+    """The Windows backend through a fake kernel32: one Job Object, kill-on-close, each child assigned."""
+    import ctypes
+
+    from worker_app.procs import (JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+                                  _ExtendedLimits, _WindowsBackend)
+
+    assert ctypes.sizeof(_ExtendedLimits) == 144  # the Windows x64 layout
+
+    class Kernel32:
+        def __init__(self):
+            self.calls = []
+
+        def CreateJobObjectW(self, attributes, name):
+            self.calls.append("create")
+            return 77
+
+        def SetInformationJobObject(self, job, kind, info, size):
+            limits = ctypes.cast(info, ctypes.POINTER(_ExtendedLimits)).contents
+            self.calls.append(("set", job, kind, limits.BasicLimitInformation.LimitFlags, size))
+            return 1
+
+        def AssignProcessToJobObject(self, job, handle):
+            self.calls.append(("assign", job, handle))
+            return 1
+
+    _WindowsBackend._job = None
+    k32 = Kernel32()
+    backend = _WindowsBackend(k32)
+    for handle in (501, 502):
+        backend.after_start(type("Proc", (), {"_handle": handle, "pid": handle})())
+    assert k32.calls == ["create", ("set", 77, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION,
+                                    JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, 144),
+                         ("assign", 77, 501), ("assign", 77, 502)]
+    _WindowsBackend._job = None

@@ -8,6 +8,7 @@ a pid file, so a worker that died without cleaning up can end its orphans when i
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -24,6 +25,9 @@ log = logging.getLogger("homefarm.procs")
 
 
 class _PosixBackend:
+    def after_start(self, proc) -> None:
+        pass  # PR_SET_PDEATHSIG, set between fork and exec, already ties the child to us
+
     def popen_kwargs(self) -> dict:
         kwargs = {"start_new_session": True}
         if _PRCTL is not None:
@@ -41,8 +45,6 @@ def _load_prctl():
     """libc's prctl, looked up in the parent: the child must not import or allocate between fork and exec."""
     if not sys.platform.startswith("linux"):
         return None
-    import ctypes
-
     try:
         return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
@@ -62,10 +64,71 @@ def _die_with_parent() -> None:
     _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+class _IoCounters(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_ulonglong) for name in (
+        "ReadOperationCount", "WriteOperationCount", "OtherOperationCount",
+        "ReadTransferCount", "WriteTransferCount", "OtherTransferCount")]
+
+
+class _BasicLimits(ctypes.Structure):
+    _fields_ = [("PerProcessUserTimeLimit", ctypes.c_int64), ("PerJobUserTimeLimit", ctypes.c_int64),
+                ("LimitFlags", ctypes.c_uint32), ("MinimumWorkingSetSize", ctypes.c_size_t),
+                ("MaximumWorkingSetSize", ctypes.c_size_t), ("ActiveProcessLimit", ctypes.c_uint32),
+                ("Affinity", ctypes.c_size_t), ("PriorityClass", ctypes.c_uint32),
+                ("SchedulingClass", ctypes.c_uint32)]
+
+
+class _ExtendedLimits(ctypes.Structure):
+    """JOBOBJECT_EXTENDED_LIMIT_INFORMATION (144 bytes on 64-bit Windows)."""
+    _fields_ = [("BasicLimitInformation", _BasicLimits), ("IoInfo", _IoCounters),
+                ("ProcessMemoryLimit", ctypes.c_size_t), ("JobMemoryLimit", ctypes.c_size_t),
+                ("PeakProcessMemoryUsed", ctypes.c_size_t), ("PeakJobMemoryUsed", ctypes.c_size_t)]
+
+
+JOB_OBJECT_EXTENDED_LIMIT_INFORMATION = 9
+JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
+
+
 class _WindowsBackend:
+    """Windows: a new process group without a console window, inside a Job Object that Windows closes,
+    killing Blender's whole tree, when the worker's process ends in any way (the role PDEATHSIG plays on
+    Linux). https://learn.microsoft.com/windows/win32/procthread/job-objects"""
+
+    _job = None
+
+    def __init__(self, kernel32=None):
+        self.kernel32 = kernel32
+
     def popen_kwargs(self) -> dict:
         flags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
         return {"creationflags": flags}
+
+    def _kernel32(self):
+        if self.kernel32 is None:
+            self.kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        return self.kernel32
+
+    def job(self):
+        """The one Job Object of this worker process, made on first use."""
+        if _WindowsBackend._job is None:
+            k32 = self._kernel32()
+            job = k32.CreateJobObjectW(None, None)
+            if not job:
+                return None
+            limits = _ExtendedLimits()
+            limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+            if not k32.SetInformationJobObject(job, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION,
+                                               ctypes.byref(limits), ctypes.sizeof(limits)):
+                return None
+            _WindowsBackend._job = job  # never closed: Windows closes it, and kills the tree, when we exit
+        return _WindowsBackend._job
+
+    def after_start(self, proc) -> None:
+        job = self.job()
+        handle = getattr(proc, "_handle", None)
+        if job is None or handle is None or not self._kernel32().AssignProcessToJobObject(job, int(handle)):
+            log.warning("Blender %d is not tied to the worker's lifetime (no Job Object); a crash of the "
+                        "worker leaves it to the next start", proc.pid)
 
     def ask_to_stop(self, proc: subprocess.Popen) -> None:
         try:
@@ -80,8 +143,10 @@ def backend():
 
 def start(cmd: list[str], *, cwd: Path, env: dict, pidfile: Path | None = None) -> subprocess.Popen:
     """Starts ``cmd`` in its own group, stdin closed, stdout and stderr merged into one pipe."""
+    os_backend = backend()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, bufsize=0, **backend().popen_kwargs())
+                            stderr=subprocess.STDOUT, bufsize=0, **os_backend.popen_kwargs())
+    os_backend.after_start(proc)
     if pidfile is not None:
         try:
             created = psutil.Process(proc.pid).create_time()
