@@ -35,8 +35,13 @@ def cmd_serve(args, paths: config_mod.Paths) -> int:
     from worker_app.server import JobServer
 
     data_dir = Path(args.data_dir) if args.data_dir else paths.server_dir
-    server = JobServer(data_dir, host=args.host, port=args.port, latest_worker_version=args.latest_worker_version,
-                       min_worker_version=args.min_worker_version)
+    try:
+        server = JobServer(data_dir, host=args.host, port=args.port,
+                           latest_worker_version=args.latest_worker_version,
+                           min_worker_version=args.min_worker_version)
+    except OSError as error:
+        raise SystemExit(f"homefarm: cannot serve on {args.host}:{args.port}: {error.strerror or error}; "
+                         "choose another with --port") from None
     if args.new_token:
         token = server.store.create_token(args.new_token, "homefarm serve --new-token")
         print(f"new {args.new_token} token (shown once, stored only as a hash):\n  {token}")
