@@ -25,7 +25,7 @@ UPDATE_RECHECK = 600.0
 
 # Network errors back off exponentially with full jitter, capped.
 BACKOFF_BASE = 1.0
-BACKOFF_CAP = 60.0
+BACKOFF_CAP = 30.0  # a worker back online within half a minute of its server
 
 # Blender.
 BLENDER_VERSION_TIMEOUT = 20.0
