@@ -11,36 +11,21 @@ request round trip (`GET /api/worker/v1/ping`) to the same server: the floor for
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 from worker_app import protocol as P
 from worker_app.app_client import AppClient
 from worker_app.client import WorkerClient
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from server_process import start_server  # noqa: E402
+
 SCENE = {"url": "/api/worker/v1/assets/" + "c" * 64, "sha256": "c" * 64, "size": 1}
-
-
-def start_server(data_dir: str):
-    proc = subprocess.Popen([sys.executable, "-m", "worker_app", "serve", "--port", "0", "--data-dir", data_dir],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "HOMEFARM_HOME": data_dir})
-    text = ""
-    for line in proc.stdout:
-        text += line
-        if line.startswith("homefarm job server on "):
-            break
-    url = re.search(r"on (http://\S+)", text).group(1)
-    tokens = dict(re.findall(r"(web app|worker)\s+token.*?:\s+(\S+)", text))
-    # Keep reading its log, or a full pipe would stall the server.
-    threading.Thread(target=proc.stdout.read, daemon=True).start()
-    return proc, url, tokens["web app"], tokens["worker"]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -53,10 +38,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
-        proc, url, app_token, worker_token = start_server(data_dir)
+        server = start_server(data_dir)
+        url = server.url
         try:
-            app = AppClient(url, app_token)
-            worker = WorkerClient(url, worker_token)
+            app = AppClient(url, server.app_token)
+            worker = WorkerClient(url, server.worker_token)
             worker_id = worker.hello(P.Hello(name="bench", os=sys.platform, app_version="0"))["worker_id"]
 
             baseline = []
@@ -88,8 +74,7 @@ def main() -> int:
                 worker.release(held["lease"].job_id, held["lease"].lease_id, "benchmark")
                 app.cancel(held["lease"].job_id)
         finally:
-            proc.terminate()
-            proc.wait(10)
+            server.stop()
 
     ms = 1000.0
     base_median = statistics.median(baseline)

@@ -24,7 +24,9 @@ from worker_app.app_client import AppClient
 from worker_app.client import WorkerClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from claim_latency import percentile, start_server  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from claim_latency import percentile  # noqa: E402
+from server_process import start_server  # noqa: E402
 
 SCENE = {"url": "/api/worker/v1/assets/" + "c" * 64, "sha256": "c" * 64, "size": 1}
 
@@ -65,9 +67,10 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
-        proc, url, app_token, worker_token = start_server(data_dir)
+        server = start_server(data_dir)
+        url, worker_token = server.url, server.worker_token
         try:
-            app = AppClient(url, app_token)
+            app = AppClient(url, server.app_token)
             payload = Path(data_dir) / "frame_0001.png"
             payload.write_bytes(b"\x89PNG small output")
             baseline_jobs = max(1, args.jobs // args.workers)
@@ -77,8 +80,7 @@ def main() -> int:
             ids = [app.submit({"scene": SCENE})["id"] for _ in range(args.jobs)]
             done, lat, elapsed = drain(url, worker_token, args.workers, payload)
         finally:
-            proc.terminate()
-            proc.wait(10)
+            server.stop()
     twice = len(done) - len(set(done))
     missing = set(ids) - set(done)
     ms = 1000

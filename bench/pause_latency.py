@@ -26,7 +26,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from conftest import FAST_RENDER, Served  # noqa: E402
+from conftest import FAST_RENDER, Served, wait_until  # noqa: E402
 from fake_nvml import FakeProvider  # noqa: E402
 from worker_app import config as config_mod  # noqa: E402
 from worker_app.blender import BlenderRun, find_blender  # noqa: E402
@@ -37,15 +37,6 @@ from worker_app.server import JobServer  # noqa: E402
 from worker_app.worker import State, Worker  # noqa: E402
 
 LONG = {**FAST_RENDER, "samples": 100000, "resolution": [160, 90]}
-
-
-def wait_until(condition, timeout=60.0, step=0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return time.monotonic()
-        time.sleep(step)
-    raise TimeoutError
 
 
 def blenders_in(folder: Path):
@@ -64,7 +55,7 @@ def baseline_round(blender, tmp: Path) -> float:
     import threading
     thread = threading.Thread(target=run.run)
     thread.start()
-    wait_until(lambda: run.tracker.frame is not None)
+    wait_until(lambda: run.tracker.frame is not None, timeout=60, step=0.01)
     started = time.monotonic()
     run.stop("baseline")
     thread.join()
@@ -84,7 +75,8 @@ def pause_round(served: Served, blender, tmp: Path, index: int) -> float:
     guard.start()
     job = served.submit(LONG)
     thread = worker.start_thread()
-    wait_until(lambda: worker.snapshot.state == State.RENDERING and blenders_in(paths.jobs_dir))
+    wait_until(lambda: worker.snapshot.state == State.RENDERING and blenders_in(paths.jobs_dir), timeout=60,
+               step=0.01)
     time.sleep(0.5)
     exe = tmp / "fakegame.exe"
     shutil.copy(shutil.which("sleep"), exe)

@@ -1,6 +1,6 @@
-import hashlib
 import os
 import sys
+import time
 from pathlib import Path
 
 # Qt widgets are tested offscreen, except the one real-tray test, which starts its own X server.
@@ -57,24 +57,30 @@ class Served:
         return self.app.submit(spec)
 
 
-@pytest.fixture
-def served(tmp_path):
-    server = JobServer(tmp_path / "server", lease_ttl=30).start()
+def _serving(tmp_path, lease_ttl: float):
+    server = JobServer(tmp_path / "server", lease_ttl=lease_ttl).start()
     try:
         yield Served(server)
     finally:
         server.stop()
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+@pytest.fixture
+def served(tmp_path):
+    yield from _serving(tmp_path, lease_ttl=30)
 
 
 @pytest.fixture
 def quick_served(tmp_path):
     """A server with a short lease, so heartbeats come every second."""
-    server = JobServer(tmp_path / "server", lease_ttl=4).start()
-    try:
-        yield Served(server)
-    finally:
-        server.stop()
+    yield from _serving(tmp_path, lease_ttl=4)
+
+
+def wait_until(condition, timeout: float = 30.0, step: float = 0.05, what: str = "condition") -> float:
+    """Polls ``condition`` until it holds and returns when it did; AssertionError at the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return time.monotonic()
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -1,7 +1,6 @@
 """The `homefarm` command as a person runs it: separate processes, a real server, a real Blender."""
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ import psutil
 import pytest
 
 from conftest import FAST_RENDER, TESTS
+from server_process import start_server
 from worker_app.app_client import AppClient
 from worker_app.demo import sample_scene
 from worker_app.images import png_size
@@ -57,22 +57,11 @@ def test_bad_config_value_is_refused_with_the_key(tmp_path):
 
 @pytest.fixture
 def serve(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "worker_app", "serve", "--port", "0"],
-                            env=homefarm_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("homefarm job server on "):
-            break
-    text = "".join(lines)
-    url = re.search(r"on (http://\S+)", text).group(1)
-    tokens = dict(re.findall(r"(web app|worker)\s+token.*?:\s+(\S+)", text))
+    server = start_server(tmp_path / "home" / "data" / "server", env=homefarm_env(tmp_path))
     try:
-        yield url, tokens["web app"], tokens["worker"], proc
+        yield server.url, server.app_token, server.worker_token, server.proc
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.stop()
 
 
 @pytest.mark.blender

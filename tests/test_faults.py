@@ -12,7 +12,8 @@ import time
 import psutil
 import pytest
 
-from conftest import FAST_RENDER, TESTS, Served
+from conftest import FAST_RENDER, TESTS, Served, wait_until
+from server_process import start_server
 from test_worker_e2e import Running, blender_processes
 from worker_app import config as config_mod
 from worker_app import protocol as P
@@ -23,15 +24,6 @@ pytestmark = pytest.mark.blender
 
 # Three frames, each a second or so: long enough to be caught in the middle.
 FRAMES = {**FAST_RENDER, "samples": 64, "resolution": [96, 54], "frames": "1-3"}
-
-
-def wait_until(condition, timeout=60.0, step=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class WorkerProcess:
@@ -100,7 +92,7 @@ def test_kill_9_mid_render_then_restart(served, blender, tmp_path, clean_run):
     proc = worker.start()
     try:
         wait_until(lambda: len(served.app.job(job["id"])["outputs"]) >= 1 and blender_processes(worker.jobs_dir),
-                   what="frame 1 on the server while frame 2 renders")
+                   timeout=60, what="frame 1 on the server while frame 2 renders")
         proc.kill()
         proc.wait()
         wait_until(lambda: not blender_processes(worker.jobs_dir), timeout=10, what="Blender to die with the worker")
@@ -177,7 +169,7 @@ def test_blender_killed_by_a_signal_fails_the_job_and_the_worker_goes_on(served,
     after = served.submit(FAST_RENDER)
     running = Running(served, blender, tmp_path, max_jobs=2)
     running.wait_for_state(State.RENDERING)
-    wait_until(lambda: blender_processes(running.jobs_dir), what="Blender")
+    wait_until(lambda: blender_processes(running.jobs_dir), timeout=60, what="Blender")
     time.sleep(0.5)
     for proc in blender_processes(running.jobs_dir):
         proc.send_signal(signal.SIGKILL)
@@ -205,7 +197,7 @@ def test_a_frozen_worker_loses_its_lease_and_its_late_complete_is_refused(blende
     worker = WorkerProcess(tmp_path, served)
     proc = worker.start("--max-jobs", "2")
     try:
-        wait_until(lambda: blender_processes(worker.jobs_dir), what="Blender")
+        wait_until(lambda: blender_processes(worker.jobs_dir), timeout=60, what="Blender")
         frozen = psutil.Process(proc.pid)
         frozen.suspend()  # SIGSTOP: no heartbeats; its Blender renders on
         wait_until(lambda: served.app.job(job["id"])["state"] == "queued", timeout=30, what="the lease to expire")
@@ -223,21 +215,11 @@ def test_a_frozen_worker_loses_its_lease_and_its_late_complete_is_refused(blende
 
 
 def test_fifty_workers_a_thousand_jobs_each_done_once(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "worker_app", "serve", "--port", "0", "--data-dir",
-                             str(tmp_path / "server")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "HOMEFARM_HOME": str(tmp_path / "home")})
-    import re
-    text = ""
-    for line in proc.stdout:
-        text += line
-        if line.startswith("homefarm job server on "):
-            break
-    url = re.search(r"on (http://\S+)", text).group(1)
-    tokens = dict(re.findall(r"(web app|worker)\s+token.*?:\s+(\S+)", text))
-    threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep its output flowing
+    server = start_server(tmp_path / "server", env={**os.environ, "HOMEFARM_HOME": str(tmp_path / "home")})
+    url = server.url
     from worker_app.app_client import AppClient
     from worker_app.client import WorkerClient
-    app = AppClient(url, tokens["web app"])
+    app = AppClient(url, server.app_token)
     scene = {"url": "/api/worker/v1/assets/" + "d" * 64, "sha256": "d" * 64, "size": 1}
     try:
         jobs = {app.submit({"scene": scene})["id"] for _ in range(1000)}
@@ -247,7 +229,7 @@ def test_fifty_workers_a_thousand_jobs_each_done_once(tmp_path):
         sha = hashlib.sha256(b"output").hexdigest()
 
         def simulated_worker(n):
-            client = WorkerClient(url, tokens["worker"])
+            client = WorkerClient(url, server.worker_token)
             try:
                 worker_id = client.hello(P.Hello(name=f"sim-{n}", os="test", app_version="0"))["worker_id"]
                 while True:
@@ -275,5 +257,4 @@ def test_fifty_workers_a_thousand_jobs_each_done_once(tmp_path):
         assert {j["state"] for j in app.jobs(limit=1000)} == {"done"}
         print(f"50 workers, 1000 jobs: {took:.1f} s, {1000 / took:.0f} jobs/s")
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.stop()

@@ -8,7 +8,7 @@ import time
 import psutil
 import pytest
 
-from conftest import FAST_RENDER
+from conftest import FAST_RENDER, wait_until
 from test_worker_e2e import SLOW_RENDER, blender_processes
 from worker_app import guard as G
 from worker_app.worker import State, Worker
@@ -49,15 +49,6 @@ def guarded_worker(served, blender, tmp_path, policy="requeue", hold_off=2.0, ma
     guard.evaluate()
     guard.start()
     return worker, guard, ended
-
-
-def wait_until(condition, timeout=30, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return time.monotonic()
-        time.sleep(step)
-    raise AssertionError("timed out")
 
 
 def test_requeue_stops_blender_releases_the_job_and_resumes_after_the_hold_off(quick_served, blender, tmp_path,
