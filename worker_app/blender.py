@@ -15,6 +15,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -404,7 +405,6 @@ def explain_failure(exit_code: int | None, tracker: blender_output.ProgressTrack
     hints += [w for w in tracker.warnings if w.startswith("missing texture")][:3]
     extra = ("; " + "; ".join(hints)) if hints else ""
     if exit_code is not None and exit_code < 0:
-        import signal
         try:
             name = signal.Signals(-exit_code).name
         except ValueError:

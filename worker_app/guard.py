@@ -186,8 +186,9 @@ class ForeignGpuLoad:
         self.clock = clock
         self._since: dict[str, float] = {}
 
-    def busy(self) -> tuple[str, int] | None:
-        """The busiest foreign process above the threshold now, as (name, load)."""
+    def busy(self, threshold: int | None = None) -> tuple[str, int] | None:
+        """The busiest foreign process at or above ``threshold`` (default: ours) now, as (name, load)."""
+        threshold = self.threshold if threshold is None else threshold
         snapshot = self.snapshot()
         if not snapshot.available:
             return None
@@ -197,7 +198,7 @@ class ForeignGpuLoad:
             for proc in gpu.processes:
                 if proc.pid in ours or proc.name.lower() in DESKTOP_PROCESSES or proc.load is None:
                     continue
-                if proc.load >= self.threshold and (best is None or proc.load > best[1]):
+                if proc.load >= threshold and (best is None or proc.load > best[1]):
                     best = (proc.name, proc.load)
         return best
 
@@ -230,12 +231,7 @@ class FullScreenHint:
         if not self.state.full_screen():
             return None
         if self.gpu is not None:
-            saved = self.gpu.threshold
-            self.gpu.threshold = self.low_threshold
-            try:
-                loaded = self.gpu.busy()
-            finally:
-                self.gpu.threshold = saved
+            loaded = self.gpu.busy(self.low_threshold)
             if loaded:
                 return Cause("fullscreen", f"a full-screen program ({loaded[0]}) is using the GPU")
         idle = self.idle.idle_seconds()

@@ -211,19 +211,11 @@ def descendant_pids(pid: int) -> set[int]:
 
 def suspend_tree(pid: int) -> None:
     """Suspends a process and its descendants (SIGSTOP; NtSuspendProcess on Windows)."""
-    for proc in [*_descendants(pid), *_alive(pid)]:
-        try:
-            proc.suspend()
-        except psutil.NoSuchProcess:
-            pass
+    _signal_all([*_descendants(pid), *_alive(pid)], psutil.Process.suspend)
 
 
 def resume_tree(pid: int) -> None:
-    for proc in [*_alive(pid), *_descendants(pid)]:
-        try:
-            proc.resume()
-        except psutil.NoSuchProcess:
-            pass
+    _signal_all([*_alive(pid), *_descendants(pid)], psutil.Process.resume)
 
 
 def _alive(pid: int) -> list[psutil.Process]:

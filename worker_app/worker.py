@@ -466,7 +466,7 @@ class Worker:
             self._publish(state=State.UPLOADING, message=f"job {lease.job_id}: uploading")
             beat.progress = P.Progress(stage="uploading", percent=100.0)
             sent = self._flush(lease)  # the heartbeat keeps the lease while the outputs go out
-            report.stages["upload"] = report.stages.get("upload", 0.0) + time.monotonic() - t0
+            report.stages["upload"] = time.monotonic() - t0
             if sent == "complete":
                 report.outcome = "done"
                 self._publish(jobs_done=self._snapshot.jobs_done + 1, message=f"job {lease.job_id} done")
