@@ -121,7 +121,7 @@ def tray(qtbot, tmp_path, monkeypatch):
     app.start()
     qtbot.waitUntil(lambda: app.runtime is runtime)
     yield app
-    app._stats_timer.stop()
+    app.close()
 
 
 def background_done(qtbot, app):

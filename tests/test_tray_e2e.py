@@ -37,7 +37,7 @@ def live_tray(qtbot, served, monkeypatch):
     yield app
     if app.runtime is not None:
         app.runtime.stop()
-    app._stats_timer.stop()
+    app.close()
 
 
 def test_pausing_from_the_menu_stops_claiming_within_a_second(live_tray, served, qtbot):

@@ -133,8 +133,7 @@ class TrayApp(QObject):
             action = self.pause_menu.addAction(label)
             action.triggered.connect(lambda checked=False, k=key: self.pause(k))
             self.pause_actions[key] = action
-        self.resume_action = m.addAction("Resume")
-        self.resume_action.triggered.connect(self.resume)
+        self.resume_action = self._action("Resume", self.resume)
         self.gaming_action = m.addAction("Pause while gaming")
         self.gaming_action.setCheckable(True)
         self.gaming_action.setChecked(self.cfg.pause_while_gaming)
@@ -143,22 +142,21 @@ class TrayApp(QObject):
         self.autostart_action.setCheckable(True)
         self.autostart_action.toggled.connect(self.set_autostart)
         m.addSeparator()
-        self.outputs_action = m.addAction("Open outputs folder")
-        self.outputs_action.triggered.connect(self.open_outputs)
-        self.log_action = m.addAction("View log")
-        self.log_action.triggered.connect(self.view_log)
-        self.settings_action = m.addAction("Settings…")
-        self.settings_action.triggered.connect(self.open_settings)
-        self.sign_in_action = m.addAction("Sign in…")
-        self.sign_in_action.triggered.connect(self.open_sign_in)
-        self.sign_out_action = m.addAction("Sign out")
-        self.sign_out_action.triggered.connect(self.sign_out)
-        self.about_action = m.addAction("About homefarm")
-        self.about_action.triggered.connect(self.about)
+        self.outputs_action = self._action("Open outputs folder", self.open_outputs)
+        self.log_action = self._action("View log", self.view_log)
+        self.settings_action = self._action("Settings…", self.open_settings)
+        self.sign_in_action = self._action("Sign in…", self.open_sign_in)
+        self.sign_out_action = self._action("Sign out", self.sign_out)
+        self.about_action = self._action("About homefarm", self.about)
         m.addSeparator()
-        self.quit_action = m.addAction("Quit")
-        self.quit_action.triggered.connect(lambda checked=False: self.quit())
+        self.quit_action = self._action("Quit", self.quit)
         self._update_sign_in_actions()
+
+    def _action(self, text: str, command) -> QAction:
+        """A menu entry that runs ``command`` with no arguments (not with the "checked" flag Qt passes)."""
+        action = self.menu.addAction(text)
+        action.triggered.connect(lambda checked=False: command())
+        return action
 
     def _status_line(self, text: str) -> QAction:
         action = self.menu.addAction(text)
@@ -461,3 +459,13 @@ class TrayApp(QObject):
 
     def app_quit(self) -> None:
         QApplication.instance().quit()
+
+    def close(self) -> None:
+        """Takes the icon down before its menu can go: the icon does not own the menu it shows, and Python
+        may free the two in any order."""
+        self._stats_timer.stop()
+        self._tray_timer.stop()
+        self.tray.hide()
+        self.tray.setContextMenu(None)
+        self.tray.deleteLater()
+        self.menu.deleteLater()

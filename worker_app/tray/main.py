@@ -48,5 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     tick.timeout.connect(lambda: None)
     tray.start()
     code = app.exec()
+    tray.close()
     single.release()
     return code
