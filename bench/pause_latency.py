@@ -29,9 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import FAST_RENDER, Served, wait_until  # noqa: E402
 from fake_nvml import FakeProvider  # noqa: E402
 from worker_app import config as config_mod  # noqa: E402
-from worker_app.blender import BlenderRun, find_blender  # noqa: E402
+from worker_app.render.blender import BlenderRun  # noqa: E402
+from worker_app.render.discovery import find_blender  # noqa: E402
 from worker_app.demo import sample_scene  # noqa: E402
-from worker_app.gpu import GpuMonitor  # noqa: E402
+from worker_app.system.gpu import GpuMonitor  # noqa: E402
 from worker_app.runtime import build_guard  # noqa: E402
 from worker_app.server import JobServer  # noqa: E402
 from worker_app.worker import State, Worker  # noqa: E402

@@ -50,7 +50,7 @@ Name: "{group}\Uninstall {#AppName}"; Filename: "{uninstallexe}"
 Name: "{autodesktop}\{#AppName}"; Filename: "{app}\{#AppExe}"; Tasks: desktopicon
 
 [Registry]
-; The same Run value the app's own "Start at login" writes (worker_app/autostart.py): quoted path.
+; The same Run value the app's own "Start at login" writes (worker_app/system/autostart.py): quoted path.
 Root: HKCU; Subkey: "{#RunKey}"; ValueType: string; ValueName: "{#RunValue}"; ValueData: """{app}\{#AppExe}"""; Tasks: startatlogin; Flags: uninsdeletevalue
 
 [Run]

@@ -9,7 +9,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 
 from worker_app.app_client import AppClient  # noqa: E402
-from worker_app.blender import BlenderNotFound, find_blender
+from worker_app.render.discovery import BlenderNotFound, find_blender
 from worker_app.client import WorkerClient
 from worker_app.demo import sample_scene
 from worker_app.server import JobServer

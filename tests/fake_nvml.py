@@ -1,6 +1,6 @@
 """A GPU provider for machines without an NVIDIA GPU: the same interface as gpu.NvmlProvider."""
 
-from worker_app.gpu import GpuProcess, GpuSample, GpuUnavailable
+from worker_app.system.gpu import GpuProcess, GpuSample, GpuUnavailable
 
 
 class FakeProvider:

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 
 from worker_app import protocol as P
-from worker_app.assets import AssetError, SceneCache, unpack_zip
+from worker_app.render.assets import AssetError, SceneCache, unpack_zip
 
 
 def asset_for(data: bytes, **extra) -> P.SceneAsset:

@@ -6,7 +6,7 @@ import shlex
 import subprocess
 import sys
 
-from worker_app import autostart as A
+from worker_app.system import autostart as A
 
 
 def test_xdg_round_trip(tmp_path):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from worker_app.blender_output import ProgressTracker, parse_duration, parse_line
+from worker_app.render.output import ProgressTracker, parse_duration, parse_line
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

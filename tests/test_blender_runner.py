@@ -11,8 +11,9 @@ from conftest import FAST_RENDER
 from pngio import mean_rgb, read_png, write_png
 from test_worker_e2e import Running, blender_processes
 from worker_app import protocol as P
-from worker_app.blender import (BlenderInstall, BlenderNotFound, BlenderRun, WindowsFileAssociation,
-                                candidate_paths, pick, probe_devices)
+from worker_app.render.blender import BlenderRun
+from worker_app.render.discovery import (BlenderInstall, BlenderNotFound, WindowsFileAssociation, candidate_paths,
+                                         pick, probe_devices)
 from worker_app.demo import sample_scene
 
 pytestmark = pytest.mark.blender

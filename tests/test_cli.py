@@ -13,7 +13,7 @@ from conftest import FAST_RENDER, TESTS
 from server_process import start_server
 from worker_app.app_client import AppClient
 from worker_app.demo import sample_scene
-from worker_app.images import png_size
+from worker_app.render.images import png_size
 
 
 def homefarm_env(tmp_path):
@@ -131,7 +131,7 @@ def test_pause_and_resume_from_the_command_line(tmp_path):
 
 
 def test_stats_prints_totals_and_cost(tmp_path):
-    from worker_app.energy import Ledger
+    from worker_app.guard.energy import Ledger
 
     Ledger(tmp_path / "home" / "data" / "stats.sqlite3").record("7", "http://s", "done", 65.0, 60.0, 250.0)
     out = homefarm(tmp_path, "stats").stdout

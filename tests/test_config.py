@@ -1,7 +1,7 @@
 import pytest
 
 from worker_app import config as C
-from worker_app.credentials import CredentialError, TokenStore
+from worker_app.system.credentials import CredentialError, TokenStore
 from keyring.backends import fail
 from keyring_file_backend import MemoryKeyring
 

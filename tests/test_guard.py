@@ -11,8 +11,8 @@ import pytest
 
 from fake_nvml import FakeProvider
 from worker_app import guard as G
-from worker_app.energy import EnergyMeter, Ledger
-from worker_app.gpu import GpuMonitor, GpuProcess, GpuSnapshot, inventory
+from worker_app.guard.energy import EnergyMeter, Ledger
+from worker_app.system.gpu import GpuMonitor, GpuProcess, GpuSnapshot, inventory
 
 NOW = dt.datetime(2026, 11, 26, 12, 0)  # a Thursday
 
@@ -71,7 +71,7 @@ def test_steam_says_a_game_runs():
 
 
 def test_steam_registry_backend():
-    from worker_app.desktop import WindowsSteamStatus
+    from worker_app.system.desktop import WindowsSteamStatus
 
     class Registry:
         HKEY_CURRENT_USER = "HKCU"
@@ -93,7 +93,7 @@ def test_steam_registry_backend():
 
 
 def snapshot_with(*processes, load=50, temp=60, power=100.0):
-    from worker_app.gpu import GpuSample
+    from worker_app.system.gpu import GpuSample
     return GpuSnapshot(time.time(), (GpuSample(0, "RTX", load=load, temp_c=temp, power_w=power,
                                                processes=tuple(processes)),))
 
@@ -279,7 +279,7 @@ def test_energy_from_the_counter_or_from_power():
     assert meter.reading().source == "counter" and meter.reading().wh == pytest.approx(10.0)
 
     provider = FakeProvider(energy=False)
-    from worker_app.gpu import GpuSample
+    from worker_app.system.gpu import GpuSample
     meter = EnergyMeter()
     for t, watts in ((0.0, 200.0), (1800.0, 200.0), (3600.0, 100.0)):
         meter.add(GpuSnapshot(t, (GpuSample(0, "RTX", power_w=watts),)))
@@ -370,7 +370,7 @@ class FakePynvml:
 
 
 def test_nvml_provider_reads_every_figure_and_survives_unsupported_calls():
-    from worker_app.gpu import NvmlProvider
+    from worker_app.system.gpu import NvmlProvider
 
     nvml = FakePynvml()
     monitor = GpuMonitor(NvmlProvider(nvml))

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from worker_app import __version__
-from worker_app import autostart
+from worker_app.system import autostart
 
 ROOT = Path(__file__).parent.parent
 ISS = (ROOT / "installer" / "homefarm.iss").read_text()

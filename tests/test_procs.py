@@ -7,7 +7,7 @@ import time
 import psutil
 from pathlib import Path
 
-from worker_app import procs
+from worker_app.render import procs
 
 # A parent that starts a child, both sleeping, the parent ignoring SIGTERM.
 TREE = ("import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
@@ -61,7 +61,7 @@ def test_reap_orphans_ends_recorded_processes_only(tmp_path):
 
 def test_children_die_with_a_killed_worker(tmp_path):
     """The worker is killed with SIGKILL mid-render: its Blender must not live on (Linux: PDEATHSIG)."""
-    script = ("import sys, time; sys.path.insert(0, %r); from pathlib import Path; from worker_app import procs; "
+    script = ("import sys, time; sys.path.insert(0, %r); from pathlib import Path; from worker_app.render import procs; "
               "p = procs.start([sys.executable, '-c', 'import time; time.sleep(60)'], cwd=Path('.'), env=None); "
               "print(p.pid, flush=True); time.sleep(60)") % str(Path(__file__).parent.parent)
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=tmp_path)
@@ -76,7 +76,7 @@ def test_windows_job_object_kills_the_tree_with_the_worker():
     """The Windows backend through a fake kernel32: one Job Object, kill-on-close, each child assigned."""
     import ctypes
 
-    from worker_app.procs import (JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+    from worker_app.render.procs import (JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
                                   _ExtendedLimits, _WindowsBackend)
 
     assert ctypes.sizeof(_ExtendedLimits) == 144  # the Windows x64 layout

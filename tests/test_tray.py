@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from keyring_file_backend import MemoryKeyring
 from worker_app import config as config_mod
-from worker_app.credentials import TokenStore
+from worker_app.system.credentials import TokenStore
 from worker_app.guard import ManualPause
 from worker_app.tray import status
 from worker_app.tray.app import Services, TrayApp

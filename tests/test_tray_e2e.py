@@ -9,7 +9,7 @@ from conftest import FAST_RENDER
 from keyring_file_backend import MemoryKeyring
 from test_worker_e2e import SLOW_RENDER, blender_processes
 from worker_app import config as config_mod
-from worker_app.credentials import TokenStore
+from worker_app.system.credentials import TokenStore
 from worker_app.tray.app import Services, TrayApp
 from worker_app.worker import State
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import FAST_RENDER, Served
 from worker_app.demo import sample_scene
-from worker_app.images import png_size
+from worker_app.render.images import png_size
 from worker_app.server import JobServer
 from worker_app.worker import State, Worker
 
@@ -224,8 +224,8 @@ def test_gpu_figures_in_heartbeats_and_energy_with_complete(quick_served, blende
     import sys
     sys.path.insert(0, str(Path(__file__).parent))
     from fake_nvml import FakeProvider
-    from worker_app.energy import Ledger
-    from worker_app.gpu import GpuMonitor
+    from worker_app.guard.energy import Ledger
+    from worker_app.system.gpu import GpuMonitor
 
     provider = FakeProvider()
     provider.load, provider.temp_c, provider.power_w = 97, 71, 180.0

@@ -76,9 +76,9 @@ def _load_config(paths: config_mod.Paths) -> config_mod.Config:
 
 
 def cmd_run(args, paths: config_mod.Paths) -> int:
-    from worker_app.blender import BlenderNotFound, find_all
+    from worker_app.render.discovery import BlenderNotFound, find_all
     from worker_app import runtime as runtime_mod
-    from worker_app.credentials import CredentialError, TokenStore
+    from worker_app.system.credentials import CredentialError, TokenStore
 
     cfg = _load_config(paths)
     try:
@@ -124,7 +124,7 @@ def cmd_run(args, paths: config_mod.Paths) -> int:
 
 
 def cmd_demo(args, paths: config_mod.Paths) -> int:
-    from worker_app.blender import BlenderNotFound, find_blender
+    from worker_app.render.discovery import BlenderNotFound, find_blender
     from worker_app.demo import run_demo
 
     cfg = _load_config(paths)
@@ -147,7 +147,7 @@ def cmd_doctor(args, paths: config_mod.Paths) -> int:
 
 def cmd_login(args, paths: config_mod.Paths) -> int:
     from worker_app.client import ClientError, Unauthorized, WorkerClient
-    from worker_app.credentials import CredentialError, TokenStore
+    from worker_app.system.credentials import CredentialError, TokenStore
 
     cfg = _load_config(paths)
     url = (args.server or cfg.server_url).rstrip("/")
@@ -178,7 +178,7 @@ def cmd_login(args, paths: config_mod.Paths) -> int:
 
 
 def cmd_logout(args, paths: config_mod.Paths) -> int:
-    from worker_app.credentials import CredentialError, TokenStore
+    from worker_app.system.credentials import CredentialError, TokenStore
 
     cfg = _load_config(paths)
     try:
@@ -189,24 +189,8 @@ def cmd_logout(args, paths: config_mod.Paths) -> int:
     return 0
 
 
-def parse_duration(text: str, now=None) -> dict:
-    """``30m``, ``1h``, ``90s``, ``tomorrow`` (morning) or ``indefinitely`` → ManualPause.pause() arguments."""
-    import datetime as dt
-
-    from worker_app.guard import tomorrow_morning
-
-    text = text.strip().lower()
-    if text in ("indefinitely", "forever", "until-resumed"):
-        return {}
-    if text == "tomorrow":
-        return {"until": tomorrow_morning(now or dt.datetime.now())}
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if len(text) >= 2 and text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
-        return {"seconds": float(text[:-1]) * units[text[-1]]}
-    raise ValueError(f"{text!r}: use 30m, 1h, tomorrow or indefinitely")
-
-
 def cmd_pause(args, paths: config_mod.Paths) -> int:
+    from worker_app.guard import parse_duration
     from worker_app.runtime import manual_pause
 
     try:
@@ -253,7 +237,7 @@ def cmd_stats(args, paths: config_mod.Paths) -> int:
 
 
 def cmd_autostart(args, paths: config_mod.Paths) -> int:
-    from worker_app import autostart
+    from worker_app.system import autostart
 
     entry = autostart.for_this_os()
     if args.action == "on":

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from worker_app import constants as C
+from worker_app.guard.schedule import Window
 
 APP_NAME = "homefarm"
 DEVICES = ("AUTO", "GPU", "CPU")
@@ -77,7 +78,7 @@ class Config:
     device: str = "AUTO"
     device_type: str = ""  # empty: the best backend Blender offers
     gpu_indices: tuple[int, ...] = ()  # empty: every GPU of that backend
-    # [guard]: when to step aside for the owner (worker_app/guard.py)
+    # [guard]: when to step aside for the owner (worker_app/guard/)
     pause_while_gaming: bool = True
     games: tuple[str, ...] = ()
     game_folders: tuple[str, ...] = ()
@@ -153,8 +154,6 @@ def _strings(key, value):
 
 
 def _windows(key, value):
-    from worker_app.guard import Window
-
     value = _strings(key, value)
     for text in value:
         try:

@@ -15,9 +15,9 @@ from importlib import resources
 from pathlib import Path
 
 from worker_app.app_client import AppClient
-from worker_app.blender import BlenderInstall
+from worker_app.render.discovery import BlenderInstall
 from worker_app.client import WorkerClient
-from worker_app.images import png_size
+from worker_app.render.images import png_size
 from worker_app.server import JobServer
 from worker_app.worker import JobReport, State, Worker
 

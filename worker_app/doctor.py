@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from worker_app import config as config_mod
-from worker_app import gpu
-from worker_app.blender import BlenderNotFound, find_installs, probe_devices
+from worker_app.system import gpu
+from worker_app.render.discovery import BlenderNotFound, find_installs, probe_devices
 from worker_app.client import ClientError, Unauthorized, WorkerClient
-from worker_app.credentials import NO_BACKEND_HELP, CredentialError, TokenStore
+from worker_app.system.credentials import NO_BACKEND_HELP, CredentialError, TokenStore
 
 
 @dataclass

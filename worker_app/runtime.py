@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from worker_app import config as config_mod
 from worker_app import guard as G
-from worker_app.blender import BlenderInstall
+from worker_app.render.discovery import BlenderInstall
 from worker_app.client import WorkerClient
-from worker_app.energy import Ledger
-from worker_app.gpu import GpuMonitor, NvmlProvider
+from worker_app.guard.energy import Ledger
+from worker_app.system.gpu import GpuMonitor, NvmlProvider
 from worker_app.worker import Worker
 
 

@@ -22,13 +22,15 @@ from pathlib import Path
 
 from worker_app import __version__
 from worker_app import constants as C
-from worker_app import gpu, procs
+from worker_app.system import gpu
+from worker_app.render import procs
 from worker_app import protocol as P
-from worker_app.assets import AssetError, SceneCache, unpack_zip
-from worker_app.blender import (SCRIPT_EXIT_CODE, BlenderInstall, BlenderNotFound, BlenderRun, pick,
+from worker_app.render.assets import AssetError, SceneCache, unpack_zip
+from worker_app.render.blender import SCRIPT_EXIT_CODE, BlenderRun
+from worker_app.render.discovery import (BlenderInstall, BlenderNotFound, pick,
                                  probe_devices)
-from worker_app.energy import EnergyMeter
-from worker_app.images import strip_volatile_metadata
+from worker_app.guard.energy import EnergyMeter
+from worker_app.render.images import strip_volatile_metadata
 from worker_app.outbox import Outbox, OutboxSender
 from worker_app.client import backoff_delay
 from worker_app.client import LeaseLost, NotFound, Rejected, Unauthorized, Unreachable, WorkerClient

@@ -68,8 +68,8 @@ class Services:
     """What the tray needs from the outside world; tests replace parts of it."""
 
     def __init__(self, paths: config_mod.Paths, tokens=None, autostart=None, start_runtime=None):
-        from worker_app import autostart as autostart_mod
-        from worker_app.credentials import TokenStore
+        from worker_app.system import autostart as autostart_mod
+        from worker_app.system.credentials import TokenStore
 
         self.paths = paths
         self.tokens = tokens or TokenStore()
@@ -78,7 +78,7 @@ class Services:
 
     def _start_runtime(self, cfg, token, on_snapshot, on_job_end):
         from worker_app import runtime
-        from worker_app.blender import find_all
+        from worker_app.render.discovery import find_all
 
         rt = runtime.build(cfg, self.paths, token, find_all(cfg.blender_path), on_snapshot=on_snapshot,
                            on_job_end=on_job_end)
@@ -292,7 +292,7 @@ class TrayApp(QObject):
     # -- commands -----------------------------------------------------------------------------
 
     def pause(self, how: str) -> None:
-        from worker_app.cli import parse_duration
+        from worker_app.guard import parse_duration
         from worker_app.runtime import manual_pause
 
         when = parse_duration(how, dt.datetime.now())
@@ -357,7 +357,7 @@ class TrayApp(QObject):
             return
 
         def apply():
-            from worker_app.blender import find_all
+            from worker_app.render.discovery import find_all
             if runtime.reconfigure(cfg, find_all(cfg.blender_path)):
                 return "applied"
             runtime.stop()

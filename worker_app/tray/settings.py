@@ -112,7 +112,7 @@ class SettingsDialog(QDialog):
         return holder
 
     def detect_blender(self) -> None:
-        from worker_app.blender import BlenderNotFound, find_all
+        from worker_app.render.discovery import BlenderNotFound, find_all
 
         path = self.inputs["blender.path"].text().strip()
         self.blender_version.setText("Looking for Blender…")

@@ -32,7 +32,7 @@ class SignInDialog(QDialog):
 
     def sign_in(self) -> None:
         from worker_app.client import ClientError, Unauthorized, WorkerClient
-        from worker_app.credentials import CredentialError
+        from worker_app.system.credentials import CredentialError
 
         url, token = self.url.text().strip().rstrip("/"), self.token.text().strip()
         try:

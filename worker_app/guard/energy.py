@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker_app.gpu import GpuSnapshot
+from worker_app.system.gpu import GpuSnapshot
 
 JOULES_PER_WH = 3600.0
 

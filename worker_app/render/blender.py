@@ -1,4 +1,4 @@
-"""Finding Blender, and running one job in it with timeouts, progress and a clean stop.
+"""Running one job in Blender with timeouts, progress and a clean stop.
 
 Blender always runs with ``--factory-startup`` (no user add-ons or startup file) and ``-Y``
 (``--disable-autoexec``: Python in a .blend never runs on load); the only Python that runs is the
@@ -6,223 +6,25 @@ bundled ``blender_scripts/render_job.py``, which reads the job as JSON data.
 """
 
 from __future__ import annotations
-
 import collections
-import glob
 import json
 import logging
-import os
 import queue
-import re
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
-from worker_app import blender_output
 from worker_app import constants as C
-from worker_app import procs
+from worker_app.render import output as blender_output
+from worker_app.render import procs
+from worker_app.render.environment import blender_env, script_path
 
 log = logging.getLogger("homefarm.blender")
 
-_VERSION = re.compile(r"Blender (\d+\.\d+(?:\.\d+)?)")
 SCRIPT_EXIT_CODE = 3  # what --python-exit-code makes Blender return when render_job.py raises
-
-
-class BlenderNotFound(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class BlenderInstall:
-    path: str
-    version: str
-
-    @property
-    def version_tuple(self) -> tuple[int, ...]:
-        return tuple(int(p) for p in self.version.split("."))
-
-
-class FileAssociation:
-    """Where the OS opens .blend files with; one backend per OS, the Windows one reads the registry."""
-
-    def blend_opener(self) -> str | None:
-        return None
-
-
-class WindowsFileAssociation(FileAssociation):
-    def __init__(self, registry=None):
-        self.registry = registry  # the winreg module, or a fake with the same functions in tests
-
-    def blend_opener(self) -> str | None:
-        reg = self.registry
-        if reg is None:
-            import winreg as reg
-        try:
-            with reg.OpenKey(reg.HKEY_CLASSES_ROOT, ".blend") as key:
-                prog_id = reg.QueryValueEx(key, "")[0]
-            with reg.OpenKey(reg.HKEY_CLASSES_ROOT, prog_id + r"\shell\open\command") as key:
-                command = reg.QueryValueEx(key, "")[0]
-        except OSError:
-            return None
-        # '"C:\Program Files\Blender Foundation\Blender 4.2\blender-launcher.exe" "%1"'
-        match = re.match(r'\s*"([^"]+)"|\s*(\S+)', command)
-        if not match:
-            return None
-        exe = match.group(1) or match.group(2)
-        # The launcher opens a console-less window; the real binary sits beside it.
-        if os.path.basename(exe).lower() == "blender-launcher.exe":
-            exe = os.path.join(os.path.dirname(exe), "blender.exe")
-        return exe
-
-
-def file_association() -> FileAssociation:
-    return WindowsFileAssociation() if sys.platform == "win32" else FileAssociation()
-
-
-def candidate_paths(configured: str = "", association: FileAssociation | None = None,
-                    environ=os.environ, platform: str = sys.platform, which=shutil.which) -> list[str]:
-    """Where Blender may live, best first: the configured path, PATH, then where installers put it."""
-    found: list[str] = []
-    if configured:
-        found.append(configured)
-    on_path = which("blender")
-    if on_path:
-        found.append(on_path)
-    opener = (association or file_association()).blend_opener()
-    if opener:
-        found.append(opener)
-    if platform == "win32":
-        for root in filter(None, (environ.get("ProgramFiles"), environ.get("ProgramFiles(x86)"))):
-            found += sorted(glob.glob(os.path.join(root, "Blender Foundation", "*", "blender.exe")),
-                            reverse=True)
-            found += glob.glob(os.path.join(root, "Steam", "steamapps", "common", "Blender", "blender.exe"))
-    elif platform == "darwin":
-        found.append("/Applications/Blender.app/Contents/MacOS/Blender")
-        found += glob.glob(os.path.expanduser("~/Applications/Blender*.app/Contents/MacOS/Blender"))
-    else:
-        found += ["/usr/bin/blender", "/usr/local/bin/blender", "/snap/bin/blender",
-                  "/var/lib/flatpak/exports/bin/org.blender.Blender",
-                  os.path.expanduser("~/.local/share/flatpak/exports/bin/org.blender.Blender")]
-    seen, unique = set(), []
-    for path in found:
-        real = os.path.realpath(path)
-        if real not in seen and os.path.isfile(path):
-            seen.add(real)
-            unique.append(path)
-    return unique
-
-
-def read_version(path: str) -> str:
-    """Runs ``blender --version`` (bounded in time) and returns e.g. ``4.2.1``."""
-    try:
-        out = subprocess.run([path, "--factory-startup", "--version"], capture_output=True, text=True,
-                             timeout=C.BLENDER_VERSION_TIMEOUT, stdin=subprocess.DEVNULL,
-                             env=blender_env(), errors="replace",
-                             **procs.backend().popen_kwargs()).stdout
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise BlenderNotFound(f"{path} did not report its version: {error}") from None
-    match = _VERSION.search(out)
-    if not match:
-        raise BlenderNotFound(f"{path} printed no Blender version")
-    return match.group(1)
-
-
-def find_installs(configured: str = "") -> list[BlenderInstall]:
-    installs = []
-    for path in candidate_paths(configured):
-        try:
-            installs.append(BlenderInstall(path, read_version(path)))
-        except BlenderNotFound as error:
-            log.warning("%s", error)
-    return installs
-
-
-NOT_FOUND_HELP = ("Blender was not found: install it (https://www.blender.org/download/, or "
-                  "`sudo apt install blender` on Debian/Ubuntu) or set blender.path")
-
-
-def find_blender(configured: str = "") -> BlenderInstall:
-    return find_all(configured)[0]
-
-
-def find_all(configured: str = "") -> list[BlenderInstall]:
-    """Every working Blender, the configured one first; BlenderNotFound if there is none."""
-    if configured and not os.path.isfile(configured):
-        raise BlenderNotFound(f"blender.path is set to {configured}, which does not exist")
-    installs = find_installs(configured)
-    if not installs:
-        raise BlenderNotFound(NOT_FOUND_HELP)
-    return installs
-
-
-def pick(installs: list[BlenderInstall], min_version: str | None) -> BlenderInstall:
-    """The install a job gets: the first in order of preference that is new enough."""
-    if min_version is None:
-        return installs[0]
-    wanted = tuple(int(p) for p in min_version.split("."))
-    for install in installs:
-        if install.version_tuple[:len(wanted)] >= wanted:
-            return install
-    have = ", ".join(i.version for i in installs)
-    raise BlenderNotFound(f"blender.min_version: the job needs Blender {min_version} or newer; this PC "
-                          f"has {have}")
-
-
-def probe_devices(install: BlenderInstall, timeout: float = 60.0) -> dict[str, list[str]]:
-    """What Blender can render on: {"CPU": ["AMD EPYC"], "CUDA": ["NVIDIA GeForce RTX 4070"], ...}.
-
-    Backends this build knows but finds no device for map to an empty list.
-    """
-    cmd = [install.path, "--background", "--factory-startup", "--disable-autoexec",
-           "--python", str(script_path("probe_devices.py"))]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                             env=blender_env(), errors="replace", **procs.backend().popen_kwargs()).stdout
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise BlenderNotFound(f"{install.path} could not list its devices: {error}") from None
-    devices: dict[str, list[str]] = {}
-    for text in out.splitlines():
-        event = blender_output.parse_line(text).event
-        if event and event["event"] == "devices":
-            devices[str(event.get("backend"))] = [str(d.get("name")) for d in event.get("devices", [])]
-    return devices
-
-
-def script_path(name: str) -> Path:
-    return Path(str(resources.files("worker_app.blender_scripts").joinpath(name)))
-
-
-def blender_env(user_dir: Path | None = None) -> dict:
-    """The environment Blender starts with: ours, less what would confuse its Python or its Qt-free UI.
-
-    ``user_dir`` becomes Blender's user config and scripts folder, so the owner's own preferences and
-    add-ons are neither used nor touched by a render.
-    """
-    env = dict(os.environ)
-    for key in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV"):
-        env.pop(key, None)
-    for key in [k for k in env if k.startswith("QT_") or k.startswith("QML")]:
-        env.pop(key)
-    if user_dir is not None:
-        for key, sub in (("BLENDER_USER_CONFIG", "config"), ("BLENDER_USER_SCRIPTS", "scripts"),
-                         ("BLENDER_USER_DATAFILES", "datafiles")):
-            (user_dir / sub).mkdir(parents=True, exist_ok=True)
-            env[key] = str(user_dir / sub)
-    if getattr(sys, "frozen", False):
-        # A frozen homefarm's bundled libraries must not leak into Blender's process.
-        for key in ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "QT_PLUGIN_PATH", "QML2_IMPORT_PATH"):
-            orig = env.pop(key + "_ORIG", None)
-            env.pop(key, None)
-            if orig:
-                env[key] = orig
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
 
 
 def render_command(blender: str, blend_file: Path, job_file: Path, script: Path | None = None) -> list[str]:

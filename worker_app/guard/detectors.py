@@ -1,0 +1,209 @@
+"""Pause detectors: each answers ``check(now)`` with a ``Cause`` in words a person reads, or None."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+import psutil
+
+from worker_app.guard.causes import Cause
+from worker_app.system import desktop
+from worker_app.system.gpu import GpuSnapshot
+
+
+# Processes that always hold a graphics context: never "foreign GPU load" on their own.
+DESKTOP_PROCESSES = {"dwm.exe", "explorer.exe", "csrss.exe", "searchhost.exe", "startmenuexperiencehost.exe",
+                     "textinputhost.exe", "shellexperiencehost.exe", "xorg", "xwayland", "gnome-shell",
+                     "kwin_x11", "kwin_wayland", "plasmashell", "windowserver"}
+
+# Where game launchers install games; a process whose executable lies below one of these is a game.
+GAME_FOLDER_MARKERS = ("steamapps/common/", "epic games/", "gog games/", "gog galaxy/games/", "xboxgames/",
+                       "ea games/", "ubisoft game launcher/games/", "battle.net/", "riot games/")
+
+DEFAULT_GAMES = ("eldenring.exe", "cs2.exe", "valorant.exe", "valorant-win64-shipping.exe",
+                 "fortnitelauncher.exe", "fortniteclient-win64-shipping.exe", "rocketleague.exe",
+                 "leagueclient.exe", "league of legends.exe", "overwatch.exe", "dota2.exe", "gta5.exe",
+                 "rdr2.exe", "cyberpunk2077.exe", "bg3.exe", "bg3_dx11.exe", "starfield.exe",
+                 "minecraft.exe", "r5apex.exe", "destiny2.exe", "cod.exe", "helldivers2.exe")
+
+
+
+class ProcessTable:
+    """The running processes' names and executables, read incrementally: only new PIDs are looked up."""
+
+    def __init__(self):
+        self._known: dict[int, tuple[str, str]] = {}
+
+    def scan(self) -> dict[int, tuple[str, str]]:
+        pids = set(psutil.pids())
+        for pid in list(self._known):
+            if pid not in pids:
+                del self._known[pid]
+        for pid in pids - self._known.keys():
+            try:
+                proc = psutil.Process(pid)
+                name = proc.name()
+                try:
+                    exe = proc.exe()
+                except (psutil.AccessDenied, psutil.ZombieProcess, OSError):
+                    exe = ""
+                self._known[pid] = (name, exe)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return self._known
+
+
+class GameDetector:
+    """A game is running: by name, by where it is installed, or because Steam says so."""
+
+    def __init__(self, names=DEFAULT_GAMES, folders=(), own_pids=lambda: set(), own_paths=(),
+                 table: ProcessTable | None = None, steam: desktop.SteamStatus | None = None):
+        self.names = {n.lower() for n in names}
+        self.folders = tuple(str(Path(f)).replace("\\", "/").lower().rstrip("/") + "/" for f in folders)
+        self.own_pids = own_pids
+        # Blender itself may be installed through Steam: never pause for our own renderer.
+        self.own_paths = {os.path.normcase(os.path.realpath(p)) for p in own_paths if p}
+        self.table = table or ProcessTable()
+        self.steam = steam or desktop.steam_status()
+
+    def is_game(self, name: str, exe: str) -> bool:
+        if name.lower() in self.names:
+            return True
+        path = exe.replace("\\", "/").lower()
+        if not path or os.path.normcase(os.path.realpath(exe)) in self.own_paths:
+            return False
+        return any(marker in path for marker in GAME_FOLDER_MARKERS) or any(
+            path.startswith(folder) for folder in self.folders)
+
+    def check(self, now: dt.datetime) -> Cause | None:
+        ours = self.own_pids() | {os.getpid()}
+        for pid, (name, exe) in sorted(self.table.scan().items()):
+            if pid not in ours and self.is_game(name, exe):
+                return Cause("game", f"{name} is running")
+        app_id = self.steam.running_app_id()
+        if app_id:
+            return Cause("game", f"Steam game {app_id} is running")
+        return None
+
+
+class ForeignGpuLoad:
+    """Another program (not our Blender) keeps the GPU busy above ``threshold`` % for ``seconds``."""
+
+    def __init__(self, snapshot=lambda: GpuSnapshot(0.0), threshold: int = 30, seconds: float = 5.0,
+                 own_pids=lambda: set(), clock=time.monotonic):
+        self.snapshot = snapshot
+        self.threshold = threshold
+        self.seconds = seconds
+        self.own_pids = own_pids
+        self.clock = clock
+        self._since: dict[str, float] = {}
+
+    def busy(self, threshold: int | None = None) -> tuple[str, int] | None:
+        """The busiest foreign process at or above ``threshold`` (default: ours) now, as (name, load)."""
+        threshold = self.threshold if threshold is None else threshold
+        snapshot = self.snapshot()
+        if not snapshot.available:
+            return None
+        ours = self.own_pids() | {os.getpid()}
+        best = None
+        for gpu in snapshot.gpus:
+            for proc in gpu.processes:
+                if proc.pid in ours or proc.name.lower() in DESKTOP_PROCESSES or proc.load is None:
+                    continue
+                if proc.load >= threshold and (best is None or proc.load > best[1]):
+                    best = (proc.name, proc.load)
+        return best
+
+    def check(self, now: dt.datetime) -> Cause | None:
+        if self.threshold <= 0:
+            return None
+        found = self.busy()
+        if found is None:
+            self._since.clear()
+            return None
+        name, load = found
+        since = self._since.setdefault(name, self.clock())
+        if self.clock() - since < self.seconds:
+            return None
+        return Cause("gpu", f"{name} is using the GPU ({load} %)")
+
+
+class FullScreenHint:
+    """A full-screen program together with a sign of gaming (GPU load, recent input); alone it misfires."""
+
+    def __init__(self, state: desktop.FullScreenState | None = None, gpu: ForeignGpuLoad | None = None,
+                 idle: desktop.InputIdle | None = None, low_threshold: int = 10, active_within_s: float = 30):
+        self.state = state or desktop.full_screen_state()
+        self.gpu = gpu
+        self.idle = idle or desktop.input_idle()
+        self.low_threshold = low_threshold
+        self.active_within_s = active_within_s
+
+    def check(self, now: dt.datetime) -> Cause | None:
+        if not self.state.full_screen():
+            return None
+        if self.gpu is not None:
+            loaded = self.gpu.busy(self.low_threshold)
+            if loaded:
+                return Cause("fullscreen", f"a full-screen program ({loaded[0]}) is using the GPU")
+        idle = self.idle.idle_seconds()
+        if idle is not None and idle < self.active_within_s:
+            return Cause("fullscreen", "a full-screen program is in use")
+        return None
+
+
+class OwnerActive:
+    """The owner used keyboard or mouse within ``idle_s`` seconds (optional, off by default)."""
+
+    def __init__(self, idle_s: float = 120, idle: desktop.InputIdle | None = None):
+        self.idle_s = idle_s
+        self.idle = idle or desktop.input_idle()
+
+    def check(self, now: dt.datetime) -> Cause | None:
+        seconds = self.idle.idle_seconds()
+        if seconds is not None and seconds < self.idle_s:
+            return Cause("active", "you are using the PC")
+        return None
+
+
+class ThermalGuard:
+    """A GPU hotter or drawing more power than the owner allows."""
+
+    def __init__(self, snapshot=lambda: GpuSnapshot(0.0), max_temp_c: int = 85, max_power_w: float = 0):
+        self.snapshot = snapshot
+        self.max_temp_c = max_temp_c
+        self.max_power_w = max_power_w
+
+    def check(self, now: dt.datetime) -> Cause | None:
+        for gpu in self.snapshot().gpus:
+            if self.max_temp_c and gpu.temp_c is not None and gpu.temp_c >= self.max_temp_c:
+                return Cause("thermal", f"{gpu.name} at {gpu.temp_c} °C (limit {self.max_temp_c} °C)")
+            if self.max_power_w and gpu.power_w is not None and gpu.power_w >= self.max_power_w:
+                return Cause("thermal", f"{gpu.name} draws {gpu.power_w:.0f} W (limit {self.max_power_w:.0f} W)")
+        return None
+
+
+class DiskSpace:
+    """Claim nothing while the disk holding homefarm's data is nearly full: a job could not finish."""
+
+    def __init__(self, path: Path, min_free_bytes: int, usage=None):
+        self.path = path
+        self.min_free_bytes = min_free_bytes
+        self.usage = usage or (lambda p: psutil.disk_usage(str(p)).free)
+
+    def check(self, now: dt.datetime) -> Cause | None:
+        if not self.min_free_bytes:
+            return None
+        folder = self.path
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        free = self.usage(folder)
+        if free < self.min_free_bytes:
+            return Cause("disk", f"the disk is nearly full ({free / 1024**3:.1f} GB free, "
+                                 f"{self.min_free_bytes / 1024**3:g} GB needed)", sticky=False)
+        return None
+
+

@@ -1,0 +1,184 @@
+"""Finding Blender: the configured path, PATH, the ``.blend`` association, the usual install folders;
+which install a job gets, and what devices it can render on."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from worker_app import constants as C
+from worker_app.render import output as blender_output
+from worker_app.render import procs
+from worker_app.render.environment import blender_env, script_path
+
+log = logging.getLogger("homefarm.blender")
+
+_VERSION = re.compile(r"Blender (\d+\.\d+(?:\.\d+)?)")
+
+
+class BlenderNotFound(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BlenderInstall:
+    path: str
+    version: str
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.version.split("."))
+
+
+class FileAssociation:
+    """Where the OS opens .blend files with; one backend per OS, the Windows one reads the registry."""
+
+    def blend_opener(self) -> str | None:
+        return None
+
+
+class WindowsFileAssociation(FileAssociation):
+    def __init__(self, registry=None):
+        self.registry = registry  # the winreg module, or a fake with the same functions in tests
+
+    def blend_opener(self) -> str | None:
+        reg = self.registry
+        if reg is None:
+            import winreg as reg
+        try:
+            with reg.OpenKey(reg.HKEY_CLASSES_ROOT, ".blend") as key:
+                prog_id = reg.QueryValueEx(key, "")[0]
+            with reg.OpenKey(reg.HKEY_CLASSES_ROOT, prog_id + r"\shell\open\command") as key:
+                command = reg.QueryValueEx(key, "")[0]
+        except OSError:
+            return None
+        # '"C:\Program Files\Blender Foundation\Blender 4.2\blender-launcher.exe" "%1"'
+        match = re.match(r'\s*"([^"]+)"|\s*(\S+)', command)
+        if not match:
+            return None
+        exe = match.group(1) or match.group(2)
+        # The launcher opens a console-less window; the real binary sits beside it.
+        if os.path.basename(exe).lower() == "blender-launcher.exe":
+            exe = os.path.join(os.path.dirname(exe), "blender.exe")
+        return exe
+
+
+def file_association() -> FileAssociation:
+    return WindowsFileAssociation() if sys.platform == "win32" else FileAssociation()
+
+
+def candidate_paths(configured: str = "", association: FileAssociation | None = None,
+                    environ=os.environ, platform: str = sys.platform, which=shutil.which) -> list[str]:
+    """Where Blender may live, best first: the configured path, PATH, then where installers put it."""
+    found: list[str] = []
+    if configured:
+        found.append(configured)
+    on_path = which("blender")
+    if on_path:
+        found.append(on_path)
+    opener = (association or file_association()).blend_opener()
+    if opener:
+        found.append(opener)
+    if platform == "win32":
+        for root in filter(None, (environ.get("ProgramFiles"), environ.get("ProgramFiles(x86)"))):
+            found += sorted(glob.glob(os.path.join(root, "Blender Foundation", "*", "blender.exe")),
+                            reverse=True)
+            found += glob.glob(os.path.join(root, "Steam", "steamapps", "common", "Blender", "blender.exe"))
+    elif platform == "darwin":
+        found.append("/Applications/Blender.app/Contents/MacOS/Blender")
+        found += glob.glob(os.path.expanduser("~/Applications/Blender*.app/Contents/MacOS/Blender"))
+    else:
+        found += ["/usr/bin/blender", "/usr/local/bin/blender", "/snap/bin/blender",
+                  "/var/lib/flatpak/exports/bin/org.blender.Blender",
+                  os.path.expanduser("~/.local/share/flatpak/exports/bin/org.blender.Blender")]
+    seen, unique = set(), []
+    for path in found:
+        real = os.path.realpath(path)
+        if real not in seen and os.path.isfile(path):
+            seen.add(real)
+            unique.append(path)
+    return unique
+
+
+def read_version(path: str) -> str:
+    """Runs ``blender --version`` (bounded in time) and returns e.g. ``4.2.1``."""
+    try:
+        out = subprocess.run([path, "--factory-startup", "--version"], capture_output=True, text=True,
+                             timeout=C.BLENDER_VERSION_TIMEOUT, stdin=subprocess.DEVNULL,
+                             env=blender_env(), errors="replace",
+                             **procs.backend().popen_kwargs()).stdout
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise BlenderNotFound(f"{path} did not report its version: {error}") from None
+    match = _VERSION.search(out)
+    if not match:
+        raise BlenderNotFound(f"{path} printed no Blender version")
+    return match.group(1)
+
+
+def find_installs(configured: str = "") -> list[BlenderInstall]:
+    installs = []
+    for path in candidate_paths(configured):
+        try:
+            installs.append(BlenderInstall(path, read_version(path)))
+        except BlenderNotFound as error:
+            log.warning("%s", error)
+    return installs
+
+
+NOT_FOUND_HELP = ("Blender was not found: install it (https://www.blender.org/download/, or "
+                  "`sudo apt install blender` on Debian/Ubuntu) or set blender.path")
+
+
+def find_blender(configured: str = "") -> BlenderInstall:
+    return find_all(configured)[0]
+
+
+def find_all(configured: str = "") -> list[BlenderInstall]:
+    """Every working Blender, the configured one first; BlenderNotFound if there is none."""
+    if configured and not os.path.isfile(configured):
+        raise BlenderNotFound(f"blender.path is set to {configured}, which does not exist")
+    installs = find_installs(configured)
+    if not installs:
+        raise BlenderNotFound(NOT_FOUND_HELP)
+    return installs
+
+
+def pick(installs: list[BlenderInstall], min_version: str | None) -> BlenderInstall:
+    """The install a job gets: the first in order of preference that is new enough."""
+    if min_version is None:
+        return installs[0]
+    wanted = tuple(int(p) for p in min_version.split("."))
+    for install in installs:
+        if install.version_tuple[:len(wanted)] >= wanted:
+            return install
+    have = ", ".join(i.version for i in installs)
+    raise BlenderNotFound(f"blender.min_version: the job needs Blender {min_version} or newer; this PC "
+                          f"has {have}")
+
+
+def probe_devices(install: BlenderInstall, timeout: float = 60.0) -> dict[str, list[str]]:
+    """What Blender can render on: {"CPU": ["AMD EPYC"], "CUDA": ["NVIDIA GeForce RTX 4070"], ...}.
+
+    Backends this build knows but finds no device for map to an empty list.
+    """
+    cmd = [install.path, "--background", "--factory-startup", "--disable-autoexec",
+           "--python", str(script_path("probe_devices.py"))]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                             env=blender_env(), errors="replace", **procs.backend().popen_kwargs()).stdout
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise BlenderNotFound(f"{install.path} could not list its devices: {error}") from None
+    devices: dict[str, list[str]] = {}
+    for text in out.splitlines():
+        event = blender_output.parse_line(text).event
+        if event and event["event"] == "devices":
+            devices[str(event.get("backend"))] = [str(d.get("name")) for d in event.get("devices", [])]
+    return devices
+
+

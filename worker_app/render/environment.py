@@ -1,0 +1,41 @@
+"""How Blender is started: the bundled scripts and the environment it gets."""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+
+
+def script_path(name: str) -> Path:
+    return Path(str(resources.files("worker_app.blender_scripts").joinpath(name)))
+
+
+def blender_env(user_dir: Path | None = None) -> dict:
+    """The environment Blender starts with: ours, less what would confuse its Python or its Qt-free UI.
+
+    ``user_dir`` becomes Blender's user config and scripts folder, so the owner's own preferences and
+    add-ons are neither used nor touched by a render.
+    """
+    env = dict(os.environ)
+    for key in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV"):
+        env.pop(key, None)
+    for key in [k for k in env if k.startswith("QT_") or k.startswith("QML")]:
+        env.pop(key)
+    if user_dir is not None:
+        for key, sub in (("BLENDER_USER_CONFIG", "config"), ("BLENDER_USER_SCRIPTS", "scripts"),
+                         ("BLENDER_USER_DATAFILES", "datafiles")):
+            (user_dir / sub).mkdir(parents=True, exist_ok=True)
+            env[key] = str(user_dir / sub)
+    if getattr(sys, "frozen", False):
+        # A frozen homefarm's bundled libraries must not leak into Blender's process.
+        for key in ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "QT_PLUGIN_PATH", "QML2_IMPORT_PATH"):
+            orig = env.pop(key + "_ORIG", None)
+            env.pop(key, None)
+            if orig:
+                env[key] = orig
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
