@@ -43,7 +43,7 @@ def main() -> int:
         try:
             app = AppClient(url, server.app_token)
             worker = WorkerClient(url, server.worker_token)
-            worker_id = worker.hello(P.Hello(name="bench", os=sys.platform, app_version="0"))["worker_id"]
+            worker_id = worker.hello(P.Hello(name="bench", os=sys.platform, app_version="0")).worker_id
 
             baseline = []
             for _ in range(args.rounds):

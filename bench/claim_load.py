@@ -38,7 +38,7 @@ def drain(url: str, token: str, workers: int, payload: Path) -> tuple[list[str],
 
     def worker(n: int) -> None:
         client = WorkerClient(url, token)
-        worker_id = client.hello(P.Hello(name=f"bench-{n}", os=sys.platform, app_version="0"))["worker_id"]
+        worker_id = client.hello(P.Hello(name=f"bench-{n}", os=sys.platform, app_version="0")).worker_id
         while True:
             started = time.perf_counter()
             lease = client.claim(worker_id, 1)

@@ -35,7 +35,7 @@ from worker_app.demo import sample_scene  # noqa: E402
 from worker_app.system.gpu import GpuMonitor  # noqa: E402
 from worker_app.runtime import build_guard  # noqa: E402
 from worker_app.server import JobServer  # noqa: E402
-from worker_app.worker import State, Worker  # noqa: E402
+from worker_app.core import Folders, Settings, State, Worker  # noqa: E402
 
 LONG = {**FAST_RENDER, "samples": 100000, "resolution": [160, 90]}
 
@@ -69,8 +69,9 @@ def pause_round(served: Served, blender, tmp: Path, index: int) -> float:
     monitor = GpuMonitor(FakeProvider(), interval=cfg.gpu_interval_s).start()
     holder = {}
     guard = build_guard(cfg, paths, lambda: holder["w"].own_pids(), [blender.path], monitor)
-    worker = Worker(served.worker_client(), blender, paths.jobs_dir, paths.scene_cache, device="CPU",
-                    make_client=served.worker_client, guard=guard, pause_policy=cfg.pause_policy, max_jobs=1)
+    worker = Worker(served.worker_client(), blender, Folders(paths.jobs_dir, paths.scene_cache),
+                    Settings(device="CPU", pause_policy=cfg.pause_policy, max_jobs=1),
+                    make_client=served.worker_client, guard=guard)
     holder["w"] = worker
     guard.evaluate()
     guard.start()

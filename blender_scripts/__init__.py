@@ -1,1 +1,1 @@
-"""Scripts that run inside Blender; shipped as package data, never imported by homefarm."""
+"""Scripts that run inside Blender, shipped as package data; homefarm imports only ``contract``."""

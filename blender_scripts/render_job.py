@@ -11,7 +11,8 @@ Progress goes to stdout as one JSON event per line, each prefixed with ``@homefa
 can tell them from Blender's own lines. Any failure raises, which ``--python-exit-code`` turns into a
 non-zero exit after an ``error`` event naming the cause.
 
-This file runs in Blender's own Python (3.4 and newer), so it imports nothing from homefarm.
+This file runs in Blender's own Python (3.4 and newer), so it imports nothing from homefarm but the
+contract beside it (``contract.py``: the job file's keys, the events, the output names).
 """
 
 import json
@@ -22,29 +23,16 @@ import time
 
 import bpy
 
-EVENT_PREFIX = "@homefarm "
-# Best first: the order in which Cycles' GPU backends are tried when the job asks for "GPU" or "AUTO".
-GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
-FILE_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "OPEN_EXR": "OPEN_EXR", "FFMPEG": "FFMPEG"}
-# Principled BSDF sockets by the job's key; the first name that exists wins ("Emission" before 4.0).
-MATERIAL_INPUTS = {
-    "base_color": ("Base Color",),
-    "metallic": ("Metallic",),
-    "roughness": ("Roughness",),
-    "emission": ("Emission Color", "Emission"),
-    "emission_strength": ("Emission Strength",),
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import contract as K  # noqa: E402
+
+emit = K.emit
+GPU_BACKENDS = K.GPU_BACKENDS
+MATERIAL_INPUTS = K.MATERIAL_INPUTS
 
 
 class JobError(Exception):
     """A job that cannot be rendered as asked; the message names the field."""
-
-
-def emit(event, **fields):
-    fields["event"] = event
-    fields["t"] = round(time.time(), 3)
-    sys.stdout.write(EVENT_PREFIX + json.dumps(fields, sort_keys=True) + "\n")
-    sys.stdout.flush()
 
 
 def _c_stdout_flusher():
@@ -131,7 +119,7 @@ def enable_cycles_device(scene, preference, device_type=None, gpu_indices=None):
     wanted = device_type or "GPU"
     if gpu_indices:
         wanted += " %s" % list(gpu_indices)
-    emit("warning", message="render.device: Blender sees no %s device; rendering on the CPU" % wanted)
+    emit(K.WARNING, message="render.device: Blender sees no %s device; rendering on the CPU" % wanted)
     scene.cycles.device = "CPU"
     return "CPU", []
 
@@ -224,25 +212,25 @@ def report_missing_files():
             continue
         path = bpy.path.abspath(image.filepath)
         if "<UDIM>" not in path and not os.path.exists(path):
-            emit("warning", message="missing texture %r: %s" % (image.name, image.filepath))
+            emit(K.WARNING, message="missing texture %r: %s" % (image.name, image.filepath))
 
 
 def main():
     job = read_job()
     bpy.app.handlers.render_stats.append(_c_stdout_flusher())
-    render = job["render"]
-    out_dir = job["output_dir"]
+    render = job[K.RENDER]
+    out_dir = job[K.OUTPUT_DIR]
     scene = pick_scene(render)
 
     engine = set_engine(scene, render["engine"])
     device, gpus = ("CPU", [])
     if engine == "CYCLES":
-        device, gpus = enable_cycles_device(scene, render.get("device", "AUTO"), job.get("device_type"),
-                                            job.get("gpu_indices"))
+        device, gpus = enable_cycles_device(scene, render.get("device", "AUTO"), job.get(K.DEVICE_TYPE),
+                                            job.get(K.GPU_INDICES))
         disable_denoising(scene)
     set_samples(scene, engine, render.get("samples"))
 
-    apply_overrides(scene, job.get("overrides", {}), job.get("images", {}))
+    apply_overrides(scene, job.get(K.OVERRIDES, {}), job.get(K.IMAGES, {}))
     report_missing_files()
 
     if render.get("camera"):
@@ -257,15 +245,17 @@ def main():
         scene.render.resolution_x, scene.render.resolution_y = render["resolution"]
     scene.render.resolution_percentage = render.get("resolution_percentage", 100)
 
-    fmt = FILE_FORMATS[render["format"]]
+    fmt = render["format"]
+    if fmt not in K.FILE_FORMATS:
+        raise JobError("render.format: %r is not one of %s" % (fmt, ", ".join(K.FILE_FORMATS)))
     scene.render.image_settings.file_format = fmt
     if fmt == "FFMPEG":
         scene.render.ffmpeg.format = "MPEG4"
         scene.render.ffmpeg.codec = "H264"
 
-    frames = job["frames"]
+    frames = job[K.FRAMES]
     samples = current_samples(scene, engine)
-    emit("job_start", engine=engine, device=device, gpus=gpus, frames=frames, samples=samples,
+    emit(K.JOB_START, engine=engine, device=device, gpus=gpus, frames=frames, samples=samples,
          width=scene.render.resolution_x * scene.render.resolution_percentage // 100,
          height=scene.render.resolution_y * scene.render.resolution_percentage // 100,
          blender=bpy.app.version_string)
@@ -274,22 +264,22 @@ def main():
         render_movie(scene, frames, out_dir)
     else:
         render_stills(scene, frames, out_dir)
-    emit("job_done", frames=len(frames))
+    emit(K.JOB_DONE, frames=len(frames))
 
 
 def render_stills(scene, frames, out_dir):
     for index, frame in enumerate(frames):
         started = time.monotonic()
-        emit("frame_start", frame=frame, index=index, count=len(frames))
+        emit(K.FRAME_START, frame=frame, index=index, count=len(frames))
         scene.frame_set(frame)
         # write_still takes the path literally ('#' is not replaced), so each frame gets its own.
-        scene.render.filepath = os.path.join(out_dir, "frame_%04d" % frame)
+        scene.render.filepath = os.path.join(out_dir, K.FRAME_STEM % frame)
         path = scene.render.filepath + scene.render.file_extension
         bpy.ops.render.render(write_still=True, scene=scene.name)
         if not os.path.isfile(path):
             raise JobError("frame %d: Blender reported no error but wrote no file at %s" % (frame, path))
-        emit("file_saved", frame=frame, path=path)
-        emit("frame_done", frame=frame, index=index, count=len(frames),
+        emit(K.FILE_SAVED, frame=frame, path=path)
+        emit(K.FRAME_DONE, frame=frame, index=index, count=len(frames),
              seconds=round(time.monotonic() - started, 3))
 
 
@@ -297,16 +287,16 @@ def render_movie(scene, frames, out_dir):
     if frames != list(range(frames[0], frames[-1] + 1)):
         raise JobError("render.frames: FFMPEG output needs one contiguous range, not %s" % frames)
     scene.frame_start, scene.frame_end = frames[0], frames[-1]
-    scene.render.filepath = os.path.join(out_dir, "movie_")
+    scene.render.filepath = os.path.join(out_dir, K.MOVIE_STEM)
     done = []
 
     def frame_written(scene_, *args):
         # Called after each frame of the animation is written into the movie.
-        emit("frame_done", frame=scene_.frame_current, index=len(done), count=len(frames))
+        emit(K.FRAME_DONE, frame=scene_.frame_current, index=len(done), count=len(frames))
         done.append(scene_.frame_current)
 
     bpy.app.handlers.render_write.append(frame_written)
-    emit("frame_start", frame=frames[0], index=0, count=len(frames))
+    emit(K.FRAME_START, frame=frames[0], index=0, count=len(frames))
     bpy.ops.render.render(animation=True, scene=scene.name)
     bpy.app.handlers.render_write.remove(frame_written)
     path = scene.render.frame_path(frame=frames[0])
@@ -314,15 +304,15 @@ def render_movie(scene, frames, out_dir):
         raise JobError("render.format: FFMPEG wrote no movie at %s" % path)
     if len(done) != len(frames):
         raise JobError("render.format: the movie has %d of %d frames" % (len(done), len(frames)))
-    emit("file_saved", frame=frames[0], path=path)
+    emit(K.FILE_SAVED, frame=frames[0], path=path)
 
 
 if __name__ == "__main__":
     try:
         main()
     except JobError as error:
-        emit("error", message=str(error), kind="job")
+        emit(K.ERROR, message=str(error), kind="job")
         raise
     except Exception as error:  # Reported, then re-raised so --python-exit-code fails the run.
-        emit("error", message="%s: %s" % (type(error).__name__, error), kind="internal")
+        emit(K.ERROR, message="%s: %s" % (type(error).__name__, error), kind="internal")
         raise

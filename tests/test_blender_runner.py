@@ -79,7 +79,7 @@ def test_animation_uploads_each_frame_while_the_next_renders(served, blender, tm
     job = served.submit({**FAST_RENDER, "frames": "1-3"})
     running = Running(served, blender, tmp_path)
     percents = []
-    running.worker.on_snapshot = lambda s: percents.append(s.progress.get("percent"))
+    running.worker.on_snapshot = lambda s: percents.append(s.job.percent if s.job else None)
     running.finish()
     view = served.app.job(job["id"])
     assert view["state"] == "done", view["error"]
@@ -94,7 +94,7 @@ def test_a_reclaimed_job_renders_only_the_missing_frames(served, blender, tmp_pa
     job = served.submit({**FAST_RENDER, "frames": "1-3"})
     # An earlier worker rendered frame 1, uploaded it and was then paused (released the job).
     early = served.worker_client()
-    worker_id = early.hello(P.Hello(name="early", os="x", app_version="0"))["worker_id"]
+    worker_id = early.hello(P.Hello(name="early", os="x", app_version="0")).worker_id
     lease = early.claim(worker_id, 0)
     frame = write_png(tmp_path / "frame_0001.png", 64, 36, (10, 20, 30))
     import hashlib

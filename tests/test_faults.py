@@ -18,7 +18,7 @@ from test_worker_e2e import Running, blender_processes
 from worker_app import config as config_mod
 from worker_app import protocol as P
 from worker_app.server import JobServer
-from worker_app.worker import State
+from worker_app.core import LinkProblem, State
 
 pytestmark = pytest.mark.blender
 
@@ -147,9 +147,10 @@ def test_server_gone_for_30_s_mid_job(blender, tmp_path):
         running.wait_for_state(State.RENDERING)
         server.stop()
         down_at = time.monotonic()
-        wait_until(lambda: running.worker.snapshot.state == State.BACKING_OFF, timeout=60,
+        wait_until(lambda: running.worker.snapshot.link.problem == LinkProblem.UNREACHABLE, timeout=60,
                    what="the worker to notice")
-        assert "retrying in" in running.worker.snapshot.message
+        assert running.worker.snapshot.link.retry_at is not None
+        assert running.worker.snapshot.state in (State.RENDERING, State.UPLOADING), "the job's state stays shown"
         time.sleep(max(0.0, 30 - (time.monotonic() - down_at)))
         server = JobServer(tmp_path / "server", port=port, lease_ttl=120).start()
         served.server = server
@@ -231,7 +232,7 @@ def test_fifty_workers_a_thousand_jobs_each_done_once(tmp_path):
         def simulated_worker(n):
             client = WorkerClient(url, server.worker_token)
             try:
-                worker_id = client.hello(P.Hello(name=f"sim-{n}", os="test", app_version="0"))["worker_id"]
+                worker_id = client.hello(P.Hello(name=f"sim-{n}", os="test", app_version="0")).worker_id
                 while True:
                     lease = client.claim(worker_id, 1)
                     if lease is None:

@@ -295,10 +295,13 @@ def test_ledger_totals_per_day_and_month(tmp_path):
     clock[0] = dt.datetime(2026, 11, 26, 9).timestamp()
     ledger.record("2", "http://s", "done", 120, 100, 30.0)
     ledger.record("3", "http://s", "released", 10, 5, None)
+    ledger.record("4", "http://s", "released", 10, 5, 2.0)  # paused for a game, then rendered again
+    ledger.record("4", "http://s", "done", 60, 50, 10.0)
     summary = ledger.summary(dt.datetime(2026, 11, 26, 12))
-    assert summary["today"].jobs == 2 and summary["today"].energy_wh == pytest.approx(30.0)
-    assert summary["this month"].jobs == 3 and summary["this month"].energy_wh == pytest.approx(50.0)
-    assert summary["this month"].cost(0.30) == pytest.approx(0.015)
+    # A job counts once, when it is done; the energy of every attempt counts.
+    assert summary["today"].jobs == 2 and summary["today"].energy_wh == pytest.approx(42.0)
+    assert summary["this month"].jobs == 3 and summary["this month"].energy_wh == pytest.approx(62.0)
+    assert summary["this month"].cost(0.30) == pytest.approx(0.0186)
 
 
 def test_disk_nearly_full_stops_claiming(tmp_path):

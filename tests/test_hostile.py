@@ -16,7 +16,7 @@ from test_worker_e2e import Running
 from worker_app import constants as C
 from worker_app.client import Unreachable, WorkerClient
 from worker_app.demo import sample_scene
-from worker_app.worker import State
+from worker_app.core import Folders, State, Worker
 
 SCENE = {"url": "/api/worker/v1/assets/" + "e" * 64, "sha256": "e" * 64, "size": 10}
 
@@ -197,8 +197,7 @@ def test_the_worker_keeps_going_against_a_rude_server(blender, tmp_path, monkeyp
     monkeypatch.setattr(C, "READ_TIMEOUT", 2.0)
     monkeypatch.setattr(C, "REQUEST_DEADLINE", 3.0)
     server = RudeServer("trickle")
-    from worker_app.worker import Worker
-    worker = Worker(WorkerClient(server.url, "hfw_token"), blender, tmp_path / "jobs", tmp_path / "cache")
+    worker = Worker(WorkerClient(server.url, "hfw_token"), blender, Folders(tmp_path / "jobs", tmp_path / "cache"))
     thread = worker.start_thread()
     try:
         deadline = time.monotonic() + 20

@@ -11,7 +11,7 @@ import pytest
 from conftest import FAST_RENDER, wait_until
 from test_worker_e2e import SLOW_RENDER, blender_processes
 from worker_app import guard as G
-from worker_app.worker import State, Worker
+from worker_app.core import Folders, Settings, State, Worker
 
 pytestmark = pytest.mark.blender
 
@@ -42,9 +42,9 @@ def guarded_worker(served, blender, tmp_path, policy="requeue", hold_off=2.0, ma
     detector = G.GameDetector(names=[GAME], own_pids=lambda: holder["w"].own_pids())
     guard = G.Guard([detector], hold_off_s=hold_off, interval=0.2)
     ended = []
-    worker = Worker(served.worker_client(), blender, tmp_path / "jobs", tmp_path / "cache", device="CPU",
-                    claim_wait=20, max_jobs=max_jobs, make_client=served.worker_client, guard=guard,
-                    pause_policy=policy, on_job_end=ended.append)
+    worker = Worker(served.worker_client(), blender, Folders(tmp_path / "jobs", tmp_path / "cache"),
+                    Settings(device="CPU", claim_wait=20, max_jobs=max_jobs, pause_policy=policy),
+                    make_client=served.worker_client, guard=guard, on_job_end=ended.append)
     holder["w"] = worker
     guard.evaluate()
     guard.start()
@@ -66,7 +66,8 @@ def test_requeue_stops_blender_releases_the_job_and_resumes_after_the_hold_off(q
         assert gone < 5, f"Blender took {gone:.1f} s to go"
         assert ended[0].outcome == "released" and f"{GAME} is running" in ended[0].reason
         wait_until(lambda: worker.snapshot.state == State.PAUSED)
-        assert worker.snapshot.paused == f"Paused: {GAME} is running"
+        pause = worker.snapshot.pause
+        assert pause.kind == "game" and pause.reason == f"Paused: {GAME} is running"
 
         # While paused nothing is claimed, not even a new job.
         claims = []

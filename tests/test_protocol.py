@@ -98,8 +98,8 @@ def test_progress_and_lease_call_messages():
         P.parse_heartbeat({"lease_id": "l1", "progress": {"percent": 101}})
     assert caught.value.field == "progress.percent"
     with pytest.raises(P.ValidationError) as caught:
-        P.parse_fail({"lease_id": "l1", "reason": "x", "retryable": "yes"})
+        P.FailReport.parse({"lease_id": "l1", "reason": "x", "retryable": "yes"})
     assert caught.value.field == "retryable"
     with pytest.raises(P.ValidationError) as caught:
-        P.parse_complete({"lease_id": "l1", "outputs": ["../../x"]})
+        P.CompleteReport.parse({"lease_id": "l1", "outputs": ["../../x"]})
     assert caught.value.field == "outputs[0]"

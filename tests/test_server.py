@@ -16,7 +16,7 @@ SCENE = {"url": "/api/worker/v1/assets/" + "b" * 64, "sha256": "b" * 64, "size":
 
 
 def hello(client: WorkerClient, name="test-pc") -> str:
-    return client.hello(P.Hello(name=name, os="Linux", app_version="0"))["worker_id"]
+    return client.hello(P.Hello(name=name, os="Linux", app_version="0")).worker_id
 
 
 def test_health_needs_no_token(served):
@@ -208,10 +208,10 @@ def test_cancel_reaches_the_worker_through_its_heartbeat(served):
     job = served.app.submit({"scene": SCENE})
     lease = client.claim(worker_id, 0)
     progress = P.Progress(stage="rendering", percent=12.5, frame=1)
-    assert client.heartbeat(lease.job_id, lease.lease_id, progress)["cancel"] is False
+    assert client.heartbeat(lease.job_id, lease.lease_id, progress).cancel is False
     assert served.app.job(job["id"])["progress"]["percent"] == 12.5
     served.app.cancel(job["id"])
-    assert client.heartbeat(lease.job_id, lease.lease_id, progress)["cancel"] is True
+    assert client.heartbeat(lease.job_id, lease.lease_id, progress).cancel is True
     with pytest.raises(LeaseLost):
         client.complete(lease.job_id, lease.lease_id, [], {})
     with pytest.raises(AppError) as caught:

@@ -5,7 +5,7 @@ import sys
 import time
 
 import pytest
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from keyring_file_backend import MemoryKeyring
 from worker_app import config as config_mod
@@ -16,30 +16,34 @@ from worker_app.tray.app import Services, TrayApp
 from worker_app.tray.icons import icon
 from worker_app.tray.settings import SettingsDialog
 from worker_app.tray.single import SingleInstance
-from worker_app.worker import Snapshot, State
+from worker_app.core import JobProgress, LastJob, Link, LinkProblem, Outcome, Pause, Snapshot, State, Update
 
-RENDERING = Snapshot(state=State.RENDERING, job_id="42", message="job 42: rendering",
-                     progress={"frame": 3, "frames_done": 2, "frame_count": 10, "percent": 37.0, "eta_s": 65.0},
+RENDERING = Snapshot(state=State.RENDERING, message="job 42: rendering",
+                     job=JobProgress("42", "rendering", frame=3, frames_done=2, frame_count=10, percent=37.0,
+                                     eta_s=65.0),
                      gpu={"name": "RTX 4070", "load": 97, "temp_c": 71, "power_w": 182.4,
                           "vram_used": 3 * 1024**3, "vram_total": 12 * 1024**3})
 
 
 def test_core_modules_do_not_import_qt():
-    code = ("import sys; import worker_app.cli, worker_app.worker, worker_app.runtime, worker_app.server, "
-            "worker_app.guard; print(any(m.startswith('PySide6') for m in sys.modules))")
+    code = ("import sys; import worker_app.cli, worker_app.core, worker_app.runtime, worker_app.server, "
+            "worker_app.guard, worker_app.render.blender, worker_app.system.gpu, worker_app.tray.status, "
+            "worker_app.tray.notices; print(any(m.startswith('PySide6') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+GAME_PAUSE = Pause("game", "Paused: eldenring.exe is running")
 
 
 @pytest.mark.parametrize("snapshot, signed_in, expected", [
     (Snapshot(state=State.WAITING), True, "waiting"),
     (RENDERING, True, "rendering"),
-    (Snapshot(state=State.DOWNLOADING, job_id="1"), True, "rendering"),
-    (Snapshot(state=State.UPLOADING, job_id="1"), True, "rendering"),
-    (Snapshot(state=State.PAUSED, paused="Paused: eldenring.exe is running"), True, "paused"),
-    (Snapshot(state=State.BACKING_OFF, message="server unreachable: ...; retrying in 30 s"), True, "offline"),
-    (Snapshot(state=State.BACKING_OFF, message="the server refused the worker token; sign in again"), True,
-     "error"),
+    (Snapshot(state=State.DOWNLOADING, job=JobProgress("1")), True, "rendering"),
+    (Snapshot(state=State.UPLOADING, job=JobProgress("1")), True, "rendering"),
+    (Snapshot(state=State.PAUSED, pause=GAME_PAUSE), True, "paused"),
+    (Snapshot(state=State.BACKING_OFF, link=Link(LinkProblem.UNREACHABLE, 1.0)), True, "offline"),
+    (Snapshot(state=State.BACKING_OFF, link=Link(LinkProblem.UNAUTHORIZED, 1.0)), True, "error"),
     (Snapshot(state=State.STOPPED), True, "offline"),
     (Snapshot(state=State.WAITING), False, "error"),
 ])
@@ -61,8 +65,10 @@ def test_tooltip_and_status_lines():
     assert status.tooltip(RENDERING) == "homefarm — Rendering job 42 — frame 3/10, 37 %, about 1 min left"
     assert status.gpu_line(RENDERING) == "RTX 4070: 97 % load, 71 °C, 182 W, 3.0/12 GB"
     assert status.today_line(3, 1500.0, 0.30, "EUR") == "Today: 3 jobs, 1.50 kWh, 0.45 EUR"
-    assert status.job_line(Snapshot(state=State.PAUSED, paused="Paused until 01:00 (schedule)")) == \
-        "Paused until 01:00 (schedule)"
+    assert status.job_line(Snapshot(state=State.PAUSED, pause=Pause("schedule", "Paused until 01:00 (schedule)"))) \
+        == "Paused until 01:00 (schedule)"
+    down = Snapshot(state=State.BACKING_OFF, link=Link(LinkProblem.UNREACHABLE, 1000.0, retry_at=1030.0))
+    assert status.job_line(down, now=1010.0) == "Server unreachable; retrying in 20 s; rendered results are kept"
 
 
 class FakeGuard:
@@ -128,11 +134,12 @@ def background_done(qtbot, app):
     qtbot.waitUntil(lambda: not any(t.is_alive() for t in app.background.threads), timeout=10000)
 
 
-def test_menu_shows_status_lines(tray):
+def test_menu_shows_status_lines(tray, qtbot):
     tray.on_snapshot(RENDERING)
     assert tray.job_action.text() == "Rendering job 42 — frame 3/10, 37 %, about 1 min left"
     assert tray.gpu_action.text().startswith("RTX 4070: 97 % load")
-    assert tray.today_action.text() == "Today: 0 jobs, 0.00 kWh, 0.00 EUR"
+    # Today's figures are read from the ledger on a background thread.
+    qtbot.waitUntil(lambda: tray.today_action.text() == "Today: 0 jobs, 0.00 kWh, 0.00 EUR", timeout=10000)
     assert tray.icon_state == "rendering"
     labels = [a.text() for a in tray.menu.actions() if a.text()]
     for wanted in ("Pause", "Resume", "Pause while gaming", "Start at login", "Open outputs folder", "View log",
@@ -212,23 +219,53 @@ def test_quit_during_a_render_asks_first(tray, qtbot, monkeypatch):
 
 
 def test_notifications(tray):
-    tray.on_snapshot(Snapshot(state=State.PAUSED, paused="Paused: eldenring.exe is running"))
+    tray.on_snapshot(Snapshot(state=State.PAUSED, pause=GAME_PAUSE))
     assert tray.notifications[-1] == ("Paused for your game", "eldenring.exe is running")
+    tray.on_snapshot(Snapshot(state=State.PAUSED, pause=Pause("hold-off", "Resuming in 60 s")))
+    assert tray.notifications[-1][0] == "Paused for your game", "the hold-off is still the game's pause"
     tray.on_snapshot(Snapshot(state=State.WAITING))
     assert tray.notifications[-1][0] == "Rendering again"
-    tray.on_snapshot(Snapshot(state=State.WAITING, jobs_failed=1, message="job 7 failed: render.camera: ..."))
-    assert tray.notifications[-1] == ("A job failed", "job 7 failed: render.camera: ...")
+    failed = LastJob("7", Outcome.FAILED, "render.camera: the scene has no active camera")
+    tray.on_snapshot(Snapshot(state=State.WAITING, jobs_failed=1, last_job=failed))
+    assert tray.notifications[-1] == ("A job failed", "Job 7 failed: render.camera: the scene has no active camera")
 
 
-def test_server_unreachable_is_told_once_after_a_while(tray, monkeypatch):
+def test_server_unreachable_is_told_once_after_a_while(tray):
+    """The outage's start stays put through every retry and through waiting/rendering states in between."""
     clock = [1000.0]
-    monkeypatch.setattr("worker_app.tray.app.time.monotonic", lambda: clock[0])
-    down = Snapshot(state=State.BACKING_OFF, message="server unreachable: ConnectionError; retrying in 30 s")
-    tray.on_snapshot(down)
+    tray.notices.clock = lambda: clock[0]
+    link = Link(LinkProblem.UNREACHABLE, since=1000.0)
+    tray.on_snapshot(Snapshot(state=State.BACKING_OFF, link=link))
+    tray.on_snapshot(Snapshot(state=State.WAITING, link=link))
+    clock[0] += 60
+    tray.on_snapshot(Snapshot(state=State.RENDERING, job=JobProgress("3", "rendering"), link=link))
+    assert not [n for n in tray.notifications if n[0] == "Server unreachable"]
     clock[0] += 200
-    tray.on_snapshot(down)
-    tray.on_snapshot(down)
+    for state in (State.BACKING_OFF, State.WAITING, State.BACKING_OFF):
+        tray.on_snapshot(Snapshot(state=state, link=link))
     assert [n for n in tray.notifications if n[0] == "Server unreachable"] == [tray.notifications[-1]]
+    tray.on_snapshot(Snapshot(state=State.WAITING))  # back online: a later outage is told again
+    clock[0] += 1000
+    tray.on_snapshot(Snapshot(state=State.BACKING_OFF, link=Link(LinkProblem.UNREACHABLE, since=clock[0] - 400)))
+    assert len([n for n in tray.notifications if n[0] == "Server unreachable"]) == 2
+
+
+def test_a_late_background_result_never_touches_a_closed_tray(qtbot, tmp_path):
+    """Closing the tray while a background task runs: its result is dropped, not applied to freed widgets."""
+    import threading
+    paths = config_mod.Paths.default()
+    services = Services(paths, tokens=TokenStore(MemoryKeyring()), autostart=FakeAutostart(),
+                        start_runtime=lambda *args: None)
+    app = TrayApp(services, require_tray=False)
+    release = threading.Event()
+    applied = []
+    thread = app.background.run(lambda: release.wait(10), lambda result: applied.append(app.today_action.text()))
+    app.background.close = lambda timeout=5.0, close=app.background.close: close(0.0)  # do not wait for it
+    app.close()
+    release.set()
+    thread.join(10)
+    QApplication.processEvents()  # a delivery the thread queued before it ended runs here, or never
+    assert not thread.is_alive() and applied == []
 
 
 def test_settings_refuse_bad_values_beside_the_field(qtbot, tmp_path):
@@ -277,10 +314,10 @@ def test_single_instance(qtbot, tmp_path):
 
 
 def test_update_notice(tray):
-    tray.on_snapshot(Snapshot(state=State.WAITING, update="0.9.0"))
+    tray.on_snapshot(Snapshot(state=State.WAITING, update=Update("0.9.0")))
     assert tray.update_action.isVisible()
     assert tray.update_action.text() == "A new version is available: homefarm 0.9.0"
     assert tray.notifications[-1][0] == "A new version is available"
-    tray.on_snapshot(Snapshot(state=State.PAUSED, update="1.0.0", update_required=True,
-                              paused="Paused: this server needs homefarm 1.0.0 or newer"))
+    tray.on_snapshot(Snapshot(state=State.PAUSED, update=Update("1.0.0", required=True),
+                              pause=Pause("update", "Paused: this server needs homefarm 1.0.0 or newer")))
     assert tray.update_action.text() == "Update needed: homefarm 1.0.0"

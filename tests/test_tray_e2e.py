@@ -11,7 +11,7 @@ from test_worker_e2e import SLOW_RENDER, blender_processes
 from worker_app import config as config_mod
 from worker_app.system.credentials import TokenStore
 from worker_app.tray.app import Services, TrayApp
-from worker_app.worker import State
+from worker_app.core import State
 
 pytestmark = pytest.mark.blender
 

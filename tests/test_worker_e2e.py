@@ -13,7 +13,7 @@ from conftest import FAST_RENDER, Served
 from worker_app.demo import sample_scene
 from worker_app.render.images import png_size
 from worker_app.server import JobServer
-from worker_app.worker import State, Worker
+from worker_app.core import Folders, Settings, State, Update, Worker
 
 pytestmark = pytest.mark.blender
 
@@ -27,10 +27,10 @@ class Running:
         self.reports, self.states = [], []
         self.ended = threading.Event()
         self.jobs_dir = tmp_path / "worker" / "jobs"
-        self.worker = Worker(served.worker_client(), blender, self.jobs_dir, tmp_path / "worker" / "cache",
-                             device="CPU", claim_wait=5, max_jobs=max_jobs,
-                             on_snapshot=lambda s: self.states.append(s.state),
-                             on_job_end=self._ended, make_client=served.worker_client)
+        self.worker = Worker(served.worker_client(), blender, Folders(self.jobs_dir, tmp_path / "worker" / "cache"),
+                             Settings(device="CPU", claim_wait=5, max_jobs=max_jobs),
+                             make_client=served.worker_client, on_snapshot=lambda s: self.states.append(s.state),
+                             on_job_end=self._ended)
         self.thread = self.worker.start_thread()
 
     def _ended(self, report):
@@ -194,7 +194,7 @@ def test_the_server_announces_updates_and_refuses_old_workers(blender, tmp_path)
         job = served.submit(FAST_RENDER)
         running = Running(served, blender, tmp_path / "a")
         running.finish()
-        assert running.worker.snapshot.update == "99.1" and not running.worker.snapshot.update_required
+        assert running.worker.snapshot.update == Update("99.1", required=False)
         assert served.app.job(job["id"])["state"] == "done"
     finally:
         server.stop()
@@ -203,14 +203,15 @@ def test_the_server_announces_updates_and_refuses_old_workers(blender, tmp_path)
     try:
         served = Served(server)
         job = served.submit(FAST_RENDER)
-        worker = Worker(WorkerClient(server.url, served.worker_token), blender, tmp_path / "b" / "jobs",
-                        tmp_path / "b" / "cache")
+        worker = Worker(WorkerClient(server.url, served.worker_token), blender,
+                        Folders(tmp_path / "b" / "jobs", tmp_path / "b" / "cache"))
         thread = worker.start_thread()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and worker.snapshot.state != State.PAUSED:
             time.sleep(0.05)
-        assert worker.snapshot.update_required and worker.snapshot.update == "99.0"
-        assert "needs homefarm 99.0 or newer" in worker.snapshot.paused
+        assert worker.snapshot.update == Update("99.0", required=True)
+        assert worker.snapshot.pause.kind == "update"
+        assert "needs homefarm 99.0 or newer" in worker.snapshot.pause.reason
         time.sleep(1)
         assert served.app.job(job["id"])["state"] == "queued"
         worker.stop()
@@ -236,10 +237,12 @@ def test_gpu_figures_in_heartbeats_and_energy_with_complete(quick_served, blende
 
     ledger = Ledger(tmp_path / "stats.sqlite3")
     job = quick_served.submit({**FAST_RENDER, "samples": 300, "resolution": [96, 54]})
-    worker = Worker(quick_served.worker_client(), blender, tmp_path / "jobs", tmp_path / "cache", device="CPU",
-                    max_jobs=1, make_client=quick_served.worker_client, monitor=monitor, ledger=ledger)
+    worker = Worker(quick_served.worker_client(), blender, Folders(tmp_path / "jobs", tmp_path / "cache"),
+                    Settings(device="CPU", max_jobs=1), make_client=quick_served.worker_client, monitor=monitor,
+                    ledger=ledger)
     seen = []
-    monitor.on_sample = lambda s: (burn(s), worker._on_gpu_sample(s))
+    to_worker = monitor.on_sample
+    monitor.on_sample = lambda s: (burn(s), to_worker(s))
     original = quick_served.server.store.heartbeat
     quick_served.server.store.heartbeat = lambda j, l, p: (seen.append(p), original(j, l, p))[1]
     monitor.start()

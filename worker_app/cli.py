@@ -95,11 +95,11 @@ def cmd_run(args, paths: config_mod.Paths) -> int:
     for blender in blenders:
         log.info("Blender %s at %s", blender.version, blender.path)
 
-    last = {"state": None, "paused": ""}
+    last = {"state": None, "pause": None}
 
     def on_snapshot(snapshot):
-        if snapshot.state != last["state"] or snapshot.paused != last["paused"]:
-            last["state"], last["paused"] = snapshot.state, snapshot.paused
+        if snapshot.state != last["state"] or snapshot.pause != last["pause"]:
+            last["state"], last["pause"] = snapshot.state, snapshot.pause
             log.info("%s: %s", snapshot.state.value, snapshot.message)
 
     def on_job_end(report):

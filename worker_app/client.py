@@ -46,6 +46,11 @@ class Unreachable(ClientError):
 class LeaseLost(ClientError):
     """The job's lease is no longer ours; stop working on it and claim again."""
 
+    @property
+    def canceled(self) -> bool:
+        """The web app canceled the job (rather than the lease expiring or going to another worker)."""
+        return self.body.get("error") == "canceled"
+
 
 class Rejected(ClientError):
     """The server refused the call as malformed; retrying the same call cannot help."""
@@ -190,11 +195,11 @@ class WorkerClient:
 
     # -- endpoints ----------------------------------------------------------------------------
 
-    def hello(self, hello: P.Hello) -> dict:
-        body = self._json(self._request("POST", "/hello", json=hello.to_json()))
-        if not isinstance(body.get("worker_id"), str):
-            raise Unreachable("the server's hello reply has no worker_id")
-        return body
+    def hello(self, hello: P.Hello) -> P.HelloReply:
+        try:
+            return P.HelloReply.parse(self._json(self._request("POST", "/hello", json=hello.to_json())))
+        except P.ValidationError as error:
+            raise Unreachable(f"the server sent a malformed hello reply: {error}") from None
 
     def ping(self) -> dict:
         """Checks the token without side effects."""
@@ -216,9 +221,13 @@ class WorkerClient:
         return bool(self._json(self._request("POST", "/jobs/claim/cancel",
                                              json={"worker_id": worker_id})).get("canceled"))
 
-    def heartbeat(self, job_id: str, lease_id: str, progress: P.Progress) -> dict:
-        return self._json(self._request("POST", f"/jobs/{job_id}/heartbeat",
+    def heartbeat(self, job_id: str, lease_id: str, progress: P.Progress) -> P.HeartbeatReply:
+        body = self._json(self._request("POST", f"/jobs/{job_id}/heartbeat",
                                         json={"lease_id": lease_id, "progress": progress.to_json()}))
+        try:
+            return P.HeartbeatReply.parse(body)
+        except P.ValidationError as error:
+            raise Unreachable(f"the server sent a malformed heartbeat reply: {error}") from None
 
     def upload(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str) -> dict:
         """Streams one output file from disk; the server checks it against ``sha256``."""
@@ -230,18 +239,19 @@ class WorkerClient:
                          "Content-Type": "application/octet-stream"},
                 read_timeout=C.UPLOAD_READ_TIMEOUT, deadline=C.REQUEST_DEADLINE + size / C.MIN_TRANSFER_RATE))
 
+    def report(self, job_id: str, lease_id: str, report: P.CompleteReport | P.FailReport | P.ReleaseReport) -> dict:
+        """A job's final word: complete, fail or release."""
+        return self._json(self._request("POST", f"/jobs/{job_id}/{report.kind}",
+                                        json={"lease_id": lease_id, **report.to_json()}))
+
     def complete(self, job_id: str, lease_id: str, outputs: list[str], stats: dict) -> dict:
-        return self._json(self._request("POST", f"/jobs/{job_id}/complete",
-                                        json={"lease_id": lease_id, "outputs": outputs, "stats": stats}))
+        return self.report(job_id, lease_id, P.CompleteReport(outputs, stats))
 
     def fail(self, job_id: str, lease_id: str, reason: str, log_tail: str, retryable: bool) -> dict:
-        return self._json(self._request("POST", f"/jobs/{job_id}/fail", json={
-            "lease_id": lease_id, "reason": reason[:4096], "log_tail": log_tail[-60_000:],
-            "retryable": retryable}))
+        return self.report(job_id, lease_id, P.FailReport(reason, log_tail, retryable))
 
     def release(self, job_id: str, lease_id: str, reason: str) -> dict:
-        return self._json(self._request("POST", f"/jobs/{job_id}/release",
-                                        json={"lease_id": lease_id, "reason": reason[:1024]}))
+        return self.report(job_id, lease_id, P.ReleaseReport(reason))
 
     def download(self, url: str, out: BinaryIO, max_bytes: int) -> tuple[str, int]:
         """Streams ``url`` into ``out``; returns its SHA-256 and size.

@@ -19,11 +19,13 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from worker_app import constants as C
+from worker_app.blender_scripts import contract as K
+from worker_app.protocol.fields import DEVICES
 from worker_app.guard.schedule import Window
 
 APP_NAME = "homefarm"
-DEVICES = ("AUTO", "GPU", "CPU")
-DEVICE_TYPES = ("", "OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
+
+DEVICE_TYPES = ("", *K.GPU_BACKENDS)
 
 
 class ConfigError(ValueError):

@@ -19,7 +19,7 @@ from worker_app.render.discovery import BlenderInstall
 from worker_app.client import WorkerClient
 from worker_app.render.images import png_size
 from worker_app.server import JobServer
-from worker_app.worker import JobReport, State, Worker
+from worker_app.core import BUSY_STATES, Folders, JobReport, Settings, State, Worker
 
 SAMPLE_SPEC = {"engine": "CYCLES", "samples": 16, "resolution": [640, 360], "frames": "1",
                "format": "PNG"}
@@ -49,8 +49,7 @@ def run_demo(blender: BlenderInstall, work_dir: Path, device: str = "AUTO", out=
     def on_snapshot(snapshot):
         if snapshot.state == State.WAITING:
             waiting.set()
-        if snapshot.job_id and snapshot.state != shown["state"] and snapshot.state in (
-                State.DOWNLOADING, State.RENDERING, State.UPLOADING):
+        if snapshot.job_id and snapshot.state != shown["state"] and snapshot.state in BUSY_STATES:
             out(f"  {time.monotonic() - t_start:7.3f} s  worker: {snapshot.message}")
         shown["state"] = snapshot.state
 
@@ -59,9 +58,10 @@ def run_demo(blender: BlenderInstall, work_dir: Path, device: str = "AUTO", out=
         ended.set()
 
     client = WorkerClient(server.url, worker_token)
-    worker = Worker(client, blender, work_dir / "worker" / "jobs", work_dir / "worker" / "cache",
-                    device=device, claim_wait=30.0, on_snapshot=on_snapshot, on_job_end=on_job_end,
-                    max_jobs=1, make_client=lambda: WorkerClient(server.url, worker_token))
+    worker = Worker(client, blender, Folders(work_dir / "worker" / "jobs", work_dir / "worker" / "cache"),
+                    Settings(device=device, claim_wait=30.0, max_jobs=1),
+                    make_client=lambda: WorkerClient(server.url, worker_token), on_snapshot=on_snapshot,
+                    on_job_end=on_job_end)
     thread = worker.start_thread()
     app = AppClient(server.url, app_token)
     try:

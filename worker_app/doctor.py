@@ -59,7 +59,7 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None) -> lis
 
     outbox_file = paths.data_dir / "outbox.sqlite3"
     if outbox_file.exists():
-        from worker_app.outbox import Outbox
+        from worker_app.core.outbox import Outbox
         box = Outbox(outbox_file)
         waiting = box.pending()
         box.close()

@@ -13,7 +13,7 @@ from worker_app.render.discovery import BlenderInstall
 from worker_app.client import WorkerClient
 from worker_app.guard.energy import Ledger
 from worker_app.system.gpu import GpuMonitor, NvmlProvider
-from worker_app.worker import Worker
+from worker_app.core import Folders, Settings, Worker
 
 
 def manual_pause(paths: config_mod.Paths) -> G.ManualPause:
@@ -60,11 +60,7 @@ class Runtime:
                                                                              old.allow_insecure_http):
             return False
         worker = self.worker
-        worker.device, worker.device_type, worker.gpu_indices = cfg.device, cfg.device_type, list(cfg.gpu_indices)
-        worker.claim_wait, worker.pause_policy = cfg.claim_wait_s, cfg.pause_policy
-        worker.name = cfg.worker_name
-        if blenders:
-            worker.blenders = blenders
+        worker.reconfigure(settings(cfg, worker.settings.max_jobs), blenders)
         fresh = build_guard(cfg, self.paths, worker.own_pids, [b.path for b in worker.blenders], self.monitor)
         self.guard.detectors = fresh.detectors
         self.guard.hold_off_s, self.guard.interval = cfg.hold_off_s, cfg.check_interval_s
@@ -89,6 +85,12 @@ class Runtime:
         self.monitor.stop()
 
 
+def settings(cfg: config_mod.Config, max_jobs: int | None = None) -> Settings:
+    return Settings(name=cfg.worker_name, device=cfg.device, device_type=cfg.device_type,
+                    gpu_indices=tuple(cfg.gpu_indices), claim_wait=cfg.claim_wait_s, pause_policy=cfg.pause_policy,
+                    max_jobs=max_jobs)
+
+
 def build(cfg: config_mod.Config, paths: config_mod.Paths, token: str, blenders: list[BlenderInstall], *,
           provider=None, max_jobs: int | None = None, on_snapshot=None, on_job_end=None) -> Runtime:
     def make_client():
@@ -98,11 +100,9 @@ def build(cfg: config_mod.Config, paths: config_mod.Paths, token: str, blenders:
     holder: dict = {}
     own_pids = lambda: holder["worker"].own_pids()  # noqa: E731 - the worker exists by the first check
     guard = build_guard(cfg, paths, own_pids, [b.path for b in blenders], monitor)
-    worker = Worker(make_client(), blenders, paths.jobs_dir, paths.scene_cache, name=cfg.worker_name,
-                    device=cfg.device, device_type=cfg.device_type, gpu_indices=cfg.gpu_indices,
-                    claim_wait=cfg.claim_wait_s, blender_user_dir=paths.data_dir / "blender-user",
-                    on_snapshot=on_snapshot, on_job_end=on_job_end, max_jobs=max_jobs, make_client=make_client,
-                    guard=guard, pause_policy=cfg.pause_policy, monitor=monitor, ledger=ledger(paths))
+    worker = Worker(make_client(), blenders, Folders(paths.jobs_dir, paths.scene_cache), settings(cfg, max_jobs),
+                    make_client=make_client, guard=guard, monitor=monitor, ledger=ledger(paths),
+                    on_snapshot=on_snapshot, on_job_end=on_job_end)
     worker.cache.max_bytes = int(cfg.cache_max_gb * 1024**3)
     holder["worker"] = worker
     return Runtime(worker, guard, monitor, cfg, paths)

@@ -120,7 +120,9 @@ class Ledger:
 
     def totals(self, since: float, until: float | None = None) -> Totals:
         with self._connect() as db:
-            row = db.execute("SELECT COUNT(*), COALESCE(SUM(render_s), 0), COALESCE(SUM(energy_wh), 0) "
+            # A job counts once it is done; released, lost and failed attempts still count their time and energy.
+            row = db.execute("SELECT COUNT(DISTINCT CASE WHEN outcome = 'done' THEN job_id || ' ' || server END), "
+                             "COALESCE(SUM(render_s), 0), COALESCE(SUM(energy_wh), 0) "
                              "FROM jobs WHERE finished >= ? AND finished < ?",
                              (since, until if until is not None else float("inf"))).fetchone()
         return Totals(row[0], row[1], row[2])

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from worker_app import constants as C
+from worker_app.blender_scripts import contract as K
 from worker_app.render import output as blender_output
 from worker_app.render import procs
 from worker_app.render.environment import blender_env, script_path
 
 log = logging.getLogger("homefarm.blender")
 
-SCRIPT_EXIT_CODE = 3  # what --python-exit-code makes Blender return when render_job.py raises
+SCRIPT_EXIT_CODE = K.SCRIPT_EXIT_CODE
 
 
 def render_command(blender: str, blend_file: Path, job_file: Path, script: Path | None = None) -> list[str]:

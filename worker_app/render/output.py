@@ -18,7 +18,9 @@ import re
 import time
 from dataclasses import dataclass
 
-EVENT_PREFIX = "@homefarm "
+from worker_app.blender_scripts import contract as K
+
+EVENT_PREFIX = K.EVENT_PREFIX
 
 # Blender 5.x logs through CLOG: "00:01.140  render           | Fra: 1 | Mem: 360M | Sample 1/16".
 # The prefix is searched anywhere, since Cycles' statistics thread can interleave it mid-line.

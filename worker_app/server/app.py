@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 from worker_app import __version__
 from worker_app import constants as C
 from worker_app import protocol as P
-from worker_app.server.store import Conflict, LeaseLost, NotFound, Store
+from worker_app.server.store import Canceled, Conflict, LeaseLost, NotFound, Store
 
 log = logging.getLogger("homefarm.server")
 
@@ -171,6 +171,9 @@ class _Handler(BaseHTTPRequestHandler):
         except P.ValidationError as error:
             self._drain()
             self._json(422, error.to_json())
+        except Canceled as error:
+            self._drain()
+            self._json(409, {"error": "canceled", "message": str(error)})
         except LeaseLost as error:
             self._drain()
             self._json(409, {"error": "lease_lost", "message": str(error)})
@@ -312,19 +315,12 @@ class _Handler(BaseHTTPRequestHandler):
     def hello(self):
         hello = P.Hello.parse(self._read_json())
         worker_id = self.app.store.register_worker(hello.name, hello.to_json())
-        reply = {
-            "worker_id": worker_id,
-            "protocol": P.PROTOCOL_VERSION,
-            "server_version": __version__,
-            "claim_wait_max_s": self.app.claim_wait_max,
-            "lease_ttl_s": self.app.store.lease_ttl,
-            "heartbeat_interval_s": min(C.HEARTBEAT_INTERVAL, self.app.store.lease_ttl / 4),
-        }
-        if self.app.latest_worker_version:
-            reply["latest_worker_version"] = self.app.latest_worker_version
-        if self.app.min_worker_version:
-            reply["min_worker_version"] = self.app.min_worker_version
-        self._json(200, reply)
+        reply = P.HelloReply(worker_id, server_version=__version__, claim_wait_max_s=self.app.claim_wait_max,
+                             lease_ttl_s=self.app.store.lease_ttl,
+                             heartbeat_interval_s=min(C.HEARTBEAT_INTERVAL, self.app.store.lease_ttl / 4),
+                             latest_worker_version=self.app.latest_worker_version or None,
+                             min_worker_version=self.app.min_worker_version or None)
+        self._json(200, reply.to_json())
 
     @route("GET", P.WORKER_PREFIX + "/ping", auth="worker")
     def ping(self):
@@ -334,8 +330,8 @@ class _Handler(BaseHTTPRequestHandler):
     @route("POST", P.WORKER_PREFIX + "/jobs/claim", auth="worker")
     def claim(self):
         body = self._read_json()
-        P._object(body, "", {"worker_id"}, set())
-        worker_id = P._str(body["worker_id"], "worker_id", max_len=64)
+        P.check_object(body, "", {"worker_id"}, set())
+        worker_id = P.check_str(body["worker_id"], "worker_id", max_len=64)
         if not self.app.store.worker_exists(worker_id):
             raise HttpError(422, "invalid", "unknown worker; POST /hello first", field="worker_id")
         try:
@@ -356,8 +352,8 @@ class _Handler(BaseHTTPRequestHandler):
     @route("POST", P.WORKER_PREFIX + "/jobs/claim/cancel", auth="worker")
     def cancel_claim(self):
         body = self._read_json()
-        P._object(body, "", {"worker_id"}, set())
-        worker_id = P._str(body["worker_id"], "worker_id", max_len=64)
+        P.check_object(body, "", {"worker_id"}, set())
+        worker_id = P.check_str(body["worker_id"], "worker_id", max_len=64)
         canceled = self.app.store.cancel_claims(worker_id)
         log.info("claim by %s canceled by the worker%s", worker_id, "" if canceled else " (none waiting)")
         self._json(200, {"canceled": canceled})
@@ -367,7 +363,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_json()
         progress = P.parse_heartbeat(body)
         cancel, ttl = self.app.store.heartbeat(self._job_id(job_id), body["lease_id"], progress.to_json())
-        self._json(200, {"cancel": cancel, "ttl_s": ttl})
+        self._json(200, P.HeartbeatReply(cancel, ttl).to_json())
 
     @route("PUT", P.WORKER_PREFIX + "/jobs/{job_id}/outputs/{name}", auth="worker")
     def put_output(self, job_id, name):
@@ -400,23 +396,24 @@ class _Handler(BaseHTTPRequestHandler):
     @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/complete", auth="worker")
     def complete(self, job_id):
         body = self._read_json()
-        done = P.parse_complete(body)
-        self.app.store.complete(self._job_id(job_id), body["lease_id"], done["outputs"], done["stats"])
-        log.info("job %s done: %d output(s)", job_id, len(done["outputs"]))
+        done = P.CompleteReport.parse(body)
+        self.app.store.complete(self._job_id(job_id), body["lease_id"], done.outputs, done.stats)
+        log.info("job %s done: %d output(s)", job_id, len(done.outputs))
         self._json(200, {"state": "done"})
 
     @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/fail", auth="worker")
     def fail(self, job_id):
         body = self._read_json()
-        failure = P.parse_fail(body)
-        state = self.app.store.fail(self._job_id(job_id), body["lease_id"], **failure)
-        log.info("job %s failed (%s): %s", job_id, state, failure["reason"])
+        failure = P.FailReport.parse(body)
+        state = self.app.store.fail(self._job_id(job_id), body["lease_id"], failure.reason, failure.log_tail,
+                                    failure.retryable)
+        log.info("job %s failed (%s): %s", job_id, state, failure.reason)
         self._json(200, {"state": state})
 
     @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/release", auth="worker")
     def release(self, job_id):
         body = self._read_json()
-        reason = P.parse_release(body)
+        reason = P.ReleaseReport.parse(body).reason
         self.app.store.release(self._job_id(job_id), body["lease_id"], reason)
         log.info("job %s released: %s", job_id, reason)
         self._json(200, {"state": "queued"})
@@ -442,7 +439,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._drain()
         state = self.query.get("state")
         if state is not None:
-            P._choice(state, "state", P.JOB_STATES)
+            P.check_choice(state, "state", P.JOB_STATES)
         try:
             limit = min(max(int(self.query.get("limit", 100)), 1), 1000)
         except ValueError:

@@ -73,6 +73,10 @@ class LeaseLost(Exception):
     """A call made with a lease that is no longer the job's current one."""
 
 
+class Canceled(LeaseLost):
+    """The lease ended because the web app canceled the job."""
+
+
 class NotFound(Exception):
     pass
 
@@ -313,7 +317,7 @@ class Store:
         with self._lock:
             row = self._leased_row(job_id, lease_id)
             if row["state"] == "canceled":
-                raise LeaseLost(f"job {job_id} was canceled")
+                raise Canceled(f"job {job_id} was canceled")
 
     def output(self, job_id: int, name: str) -> dict | None:
         with self._lock:
@@ -332,7 +336,7 @@ class Store:
         with self._lock:
             row = self._leased_row(job_id, lease_id)
             if row["state"] == "canceled":
-                raise LeaseLost(f"job {job_id} was canceled")
+                raise Canceled(f"job {job_id} was canceled")
             stored = {r["name"] for r in self._db.execute(
                 "SELECT name FROM outputs WHERE job_id = ?", (job_id,))}
             missing = [name for name in outputs if name not in stored]

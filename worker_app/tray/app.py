@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
-import time
 
 from PySide6.QtCore import QObject, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QDesktopServices
@@ -18,50 +16,24 @@ from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSystemTrayIcon
 from worker_app import __version__
 from worker_app import config as config_mod
 from worker_app import constants as C
+from worker_app.core import Snapshot
 from worker_app.tray import status
+from worker_app.tray.background import Background
 from worker_app.tray.icons import icon
-from worker_app.worker import Snapshot, State
+from worker_app.tray.notices import Notices
 
 log = logging.getLogger("homefarm.tray")
 
 
-
-class Background(QObject):
-    """Runs a function on a plain thread and hands its result (or exception) to a callback on the GUI thread."""
-    finished = Signal(object, object)
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.finished.connect(self._deliver)
-        self.threads: list[threading.Thread] = []
-
-    def run(self, fn, on_done=None) -> threading.Thread:
-        def work():
-            try:
-                result = fn()
-            except (OSError, RuntimeError, ValueError) as error:  # expected: shown to the owner as it is
-                log.warning("%s", error)
-                result = error
-            except Exception as error:  # a bug: logged with its traceback, and shown too
-                log.exception("background task failed")
-                result = error
-            self.finished.emit(on_done, result)
-
-        thread = threading.Thread(target=work, daemon=True, name="tray-background")
-        self.threads = [t for t in self.threads if t.is_alive()] + [thread]
-        thread.start()
-        return thread
-
-    @Slot(object, object)
-    def _deliver(self, on_done, result) -> None:
-        if on_done is not None:
-            on_done(result)
-
-
 class Bridge(QObject):
-    """Carries the core's callbacks, which come on its threads, to the GUI thread."""
+    """Carries the core's callbacks, which come on its threads, to the GUI thread.
+
+    It has no Qt parent and the core's callbacks hold it, so a late callback emits on a live object."""
     snapshot = Signal(object)
     job_ended = Signal(object)
+
+    def callbacks(self):
+        return (lambda snapshot: self.snapshot.emit(snapshot)), (lambda report: self.job_ended.emit(report))
 
 
 class Services:
@@ -93,17 +65,17 @@ class TrayApp(QObject):
         self.paths = services.paths
         self.require_tray = require_tray
         self.cfg = config_mod.load(self.paths)
-        self.background = Background(self)
-        self.bridge = Bridge(self)
+        self.closed = False
+        self.background = Background()
+        self.bridge = Bridge()
         self.bridge.snapshot.connect(self.on_snapshot)
         self.bridge.job_ended.connect(self.on_job_ended)
         self.runtime = None
         self.signed_in = False
         self.snapshot = Snapshot()
         self.quitting = False
-        self._unreachable_since: float | None = None
-        self._unreachable_told = False
-        self._paused_reason = ""
+        self.notices = Notices()
+        self.icon_state = "offline"
         self.notifications: list[tuple[str, str]] = []  # what was shown, newest last
         self.tray = QSystemTrayIcon(icon("offline"), self)
         self.tray.setToolTip("homefarm — starting")
@@ -188,7 +160,7 @@ class TrayApp(QObject):
             token = self.services.tokens.get(cfg.server_url)
             if not token:
                 return None
-            return self.services.start_runtime(cfg, token, self.bridge.snapshot.emit, self.bridge.job_ended.emit)
+            return self.services.start_runtime(cfg, token, *self.bridge.callbacks())
 
         self.background.run(begin, self._worker_started)
 
@@ -219,61 +191,37 @@ class TrayApp(QObject):
 
     @Slot(object)
     def on_snapshot(self, snapshot: Snapshot) -> None:
-        previous = self.snapshot
-        self.snapshot = snapshot
+        if self.closed:
+            return
+        previous, self.snapshot = self.snapshot, snapshot
         kind = status.icon_state(snapshot, self.signed_in)
-        self._set_icon(kind, snapshot.progress.get("percent") if kind == "rendering" else None)
+        job = snapshot.job
+        self._set_icon(kind, job.percent if kind == "rendering" and job else None)
         self.tray.setToolTip(status.tooltip(snapshot, self.signed_in))
         self.job_action.setText(status.job_line(snapshot))
         self.gpu_action.setText(status.gpu_line(snapshot))
-        self.resume_action.setEnabled(bool(snapshot.paused))
-        if snapshot.jobs_failed > previous.jobs_failed:
-            self.notify("A job failed", snapshot.message)
-        self._notify_pause_change(snapshot)
-        self._notify_unreachable(snapshot)
-        if snapshot.update and snapshot.update != previous.update:
-            self.update_action.setText(f"Update needed: homefarm {snapshot.update}" if snapshot.update_required
-                                       else f"A new version is available: homefarm {snapshot.update}")
+        self.resume_action.setEnabled(snapshot.pause is not None)
+        if snapshot.update.version:
+            self.update_action.setText(f"Update needed: homefarm {snapshot.update.version}" if snapshot.update.required
+                                       else f"A new version is available: homefarm {snapshot.update.version}")
             self.update_action.setVisible(True)
-            self.notify("Update needed" if snapshot.update_required else "A new version is available",
-                        self.update_action.text())
+        for title, message in self.notices.changes(previous, snapshot, gaming_notices=self.cfg.notify_gaming,
+                                                   server=self.cfg.server_url):
+            self.notify(title, message)
 
     def _set_icon(self, kind: str, percent: float | None = None) -> None:
         self.icon_state = kind
         self.tray.setIcon(icon(kind, percent))
 
-    def _notify_pause_change(self, snapshot: Snapshot) -> None:
-        reason = snapshot.paused
-        if reason == self._paused_reason:
-            return
-        was, self._paused_reason = self._paused_reason, reason
-        if not self.cfg.notify_gaming:
-            return
-        if reason.startswith("Paused:") and " is running" in reason and not was.startswith("Paused:"):
-            self.notify("Paused for your game", reason[len("Paused: "):])
-        elif not reason and was.startswith("Resuming") or (not reason and " is running" in was):
-            self.notify("Rendering again", "The game has ended; homefarm takes jobs again.")
-
-    def _notify_unreachable(self, snapshot: Snapshot) -> None:
-        if snapshot.state == State.BACKING_OFF and "unreachable" in snapshot.message:
-            now = time.monotonic()
-            self._unreachable_since = self._unreachable_since or now
-            if not self._unreachable_told and now - self._unreachable_since >= C.UNREACHABLE_NOTICE:
-                self._unreachable_told = True
-                self.notify("Server unreachable", f"homefarm cannot reach {self.cfg.server_url} and keeps "
-                                                  "trying. Jobs already rendered are kept.")
-        elif snapshot.state in (State.WAITING, State.RENDERING):
-            self._unreachable_since, self._unreachable_told = None, False
-
     def notify(self, title: str, message: str) -> None:
         self.notifications.append((title, message))
         if self.tray.isVisible():
-            self.tray.showMessage(title, message, icon(self.icon_state if hasattr(self, "icon_state")
-                                                       else "waiting"), 8000)
+            self.tray.showMessage(title, message, icon(self.icon_state), 8000)
 
     @Slot(object)
     def on_job_ended(self, report) -> None:
-        self.refresh_stats()
+        if not self.closed:
+            self.refresh_stats()
 
     def refresh_stats(self) -> None:
         from worker_app.runtime import ledger
@@ -434,8 +382,7 @@ class TrayApp(QObject):
 
     def quit(self, confirm: bool = True) -> None:
         """Quits; during a render it asks first, then stops Blender and gives the job back to the server."""
-        busy = self.snapshot.state in (State.DOWNLOADING, State.RENDERING, State.UPLOADING)
-        if confirm and busy:
+        if confirm and self.snapshot.busy:
             answer = QMessageBox.question(
                 None, "Quit homefarm?",
                 f"homefarm is working on job {self.snapshot.job_id}. Quitting stops Blender and gives the "
@@ -461,8 +408,12 @@ class TrayApp(QObject):
         QApplication.instance().quit()
 
     def close(self) -> None:
-        """Takes the icon down before its menu can go: the icon does not own the menu it shows, and Python
-        may free the two in any order."""
+        """Ends the tray's work: nothing pending is applied after this. Takes the icon down before its menu
+        can go: the icon does not own the menu it shows, and Python may free the two in any order."""
+        self.closed = True
+        self.background.close()
+        self.bridge.snapshot.disconnect(self.on_snapshot)
+        self.bridge.job_ended.disconnect(self.on_job_ended)
         self._stats_timer.stop()
         self._tray_timer.stop()
         self.tray.hide()

@@ -1,22 +1,25 @@
-"""What the tray shows for a worker snapshot: which icon, which tooltip, which status lines. No Qt here."""
+"""What the tray shows for a worker snapshot: which icon, which tooltip, which status lines. No Qt here.
+
+Everything is read from the snapshot's typed fields, never from the words of a message.
+"""
 
 from __future__ import annotations
 
-from worker_app.worker import Snapshot, State
+import time
+
+from worker_app.core import LinkProblem, Snapshot, State
 
 ICON_STATES = ("waiting", "rendering", "paused", "offline", "error")
 
 
 def icon_state(snapshot: Snapshot, signed_in: bool = True) -> str:
-    if not signed_in:
+    if not signed_in or snapshot.link.problem == LinkProblem.UNAUTHORIZED:
         return "error"
-    if snapshot.state in (State.DOWNLOADING, State.RENDERING, State.UPLOADING):
+    if snapshot.busy:
         return "rendering"
-    if snapshot.state == State.PAUSED or (snapshot.paused and snapshot.state == State.WAITING):
+    if snapshot.state == State.PAUSED or (snapshot.pause and snapshot.state == State.WAITING):
         return "paused"
-    if snapshot.state == State.BACKING_OFF:
-        return "error" if "sign in again" in snapshot.message else "offline"
-    if snapshot.state in (State.STOPPED, State.STOPPING, State.CONNECTING):
+    if snapshot.state in (State.BACKING_OFF, State.STOPPED, State.STOPPING, State.CONNECTING):
         return "offline"
     return "waiting"
 
@@ -29,32 +32,45 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def job_line(snapshot: Snapshot) -> str:
+def _retry(snapshot: Snapshot, now: float) -> str:
+    retry_at = snapshot.link.retry_at
+    return f"; retrying in {_duration(retry_at - now)}" if retry_at and retry_at > now else ""
+
+
+def job_line(snapshot: Snapshot, now: float | None = None) -> str:
     """"Rendering job 42 — frame 3/10, 37 %, about 1 min left"; or what the worker does otherwise."""
-    if snapshot.state == State.RENDERING and snapshot.job_id:
-        p = snapshot.progress
+    now = time.time() if now is None else now
+    job = snapshot.job
+    if snapshot.state == State.RENDERING and job:
+        if job.suspended:
+            return f"Job {job.job_id} waits while you use the PC"
         parts = []
-        if p.get("frame_count"):
-            current = min((p.get("frames_done") or 0) + 1, p["frame_count"])
-            parts.append(f"frame {current}/{p['frame_count']}")
-        if p.get("percent") is not None:
-            parts.append(f"{p['percent']:.0f} %")
-        if p.get("eta_s"):
-            parts.append(f"about {_duration(p['eta_s'])} left")
-        return f"Rendering job {snapshot.job_id}" + (" — " + ", ".join(parts) if parts else "")
-    if snapshot.state == State.DOWNLOADING and snapshot.job_id:
-        return f"Downloading the scene of job {snapshot.job_id}"
-    if snapshot.state == State.UPLOADING and snapshot.job_id:
-        return f"Uploading job {snapshot.job_id}"
+        if job.frame_count:
+            parts.append(f"frame {min(job.frames_done + 1, job.frame_count)}/{job.frame_count}")
+        if job.percent is not None:
+            parts.append(f"{job.percent:.0f} %")
+        if job.eta_s:
+            parts.append(f"about {_duration(job.eta_s)} left")
+        return f"Rendering job {job.job_id}" + (" — " + ", ".join(parts) if parts else "")
+    if snapshot.state == State.DOWNLOADING and job:
+        return f"Downloading the scene of job {job.job_id}"
+    if snapshot.state == State.UPLOADING and job:
+        return f"Uploading job {job.job_id}"
     if snapshot.state == State.PAUSED:
-        return snapshot.paused or "Paused"
+        return snapshot.pause.reason if snapshot.pause else "Paused"
+    if snapshot.link.problem == LinkProblem.UNAUTHORIZED:
+        return "The server refused this PC's token: sign in again"
+    if snapshot.state == State.BACKING_OFF or (snapshot.state == State.UPLOADING and not snapshot.link.online):
+        return "Server unreachable" + _retry(snapshot, now) + "; rendered results are kept"
+    if snapshot.state == State.UPLOADING:
+        return "Sending results kept from before"
     if snapshot.state == State.WAITING:
         return "Waiting for a job"
-    if snapshot.state == State.BACKING_OFF:
-        return snapshot.message[:1].upper() + snapshot.message[1:]
     if snapshot.state == State.CONNECTING:
         return "Connecting to the server"
-    return snapshot.message[:1].upper() + snapshot.message[1:] if snapshot.message else "Stopped"
+    if snapshot.state == State.STOPPING:
+        return "Stopping"
+    return "Stopped"
 
 
 def gpu_line(snapshot: Snapshot) -> str:
@@ -81,4 +97,7 @@ def today_line(jobs: int, energy_wh: float, price_per_kwh: float, currency: str)
 def tooltip(snapshot: Snapshot, signed_in: bool = True) -> str:
     if not signed_in:
         return "homefarm — sign in needed"
-    return "homefarm — " + job_line(snapshot)
+    text = "homefarm — " + job_line(snapshot)
+    if snapshot.busy and not snapshot.link.online:
+        text += " (server unreachable; results are kept)"
+    return text[:127]  # Windows cuts tray tooltips at 127 characters

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worker_app import constants as C
+from worker_app import protocol as P
 from worker_app.client import LeaseLost, NotFound, Rejected, Unauthorized, Unreachable, backoff_delay
+from worker_app.core.events import LinkChanged, ResultsSent
 
 log = logging.getLogger("homefarm.outbox")
 
@@ -54,6 +56,9 @@ class Entry:
     payload: dict
     attempts: int
 
+    def report(self) -> P.CompleteReport | P.FailReport | P.ReleaseReport:
+        return P.REPORTS[self.kind](**self.payload)
+
 
 class Outbox:
     def __init__(self, path: Path):
@@ -65,6 +70,15 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a row written is a row kept, through a power cut
         self._db.executescript(SCHEMA)
+        self._gone: set[tuple[str, str]] = set()  # (job, lease) the server said are over: nothing more is kept
+
+    def forget(self, job_id: str, lease_id: str) -> int:
+        """The lease is over (lost or canceled): drops the job's rows and refuses new ones for that lease."""
+        with self.changed:
+            self._gone.add((job_id, lease_id))
+            count = self._db.execute("DELETE FROM outbox WHERE job_id = ?", (job_id,)).rowcount
+            self.changed.notify_all()
+            return count
 
     def close(self) -> None:
         with self._lock:
@@ -72,16 +86,19 @@ class Outbox:
 
     def add_output(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str) -> None:
         with self.changed:
+            if (job_id, lease_id) in self._gone:
+                return
             self._db.execute("INSERT OR IGNORE INTO outbox (job_id, lease_id, kind, name, path, sha256, created) "
                              "VALUES (?, ?, 'output', ?, ?, ?, ?)",
                              (job_id, lease_id, name, str(path), sha256, time.time()))
             self.changed.notify_all()
 
-    def add_report(self, job_id: str, lease_id: str, kind: str, payload: dict) -> None:
-        assert kind in TERMINAL
+    def add_report(self, job_id: str, lease_id: str, report: P.CompleteReport | P.FailReport | P.ReleaseReport):
         with self.changed:
+            if (job_id, lease_id) in self._gone:
+                return
             self._db.execute("INSERT INTO outbox (job_id, lease_id, kind, payload, created) VALUES (?, ?, ?, ?, ?)",
-                             (job_id, lease_id, kind, json.dumps(payload), time.time()))
+                             (job_id, lease_id, report.kind, json.dumps(report.to_json()), time.time()))
             self.changed.notify_all()
 
     def next(self) -> Entry | None:
@@ -141,13 +158,16 @@ def _entry(row) -> Entry:
 
 
 class OutboxSender:
-    """Sends the outbox's rows, oldest first, until each is acknowledged; on its own thread."""
+    """Sends the outbox's rows, oldest first, until each is acknowledged; on its own thread.
 
-    def __init__(self, outbox: Outbox, client, on_state=None, on_job_sent=None):
+    It tells the worker loop what happens through ``post``: the link (offline, back online) and each job
+    whose results left the outbox (``ResultsSent``: complete, fail, release, lost, canceled).
+    """
+
+    def __init__(self, outbox: Outbox, client, post=None):
         self.outbox = outbox
         self.client = client
-        self.on_state = on_state or (lambda offline, message, retry_at: None)
-        self.on_job_sent = on_job_sent or (lambda job_id, kind: None)
+        self.post = post or (lambda event: None)
         self.backoff = backoff_delay
         self.failures = 0
         self._stop = threading.Event()
@@ -181,41 +201,38 @@ class OutboxSender:
             self.failures += 1
             self.outbox.failed_attempt(entry, str(error))
             delay = self.backoff(self.failures - 1, cap=C.BACKOFF_CAP)
-            self.on_state(True, f"offline: {error}; retrying in {delay:.0f} s", time.time() + delay)
+            log.warning("could not send the %s of job %s: %s; retrying in %.0f s", entry.kind, entry.job_id,
+                        error, delay)
+            self.post(LinkChanged(online=False, detail=str(error), retry_at=time.time() + delay))
             self._stop.wait(delay)
             return False
         except (LeaseLost, NotFound) as error:
-            dropped = self.outbox.drop_job(entry.job_id)
-            log.warning("job %s: %s; %d unsent result(s) dropped: the server hands the job out again",
-                        entry.job_id, error, dropped)
-            self.on_job_sent(entry.job_id, "lost")
+            canceled = isinstance(error, LeaseLost) and error.canceled
+            dropped = self.outbox.forget(entry.job_id, entry.lease_id)
+            log.warning("job %s: %s; %d unsent result(s) dropped: %s", entry.job_id, error, dropped,
+                        "the job was canceled" if canceled else "the server hands the job out again")
+            self.post(ResultsSent(entry.job_id, "canceled" if canceled else "lost"))
             return True
-        except (Rejected, Unauthorized, OSError) as error:
-            if isinstance(error, Unauthorized):
-                self.failures += 1
-                self.on_state(True, f"the server refused the worker token; sign in again ({error})", None)
-                self._stop.wait(self.backoff(self.failures - 1))
-                return False
+        except Unauthorized as error:
+            self.failures += 1
+            self.post(LinkChanged(online=False, unauthorized=True, detail=str(error)))
+            self._stop.wait(self.backoff(self.failures - 1))
+            return False
+        except (Rejected, OSError) as error:
             # Malformed or unreadable: sending it again cannot help. Keep going with the rest.
             log.error("job %s: dropping the unsendable %s: %s", entry.job_id, entry.kind, error)
             self.outbox.done(entry)
             return True
         if self.failures:
-            self.on_state(False, "back online", None)
+            self.post(LinkChanged(online=True))
         self.failures = 0
         self.outbox.done(entry)
         if entry.kind in TERMINAL:
-            self.on_job_sent(entry.job_id, entry.kind)
+            self.post(ResultsSent(entry.job_id, entry.kind))
         return True
 
     def _send(self, entry: Entry) -> None:
         if entry.kind == "output":
             self.client.upload(entry.job_id, entry.lease_id, entry.name, Path(entry.path), entry.sha256)
-        elif entry.kind == "complete":
-            self.client.complete(entry.job_id, entry.lease_id, entry.payload["outputs"], entry.payload["stats"])
-        elif entry.kind == "fail":
-            p = entry.payload
-            self.client.fail(entry.job_id, entry.lease_id, p["reason"], p.get("log_tail", ""),
-                             p.get("retryable", False))
-        elif entry.kind == "release":
-            self.client.release(entry.job_id, entry.lease_id, entry.payload.get("reason", "released"))
+        else:
+            self.client.report(entry.job_id, entry.lease_id, entry.report())

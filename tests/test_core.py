@@ -1,0 +1,315 @@
+"""The worker core alone, in seconds: the real loop, job run, heartbeat, pause policies and outbox, driven
+through fakes of the job server's client and of a Blender run (tests/core_fakes.py)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+
+from core_fakes import BLEND, FakeClient, FakeRun, Unreachable503, lease
+from worker_app import protocol as P
+from worker_app.client import LeaseLost, Unreachable
+from worker_app.core import Folders, LinkProblem, Outcome, Settings, State, Worker
+from worker_app.guard.causes import Cause, PauseDecision
+from worker_app.render.blender import RenderResult
+from worker_app.render.discovery import BlenderInstall
+
+BLENDER = BlenderInstall("/nonexistent/blender", "3.4.1")
+
+
+class FakeGuard:
+    """The guard's face towards the worker: a decision and listeners told of each change."""
+
+    def __init__(self):
+        self.decision = PauseDecision()
+        self.listeners = []
+
+    def add_listener(self, listener) -> None:
+        self.listeners.append(listener)
+
+    def set(self, kind: str | None) -> None:
+        self.decision = PauseDecision(True, f"Paused: {kind} reason", (Cause(kind, f"{kind} reason"),)) \
+            if kind else PauseDecision()
+        for listener in self.listeners:
+            listener(self.decision)
+
+
+class Core:
+    """A Worker on its thread, with every snapshot and report it produced, and waits on them."""
+
+    def __init__(self, tmp_path: Path, client: FakeClient, guard=None, policy="requeue", max_jobs=None):
+        self.client = client
+        self.snapshots, self.reports = [], []
+        self.changed = threading.Condition()
+        self.worker = Worker(client, BLENDER, Folders(tmp_path / "data" / "jobs", tmp_path / "cache"),
+                             Settings(claim_wait=5, pause_policy=policy, max_jobs=max_jobs), guard=guard,
+                             on_snapshot=self._snap, on_job_end=self._report, make_run=FakeRun)
+        self.thread = self.worker.start_thread()
+
+    def _snap(self, snapshot):
+        with self.changed:
+            self.snapshots.append(snapshot)
+            self.changed.notify_all()
+
+    def _report(self, report):
+        with self.changed:
+            self.reports.append(report)
+            self.changed.notify_all()
+
+    def wait(self, condition, timeout: float = 10.0, what: str = "the worker"):
+        with self.changed:
+            assert self.changed.wait_for(condition, timeout), f"timed out waiting for {what}; " \
+                f"last snapshot: {self.snapshots[-1] if self.snapshots else None}"
+
+    def report(self, timeout: float = 10.0):
+        self.wait(lambda: self.reports, timeout, "a job to end")
+        return self.reports[0]
+
+    def stop(self):
+        self.worker.stop()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "the worker loop did not end"
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch):
+    monkeypatch.setattr(FakeRun, "runs", [])
+    monkeypatch.setattr(FakeRun, "frame_s", 0.05)
+    monkeypatch.setattr(FakeRun, "result", None)
+    monkeypatch.setattr("worker_app.core.loop.backoff_delay", lambda attempt, **kw: 0.05)
+    monkeypatch.setattr("worker_app.core.outbox.backoff_delay", lambda attempt, **kw: 0.05)
+
+
+@pytest.fixture
+def client():
+    return FakeClient()
+
+
+@pytest.fixture
+def core(tmp_path, client):
+    running = []
+
+    def start(**kwargs):
+        running.append(Core(tmp_path, client, **kwargs))
+        return running[-1]
+    yield start
+    for c in running:
+        c.stop()
+
+
+def test_a_job_is_rendered_uploaded_and_completed(core, client):
+    client.leases.put(lease("1"))
+    c = core(max_jobs=1)
+    report = c.report()
+    assert report.outcome == Outcome.DONE and [p.name for p in report.outputs] == \
+        ["frame_0001.png", "frame_0002.png", "frame_0003.png"]
+    complete = client.reports("complete")[0]
+    assert complete.outputs == ["frame_0001.png", "frame_0002.png", "frame_0003.png"]
+    states = [s.state for s in c.snapshots]
+    for state in (State.CONNECTING, State.WAITING, State.DOWNLOADING, State.RENDERING, State.UPLOADING):
+        assert state in states
+    c.thread.join(10)
+    assert c.snapshots[-1].state == State.STOPPED and c.snapshots[-1].jobs_done == 1
+
+
+def test_the_state_has_one_writer(core, client):
+    """Snapshots are made on the loop's thread only, whatever thread the news came from."""
+    threads = set()
+    client.leases.put(lease("1"))
+    c = core(max_jobs=1)
+    c.worker.on_snapshot = lambda s, seen=c._snap: (threads.add(threading.current_thread().name), seen(s))
+    c.report()
+    assert threads == {"homefarm-worker"}
+
+
+def test_a_cancel_seen_by_an_upload_stops_blender_at_once_and_logs_once(core, client, caplog, monkeypatch):
+    monkeypatch.setattr(FakeRun, "frame_s", 0.3)
+    client.upload_error = lambda name: LeaseLost("PUT: 409 job 1 was canceled", 409, {"error": "canceled"})
+    client.leases.put(lease("1", frames="1-20"))
+    with caplog.at_level(logging.WARNING):
+        c = core(max_jobs=1)
+        report = c.report()
+    assert report.outcome == Outcome.CANCELED
+    run = FakeRun.runs[0]
+    assert len(run.saved) <= 2, f"Blender went on rendering {len(run.saved)} frames after the cancel"
+    assert not client.reports("complete") and not client.reports("fail") and not client.reports("release")
+    about_job = [r.getMessage() for r in caplog.records if "job 1" in r.getMessage()]
+    assert len(about_job) <= 2, about_job
+    assert not any("handed out again" in m for m in about_job), about_job
+
+
+def test_a_cancel_seen_by_the_heartbeat_stops_blender(core, client, monkeypatch):
+    monkeypatch.setattr(FakeRun, "frame_s", 0.3)
+    client.leases.put(lease("1", frames="1-20"))
+    c = core(max_jobs=1)
+    c.wait(lambda: FakeRun.runs and FakeRun.runs[0].started.is_set(), what="Blender to start")
+    client.heartbeat_reply = P.HeartbeatReply(cancel=True)
+    report = c.report()
+    assert report.outcome == Outcome.CANCELED and FakeRun.runs[0].stop_reasons
+    assert len(FakeRun.runs[0].saved) < 20
+
+
+def test_a_lease_lost_to_another_worker_is_dropped_without_a_release(core, client, monkeypatch):
+    monkeypatch.setattr(FakeRun, "frame_s", 0.3)
+    client.upload_error = lambda name: LeaseLost("PUT: 409 lease l1 is not the current lease", 409,
+                                                 {"error": "lease_lost"})
+    client.leases.put(lease("1", frames="1-20"))
+    report = core(max_jobs=1).report()
+    assert report.outcome == Outcome.LOST
+    assert not client.reports("release") and not client.reports("complete")
+
+
+def test_the_server_coming_back_during_a_render_leaves_no_stale_backing_off(core, client, monkeypatch):
+    monkeypatch.setattr(FakeRun, "frame_s", 0.2)
+    failures = iter(range(3))
+    client.upload_error = lambda name: Unreachable("PUT: connection refused") if next(failures, None) is not None \
+        else None
+    client.leases.put(lease("1", frames="1-6"))
+    c = core(max_jobs=1)
+    report = c.report()
+    assert report.outcome == Outcome.DONE
+    during = [s for s in c.snapshots if s.job is not None]
+    assert any(not s.link.online for s in during), "the outbox never told the loop it was offline"
+    assert all(s.state != State.BACKING_OFF for s in during), "a job's state was hidden behind backing off"
+    assert c.snapshots[-1].link.online
+
+
+def test_an_outage_keeps_its_start_through_every_retry(core, client):
+    client.claim_error = Unreachable503
+    c = core()
+    c.wait(lambda: len([call for call in client.calls if call[0] == "claim"]) >= 4, what="four claims")
+    down = [s.link for s in c.snapshots if not s.link.online]
+    assert {link.problem for link in down} == {LinkProblem.UNREACHABLE}
+    assert len({link.since for link in down}) == 1, "each retry restarted the outage"
+    assert State.WAITING in [s.state for s in c.snapshots[c.snapshots.index(next(
+        s for s in c.snapshots if not s.link.online)):]], "the test needs waiting states between the retries"
+    client.claim_error = None
+    c.wait(lambda: c.snapshots[-1].link.online and c.snapshots[-1].state == State.WAITING, what="online again")
+
+
+def test_a_zip_sent_as_a_blend_fails_at_once_and_is_not_retried(core, client):
+    zipped = b"PK\x03\x04" + b"\0" * 100
+    client.scene = zipped
+    client.leases.put(lease("1", scene_bytes=zipped))
+    report = core(max_jobs=1).report()
+    fail = client.reports("fail")[0]
+    assert report.outcome == Outcome.FAILED and fail.retryable is False
+    assert fail.reason == "scene: the file is a zip archive; send a .blend saved by Blender"
+    assert not FakeRun.runs, "Blender was started for a file that is no .blend"
+
+
+def test_a_file_blender_cannot_read_is_not_retried_and_names_no_folder_of_this_pc(core, client, tmp_path,
+                                                                                monkeypatch):
+    job_dir = tmp_path / "data" / "jobs" / "1"
+    home = Path.home()
+    monkeypatch.setattr(FakeRun, "result", RenderResult(
+        False, 1, reason=f"Blender exited with code 1 reading {job_dir}/scene.blend",
+        log_tail=f"Read blend: {job_dir}/scene.blend\nError: File format is not supported in file "
+                 f"'{job_dir}/scene.blend'\nsaved crash report in {home}/blender.crash.txt\n"
+                 "C:\\Users\\Kim\\AppData\\Local\\Temp\\blender.crash.txt"))
+    client.leases.put(lease("1"))
+    report = core(max_jobs=1).report()
+    fail = client.reports("fail")[0]
+    assert report.outcome == Outcome.FAILED and fail.retryable is False
+    assert fail.reason == "scene: Blender could not read the file (File format is not supported)"
+    for text in (fail.reason, fail.log_tail, report.reason):
+        assert str(tmp_path) not in text and "Kim" not in text and str(home) + "/" not in text, text
+    assert "<job>/scene.blend" in fail.log_tail and "~/blender.crash.txt" in fail.log_tail
+    assert "~\\AppData\\Local\\Temp" in fail.log_tail
+
+
+def test_a_crash_on_a_readable_file_stays_retryable(core, client, monkeypatch):
+    monkeypatch.setattr(FakeRun, "result", RenderResult(False, -11, reason="Blender crashed (signal 11, SIGSEGV)",
+                                                        log_tail="Writing: /tmp/blender.crash.txt"))
+    client.leases.put(lease("1"))
+    core(max_jobs=1).report()
+    assert client.reports("fail")[0].retryable is True
+
+
+def test_requeue_gives_the_job_back_and_claims_nothing_while_paused(core, client, monkeypatch):
+    monkeypatch.setattr(FakeRun, "frame_s", 0.3)
+    guard = FakeGuard()
+    client.leases.put(lease("1", frames="1-20"))
+    c = core(guard=guard, policy="requeue")
+    c.wait(lambda: FakeRun.runs and FakeRun.runs[0].started.is_set(), what="Blender to start")
+    guard.set("game")
+    c.wait(lambda: c.reports, what="the job to be given back")
+    assert c.reports[0].outcome == Outcome.RELEASED
+    assert client.reports("release")[0].reason == "Paused: game reason"
+    c.wait(lambda: c.snapshots[-1].state == State.PAUSED and c.snapshots[-1].pause.kind == "game", what="paused")
+    claims = len([call for call in client.calls if call[0] == "claim"])
+    client.leases.put(lease("2"))
+    assert not client.calls.wait_for(lambda calls: len([x for x in calls if x[0] == "claim"]) > claims, 0.5), \
+        "claimed while paused"
+    guard.set(None)
+    c.wait(lambda: len(c.reports) == 2, what="job 2 after the pause")
+    assert c.reports[1].outcome == Outcome.DONE
+
+
+def test_suspend_freezes_blender_and_thaws_it(core, client, monkeypatch):
+    monkeypatch.setattr(FakeRun, "frame_s", 0.1)
+    guard = FakeGuard()
+    client.leases.put(lease("1", frames="1-6"))
+    c = core(guard=guard, policy="suspend", max_jobs=1)
+    c.wait(lambda: FakeRun.runs and FakeRun.runs[0].saved, what="a first frame")
+    guard.set("game")
+    c.wait(lambda: c.snapshots[-1].job and c.snapshots[-1].job.suspended, what="Blender suspended")
+    assert FakeRun.runs[0].suspended
+    guard.set(None)
+    report = c.report()
+    assert report.outcome == Outcome.DONE and not FakeRun.runs[0].stop_reasons
+
+
+def test_finish_lets_the_running_job_end_then_waits(core, client, monkeypatch):
+    monkeypatch.setattr(FakeRun, "frame_s", 0.1)
+    guard = FakeGuard()
+    client.leases.put(lease("1", frames="1-4"))
+    c = core(guard=guard, policy="finish")
+    c.wait(lambda: FakeRun.runs and FakeRun.runs[0].started.is_set(), what="Blender to start")
+    guard.set("game")
+    c.wait(lambda: c.reports, what="the job to finish")
+    assert c.reports[0].outcome == Outcome.DONE
+    c.wait(lambda: c.snapshots[-1].state == State.PAUSED, what="paused")
+
+
+def test_stopping_while_waiting_ends_the_long_poll(core, client):
+    c = core()
+    c.wait(lambda: c.snapshots and c.snapshots[-1].state == State.WAITING and ("claim",) in client.calls)
+    c.worker.stop()
+    c.thread.join(3)
+    assert not c.thread.is_alive() and ("cancel_claim",) in client.calls
+
+
+def test_a_job_canceled_during_upload_of_kept_results_is_not_released(core, client):
+    """The outbox refuses new rows for a lease the server said is over."""
+    client.leases.put(lease("1", frames="1"))
+    c = core(max_jobs=1)
+    c.report()
+    outbox = c.worker.outbox
+    outbox.forget("1", "lease-1")
+    outbox.add_report("1", "lease-1", P.ReleaseReport("late"))
+    assert outbox.pending("1") == 0
+
+
+def test_blend_headers_are_read_before_blender_starts(tmp_path):
+    import gzip
+    from worker_app.render.blendfile import NotABlendFile, read_header
+    plain = tmp_path / "a.blend"
+    plain.write_bytes(BLEND)
+    assert read_header(plain).version == (3, 4)
+    packed = tmp_path / "b.blend"
+    packed.write_bytes(gzip.compress(b"BLENDER-v279" + b"\0" * 64))
+    assert read_header(packed).version == (2, 79) and read_header(packed).compression == "gzip"
+    new = tmp_path / "c.blend"
+    new.write_bytes(b"BLENDER17-01v0502" + b"\0" * 64)
+    assert read_header(new).version == (5, 2)
+    zstd = tmp_path / "d.blend"
+    zstd.write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 64)
+    assert read_header(zstd).compression == "zstd"
+    junk = tmp_path / "e.blend"
+    junk.write_bytes(b"<html>not found</html>")
+    with pytest.raises(NotABlendFile, match="not a Blender file"):
+        read_header(junk)

@@ -1,0 +1,77 @@
+"""What other threads tell the worker loop. Each is a small immutable message put on the loop's queue; the
+loop alone applies it to the worker's state (``loop.Worker._apply``)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from worker_app import protocol as P
+from worker_app.core.state import Outcome
+from worker_app.guard.causes import PauseDecision
+from worker_app.system.gpu import GpuSnapshot
+
+
+@dataclass(frozen=True)
+class StopRequested:
+    """The CLI, the tray or a signal asked the worker to end."""
+
+
+@dataclass(frozen=True)
+class PauseChanged:
+    """From the guard's thread."""
+    decision: PauseDecision
+
+
+@dataclass(frozen=True)
+class GpuSampled:
+    """From the GPU monitor's thread."""
+    snapshot: GpuSnapshot
+
+
+@dataclass(frozen=True)
+class LinkChanged:
+    """From the outbox's sender: the server answered again, or could not be reached."""
+    online: bool
+    unauthorized: bool = False
+    detail: str = ""
+    retry_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ResultsSent:
+    """From the outbox's sender: a job's final report was acknowledged (complete, fail, release) or the job
+    was dropped because its lease is gone (lost, canceled)."""
+    job_id: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class LeaseEnded:
+    """From the heartbeat or the outbox: the job is no longer ours; its render stops at once."""
+    job_id: str
+    outcome: Outcome
+    reason: str
+
+
+@dataclass(frozen=True)
+class RenderProgress:
+    """From Blender's reader: how far the render is."""
+    job_id: str
+    progress: P.Progress
+
+
+@dataclass(frozen=True)
+class OutputSaved:
+    """From Blender's reader: Blender saved a file; it goes into the outbox while the next frame renders."""
+    job_id: str
+    path: str
+
+
+@dataclass(eq=False)
+class CallDone:
+    """A blocking call the loop handed to a helper thread has returned (or raised)."""
+    name: str
+    result: object = None
+    error: BaseException | None = None
+    finished: threading.Event = field(default_factory=threading.Event)

@@ -1,0 +1,384 @@
+"""One job's attempt on this PC: download, render, queue the outputs, report, in that order.
+
+A ``JobRun`` lives on the worker loop's thread. Its blocking steps (downloads, Blender) run on helper
+threads through ``Worker.call``, so the loop keeps applying events meanwhile: a pause, a cancel or a lost
+lease reaches ``end()`` within the loop's next turn and stops Blender at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from worker_app import constants as C
+from worker_app import protocol as P
+from worker_app.blender_scripts import contract as K
+from worker_app.client import NotFound, Rejected, Unauthorized, Unreachable
+from worker_app.core.events import OutputSaved, RenderProgress
+from worker_app.core.heartbeat import Heartbeat
+from worker_app.core.redact import Redactor
+from worker_app.core.state import JobProgress, Outcome, State
+from worker_app.guard.energy import EnergyMeter
+from worker_app.render.assets import AssetError, unpack_zip
+from worker_app.render.blender import SCRIPT_EXIT_CODE, BlenderRun, RenderResult
+from worker_app.render.blendfile import NotABlendFile, read_header
+from worker_app.render.discovery import BlenderInstall, BlenderNotFound, pick
+from worker_app.render.images import strip_volatile_metadata
+
+log = logging.getLogger("homefarm.worker")
+
+# Blender's own words for a scene it cannot read: the same file fails on every worker.
+_UNREADABLE = re.compile(r"File format is not supported|not a blend file|Failed to read blend file|"
+                         r"cannot read file|Unable to open", re.IGNORECASE)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(C.CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class JobReport:
+    """How one job ended, with the time of each stage, in seconds."""
+    job_id: str
+    outcome: Outcome = Outcome.FAILED
+    reason: str = ""
+    outputs: list[Path] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)
+    energy_wh: float | None = None
+
+
+class Failed(Exception):
+    """The job cannot be done here; ``retryable`` says whether another attempt (elsewhere) may succeed."""
+
+    def __init__(self, reason: str, log_tail: str = "", retryable: bool = False):
+        super().__init__(reason)
+        self.reason, self.log_tail, self.retryable = reason, log_tail, retryable
+
+
+class Ended(Exception):
+    """The job's processing ends early: released, lost or canceled."""
+
+    def __init__(self, outcome: Outcome, reason: str):
+        super().__init__(reason)
+        self.outcome, self.reason = outcome, reason
+
+
+class JobRun:
+    def __init__(self, worker, lease: P.Lease):
+        self.w = worker
+        self.lease = lease
+        self.job_id = lease.job_id
+        self.dir = worker.folders.jobs / lease.job_id
+        self.redact = Redactor(self.dir, worker.folders.jobs.parent)
+        self.run: BlenderRun | None = None
+        self.ended: tuple[Outcome, str] | None = None
+        self.failure: Failed | None = None
+        self.suspended = False
+        self.queued: set[str] = set()
+        self.meter = EnergyMeter(worker.monitor.latest if worker.monitor else None)
+        self.beat = Heartbeat(worker.make_client(), lease, worker.heartbeat_interval, worker.post)
+
+    # -- from the loop's event handlers ----------------------------------------------------------
+
+    def end(self, outcome: Outcome, reason: str) -> None:
+        """Ends the job early (first reason wins) and stops Blender if it runs."""
+        if self.ended is None:
+            self.ended = (outcome, reason)
+            log.warning("job %s %s: %s", self.job_id, outcome.value, reason)
+        if self.run is not None:
+            self.run.stop(reason)
+
+    def fail(self, failure: Failed) -> None:
+        self.failure = self.failure or failure
+        if self.run is not None:
+            self.run.stop(failure.reason)
+
+    def suspend(self) -> None:
+        if self.run is not None and self.run.suspend():
+            self.suspended = True
+            self.beat.progress = P.Progress(stage="rendering", message="suspended while the owner uses the PC; "
+                                                                       "Blender keeps its GPU memory")
+            self.w.show(job=self._progress(suspended=True))
+
+    def unsuspend(self) -> None:
+        if self.run is not None and self.run.suspended:
+            self.run.resume()
+        self.suspended = False
+        self.w.show(job=self._progress(suspended=False))
+
+    def wait_for_resume(self) -> None:
+        """Holds the job (the heartbeat keeps its lease) until the pause ends."""
+        self.w.wait_until(lambda: not self.w.decision.paused or self.ended is not None)
+
+    def on_progress(self, progress: P.Progress) -> None:
+        self.beat.progress = progress
+        self.w.show(job=JobProgress(self.job_id, "rendering", progress.frame, progress.frames_done or 0,
+                                    progress.frame_count, progress.sample, progress.samples, progress.percent,
+                                    progress.eta_s, self.suspended))
+
+    def on_output(self, path: Path) -> None:
+        try:
+            self._queue_output(path)
+        except Failed as failure:
+            self.fail(failure)
+
+    # -- the attempt ----------------------------------------------------------------------------
+
+    def execute(self) -> JobReport:
+        started = time.monotonic()
+        report = JobReport(self.job_id)
+        w, lease = self.w, self.lease
+        w.show(job=JobProgress(self.job_id), message=f"job {self.job_id} claimed")
+        try:
+            try:
+                spec = P.JobSpec.parse(lease.spec)
+            except P.ValidationError as error:
+                raise Failed(f"invalid job: {error}", retryable=False) from None
+            try:
+                blender = pick(w.blenders, spec.min_blender_version)
+            except BlenderNotFound as error:
+                raise Failed(str(error), retryable=True) from None
+            self.beat.start()
+            self._prepare_dir()
+            outputs, report.stages, stats = self._work(spec, blender)
+            report.outputs = [self.dir / "out" / name for name in outputs]
+            stats.update({f"{k}_s": round(v, 3) for k, v in report.stages.items()})
+            stats.update(blender=blender.version, frames=len(spec.render.frame_list()),
+                         total_s=round(time.monotonic() - started, 3))
+            energy = self.meter.reading()
+            if energy.wh is not None:
+                stats.update(gpu_energy_wh=round(energy.wh, 4), energy_source=energy.source)
+            t0 = time.monotonic()
+            w.report(self, "complete", {"outputs": outputs, "stats": stats})
+            w.show(state=State.UPLOADING, job=JobProgress(self.job_id, "uploading", percent=100.0),
+                   message=f"job {self.job_id}: uploading")
+            self.beat.progress = P.Progress(stage="uploading", percent=100.0)
+            sent = w.flush(self.job_id)  # the heartbeat keeps the lease while the outputs go out
+            report.stages["upload"] = time.monotonic() - t0
+            if sent == "complete":
+                report.outcome = Outcome.DONE
+            elif sent is None:
+                report.outcome, report.reason = Outcome.KEPT, "the results are kept on disk and sent at the next start"
+            elif sent == "canceled":
+                report.outcome, report.reason = Outcome.CANCELED, "the job was canceled on the server"
+            else:
+                report.outcome, report.reason = Outcome.LOST, "the server gave the job to someone else meanwhile"
+        except Failed as failure:
+            report.reason = self.redact(failure.reason)
+            log.error("job %s failed: %s", self.job_id, failure.reason)
+            w.report(self, "fail", {"reason": report.reason, "log_tail": self.redact(failure.log_tail),
+                                    "retryable": failure.retryable})
+            self.beat.stop()
+            w.flush(self.job_id, timeout=C.READ_TIMEOUT)
+        except Ended as ended:
+            report.outcome, report.reason = ended.outcome, ended.reason
+            if ended.outcome == Outcome.RELEASED:
+                w.report(self, "release", {"reason": ended.reason})
+                self.beat.stop()
+                w.flush(self.job_id, timeout=5.0)
+            else:  # lost or canceled: the server wants nothing more of this job
+                w.outbox.forget(self.job_id, self.lease.lease_id)
+                (self.dir / "lease.json").unlink(missing_ok=True)
+        finally:
+            self.beat.stop()
+            report.stages["total"] = time.monotonic() - started
+            report.energy_wh = self.meter.reading().wh
+        return report
+
+    def check(self) -> None:
+        """Raises what ended the job from outside: a cancel, a lost lease, a stop, a rejected output."""
+        if self.failure is not None:
+            raise self.failure
+        if self.ended is not None:
+            raise Ended(*self.ended)
+
+    def _prepare_dir(self) -> None:
+        job_id = self.job_id
+        if not job_id.replace("-", "").replace("_", "").isalnum():
+            raise Failed(f"job_id: {job_id!r} is not a plain identifier", retryable=False)
+        if self.w.outbox.pending(job_id):
+            # Outputs of an earlier attempt still wait to be sent from here: they are not ours any more.
+            self.w.outbox.drop_job(job_id)
+        shutil.rmtree(self.dir, ignore_errors=True)  # a fresh start for each attempt
+        (self.dir / "out").mkdir(parents=True)
+        # Written before any work: a crash from here on is found at the next start and the job given back.
+        (self.dir / "lease.json").write_text(json.dumps({"job_id": job_id, "lease_id": self.lease.lease_id,
+                                                         "server": self.w.client.server_url}))
+
+    def _work(self, spec: P.JobSpec, blender: BlenderInstall) -> tuple[list[str], dict[str, float], dict]:
+        """Downloads and renders; returns the output names, stage times and stats."""
+        w, lease = self.w, self.lease
+        stages: dict[str, float] = {}
+        t0 = time.monotonic()
+        w.show(state=State.DOWNLOADING, job=JobProgress(self.job_id, "downloading"),
+               message=f"job {self.job_id}: downloading the scene")
+        self.beat.progress = P.Progress(stage="downloading")
+        blend = w.call(self._fetch_scene, spec.scene)
+        images = w.call(self._fetch_images, spec.overrides.get("images", {}))
+        stages["download"] = time.monotonic() - t0
+        self._check_blend(blend, spec, blender)
+        self.before_render()
+
+        frames = spec.render.frame_list()
+        # Frames an earlier attempt already uploaded are not rendered again.
+        names = {f: K.frame_output_name(f, spec.render.format) for f in frames}
+        todo = [f for f in frames if names[f] not in lease.outputs]
+        done_before = [names[f] for f in frames if names[f] in lease.outputs]
+        stats: dict = {"frames_skipped": len(done_before)}
+        if not todo:
+            return done_before, stages, stats
+
+        t0 = time.monotonic()
+        render = spec.render.to_json()
+        if render.get("device", "AUTO") == "AUTO":
+            render["device"] = w.settings.device
+        job = {K.RENDER: render, K.FRAMES: todo, K.OUTPUT_DIR: str((self.dir / "out").resolve()),
+               K.OVERRIDES: {k: v for k, v in spec.overrides.items() if k != "images"}, K.IMAGES: images,
+               K.DEVICE_TYPE: w.settings.device_type or None, K.GPU_INDICES: list(w.settings.gpu_indices)}
+        w.show(state=State.RENDERING, job=JobProgress(self.job_id, "rendering", frame_count=len(todo)),
+               message=f"job {self.job_id}: rendering")
+        result = self._render(blender, blend, job, spec)
+        stages["render"] = time.monotonic() - t0
+        stats["uploaded_during_render"] = len(self.queued) - w.outbox.pending(self.job_id)
+        self.check()
+        if not result.ok:
+            unreadable = _UNREADABLE.search(result.log_tail or "")
+            retryable = result.stopped is None and result.exit_code not in (SCRIPT_EXIT_CODE, 0) \
+                and not unreadable
+            reason = result.reason
+            if unreadable:
+                reason = f"scene: Blender could not read the file ({unreadable.group(0)})"
+            raise Failed(reason, log_tail=result.log_tail, retryable=retryable)
+        if self.run.tracker.warnings:
+            stats["warnings"] = self.redact("; ".join(self.run.tracker.warnings))[:1000]
+        if not result.saved:
+            raise Failed("Blender finished but saved no output", retryable=False)
+        for saved in result.saved:
+            self._queue_output(Path(saved))
+        return done_before + [Path(saved).name for saved in dict.fromkeys(result.saved)], stages, stats
+
+    def before_render(self) -> None:
+        self.check()
+        if self.w.decision.paused:
+            self.w.policy.before_render(self, self.w.decision.reason)
+        self.check()
+
+    def _render(self, blender: BlenderInstall, blend: Path, job: dict, spec: P.JobSpec) -> RenderResult:
+        w = self.w
+        job_id = self.job_id
+
+        def on_line(line):
+            # Each frame goes into the outbox as soon as Blender has saved it; the sender uploads it
+            # while the next frame renders. A movie is sent once it is whole.
+            event = line.event
+            if event and event.get("event") == K.FILE_SAVED and isinstance(event.get("path"), str) \
+                    and not K.is_movie(Path(event["path"]).name):
+                w.post(OutputSaved(job_id, event["path"]))
+
+        def on_progress(tracker):
+            w.post(RenderProgress(job_id, P.Progress(
+                stage="rendering", frame=tracker.frame, frames_done=tracker.frames_done,
+                frame_count=tracker.frame_count, sample=tracker.sample, samples=tracker.samples,
+                percent=tracker.percent, eta_s=tracker.eta_s, gpu=w.snapshot.gpu or None)))
+
+        self.run = w.make_run(blender.path, blend, job, self.dir, total_timeout=spec.timeouts.total_s,
+                              silence_timeout=spec.timeouts.silence_s, user_dir=w.folders.blender_user,
+                              on_progress=on_progress, on_line=on_line)
+        if w.decision.paused:  # the pause began in the instant before Blender starts
+            w.policy.on_pause(self, w.decision.reason)
+            self.check()
+        return w.call(self.run.run, name="blender")
+
+    def _check_blend(self, blend: Path, spec: P.JobSpec, blender: BlenderInstall) -> None:
+        """A file that is no .blend fails at once on every worker: not worth another attempt."""
+        try:
+            read_header(blend)
+        except NotABlendFile as error:
+            what = f"scene.blend ({spec.scene.blend})" if spec.scene.type == "zip" else "scene"
+            raise Failed(f"{what}: the file is {error}; send a .blend saved by Blender", retryable=False) from None
+        except OSError as error:
+            raise Failed(f"scene: could not be read on this PC ({error.strerror})", retryable=True) from None
+
+    def _queue_output(self, path: Path) -> None:
+        """An output Blender has saved: checked, cleaned of volatile metadata, hashed, into the outbox."""
+        out_dir = (self.dir / "out").resolve()
+        path = Path(path).resolve()
+        if path.name in self.queued:
+            return
+        if path.parent != out_dir or not path.is_file():
+            raise Failed("Blender reported an output outside the job's folder", retryable=False)
+        try:
+            P.check_output_name(path.name, "output")
+        except P.ValidationError as error:
+            raise Failed(str(error), retryable=False) from None
+        strip_volatile_metadata(path)
+        self.w.outbox.add_output(self.job_id, self.lease.lease_id, path.name, path, file_sha256(path))
+        self.queued.add(path.name)
+
+    def _progress(self, suspended: bool) -> JobProgress:
+        current = self.w.snapshot.job or JobProgress(self.job_id, "rendering")
+        return JobProgress(**{**current.__dict__, "suspended": suspended})
+
+    # -- on a helper thread ---------------------------------------------------------------------
+
+    def _fetch_images(self, images: dict) -> dict[str, str]:
+        """Downloads the job's image assets (verified like scenes) into the job's folder."""
+        paths = {}
+        for index, (name, data) in enumerate(sorted(images.items())):
+            asset = P.SceneAsset.parse(data, f"overrides.images.{name}")
+            try:
+                cached = self._download(asset)
+            except AssetError as error:
+                raise Failed(f"overrides.images.{name}: {error}", retryable=False) from None
+            except (NotFound, Rejected, Unauthorized, Unreachable) as error:
+                raise Failed(f"overrides.images.{name}: could not be downloaded: {error}",
+                             retryable=isinstance(error, Unreachable)) from None
+            suffix = Path(asset.url.split("?")[0]).suffix.lower()
+            suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
+            local = self.dir / "assets" / f"image_{index}{suffix}"  # never a name taken from the job
+            local.parent.mkdir(exist_ok=True)
+            _link_or_copy(cached, local)
+            paths[name] = str(local.resolve())
+        return paths
+
+    def _fetch_scene(self, asset: P.SceneAsset) -> Path:
+        try:
+            cached = self._download(asset)
+        except AssetError as error:
+            raise Failed(str(error), retryable=False) from None
+        except (NotFound, Rejected, Unauthorized) as error:
+            raise Failed(f"scene.url: the scene could not be downloaded: {error}", retryable=False) from None
+        except Unreachable as error:
+            raise Failed(f"scene.url: the scene could not be downloaded: {error}", retryable=True) from None
+        if asset.type == "zip":
+            try:
+                return unpack_zip(cached, self.dir / "scene", asset.blend)
+            except AssetError as error:
+                raise Failed(str(error), retryable=False) from None
+        # Blender writes nothing next to the .blend it renders, but link it into the job's folder
+        # anyway so the job only ever touches its own folder and the cache stays pristine.
+        local = self.dir / "scene.blend"
+        _link_or_copy(cached, local)
+        return local
+
+    def _download(self, asset: P.SceneAsset) -> Path:
+        client = self.w.client
+        cached, _hit = self.w.cache.fetch(asset, lambda out, limit: client.download(asset.url, out, limit))
+        return cached
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    try:
+        dest.hardlink_to(source)
+    except OSError:
+        shutil.copyfile(source, dest)

@@ -1,0 +1,493 @@
+"""The worker loop: sign on, long-poll for a job, run it, again; the one owner of the worker's state.
+
+Other threads (the guard, the GPU monitor, the outbox's sender, the heartbeat, Blender's reader) never touch
+the worker's state: they ``post`` typed events (``core/events.py``) to a queue that this loop alone drains
+and applies. Blocking steps (HTTP, downloads, Blender) run on helper threads through ``call``, so the loop
+applies events while it waits, and a pause or a cancel reaches Blender within a fraction of a second.
+Whoever shows the worker (the CLI, the tray) receives immutable ``Snapshot``s through a callback and sends
+commands (``stop``); nothing here imports Qt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import queue
+import shutil
+import socket
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from worker_app import __version__
+from worker_app import constants as C
+from worker_app import protocol as P
+from worker_app.client import LeaseLost, NotFound, Rejected, Unauthorized, Unreachable, WorkerClient, backoff_delay
+from worker_app.core import events as E
+from worker_app.core.job import JobReport, JobRun
+from worker_app.core.policies import POLICIES, PausePolicy
+from worker_app.core.state import LastJob, Link, LinkProblem, Outcome, Pause, Snapshot, State, Update
+from worker_app.guard.causes import PauseDecision
+from worker_app.core.outbox import Outbox, OutboxSender
+from worker_app.render import procs
+from worker_app.render.assets import SceneCache
+from worker_app.render.blender import BlenderRun
+from worker_app.render.discovery import BlenderInstall, BlenderNotFound, probe_devices
+from worker_app.system import gpu
+
+log = logging.getLogger("homefarm.worker")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the worker works; the tray applies new settings with ``Worker.reconfigure``."""
+    name: str = ""  # shown on the server; the PC's name by default
+    device: str = "AUTO"
+    device_type: str = ""
+    gpu_indices: tuple[int, ...] = ()
+    claim_wait: float = C.CLAIM_WAIT_DEFAULT
+    pause_policy: str = "requeue"
+    max_jobs: int | None = None  # stop after this many jobs (tests, `homefarm run --max-jobs`)
+
+
+@dataclass(frozen=True)
+class Folders:
+    jobs: Path
+    cache: Path
+
+    @property
+    def blender_user(self) -> Path:
+        """Blender's user config and scripts live here, not in the owner's own Blender folders."""
+        return self.jobs.parent / "blender-user"
+
+    @property
+    def outbox(self) -> Path:
+        return self.jobs.parent / "outbox.sqlite3"
+
+
+class Worker:
+    def __init__(self, client: WorkerClient, blenders: BlenderInstall | list[BlenderInstall], folders: Folders,
+                 settings: Settings = Settings(), *, make_client=None, guard=None, monitor=None, ledger=None,
+                 outbox: Outbox | None = None, on_snapshot=None, on_job_end=None, make_run=BlenderRun):
+        self.client = client
+        self.blenders = blenders if isinstance(blenders, list) else [blenders]
+        self.folders = folders
+        self.settings = settings
+        self.cache = SceneCache(folders.cache)
+        self.make_client = make_client or (lambda: client)  # heartbeats and uploads use sessions of their own
+        self.guard = guard
+        self.monitor = monitor
+        self.ledger = ledger
+        self.outbox = outbox
+        self.on_snapshot = on_snapshot or (lambda snapshot: None)
+        self.on_job_end = on_job_end or (lambda report: None)
+        self.make_run = make_run  # BlenderRun; the core's unit tests pass a fake of the same shape
+        self.heartbeat_interval = C.HEARTBEAT_INTERVAL
+        self.worker_id: str | None = None
+        self.decision = PauseDecision()
+        self._events: queue.Queue = queue.Queue()
+        self._stopping = threading.Event()
+        self._snapshot = Snapshot()
+        self._loop_thread: threading.Thread | None = None
+        self._job: JobRun | None = None
+        self._claiming = False
+        self._devices: list[str] | None = None
+        self._sent: dict[str, str] = {}  # job id -> how its results left the outbox: complete, fail, lost...
+        if guard is not None:
+            guard.add_listener(lambda decision: self.post(E.PauseChanged(decision)))
+        if monitor is not None:
+            monitor.on_sample = lambda sample: self.post(E.GpuSampled(sample))
+
+    # -- from any thread ------------------------------------------------------------------------
+
+    def post(self, event) -> None:
+        self._events.put(event)
+
+    def stop(self) -> None:
+        """Asks the loop to end; a running render is stopped and its job released to the server."""
+        self._stopping.set()
+        self.post(E.StopRequested())
+
+    def reconfigure(self, settings: Settings, blenders: list[BlenderInstall] | None = None) -> None:
+        """New settings take effect at the next job (a running one keeps what it started with)."""
+        self.settings = settings
+        if blenders:
+            self.blenders = blenders
+
+    def own_pids(self) -> set[int]:
+        """Our Blender's processes: detectors must not take them for a game or a foreign GPU load."""
+        job = self._job
+        run = job.run if job is not None else None
+        return run.pids() if run is not None else set()
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    @property
+    def policy(self) -> PausePolicy:
+        return POLICIES[self.settings.pause_policy]
+
+    def start_thread(self) -> threading.Thread:
+        self._loop_thread = threading.Thread(target=self.run, name="homefarm-worker", daemon=True)
+        self._loop_thread.start()
+        return self._loop_thread
+
+    # -- the loop's own tools -------------------------------------------------------------------
+
+    def show(self, **changes) -> None:
+        """Changes the snapshot and hands it to the display. Only the loop's thread calls this."""
+        assert self._loop_thread in (None, threading.current_thread()), "the worker's state has one writer"
+        self._snapshot = snapshot = replace(self._snapshot, **changes)
+        try:
+            self.on_snapshot(snapshot)
+        except Exception:  # a broken display must not stop the worker
+            log.exception("snapshot callback failed")
+
+    def call(self, fn, *args, name: str = "io"):
+        """Runs a blocking ``fn(*args)`` on a helper thread and applies events until it returns."""
+        done = E.CallDone(name)
+
+        def work():
+            try:
+                done.result = fn(*args)
+            except BaseException as error:  # handed back to the loop, raised there
+                done.error = error
+            done.finished.set()
+            self.post(done)
+
+        threading.Thread(target=work, name=f"worker-{name}", daemon=True).start()
+        self.wait_until(done.finished.is_set)
+        if done.error is not None:
+            raise done.error
+        return done.result
+
+    def wait_until(self, condition, timeout: float | None = None) -> bool:
+        """Applies events until ``condition()`` holds; False when ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not condition():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            try:
+                event = self._events.get(timeout=remaining)
+            except queue.Empty:
+                return condition()
+            self._apply(event)
+        return True
+
+    def _sleep(self, seconds: float) -> None:
+        """Waits ``seconds`` while applying events; a stop ends the wait."""
+        self.wait_until(self._stopping.is_set, seconds)
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _apply(self, event) -> None:
+        try:
+            self._apply_one(event)
+        except Exception:  # one bad event must not end the loop
+            log.exception("could not apply %s", type(event).__name__)
+
+    def _apply_one(self, event) -> None:
+        job = self._job
+        match event:
+            case E.CallDone():
+                pass  # its waiter looks at it
+            case E.StopRequested():
+                self.show(state=State.STOPPING, message="stopping")
+                if job is not None:
+                    job.end(Outcome.RELEASED, "the worker is shutting down")
+                self._end_claim()
+            case E.PauseChanged(decision=decision):
+                was_paused, self.decision = self.decision.paused, decision
+                self.show(pause=_pause_of(decision))
+                if decision.paused:
+                    self._end_claim()
+                    if job is not None and not was_paused:
+                        self.policy.on_pause(job, decision.reason)
+                elif job is not None and was_paused:
+                    self.policy.on_resume(job)
+            case E.GpuSampled(snapshot=sample):
+                if job is not None:
+                    job.meter.add(sample)
+                if sample.available and sample.gpus:
+                    figures = sample.gpus[0].figures()
+                    if figures != self._snapshot.gpu:
+                        self.show(gpu=figures, gpu_problem="")
+                elif sample.problem and sample.problem != self._snapshot.gpu_problem:
+                    self.show(gpu={}, gpu_problem=sample.problem)
+            case E.LinkChanged():
+                self._set_link(event.online, LinkProblem.UNAUTHORIZED if event.unauthorized
+                               else LinkProblem.UNREACHABLE, event.detail, event.retry_at)
+            case E.ResultsSent(job_id=job_id, kind=kind):
+                self._sent[job_id] = kind
+                self._prune_job_dirs()
+                if job is not None and job.job_id == job_id and kind in ("lost", "canceled"):
+                    job.end(Outcome.CANCELED if kind == "canceled" else Outcome.LOST,
+                            "the job was canceled on the server" if kind == "canceled"
+                            else "the server gave the job to someone else")
+            case E.LeaseEnded(job_id=job_id):
+                if job is not None and job.job_id == job_id:
+                    job.end(event.outcome, event.reason)
+            case E.RenderProgress(job_id=job_id):
+                if job is not None and job.job_id == job_id and job.ended is None:
+                    job.on_progress(event.progress)
+            case E.OutputSaved(job_id=job_id):
+                if job is not None and job.job_id == job_id and job.ended is None:
+                    job.on_output(Path(event.path))
+
+    def _set_link(self, online: bool, problem: LinkProblem, detail: str = "", retry_at: float | None = None):
+        link = self._snapshot.link
+        if online:
+            if not link.online:
+                log.info("the server answers again")
+                self.show(link=Link())
+            return
+        since = link.since if link.problem == problem and link.since is not None else time.time()
+        self.show(link=Link(problem, since, retry_at, detail))
+
+    def _end_claim(self) -> None:
+        """Ends our waiting long poll at the server, so a claim begun before a pause or a stop brings no job."""
+        if self._claiming and self.worker_id is not None:
+            threading.Thread(target=self._cancel_claim, args=(self.worker_id,), name="end-claim",
+                             daemon=True).start()
+
+    def _cancel_claim(self, worker_id: str) -> None:
+        client = self.make_client()
+        try:
+            for _ in range(20):
+                try:
+                    if client.cancel_claim(worker_id):
+                        return
+                except (Unreachable, Rejected, NotFound, Unauthorized, LeaseLost):
+                    pass
+                # Normally the claim returns within milliseconds; again if it had not reached the server.
+                if self._stopping.wait(0.25) and not self._claiming:
+                    return
+        finally:
+            if client is not self.client:
+                client.close()
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self._loop_thread = self._loop_thread or threading.current_thread()
+        self.folders.jobs.mkdir(parents=True, exist_ok=True)
+        reaped = procs.reap_orphans(list(self.folders.jobs.glob("*/blender.pid")))
+        if reaped:
+            log.warning("ended %d Blender process(es) left by an earlier run", reaped)
+        if self.outbox is None:
+            self.outbox = Outbox(self.folders.outbox)
+        sender = OutboxSender(self.outbox, self.make_client(), post=self.post).start()
+        if self.guard is not None:
+            self.decision = self.guard.decision
+            self.show(pause=_pause_of(self.decision))
+        self._recover()
+        failures = handled = 0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    if self.outbox.pending():
+                        self._send_kept_results()
+                        continue
+                    if self.worker_id is None:
+                        self.show(state=State.CONNECTING, message=f"connecting to {self.client.server_url}")
+                        self._hello()
+                    if self._update_required() or self._paused():
+                        continue
+                    lease = self._claim()
+                    failures = 0
+                    if lease is None:
+                        continue
+                    if self._stopping.is_set() or self.decision.paused:
+                        # Claimed in the instant the pause began: give it straight back.
+                        self.call(self.client.release, lease.job_id, lease.lease_id,
+                                  self.decision.reason or "the worker is shutting down")
+                        continue
+                    self._handle(lease)
+                    handled += 1
+                    if self.settings.max_jobs is not None and handled >= self.settings.max_jobs:
+                        break
+                except Unauthorized as error:
+                    failures += 1
+                    self._back_off(failures, LinkProblem.UNAUTHORIZED,
+                                   f"the server refused the worker token; sign in again ({error})")
+                except (Unreachable, Rejected, NotFound) as error:
+                    failures += 1
+                    if isinstance(error, Rejected) and "worker_id" in str(error):
+                        self.worker_id = None  # the server forgot us (a new database): sign on again
+                    self._back_off(failures, LinkProblem.UNREACHABLE, f"server unreachable: {error}")
+        finally:
+            sender.stop()
+            self.show(state=State.STOPPED, message="stopped", job=None)
+
+    def _claim(self) -> P.Lease | None:
+        self.show(state=State.WAITING, message="waiting for a job", job=None)
+        self._claiming = True
+        try:
+            lease = self.call(self.client.claim, self.worker_id, self.settings.claim_wait, name="claim")
+        finally:
+            self._claiming = False
+        self._set_link(True, LinkProblem.NONE)
+        return lease
+
+    def _handle(self, lease: P.Lease) -> None:
+        job = JobRun(self, lease)
+        self._job = job
+        if self.decision.paused and job.ended is None:
+            self.policy.on_pause(job, self.decision.reason)
+        try:
+            report = job.execute()
+        finally:
+            self._job = None
+        if report.outcome == Outcome.DONE:
+            self.show(jobs_done=self._snapshot.jobs_done + 1, message=f"job {lease.job_id} done")
+        elif report.outcome == Outcome.FAILED:
+            self.show(jobs_failed=self._snapshot.jobs_failed + 1,
+                      message=f"job {lease.job_id} failed: {report.reason}")
+        self.show(last_job=_last(report), job=None)
+        if self.ledger is not None:
+            try:
+                self.ledger.record(lease.job_id, self.client.server_url, report.outcome.value,
+                                   report.stages["total"], report.stages.get("render", 0.0), report.energy_wh)
+            except Exception:  # the owner's statistics must never cost a job
+                log.exception("could not record job %s in the statistics", lease.job_id)
+        self.on_job_end(report)
+
+    # -- results and recovery -------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """After a crash or reboot: a job that was claimed but never reported is given back."""
+        for lease_file in sorted(self.folders.jobs.glob("*/lease.json")):
+            try:
+                held = json.loads(lease_file.read_text())
+                job_id, lease_id = str(held["job_id"]), str(held["lease_id"])
+            except (OSError, ValueError, KeyError):
+                lease_file.unlink(missing_ok=True)
+                continue
+            if not self.outbox.has_report(job_id):
+                log.warning("job %s was interrupted by a restart; giving it back to the server", job_id)
+                self.outbox.add_report(job_id, lease_id, P.ReleaseReport(
+                    "the worker restarted before finishing the job"))
+            lease_file.unlink(missing_ok=True)
+
+    def _send_kept_results(self) -> None:
+        """Before claiming anything new, the results kept from before go out."""
+        count = self.outbox.pending()
+        if self._snapshot.link.online:
+            self.show(state=State.UPLOADING, message=f"sending {count} result(s) kept from before", job=None)
+        else:
+            self.show(state=State.BACKING_OFF, message=f"{count} result(s) wait for the server", job=None)
+        self.wait_until(lambda: self._stopping.is_set() or not self.outbox.pending(), 1.0)
+
+    def report(self, job: JobRun, kind: str, payload: dict) -> None:
+        """Writes the job's final word to the outbox; from here on the outbox owns the job's fate."""
+        message = {"complete": P.CompleteReport, "fail": P.FailReport, "release": P.ReleaseReport}[kind](**payload)
+        self.outbox.add_report(job.job_id, job.lease.lease_id, message)
+        (job.dir / "lease.json").unlink(missing_ok=True)
+
+    def flush(self, job_id: str, timeout: float | None = None) -> str | None:
+        """Waits until the job's results have left the outbox; returns how (complete, fail, lost...)."""
+        self._sent.pop(job_id, None)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.wait_until(lambda: job_id in self._sent or not self.outbox.pending(job_id), 0.5):
+            if self._stopping.is_set() or (deadline is not None and time.monotonic() > deadline):
+                return None  # kept on disk; sent at the next start
+        self.wait_until(lambda: job_id in self._sent, 0.5)
+        return self._sent.pop(job_id, None)
+
+    def _prune_job_dirs(self, keep: int = 20) -> None:
+        """Job folders whose results the server has are kept for the owner to look at, the newest 20."""
+        current = self._job.job_id if self._job else None
+        finished = []
+        for folder in self.folders.jobs.iterdir():
+            if folder.is_dir() and folder.name != current and not (folder / "lease.json").exists() \
+                    and not self.outbox.pending(folder.name):
+                finished.append(folder)
+        finished.sort(key=lambda f: f.stat().st_mtime, reverse=True)
+        for folder in finished[keep:]:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    # -- signing on, pausing, backing off -------------------------------------------------------
+
+    def _paused(self) -> bool:
+        """True while the guard says to step aside; then shows why and waits a little for a change."""
+        if self.guard is None or not self.decision.paused:
+            return False
+        self.decision = self.guard.decision  # the hold-off's countdown changes its words every second
+        self.show(state=State.PAUSED, message=self.decision.reason, pause=_pause_of(self.decision), job=None)
+        self.wait_until(lambda: self._stopping.is_set() or not self.decision.paused, 1.0)
+        return True
+
+    def _render_devices(self) -> list[str]:
+        if self._devices is None:
+            try:
+                found = probe_devices(self.blenders[0])
+                self._devices = [backend for backend, names in found.items() if names]
+            except BlenderNotFound as error:
+                log.warning("%s", error)
+                self._devices = ["CPU"]
+        return self._devices
+
+    def _hello(self) -> None:
+        gpus = gpu.inventory()
+        hello = P.Hello(name=self.settings.name or socket.gethostname(),
+                        os=f"{platform.system()} {platform.release()}", app_version=__version__,
+                        blender=[{"version": b.version, "path": b.path} for b in self.blenders],
+                        gpus=gpus.gpus, devices=self.call(self._render_devices, name="probe"))
+        reply: P.HelloReply = self.call(self.client.hello, hello, name="hello")
+        self._set_link(True, LinkProblem.NONE)
+        self.worker_id = reply.worker_id
+        if reply.claim_wait_max_s:
+            self.settings = replace(self.settings, claim_wait=min(self.settings.claim_wait, reply.claim_wait_max_s))
+        if reply.heartbeat_interval_s:
+            self.heartbeat_interval = reply.heartbeat_interval_s
+        self._check_version(reply)
+        log.info("signed on to %s as %s", self.client.server_url, self.worker_id)
+
+    def _check_version(self, reply: P.HelloReply) -> None:
+        """The server can announce a newer release, and refuse workers older than a minimum."""
+        def older(version) -> bool:
+            try:
+                return isinstance(version, str) and P.version_tuple(__version__) < P.version_tuple(version)
+            except ValueError:
+                return False
+        latest, minimum = reply.latest_worker_version, reply.min_worker_version
+        required = older(minimum)
+        newest = minimum if required and not older(latest) else latest
+        self.show(update=Update(newest if older(newest) else "", required))
+        if required:
+            log.error("homefarm %s is older than this server accepts (%s or newer): update homefarm",
+                      __version__, minimum)
+
+    def _update_required(self) -> bool:
+        update = self._snapshot.update
+        if not update.required:
+            return False
+        reason = f"Paused: this server needs homefarm {update.version} or newer"
+        self.show(state=State.PAUSED, job=None, pause=Pause("update", reason),
+                  message=f"homefarm {__version__} is too old for this server: install {update.version} or newer")
+        self._sleep(C.UPDATE_RECHECK)
+        self.worker_id = None  # sign on again: the server may accept this version by now
+        return True
+
+    def _back_off(self, failures: int, problem: LinkProblem, message: str) -> None:
+        delay = backoff_delay(failures - 1)
+        log.warning("%s; retrying in %.0f s", message, delay)
+        self._set_link(False, problem, message, time.time() + delay)
+        self.show(state=State.BACKING_OFF, message=f"{message}; retrying in {delay:.0f} s")
+        self._sleep(delay)
+
+
+def _pause_of(decision: PauseDecision) -> Pause | None:
+    if not decision.paused:
+        return None
+    cause = decision.causes[0] if decision.causes else None
+    kind = cause.kind if cause else "hold-off"
+    return Pause(kind, decision.reason, cause.until if cause else None, decision.resume_at)
+
+
+def _last(report: JobReport) -> LastJob:
+    return LastJob(report.job_id, report.outcome, report.reason)

@@ -1,0 +1,115 @@
+"""What the worker is doing, as typed, immutable facts: the one thing the tray, the CLI and the notifications read.
+
+Only the worker loop (``core/loop.py``) makes snapshots; every other thread posts events to it. A reader
+looks at fields (``snapshot.link.problem``, ``snapshot.pause.kind``), never into a message's words.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field
+
+
+class State(str, enum.Enum):
+    CONNECTING = "connecting"
+    WAITING = "waiting"
+    DOWNLOADING = "downloading"
+    RENDERING = "rendering"
+    UPLOADING = "uploading"
+    BACKING_OFF = "backing off"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+BUSY_STATES = (State.DOWNLOADING, State.RENDERING, State.UPLOADING)
+
+
+class Outcome(str, enum.Enum):
+    """How one job's attempt on this PC ended."""
+    DONE = "done"
+    FAILED = "failed"
+    RELEASED = "released"  # given back to the queue: a pause, a quit
+    LOST = "lost"  # the server gave the lease to someone else
+    CANCELED = "canceled"  # the web app canceled the job
+    KEPT = "kept"  # rendered; the results wait on disk and go out at the next start
+
+
+class LinkProblem(str, enum.Enum):
+    NONE = ""
+    UNREACHABLE = "unreachable"  # network down, server down or failing (5xx)
+    UNAUTHORIZED = "unauthorized"  # the token was refused: sign in again
+
+
+@dataclass(frozen=True)
+class Link:
+    """How the worker's exchange with the server goes."""
+    problem: LinkProblem = LinkProblem.NONE
+    since: float | None = None  # time.time() when the problem began; kept through every retry
+    retry_at: float | None = None  # time.time() of the next try
+    detail: str = ""  # the technical detail, for the log
+
+    @property
+    def online(self) -> bool:
+        return self.problem == LinkProblem.NONE
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Why the worker steps aside for the owner."""
+    kind: str  # manual, game, gpu, fullscreen, active, schedule, thermal, disk, hold-off, update
+    reason: str  # "Paused: eldenring.exe is running", for a person
+    until: dt.datetime | None = None  # a known end (manual, schedule)
+    resume_at: float | None = None  # time.time() when a hold-off ends
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    job_id: str
+    stage: str = "claimed"  # claimed, downloading, rendering, uploading
+    frame: int | None = None
+    frames_done: int = 0
+    frame_count: int | None = None
+    sample: int | None = None
+    samples: int | None = None
+    percent: float | None = None
+    eta_s: float | None = None
+    suspended: bool = False  # Blender is suspended while the owner uses the PC
+
+
+@dataclass(frozen=True)
+class Update:
+    version: str = ""  # a newer release the server announced, "" if none
+    required: bool = False  # this version is older than the server accepts: nothing is claimed
+
+
+@dataclass(frozen=True)
+class LastJob:
+    job_id: str
+    outcome: Outcome
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Immutable: safe to hand to another thread."""
+    state: State = State.STOPPED
+    message: str = ""  # one line for the log
+    job: JobProgress | None = None
+    link: Link = Link()
+    pause: Pause | None = None
+    gpu: dict = field(default_factory=dict)  # the latest figures of the first GPU
+    gpu_problem: str = ""  # why there are none, e.g. "no NVIDIA GPU or driver (...)"
+    update: Update = Update()
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    last_job: LastJob | None = None
+
+    @property
+    def job_id(self) -> str | None:
+        return self.job.job_id if self.job else None
+
+    @property
+    def busy(self) -> bool:
+        return self.state in BUSY_STATES

@@ -1,0 +1,237 @@
+"""What the worker and the server say to each other about a job: sign-on, leases, progress and reports.
+
+The client sends these classes, the outbox keeps them, the server parses them: one definition each way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from worker_app import constants as C
+from worker_app.protocol.fields import (PROTOCOL_VERSION, STAGES, ValidationError, check_bool, check_choice,
+                                        check_int, check_list, check_number, check_object, check_output_name,
+                                        check_sha256, check_str, join, optional_str)
+
+@dataclass(frozen=True)
+class Hello:
+    name: str
+    os: str
+    app_version: str
+    blender: list[dict] = field(default_factory=list)  # [{"version": "4.2.1", "path": "..."}]
+    gpus: list[dict] = field(default_factory=list)  # [{"name": "...", "vram_bytes": 0}]
+    devices: list[str] = field(default_factory=list)  # render devices: "CPU", "CUDA", "OPTIX", ...
+
+    @classmethod
+    def parse(cls, data: Any) -> Hello:
+        check_object(data, "", {"name", "os", "app_version"}, {"blender", "gpus", "devices"})
+        blender = check_list(data.get("blender", []), "blender", 32)
+        for i, item in enumerate(blender):
+            check_object(item, f"blender[{i}]", {"version"}, {"path"})
+            check_str(item["version"], f"blender[{i}].version", max_len=64)
+        gpus = check_list(data.get("gpus", []), "gpus", 64)
+        for i, item in enumerate(gpus):
+            check_object(item, f"gpus[{i}]", {"name"}, {"vram_bytes", "uuid"})
+            check_str(item["name"], f"gpus[{i}].name", max_len=255)
+        devices = check_list(data.get("devices", []), "devices", 32)
+        for i, item in enumerate(devices):
+            check_str(item, f"devices[{i}]", max_len=32)
+        return cls(name=check_str(data["name"], "name", max_len=128), os=check_str(data["os"], "os", max_len=128),
+                   app_version=check_str(data["app_version"], "app_version", max_len=64),
+                   blender=blender, gpus=gpus, devices=devices)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A claimed job: the worker may work on it while it renews the lease in time."""
+    job_id: str
+    lease_id: str
+    ttl_s: float
+    attempt: int
+    spec: dict  # raw: the worker validates it itself and fails the job naming a bad field
+    outputs: dict[str, str] = field(default_factory=dict)  # name -> sha256 the server already holds
+
+    @classmethod
+    def parse(cls, data: Any) -> Lease:
+        check_object(data, "", {"job_id", "lease_id", "ttl_s", "attempt", "spec"}, {"expires_at", "outputs"})
+        outputs = {}
+        for i, item in enumerate(check_list(data.get("outputs", []), "outputs", C.MAX_FRAMES + 16)):
+            check_object(item, f"outputs[{i}]", {"name", "sha256"}, {"size"})
+            outputs[check_output_name(item["name"], f"outputs[{i}].name")] = check_sha256(
+                item["sha256"], f"outputs[{i}].sha256")
+        return cls(job_id=check_str(data["job_id"], "job_id", max_len=64),
+                   lease_id=check_str(data["lease_id"], "lease_id", max_len=128),
+                   ttl_s=check_number(data["ttl_s"], "ttl_s", 1, 86400),
+                   attempt=check_int(data["attempt"], "attempt", 1, 1000),
+                   spec=data["spec"] if isinstance(data["spec"], dict) else {},
+                   outputs=outputs)
+
+
+@dataclass
+class Progress:
+    """What a heartbeat reports; every field is optional."""
+    stage: str | None = None
+    frame: int | None = None
+    frames_done: int | None = None
+    frame_count: int | None = None
+    sample: int | None = None
+    samples: int | None = None
+    percent: float | None = None
+    eta_s: float | None = None
+    gpu: dict | None = None
+    message: str | None = None
+
+    FIELDS = ("stage", "frame", "frames_done", "frame_count", "sample", "samples", "percent",
+              "eta_s", "gpu", "message")
+
+    @classmethod
+    def parse(cls, data: Any, path: str = "progress") -> Progress:
+        data = {} if data is None else data
+        check_object(data, path, set(), set(cls.FIELDS))
+        out = cls()
+        if data.get("stage") is not None:
+            out.stage = check_choice(data["stage"], join(path, "stage"), STAGES)
+        for key in ("frame", "frames_done", "frame_count", "sample", "samples"):
+            if data.get(key) is not None:
+                setattr(out, key, check_int(data[key], join(path, key), -C.MAX_FRAME_NUMBER, 2**31))
+        if data.get("percent") is not None:
+            out.percent = check_number(data["percent"], join(path, "percent"), 0, 100)
+        if data.get("eta_s") is not None:
+            out.eta_s = check_number(data["eta_s"], join(path, "eta_s"), 0, 10 * C.MAX_JOB_TIMEOUT)
+        if data.get("gpu") is not None:
+            if not isinstance(data["gpu"], dict) or len(data["gpu"]) > 32:
+                raise ValidationError(join(path, "gpu"), "must be an object of figures")
+            out.gpu = data["gpu"]
+        out.message = optional_str(data, "message", path, max_len=1024)
+        return out
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def parse_lease_call(data: Any, extra_required: set[str] = frozenset(),
+                     extra_optional: set[str] = frozenset()) -> dict:
+    """The body of heartbeat/complete/fail/release: a lease id and the call's own fields."""
+    check_object(data, "", {"lease_id"} | set(extra_required), set(extra_optional))
+    check_str(data["lease_id"], "lease_id", max_len=128)
+    return data
+
+
+def parse_heartbeat(data: Any) -> Progress:
+    parse_lease_call(data, extra_optional={"progress"})
+    return Progress.parse(data.get("progress"))
+
+
+# -- replies -------------------------------------------------------------------------------------
+
+def _optional_number(data: dict, key: str, lo: float, hi: float) -> float | None:
+    return None if data.get(key) is None else check_number(data[key], key, lo, hi)
+
+
+@dataclass(frozen=True)
+class HelloReply:
+    worker_id: str
+    protocol: int = PROTOCOL_VERSION
+    server_version: str | None = None
+    heartbeat_interval_s: float | None = None
+    claim_wait_max_s: float | None = None
+    lease_ttl_s: float | None = None
+    latest_worker_version: str | None = None  # the newest release, announced in the tray
+    min_worker_version: str | None = None  # older workers claim nothing
+
+    @classmethod
+    def parse(cls, data: Any) -> HelloReply:
+        check_object(data, "", {"worker_id"}, {"protocol", "server_version", "heartbeat_interval_s",
+                                               "claim_wait_max_s", "lease_ttl_s", "latest_worker_version",
+                                               "min_worker_version"})
+        return cls(worker_id=check_str(data["worker_id"], "worker_id", max_len=64),
+                   protocol=int(_optional_number(data, "protocol", 1, 1000) or PROTOCOL_VERSION),
+                   server_version=optional_str(data, "server_version", "", max_len=64),
+                   heartbeat_interval_s=_optional_number(data, "heartbeat_interval_s", 0.05, 3600),
+                   claim_wait_max_s=_optional_number(data, "claim_wait_max_s", 0.05, 3600),
+                   lease_ttl_s=_optional_number(data, "lease_ttl_s", 0.05, 86400),
+                   latest_worker_version=optional_str(data, "latest_worker_version", "", max_len=32),
+                   min_worker_version=optional_str(data, "min_worker_version", "", max_len=32))
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class HeartbeatReply:
+    cancel: bool = False  # the web app canceled the job: stop and report nothing more
+    ttl_s: float | None = None
+
+    @classmethod
+    def parse(cls, data: Any) -> HeartbeatReply:
+        check_object(data, "", set(), {"cancel", "ttl_s"})
+        return cls(cancel=check_bool(data.get("cancel", False), "cancel"),
+                   ttl_s=_optional_number(data, "ttl_s", 0, 86400))
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+# -- reports: a job's final word, kept in the worker's outbox until the server acknowledges it ----
+
+@dataclass(frozen=True)
+class CompleteReport:
+    outputs: list[str]
+    stats: dict = field(default_factory=dict)
+    kind = "complete"
+
+    @classmethod
+    def parse(cls, data: Any) -> CompleteReport:
+        parse_lease_call(data, {"outputs"}, {"stats"})
+        outputs = check_list(data["outputs"], "outputs", C.MAX_FRAMES + 16)
+        for i, name in enumerate(outputs):
+            check_output_name(name, f"outputs[{i}]")
+        stats = data.get("stats", {})
+        if not isinstance(stats, dict) or len(stats) > 64:
+            raise ValidationError("stats", "must be an object of at most 64 figures")
+        for key, value in stats.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ValidationError(f"stats.{key}", "must be a number or a string")
+        return cls(outputs, stats)
+
+    def to_json(self) -> dict:
+        return {"outputs": self.outputs, "stats": self.stats}
+
+
+@dataclass(frozen=True)
+class FailReport:
+    reason: str
+    log_tail: str = ""
+    retryable: bool = False  # may another attempt succeed? A broken scene fails everywhere.
+    kind = "fail"
+
+    @classmethod
+    def parse(cls, data: Any) -> FailReport:
+        parse_lease_call(data, {"reason"}, {"log_tail", "retryable"})
+        tail = data.get("log_tail", "")
+        check_str(tail, "log_tail", max_len=64 * 1024, allow_empty=True)
+        return cls(check_str(data["reason"], "reason", max_len=4096), tail,
+                   check_bool(data.get("retryable", False), "retryable"))
+
+    def to_json(self) -> dict:
+        return {"reason": self.reason[:4096], "log_tail": self.log_tail[-60_000:], "retryable": self.retryable}
+
+
+@dataclass(frozen=True)
+class ReleaseReport:
+    reason: str = "released by the worker"
+    kind = "release"
+
+    @classmethod
+    def parse(cls, data: Any) -> ReleaseReport:
+        parse_lease_call(data, extra_optional={"reason"})
+        return cls(optional_str(data, "reason", "", max_len=1024) or "released by the worker")
+
+    def to_json(self) -> dict:
+        return {"reason": self.reason[:1024]}
+
+
+REPORTS = {cls.kind: cls for cls in (CompleteReport, FailReport, ReleaseReport)}
