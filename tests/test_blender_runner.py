@@ -9,7 +9,7 @@ import pytest
 
 from conftest import FAST_RENDER
 from pngio import mean_rgb, read_png, write_png
-from test_worker_e2e import Running, blender_processes
+from running import Running, blender_processes
 from worker_app import protocol as P
 from worker_app.render.blender import BlenderRun
 from worker_app.render.discovery import (BlenderInstall, BlenderNotFound, WindowsFileAssociation, candidate_paths,

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import FAST_RENDER, TESTS, Served, wait_until
 from server_process import start_server
-from test_worker_e2e import Running, blender_processes
+from running import Running, blender_processes
 from worker_app import config as config_mod
 from worker_app import protocol as P
 from worker_app.server import JobServer

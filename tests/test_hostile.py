@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from conftest import FAST_RENDER
-from test_worker_e2e import Running
+from running import Running
 from worker_app import constants as C
 from worker_app.client import Unreachable, WorkerClient
 from worker_app.demo import sample_scene

@@ -9,7 +9,7 @@ import requests
 import yaml
 from openapi_spec_validator import validate
 from worker_app import protocol as P
-from worker_app.server.app import ROUTES
+from worker_app.server.http import ROUTES
 
 DOC_PATH = Path(__file__).parent.parent / "docs" / "worker-api.yaml"
 DOC = yaml.safe_load(DOC_PATH.read_text())

@@ -3,13 +3,14 @@
 import secrets
 import shutil
 import subprocess
+import threading
 import time
 
 import psutil
 import pytest
 
 from conftest import FAST_RENDER, wait_until
-from test_worker_e2e import SLOW_RENDER, blender_processes
+from running import SLOW_RENDER, blender_processes
 from worker_app import guard as G
 from worker_app.core import Folders, Settings, State, Worker
 
@@ -35,6 +36,14 @@ def start_game(tmp_path):
     for proc in started:
         proc.kill()
         proc.wait()
+
+
+def worker_ended(worker) -> threading.Event:
+    """Set when the worker's current job ends."""
+    event = threading.Event()
+    previous = worker.on_job_end
+    worker.on_job_end = lambda report: (previous(report), event.set())
+    return event
 
 
 def guarded_worker(served, blender, tmp_path, policy="requeue", hold_off=2.0, max_jobs=1):
@@ -70,12 +79,13 @@ def test_requeue_stops_blender_releases_the_job_and_resumes_after_the_hold_off(q
         assert pause.kind == "game" and pause.reason == f"Paused: {GAME} is running"
 
         # While paused nothing is claimed, not even a new job.
-        claims = []
+        claims, claimed = [], threading.Event()
         original = quick_served.server.store.claim
-        quick_served.server.store.claim = lambda *a, **k: (claims.append(time.monotonic()), original(*a, **k))[1]
+        quick_served.server.store.claim = lambda *a, **k: (claims.append(time.monotonic()), claimed.set(),
+                                                           original(*a, **k))[2]
         quick = quick_served.submit(FAST_RENDER)
-        time.sleep(1.5)
-        assert claims == [] and quick_served.app.job(quick["id"])["state"] == "queued"
+        assert not claimed.wait(1.5), "a claim while paused"
+        assert quick_served.app.job(quick["id"])["state"] == "queued"
 
         game.kill()
         game.wait()
@@ -100,7 +110,7 @@ def test_suspend_freezes_blender_and_carries_on(served, blender, tmp_path, start
         wait_until(lambda: worker.snapshot.state == State.RENDERING and blender_processes(tmp_path / "jobs"))
         game = start_game()
         wait_until(lambda: all(p.status() == psutil.STATUS_STOPPED for p in blender_processes(tmp_path / "jobs")))
-        time.sleep(1.0)
+        assert not worker_ended(worker).wait(1.0), "the job ended while Blender was suspended"
         assert served.app.job(job["id"])["state"] == "leased"
         game.kill()
         game.wait()
@@ -124,7 +134,10 @@ def test_finish_lets_the_job_end_then_claims_nothing(served, blender, tmp_path, 
         game = start_game()
         wait_until(lambda: ended, timeout=120)
         assert ended[0].outcome == "done"
-        time.sleep(1.0)
+        claimed = threading.Event()
+        original = served.server.store.claim
+        served.server.store.claim = lambda *a, **k: (claimed.set(), original(*a, **k))[1]
+        assert not claimed.wait(1.0), "a claim while paused"
         assert served.app.job(second["id"])["state"] == "queued"
         assert worker.snapshot.state == State.PAUSED
     finally:

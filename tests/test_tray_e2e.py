@@ -1,5 +1,6 @@
 """The tray driving the real worker core against a real server, with the real Blender (offscreen Qt)."""
 
+import threading
 import time
 
 import pytest
@@ -7,7 +8,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from conftest import FAST_RENDER
 from keyring_file_backend import MemoryKeyring
-from test_worker_e2e import SLOW_RENDER, blender_processes
+from running import SLOW_RENDER, blender_processes
 from worker_app import config as config_mod
 from worker_app.system.credentials import TokenStore
 from worker_app.tray.app import Services, TrayApp
@@ -44,12 +45,17 @@ def test_pausing_from_the_menu_stops_claiming_within_a_second(live_tray, served,
     claims = []
     original = served.server.store.claim
 
+    late = threading.Event()  # a claim begun after the click
+
     def counting(*args, **kwargs):
         started = time.monotonic()
+        if clicked is not None and started >= clicked:
+            late.set()
         result = original(*args, **kwargs)
         claims.append((started, time.monotonic()))
         return result
 
+    clicked = None
     served.server.store.claim = counting
     time.sleep(0.3)  # the worker is waiting in a long poll begun before the counting started
     clicked = time.monotonic()
@@ -59,8 +65,10 @@ def test_pausing_from_the_menu_stops_claiming_within_a_second(live_tray, served,
     assert paused_after < 1.0, f"took {paused_after:.2f} s"
     assert live_tray.icon_state == "paused" and live_tray.job_action.text().startswith("Paused: paused by you")
     job = served.submit(FAST_RENDER)
-    qtbot.wait(1500)
-    assert all(start < clicked for start, _ in claims), "a claim was started while paused"
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline and not late.is_set():
+        qtbot.wait(50)  # the GUI keeps running while we watch for a claim
+    assert not late.is_set() and all(start < clicked for start, _ in claims), "a claim was started while paused"
     assert served.app.job(job["id"])["state"] == "queued"
     live_tray.resume_action.trigger()
     qtbot.waitUntil(lambda: served.app.job(job["id"])["state"] == "done", timeout=60000)

@@ -6,60 +6,16 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from conftest import FAST_RENDER, Served
+from conftest import FAST_RENDER, Served, wait_until
+from running import SLOW_RENDER, Running, blender_processes
 from worker_app.demo import sample_scene
 from worker_app.render.images import png_size
 from worker_app.server import JobServer
 from worker_app.core import Folders, Settings, State, Update, Worker
 
 pytestmark = pytest.mark.blender
-
-SLOW_RENDER = {**FAST_RENDER, "samples": 4000, "resolution": [160, 90]}
-
-
-class Running:
-    """A Worker on its own thread, with what it reported."""
-
-    def __init__(self, served: Served, blender, tmp_path, max_jobs=1):
-        self.reports, self.states = [], []
-        self.ended = threading.Event()
-        self.jobs_dir = tmp_path / "worker" / "jobs"
-        self.worker = Worker(served.worker_client(), blender, Folders(self.jobs_dir, tmp_path / "worker" / "cache"),
-                             Settings(device="CPU", claim_wait=5, max_jobs=max_jobs),
-                             make_client=served.worker_client, on_snapshot=lambda s: self.states.append(s.state),
-                             on_job_end=self._ended)
-        self.thread = self.worker.start_thread()
-
-    def _ended(self, report):
-        self.reports.append(report)
-        self.ended.set()
-
-    def wait_for_state(self, state, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.worker.snapshot.state == state:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"worker never reached {state}; it is {self.worker.snapshot}")
-
-    def finish(self, timeout=120):
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the worker did not finish"
-
-
-def blender_processes(jobs_dir):
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if any(str(jobs_dir) in part for part in proc.info["cmdline"] or []):
-                found.append(proc)
-        except psutil.Error:
-            pass
-    return found
-
 
 def test_renders_frames_end_to_end(served, blender, tmp_path):
     job = served.submit({**FAST_RENDER, "frames": "1-2"})
@@ -126,8 +82,7 @@ def test_cancel_stops_blender_at_once(quick_served, blender, tmp_path):
     job = quick_served.submit(SLOW_RENDER)
     running = Running(quick_served, blender, tmp_path)
     running.wait_for_state(State.RENDERING)
-    time.sleep(1)
-    assert blender_processes(running.jobs_dir), "Blender should be rendering now"
+    wait_until(lambda: blender_processes(running.jobs_dir), what="Blender to render")
     quick_served.app.cancel(job["id"])
     assert running.ended.wait(15)
     running.finish()
@@ -140,7 +95,7 @@ def test_stopping_the_worker_releases_the_job_and_leaves_no_blender(served, blen
     job = served.submit(SLOW_RENDER)
     running = Running(served, blender, tmp_path)
     running.wait_for_state(State.RENDERING)
-    time.sleep(1)
+    wait_until(lambda: blender_processes(running.jobs_dir), what="Blender to render")
     running.worker.stop()
     running.finish(30)
     assert running.reports[0].outcome == "released"
@@ -212,7 +167,10 @@ def test_the_server_announces_updates_and_refuses_old_workers(blender, tmp_path)
         assert worker.snapshot.update == Update("99.0", required=True)
         assert worker.snapshot.pause.kind == "update"
         assert "needs homefarm 99.0 or newer" in worker.snapshot.pause.reason
-        time.sleep(1)
+        claimed = threading.Event()
+        original = server.store.claim
+        server.store.claim = lambda *a, **k: (claimed.set(), original(*a, **k))[1]
+        assert not claimed.wait(1.0), "a worker below the minimum version claimed"
         assert served.app.job(job["id"])["state"] == "queued"
         worker.stop()
         thread.join(10)

@@ -10,11 +10,8 @@ commands (``stop``); nothing here imports Qt.
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
-import queue
-import shutil
 import socket
 import threading
 import time
@@ -27,8 +24,10 @@ from worker_app import protocol as P
 from worker_app.client import LeaseLost, NotFound, Rejected, Unauthorized, Unreachable, WorkerClient, backoff_delay
 from worker_app.core import events as E
 from worker_app.core.job import JobReport, JobRun
+from worker_app.core.eventloop import EventLoop
+from worker_app.core.folders import Folders, interrupted_jobs, prune_job_dirs
 from worker_app.core.policies import POLICIES, PausePolicy
-from worker_app.core.state import LastJob, Link, LinkProblem, Outcome, Pause, Snapshot, State, Update
+from worker_app.core.state import LastJob, Link, LinkProblem, Outcome, Pause, State, Update
 from worker_app.guard.causes import PauseDecision
 from worker_app.core.outbox import Outbox, OutboxSender
 from worker_app.render import procs
@@ -52,25 +51,11 @@ class Settings:
     max_jobs: int | None = None  # stop after this many jobs (tests, `homefarm run --max-jobs`)
 
 
-@dataclass(frozen=True)
-class Folders:
-    jobs: Path
-    cache: Path
-
-    @property
-    def blender_user(self) -> Path:
-        """Blender's user config and scripts live here, not in the owner's own Blender folders."""
-        return self.jobs.parent / "blender-user"
-
-    @property
-    def outbox(self) -> Path:
-        return self.jobs.parent / "outbox.sqlite3"
-
-
-class Worker:
+class Worker(EventLoop):
     def __init__(self, client: WorkerClient, blenders: BlenderInstall | list[BlenderInstall], folders: Folders,
                  settings: Settings = Settings(), *, make_client=None, guard=None, monitor=None, ledger=None,
                  outbox: Outbox | None = None, on_snapshot=None, on_job_end=None, make_run=BlenderRun):
+        super().__init__(on_snapshot)
         self.client = client
         self.blenders = blenders if isinstance(blenders, list) else [blenders]
         self.folders = folders
@@ -81,16 +66,12 @@ class Worker:
         self.monitor = monitor
         self.ledger = ledger
         self.outbox = outbox
-        self.on_snapshot = on_snapshot or (lambda snapshot: None)
         self.on_job_end = on_job_end or (lambda report: None)
         self.make_run = make_run  # BlenderRun; the core's unit tests pass a fake of the same shape
         self.heartbeat_interval = C.HEARTBEAT_INTERVAL
         self.worker_id: str | None = None
         self.decision = PauseDecision()
-        self._events: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
-        self._snapshot = Snapshot()
-        self._loop_thread: threading.Thread | None = None
         self._job: JobRun | None = None
         self._claiming = False
         self._devices: list[str] | None = None
@@ -101,9 +82,6 @@ class Worker:
             monitor.on_sample = lambda sample: self.post(E.GpuSampled(sample))
 
     # -- from any thread ------------------------------------------------------------------------
-
-    def post(self, event) -> None:
-        self._events.put(event)
 
     def stop(self) -> None:
         """Asks the loop to end; a running render is stopped and its job released to the server."""
@@ -123,10 +101,6 @@ class Worker:
         return run.pids() if run is not None else set()
 
     @property
-    def snapshot(self) -> Snapshot:
-        return self._snapshot
-
-    @property
     def policy(self) -> PausePolicy:
         return POLICIES[self.settings.pause_policy]
 
@@ -135,60 +109,7 @@ class Worker:
         self._loop_thread.start()
         return self._loop_thread
 
-    # -- the loop's own tools -------------------------------------------------------------------
-
-    def show(self, **changes) -> None:
-        """Changes the snapshot and hands it to the display. Only the loop's thread calls this."""
-        assert self._loop_thread in (None, threading.current_thread()), "the worker's state has one writer"
-        self._snapshot = snapshot = replace(self._snapshot, **changes)
-        try:
-            self.on_snapshot(snapshot)
-        except Exception:  # a broken display must not stop the worker
-            log.exception("snapshot callback failed")
-
-    def call(self, fn, *args, name: str = "io"):
-        """Runs a blocking ``fn(*args)`` on a helper thread and applies events until it returns."""
-        done = E.CallDone(name)
-
-        def work():
-            try:
-                done.result = fn(*args)
-            except BaseException as error:  # handed back to the loop, raised there
-                done.error = error
-            done.finished.set()
-            self.post(done)
-
-        threading.Thread(target=work, name=f"worker-{name}", daemon=True).start()
-        self.wait_until(done.finished.is_set)
-        if done.error is not None:
-            raise done.error
-        return done.result
-
-    def wait_until(self, condition, timeout: float | None = None) -> bool:
-        """Applies events until ``condition()`` holds; False when ``timeout`` passed first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not condition():
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return False
-            try:
-                event = self._events.get(timeout=remaining)
-            except queue.Empty:
-                return condition()
-            self._apply(event)
-        return True
-
-    def _sleep(self, seconds: float) -> None:
-        """Waits ``seconds`` while applying events; a stop ends the wait."""
-        self.wait_until(self._stopping.is_set, seconds)
-
     # -- events ---------------------------------------------------------------------------------
-
-    def _apply(self, event) -> None:
-        try:
-            self._apply_one(event)
-        except Exception:  # one bad event must not end the loop
-            log.exception("could not apply %s", type(event).__name__)
 
     def _apply_one(self, event) -> None:
         job = self._job
@@ -223,7 +144,7 @@ class Worker:
                                else LinkProblem.UNREACHABLE, event.detail, event.retry_at)
             case E.ResultsSent(job_id=job_id, kind=kind):
                 self._sent[job_id] = kind
-                self._prune_job_dirs()
+                prune_job_dirs(self.folders.jobs, self.outbox, keep=self._job.job_id if self._job else None)
                 if job is not None and job.job_id == job_id and kind in ("lost", "canceled"):
                     job.end(Outcome.CANCELED if kind == "canceled" else Outcome.LOST,
                             "the job was canceled on the server" if kind == "canceled"
@@ -359,19 +280,8 @@ class Worker:
     # -- results and recovery -------------------------------------------------------------------
 
     def _recover(self) -> None:
-        """After a crash or reboot: a job that was claimed but never reported is given back."""
-        for lease_file in sorted(self.folders.jobs.glob("*/lease.json")):
-            try:
-                held = json.loads(lease_file.read_text())
-                job_id, lease_id = str(held["job_id"]), str(held["lease_id"])
-            except (OSError, ValueError, KeyError):
-                lease_file.unlink(missing_ok=True)
-                continue
-            if not self.outbox.has_report(job_id):
-                log.warning("job %s was interrupted by a restart; giving it back to the server", job_id)
-                self.outbox.add_report(job_id, lease_id, P.ReleaseReport(
-                    "the worker restarted before finishing the job"))
-            lease_file.unlink(missing_ok=True)
+        for job_id in interrupted_jobs(self.folders.jobs, self.outbox):
+            log.warning("job %s was interrupted by a restart; giving it back to the server", job_id)
 
     def _send_kept_results(self) -> None:
         """Before claiming anything new, the results kept from before go out."""
@@ -397,18 +307,6 @@ class Worker:
                 return None  # kept on disk; sent at the next start
         self.wait_until(lambda: job_id in self._sent, 0.5)
         return self._sent.pop(job_id, None)
-
-    def _prune_job_dirs(self, keep: int = 20) -> None:
-        """Job folders whose results the server has are kept for the owner to look at, the newest 20."""
-        current = self._job.job_id if self._job else None
-        finished = []
-        for folder in self.folders.jobs.iterdir():
-            if folder.is_dir() and folder.name != current and not (folder / "lease.json").exists() \
-                    and not self.outbox.pending(folder.name):
-                finished.append(folder)
-        finished.sort(key=lambda f: f.stat().st_mtime, reverse=True)
-        for folder in finished[keep:]:
-            shutil.rmtree(folder, ignore_errors=True)
 
     # -- signing on, pausing, backing off -------------------------------------------------------
 
@@ -449,18 +347,11 @@ class Worker:
 
     def _check_version(self, reply: P.HelloReply) -> None:
         """The server can announce a newer release, and refuse workers older than a minimum."""
-        def older(version) -> bool:
-            try:
-                return isinstance(version, str) and P.version_tuple(__version__) < P.version_tuple(version)
-            except ValueError:
-                return False
-        latest, minimum = reply.latest_worker_version, reply.min_worker_version
-        required = older(minimum)
-        newest = minimum if required and not older(latest) else latest
-        self.show(update=Update(newest if older(newest) else "", required))
-        if required:
+        update = Update.from_hello(reply, __version__)
+        self.show(update=update)
+        if update.required:
             log.error("homefarm %s is older than this server accepts (%s or newer): update homefarm",
-                      __version__, minimum)
+                      __version__, update.version)
 
     def _update_required(self) -> bool:
         update = self._snapshot.update

@@ -10,6 +10,8 @@ import datetime as dt
 import enum
 from dataclasses import dataclass, field
 
+from worker_app.protocol.fields import version_tuple
+
 
 class State(str, enum.Enum):
     CONNECTING = "connecting"
@@ -82,6 +84,19 @@ class JobProgress:
 class Update:
     version: str = ""  # a newer release the server announced, "" if none
     required: bool = False  # this version is older than the server accepts: nothing is claimed
+
+    @classmethod
+    def from_hello(cls, reply, current: str) -> Update:
+        """What the server's hello says of ``current``: a newer release, or a minimum it is below."""
+        def newer(version) -> bool:
+            try:
+                return isinstance(version, str) and version_tuple(current) < version_tuple(version)
+            except ValueError:
+                return False
+        latest, minimum = reply.latest_worker_version, reply.min_worker_version
+        required = newer(minimum)
+        shown = minimum if required and not newer(latest) else latest
+        return cls(shown if newer(shown) else "", required)
 
 
 @dataclass(frozen=True)

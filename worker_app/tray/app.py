@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from PySide6.QtCore import QObject, QTimer, QUrl, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, QUrl, Slot
 from PySide6.QtGui import QAction, QDesktopServices
 from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSystemTrayIcon
 
@@ -21,41 +21,9 @@ from worker_app.tray import status
 from worker_app.tray.background import Background
 from worker_app.tray.icons import icon
 from worker_app.tray.notices import Notices
+from worker_app.tray.services import Bridge, Services
 
 log = logging.getLogger("homefarm.tray")
-
-
-class Bridge(QObject):
-    """Carries the core's callbacks, which come on its threads, to the GUI thread.
-
-    It has no Qt parent and the core's callbacks hold it, so a late callback emits on a live object."""
-    snapshot = Signal(object)
-    job_ended = Signal(object)
-
-    def callbacks(self):
-        return (lambda snapshot: self.snapshot.emit(snapshot)), (lambda report: self.job_ended.emit(report))
-
-
-class Services:
-    """What the tray needs from the outside world; tests replace parts of it."""
-
-    def __init__(self, paths: config_mod.Paths, tokens=None, autostart=None, start_runtime=None):
-        from worker_app.system import autostart as autostart_mod
-        from worker_app.system.credentials import TokenStore
-
-        self.paths = paths
-        self.tokens = tokens or TokenStore()
-        self.autostart = autostart or autostart_mod.for_this_os()
-        self.start_runtime = start_runtime or self._start_runtime
-
-    def _start_runtime(self, cfg, token, on_snapshot, on_job_end):
-        from worker_app import runtime
-        from worker_app.render.discovery import find_all
-
-        rt = runtime.build(cfg, self.paths, token, find_all(cfg.blender_path), on_snapshot=on_snapshot,
-                           on_job_end=on_job_end)
-        rt.start()
-        return rt
 
 
 class TrayApp(QObject):

@@ -1,0 +1,91 @@
+"""A thread that owns some state alone: other threads post events to its queue, and it applies them.
+
+The worker loop is one (``core/loop.py``). Blocking work runs on helper threads through ``call``; while it
+waits, the owner keeps applying events, so news from other threads takes effect at once, and only the
+owner's thread ever changes the state it publishes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import replace
+
+from worker_app.core.events import CallDone
+from worker_app.core.state import Snapshot
+
+log = logging.getLogger("homefarm.worker")
+
+
+class EventLoop:
+    """Subclasses define ``_apply_one(event)`` and call ``show``/``call``/``wait_until`` from their thread."""
+
+    def __init__(self, on_snapshot=None):
+        self.on_snapshot = on_snapshot or (lambda snapshot: None)
+        self._events: queue.Queue = queue.Queue()
+        self._snapshot = Snapshot()
+        self._loop_thread: threading.Thread | None = None
+
+    def post(self, event) -> None:
+        """From any thread: hands ``event`` to the owner."""
+        self._events.put(event)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def show(self, **changes) -> None:
+        """Changes the snapshot and hands it to the display. Only the loop's thread calls this."""
+        assert self._loop_thread in (None, threading.current_thread()), "the worker's state has one writer"
+        self._snapshot = snapshot = replace(self._snapshot, **changes)
+        try:
+            self.on_snapshot(snapshot)
+        except Exception:  # a broken display must not stop the worker
+            log.exception("snapshot callback failed")
+
+    def call(self, fn, *args, name: str = "io"):
+        """Runs a blocking ``fn(*args)`` on a helper thread and applies events until it returns."""
+        done = CallDone(name)
+
+        def work():
+            try:
+                done.result = fn(*args)
+            except BaseException as error:  # handed back to the loop, raised there
+                done.error = error
+            done.finished.set()
+            self.post(done)
+
+        threading.Thread(target=work, name=f"worker-{name}", daemon=True).start()
+        self.wait_until(done.finished.is_set)
+        if done.error is not None:
+            raise done.error
+        return done.result
+
+    def wait_until(self, condition, timeout: float | None = None) -> bool:
+        """Applies events until ``condition()`` holds; False when ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not condition():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            try:
+                event = self._events.get(timeout=remaining)
+            except queue.Empty:
+                return condition()
+            self._apply(event)
+        return True
+
+    def _sleep(self, seconds: float) -> None:
+        """Waits ``seconds`` while applying events; a stop ends the wait."""
+        self.wait_until(self._stopping.is_set, seconds)
+
+    def _apply(self, event) -> None:
+        try:
+            self._apply_one(event)
+        except Exception:  # one bad event must not end the loop
+            log.exception("could not apply %s", type(event).__name__)
+
+    def _apply_one(self, event) -> None:
+        raise NotImplementedError
