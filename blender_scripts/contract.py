@@ -25,6 +25,7 @@ def emit(event, **fields):
 
 
 # -- the job file (JSON) the worker writes and render_job.py reads ------------------------------
+SCENE_FILE = "scene_file"  # the .blend to open (render_job.py opens it, with its Python disabled)
 RENDER = "render"  # the job's render settings, as validated by the protocol
 FRAMES = "frames"  # the frame numbers to render, in order
 OUTPUT_DIR = "output_dir"  # the only folder the render writes into
@@ -32,6 +33,7 @@ OVERRIDES = "overrides"  # template parameters: objects, materials, texts, colle
 IMAGES = "images"  # image name -> a local file the worker downloaded
 DEVICE_TYPE = "device_type"  # a Cycles backend the owner chose, or None
 GPU_INDICES = "gpu_indices"  # the GPUs the owner chose, or []
+JOB_DIR = "job_dir"  # the job's own folder: nothing is written outside it
 
 # -- events (the "event" field of each line) ----------------------------------------------------
 JOB_START = "job_start"
@@ -41,6 +43,8 @@ FILE_SAVED = "file_saved"  # path: a finished output, ready to upload
 JOB_DONE = "job_done"
 WARNING = "warning"  # message: something the web app should know (a missing texture)
 ERROR = "error"  # message, kind ("job": the job's fault; "internal": ours)
+REDIRECTED = "redirected"  # what, from, to: a path the scene named, pointed into the job's folder
+MISSING = "missing"  # kind, path: a file the scene needs that is not there (library, image, font, cache, clip)
 DEVICES = "devices"  # backend, devices: what probe_devices.py found
 PROBE_DONE = "probe_done"
 
@@ -48,6 +52,7 @@ PROBE_DONE = "probe_done"
 FILE_FORMATS = ("PNG", "JPEG", "OPEN_EXR", "FFMPEG")
 OUTPUT_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "OPEN_EXR": ".exr"}
 FRAME_STEM = "frame_%04d"  # a still frame's file, before Blender adds the extension
+COMPOSITOR_PREFIX = "compositor_"  # files of the scene's File Output nodes, redirected into the output folder
 MOVIE_STEM = "movie_"  # a movie's file; Blender appends the frame range and extension
 
 

@@ -2,7 +2,9 @@
 
 Started by the worker as
 
-    blender -b --factory-startup -Y SCENE.blend --python-exit-code 3 --python render_job.py -- JOB.json
+    blender -b --factory-startup -Y --python-exit-code 3 --python render_job.py -- JOB.json
+
+and opens the scene named in JOB.json itself, with its Python disabled (see ``open_scene``).
 
 JOB.json holds the validated job: render settings and the output folder. Everything in it is data:
 nothing from a job is ever evaluated or spliced into Python source.
@@ -24,6 +26,7 @@ import time
 import bpy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import confine  # noqa: E402
 import contract as K  # noqa: E402
 
 emit = K.emit
@@ -142,13 +145,44 @@ def current_samples(scene, engine):
     return 1
 
 
-def disable_denoising(scene):
+def denoiser_available(denoiser, device):
+    """Whether this Blender can denoise with ``denoiser`` on ``device``."""
+    if denoiser == "OPENIMAGEDENOISE":
+        import _cycles
+        return bool(getattr(_cycles, "with_openimagedenoise", False))
+    if denoiser == "OPTIX":
+        return device == "OPTIX"
+    return False
+
+
+def set_denoising(scene, wanted, device):
+    """Keeps the scene's denoising where this Blender can do it; ``render.denoise`` overrides the scene."""
+    if not hasattr(scene, "cycles"):
+        return
+    cycles = scene.cycles
+    if wanted is not None:
+        cycles.use_denoising = bool(wanted)
+    if not cycles.use_denoising:
+        return
+    if denoiser_available(cycles.denoiser, device):
+        return
+    fallback = next((d for d in ("OPENIMAGEDENOISE", "OPTIX") if denoiser_available(d, device)), None)
+    if fallback is not None:
+        cycles.denoiser = fallback
+        return
     # Builds without OpenImageDenoise (Debian's among them) fail a render that asks for it.
-    if hasattr(scene, "cycles"):
-        scene.cycles.use_denoising = False
+    cycles.use_denoising = False
     for layer in scene.view_layers:
         if hasattr(layer, "cycles"):
             layer.cycles.use_denoising = False
+    emit(K.WARNING, message="render.denoise: this Blender cannot denoise (no OpenImageDenoise); "
+                            "rendered without denoising")
+
+
+def renders_through_a_camera(scene):
+    """A scene whose sequencer has strips renders them, with no camera; everything else needs one."""
+    editor = scene.sequence_editor
+    return not (scene.render.use_sequencer and editor is not None and len(editor.sequences_all) > 0)
 
 
 def apply_overrides(scene, overrides, images):
@@ -203,23 +237,105 @@ def apply_overrides(scene, overrides, images):
         coll.hide_render = not changes["visible"]
 
 
+def _missing_file(filepath, packed=False):
+    """True when ``filepath`` (as the scene names it) is neither packed nor on disk."""
+    if packed or not filepath or filepath.startswith("<"):  # "<builtin>" fonts
+        return False
+    path = bpy.path.abspath(filepath)
+    if "<UDIM>" in path or "<UVTILE>" in path:
+        folder = os.path.dirname(path)
+        return not os.path.isdir(folder)
+    return not os.path.exists(path)
+
+
 def report_missing_files():
-    """Warns of images the scene uses but that are neither packed nor on disk: they render pink."""
+    """Reports every file the scene needs that is not there, with the path as the scene names it: linked
+    libraries and the data-blocks they should bring, images, fonts, caches, movie clips and sounds."""
+    seen = set()
+
+    def missing(kind, path, name=None):
+        if (kind, path, name) in seen:
+            return
+        seen.add((kind, path, name))
+        fields = {"kind": kind, "path": path}
+        if name:
+            fields["name"] = name
+        emit(K.MISSING, **fields)
+
+    for lib in bpy.data.libraries:
+        if _missing_file(lib.filepath, lib.packed_file is not None):
+            missing("library", lib.filepath)
+    for collection in (bpy.data.objects, bpy.data.meshes, bpy.data.materials, bpy.data.node_groups,
+                       bpy.data.collections, bpy.data.images, bpy.data.worlds):
+        for block in collection:
+            if getattr(block, "is_missing", False):
+                missing("linked", block.library.filepath if block.library else "", block.name)
     for image in bpy.data.images:
-        if image.source not in ("FILE", "SEQUENCE", "TILED") or image.packed_file is not None:
-            continue
-        if image.users == 0 or not image.filepath:
-            continue
-        path = bpy.path.abspath(image.filepath)
-        if "<UDIM>" not in path and not os.path.exists(path):
-            emit(K.WARNING, message="missing texture %r: %s" % (image.name, image.filepath))
+        if image.source in ("FILE", "SEQUENCE", "TILED") and image.users and not getattr(image, "is_missing", False):
+            if _missing_file(image.filepath, image.packed_file is not None):
+                missing("image", image.filepath, image.name)
+    for font in bpy.data.fonts:
+        if font.users and _missing_file(font.filepath, font.packed_file is not None):
+            missing("font", font.filepath, font.name)
+    for cache in bpy.data.cache_files:
+        if cache.users and _missing_file(cache.filepath):
+            missing("cache", cache.filepath, cache.name)
+    for volume in getattr(bpy.data, "volumes", []):
+        if volume.users and _missing_file(volume.filepath, volume.packed_file is not None):
+            missing("cache", volume.filepath, volume.name)
+    for clip in bpy.data.movieclips:
+        if clip.users and _missing_file(clip.filepath):
+            missing("clip", clip.filepath, clip.name)
+    for sound in bpy.data.sounds:
+        if sound.users and _missing_file(sound.filepath, sound.packed_file is not None):
+            missing("sound", sound.filepath, sound.name)
+    for scene in bpy.data.scenes:
+        editor = scene.sequence_editor
+        for strip in (editor.sequences_all if editor is not None else []):
+            if strip.type == "MOVIE" and _missing_file(strip.filepath):
+                missing("clip", strip.filepath, strip.name)
+            elif strip.type == "IMAGE" and strip.elements and \
+                    _missing_file(os.path.join(strip.directory, strip.elements[0].filename)):
+                missing("image", os.path.join(strip.directory, strip.elements[0].filename), strip.name)
+    for obj in bpy.data.objects:
+        for mod in obj.modifiers:
+            if mod.type == "FLUID" and mod.fluid_type == "DOMAIN" and mod.domain_settings.cache_type != "REPLAY" \
+                    and _missing_file(mod.domain_settings.cache_directory):
+                missing("cache", mod.domain_settings.cache_directory, obj.name)
+        for psys in obj.particle_systems:
+            cache = psys.point_cache
+            if cache.use_external and _missing_file(cache.filepath):
+                missing("cache", cache.filepath, obj.name)
+
+
+def open_scene(job, confinement):
+    """Opens the job's .blend with its Python disabled, pointing the paths it writes to into the job's folder
+    as it loads, before Blender evaluates anything in it (a simulation writes its cache then)."""
+    failures = []
+
+    @bpy.app.handlers.persistent
+    def confine_on_load(*_args):
+        try:
+            confinement.redirect_all(job[K.RENDER].get("scene") or bpy.context.scene.name)
+        except Exception as error:  # raised below: a handler's exception would only be printed
+            failures.append(error)
+
+    bpy.app.handlers.load_post.append(confine_on_load)
+    try:
+        bpy.ops.wm.open_mainfile(filepath=job[K.SCENE_FILE], load_ui=False, use_scripts=False)
+    finally:
+        bpy.app.handlers.load_post.remove(confine_on_load)
+    if failures:
+        raise failures[0]
 
 
 def main():
     job = read_job()
-    bpy.app.handlers.render_stats.append(_c_stdout_flusher())
     render = job[K.RENDER]
     out_dir = job[K.OUTPUT_DIR]
+    confinement = confine.Confinement(job[K.JOB_DIR], out_dir, emit)
+    open_scene(job, confinement)
+    bpy.app.handlers.render_stats.append(_c_stdout_flusher())
     scene = pick_scene(render)
 
     engine = set_engine(scene, render["engine"])
@@ -227,7 +343,7 @@ def main():
     if engine == "CYCLES":
         device, gpus = enable_cycles_device(scene, render.get("device", "AUTO"), job.get(K.DEVICE_TYPE),
                                             job.get(K.GPU_INDICES))
-        disable_denoising(scene)
+        set_denoising(scene, render.get("denoise"), device)
     set_samples(scene, engine, render.get("samples"))
 
     apply_overrides(scene, job.get(K.OVERRIDES, {}), job.get(K.IMAGES, {}))
@@ -238,7 +354,7 @@ def main():
         if camera is None or camera.type != "CAMERA":
             raise JobError("render.camera: no camera object named %r" % render["camera"])
         scene.camera = camera
-    if scene.camera is None:
+    if scene.camera is None and renders_through_a_camera(scene):
         raise JobError("render.camera: the scene has no active camera and the job names none")
 
     if render.get("resolution"):
@@ -264,10 +380,22 @@ def main():
         render_movie(scene, frames, out_dir)
     else:
         render_stills(scene, frames, out_dir)
+    escaped = confinement.escaped()
+    if escaped:
+        raise JobError("scene: the render wrote outside the job's folder (%s); homefarm renders no scene that "
+                       "does this" % ", ".join(escaped[:5]))
     emit(K.JOB_DONE, frames=len(frames))
 
 
+def report_compositor_outputs(out_dir, frame, known):
+    """The scene's File Output nodes wrote into the output folder too: those files are outputs as well."""
+    for name in confine.new_outputs(out_dir, known):
+        known.add(name)
+        emit(K.FILE_SAVED, frame=frame, path=os.path.join(out_dir, name))
+
+
 def render_stills(scene, frames, out_dir):
+    known = set()
     for index, frame in enumerate(frames):
         started = time.monotonic()
         emit(K.FRAME_START, frame=frame, index=index, count=len(frames))
@@ -279,6 +407,7 @@ def render_stills(scene, frames, out_dir):
         if not os.path.isfile(path):
             raise JobError("frame %d: Blender reported no error but wrote no file at %s" % (frame, path))
         emit(K.FILE_SAVED, frame=frame, path=path)
+        report_compositor_outputs(out_dir, frame, known)
         emit(K.FRAME_DONE, frame=frame, index=index, count=len(frames),
              seconds=round(time.monotonic() - started, 3))
 
@@ -305,6 +434,7 @@ def render_movie(scene, frames, out_dir):
     if len(done) != len(frames):
         raise JobError("render.format: the movie has %d of %d frames" % (len(done), len(frames)))
     emit(K.FILE_SAVED, frame=frames[0], path=path)
+    report_compositor_outputs(out_dir, frames[0], set())
 
 
 if __name__ == "__main__":

@@ -131,7 +131,7 @@ class FakeRun:
         self.job, self.job_dir = job, Path(job_dir)
         self.on_progress = on_progress or (lambda tracker: None)
         self.on_line = on_line or (lambda line: None)
-        self.tracker = SimpleNamespace(warnings=[], frame=None, frames_done=0, frame_count=len(job["frames"]),
+        self.tracker = SimpleNamespace(warnings=[], missing=[], redirected=[], frame=None, frames_done=0, frame_count=len(job["frames"]),
                                        sample=None, samples=2, percent=0.0, eta_s=None)
         self.stop_reasons: list[str] = []
         self.saved: list[str] = []

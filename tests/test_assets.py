@@ -122,3 +122,19 @@ def test_cache_evicts_least_recently_used_but_never_the_scene_in_use(tmp_path):
     big = b"x" * 240
     newest, _ = cache.fetch(asset_for(big), downloader(big, []))
     assert newest.exists() and not paths[2].exists()
+
+
+def test_zip_members_that_differ_only_in_case_are_refused(tmp_path):
+    archive = tmp_path / "scene.zip"
+    archive.write_bytes(make_zip({"scene.blend": b"BLENDER-v304", "tex/Wood.png": b"1", "tex/wood.png": b"2"}))
+    with pytest.raises(AssetError, match="'tex/Wood.png' and 'tex/wood.png' differ only in case"):
+        unpack_zip(archive, tmp_path / "job" / "scene", "scene.blend")
+    assert not (tmp_path / "job").exists()
+
+
+def test_zip_members_with_paths_too_long_for_windows_are_refused(tmp_path):
+    archive = tmp_path / "scene.zip"
+    deep = "/".join(["folder"] * 30) + "/a.png"
+    archive.write_bytes(make_zip({"scene.blend": b"BLENDER-v304", deep: b"1"}))
+    with pytest.raises(AssetError, match="more than 150; Windows cannot unpack it"):
+        unpack_zip(archive, tmp_path / "job" / "scene", "scene.blend")

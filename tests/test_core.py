@@ -217,8 +217,38 @@ def test_a_file_blender_cannot_read_is_not_retried_and_names_no_folder_of_this_p
     assert fail.reason == "scene: Blender could not read the file (File format is not supported)"
     for text in (fail.reason, fail.log_tail, report.reason):
         assert str(tmp_path) not in text and "Kim" not in text and str(home) + "/" not in text, text
-    assert "<job>/scene.blend" in fail.log_tail and "~/blender.crash.txt" in fail.log_tail
+    assert "Read blend: scene\n" in fail.log_tail and "in file 'scene'" in fail.log_tail
+    assert "~/blender.crash.txt" in fail.log_tail
     assert "~\\AppData\\Local\\Temp" in fail.log_tail
+
+
+def test_a_file_saved_by_a_newer_blender_fails_at_once_for_a_worker_that_has_it(core, client):
+    newer = b"BLENDER-v405" + b"\0" * 500
+    client.scene = newer
+    client.leases.put(lease("1", scene_bytes=newer))
+    report = core(max_jobs=1).report()
+    fail = client.reports("fail")[0]
+    assert fail.reason == "scene: saved by Blender 4.5; this PC has 3.4.1"
+    assert fail.retryable is False and fail.needs_blender == "4.5" and not FakeRun.runs
+
+
+def test_strict_fails_a_job_whose_scene_lacks_files_and_warnings_otherwise(core, client, monkeypatch):
+    original = FakeRun.run
+
+    def lacking(self):
+        self.tracker.missing.append({"kind": "image", "path": "//tex/wood.png", "name": "wood"})
+        self.tracker.redirected.append({"what": "File Output node 'Out'", "from": "/abs/out/", "to": "out/"})
+        return original(self)
+    monkeypatch.setattr(FakeRun, "run", lacking)
+    client.leases.put(lease("1", frames="1"))
+    client.leases.put(lease("2", frames="1", strict=True))
+    c = core(max_jobs=2)
+    c.wait(lambda: len(c.reports) == 2, what="two jobs")
+    done = client.reports("complete")[0]
+    assert done.warnings[0] == {"kind": "image", "path": "//tex/wood.png", "name": "wood"}
+    assert done.warnings[1]["kind"] == "redirected" and done.warnings[1]["path"] == "/abs/out/"
+    fail = client.reports("fail")[0]
+    assert fail.reason == "strict: the scene lacks 1 file(s): image '//tex/wood.png'" and not fail.retryable
 
 
 def test_a_crash_on_a_readable_file_stays_retryable(core, client, monkeypatch):
@@ -294,6 +324,17 @@ def test_a_job_canceled_during_upload_of_kept_results_is_not_released(core, clie
     assert outbox.pending("1") == 0
 
 
+def test_paths_in_reasons_name_the_founders_files_as_sent(tmp_path):
+    from worker_app.core.redact import Redactor
+    job = tmp_path / "data" / "jobs" / "23"
+    redact = Redactor(job, tmp_path / "data", home=tmp_path)
+    assert redact(f"cannot read {job}/scene.blend") == "cannot read scene"
+    assert redact(f"missing {job}/scene/textures/wood.png") == "missing textures/wood.png"
+    assert redact(f"wrote {job}/out/x.png; cache in {tmp_path}/data/cache") == "wrote <job>/out/x.png; cache in " \
+        "<homefarm>/cache"
+    assert redact("C:\\Users\\Kim\\AppData\\Local\\Temp\\x and /home/kim/x") == "~\\AppData\\Local\\Temp\\x and ~/x"
+
+
 def test_blend_headers_are_read_before_blender_starts(tmp_path):
     import gzip
     from worker_app.render.blendfile import NotABlendFile, read_header
@@ -306,9 +347,14 @@ def test_blend_headers_are_read_before_blender_starts(tmp_path):
     new = tmp_path / "c.blend"
     new.write_bytes(b"BLENDER17-01v0502" + b"\0" * 64)
     assert read_header(new).version == (5, 2)
+    import zstandard
     zstd = tmp_path / "d.blend"
-    zstd.write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 64)
-    assert read_header(zstd).compression == "zstd"
+    zstd.write_bytes(zstandard.ZstdCompressor().compress(b"BLENDER-v405" + b"\0" * 64))
+    assert read_header(zstd).compression == "zstd" and read_header(zstd).version == (4, 5)
+    broken = tmp_path / "f.blend"
+    broken.write_bytes(b"\x28\xb5\x2f\xfd" + b"\xff" * 64)
+    with pytest.raises(NotABlendFile, match="damaged Zstandard"):
+        read_header(broken)
     junk = tmp_path / "e.blend"
     junk.write_bytes(b"<html>not found</html>")
     with pytest.raises(NotABlendFile, match="not a Blender file"):

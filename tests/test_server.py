@@ -253,3 +253,55 @@ def test_a_waiting_claim_can_be_ended_by_its_worker(served):
     assert got["lease"] is None and got["took"] < 5
     served.app.submit({"scene": SCENE})
     assert client.claim(worker_id, 0) is not None  # the next claim is not affected
+
+
+def _worker_with(served, version: str) -> tuple[WorkerClient, str]:
+    client = served.worker_client()
+    worker_id = client.hello(P.Hello(name=f"pc-{version}", os="Linux", app_version="0",
+                                     blender=[{"version": version, "path": "/b"}])).worker_id
+    return client, worker_id
+
+
+def test_a_job_for_a_newer_blender_goes_to_a_worker_that_has_it(served):
+    old, old_id = _worker_with(served, "3.4.1")
+    new, new_id = _worker_with(served, "4.5.0")
+    job = served.app.submit({"scene": SCENE, "blender": {"min_version": "4.2"}})
+    assert old.claim(old_id, 0.3) is None, "offered to a worker whose Blender is too old"
+    lease = new.claim(new_id, 1)
+    assert lease is not None and lease.job_id == job["id"]
+
+
+def test_a_scene_saved_by_a_newer_blender_is_offered_again_to_a_worker_that_has_it(served):
+    old, old_id = _worker_with(served, "3.4.1")
+    job = served.app.submit({"scene": SCENE})
+    lease = old.claim(old_id, 1)
+    # With no worker that has Blender 4.5, the job fails with the reason, after one attempt.
+    reason = "scene: saved by Blender 4.5; this PC has 3.4.1"
+    assert old.report(lease.job_id, lease.lease_id, P.FailReport(reason, needs_blender="4.5"))["state"] == "failed"
+    view = served.app.job(job["id"])
+    assert view["error"] == reason and view["attempts"] == 1
+
+    new, new_id = _worker_with(served, "4.5.1")
+    job = served.app.submit({"scene": SCENE})
+    lease = old.claim(old_id, 1)
+    assert old.report(lease.job_id, lease.lease_id, P.FailReport(reason, needs_blender="4.5"))["state"] == "queued"
+    view = served.app.job(job["id"])
+    assert view["state"] == "queued" and view["attempts"] == 0
+    assert view["error"] == reason + "; waiting for a worker with Blender 4.5 or newer"
+    assert old.claim(old_id, 0.3) is None
+    assert new.claim(new_id, 1).job_id == job["id"]
+
+
+def test_warnings_of_a_done_job_are_kept_and_shown(served, tmp_path):
+    client = served.worker_client()
+    worker_id = hello(client)
+    job = served.app.submit({"scene": SCENE})
+    lease = client.claim(worker_id, 1)
+    warnings = [{"kind": "image", "path": "//tex/wood.png", "name": "wood"},
+                {"kind": "redirected", "path": "/abs/", "message": "File Output node 'Out': into the job"}]
+    client.report(lease.job_id, lease.lease_id, P.CompleteReport([], {}, warnings))
+    assert served.app.job(job["id"])["warnings"] == warnings
+    with pytest.raises(Rejected, match="warnings\\[0\\].kind"):
+        job = served.app.submit({"scene": SCENE})
+        lease = client.claim(worker_id, 1)
+        client.report(lease.job_id, lease.lease_id, P.CompleteReport([], {}, [{"kind": "virus", "path": ""}]))

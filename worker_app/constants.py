@@ -47,6 +47,8 @@ MAX_JOB_TIMEOUT = 7 * 24 * 3600.0
 # Zip scenes: refused when they would unpack too large or too compressed (zip bombs).
 ZIP_MAX_TOTAL = 16 * 1024**3
 ZIP_MAX_MEMBERS = 20_000
+# Windows' classic path limit is 260 characters; a job folder's own path takes up to about 100 of them.
+ZIP_MAX_NAME = 150
 ZIP_MAX_RATIO = 200
 
 # Streaming.

@@ -58,11 +58,12 @@ class JobReport:
 
 
 class Failed(Exception):
-    """The job cannot be done here; ``retryable`` says whether another attempt (elsewhere) may succeed."""
+    """The job cannot be done here; ``retryable`` says whether another attempt may succeed, ``needs_blender``
+    that it can on a worker with that Blender version."""
 
-    def __init__(self, reason: str, log_tail: str = "", retryable: bool = False):
+    def __init__(self, reason: str, log_tail: str = "", retryable: bool = False, needs_blender: str | None = None):
         super().__init__(reason)
-        self.reason, self.log_tail, self.retryable = reason, log_tail, retryable
+        self.reason, self.log_tail, self.retryable, self.needs_blender = reason, log_tail, retryable, needs_blender
 
 
 class Ended(Exception):
@@ -144,13 +145,9 @@ class JobRun:
                 spec = P.JobSpec.parse(lease.spec)
             except P.ValidationError as error:
                 raise Failed(f"invalid job: {error}", retryable=False) from None
-            try:
-                blender = pick(w.blenders, spec.min_blender_version)
-            except BlenderNotFound as error:
-                raise Failed(str(error), retryable=True) from None
             self.beat.start()
             self._prepare_dir()
-            outputs, report.stages, stats = self._work(spec, blender)
+            outputs, report.stages, stats, blender = self._work(spec)
             report.outputs = [self.dir / "out" / name for name in outputs]
             stats.update({f"{k}_s": round(v, 3) for k, v in report.stages.items()})
             stats.update(blender=blender.version, frames=len(spec.render.frame_list()),
@@ -159,7 +156,7 @@ class JobRun:
             if energy.wh is not None:
                 stats.update(gpu_energy_wh=round(energy.wh, 4), energy_source=energy.source)
             t0 = time.monotonic()
-            w.report(self, "complete", {"outputs": outputs, "stats": stats})
+            w.report(self, "complete", {"outputs": outputs, "stats": stats, "warnings": self.warnings()})
             w.show(state=State.UPLOADING, job=JobProgress(self.job_id, "uploading", percent=100.0),
                    message=f"job {self.job_id}: uploading")
             self.beat.progress = P.Progress(stage="uploading", percent=100.0)
@@ -177,7 +174,7 @@ class JobRun:
             report.reason = self.redact(failure.reason)
             log.error("job %s failed: %s", self.job_id, failure.reason)
             w.report(self, "fail", {"reason": report.reason, "log_tail": self.redact(failure.log_tail),
-                                    "retryable": failure.retryable})
+                                    "retryable": failure.retryable, "needs_blender": failure.needs_blender})
             self.beat.stop()
             w.flush(self.job_id, timeout=C.READ_TIMEOUT)
         except Ended as ended:
@@ -215,8 +212,8 @@ class JobRun:
         (self.dir / "lease.json").write_text(json.dumps({"job_id": job_id, "lease_id": self.lease.lease_id,
                                                          "server": self.w.client.server_url}))
 
-    def _work(self, spec: P.JobSpec, blender: BlenderInstall) -> tuple[list[str], dict[str, float], dict]:
-        """Downloads and renders; returns the output names, stage times and stats."""
+    def _work(self, spec: P.JobSpec) -> tuple[list[str], dict[str, float], dict, BlenderInstall]:
+        """Downloads and renders; returns the output names, stage times, stats and the Blender used."""
         w, lease = self.w, self.lease
         stages: dict[str, float] = {}
         t0 = time.monotonic()
@@ -226,17 +223,18 @@ class JobRun:
         blend = w.call(self._fetch_scene, spec.scene)
         images = w.call(self._fetch_images, spec.overrides.get("images", {}))
         stages["download"] = time.monotonic() - t0
-        self._check_blend(blend, spec, blender)
+        blender = self._pick_blender(blend, spec)
         self.before_render()
 
         frames = spec.render.frame_list()
         # Frames an earlier attempt already uploaded are not rendered again.
         names = {f: K.frame_output_name(f, spec.render.format) for f in frames}
         todo = [f for f in frames if names[f] not in lease.outputs]
-        done_before = [names[f] for f in frames if names[f] in lease.outputs]
-        stats: dict = {"frames_skipped": len(done_before)}
+        stats: dict = {"frames_skipped": len(frames) - len(todo)}
+        # Everything an earlier attempt uploaded stays the job's: its frames and its compositor files.
+        done_before = list(lease.outputs)
         if not todo:
-            return done_before, stages, stats
+            return done_before, stages, stats, blender
 
         t0 = time.monotonic()
         render = spec.render.to_json()
@@ -259,13 +257,39 @@ class JobRun:
             if unreadable:
                 reason = f"scene: Blender could not read the file ({unreadable.group(0)})"
             raise Failed(reason, log_tail=result.log_tail, retryable=retryable)
-        if self.run.tracker.warnings:
-            stats["warnings"] = self.redact("; ".join(self.run.tracker.warnings))[:1000]
+        self._keep_record()
+        tracker = self.run.tracker
+        if tracker.warnings:
+            stats["warnings"] = self.redact("; ".join(tracker.warnings))[:1000]
+        if spec.strict and tracker.missing:
+            listed = ", ".join(f"{m['kind']} {m['path']!r}" for m in tracker.missing[:5])
+            raise Failed(f"strict: the scene lacks {len(tracker.missing)} file(s): {listed}"
+                         f"{' and more' if len(tracker.missing) > 5 else ''}", retryable=False)
         if not result.saved:
             raise Failed("Blender finished but saved no output", retryable=False)
         for saved in result.saved:
             self._queue_output(Path(saved))
-        return done_before + [Path(saved).name for saved in dict.fromkeys(result.saved)], stages, stats
+        names_now = [Path(saved).name for saved in dict.fromkeys(result.saved)]
+        return list(dict.fromkeys(done_before + names_now)), stages, stats, blender
+
+    def warnings(self) -> list[dict]:
+        """What the web app should know of a done job: missing files, paths pointed into the job's folder."""
+        if self.run is None:
+            return []
+        tracker = self.run.tracker
+        out = [{k: self.redact(v) for k, v in m.items()} for m in tracker.missing]
+        out += [{"kind": "redirected", "path": self.redact(r["from"]),
+                 "message": f"{r['what']}: written into the job's folder ({r['to']})"} for r in tracker.redirected]
+        out += [{"kind": "render", "path": "", "message": self.redact(w)} for w in tracker.warnings]
+        return out[:P.MAX_WARNINGS]
+
+    def _keep_record(self) -> None:
+        """The paths the scene named that were pointed into the job's folder, for the owner to look at."""
+        redirected = self.run.tracker.redirected
+        if redirected:
+            log.warning("job %s: %d path(s) of the scene pointed into the job's folder: %s", self.job_id,
+                        len(redirected), "; ".join(f"{r['what']}: {r['from']!r}" for r in redirected[:10]))
+            (self.dir / "redirected.json").write_text(json.dumps(redirected, indent=2))
 
     def before_render(self) -> None:
         self.check()
@@ -299,15 +323,27 @@ class JobRun:
             self.check()
         return w.call(self.run.run, name="blender")
 
-    def _check_blend(self, blend: Path, spec: P.JobSpec, blender: BlenderInstall) -> None:
-        """A file that is no .blend fails at once on every worker: not worth another attempt."""
+    def _pick_blender(self, blend: Path, spec: P.JobSpec) -> BlenderInstall:
+        """The install for this scene: new enough for the job and for the file. A file that is no .blend fails
+        at once on every worker; one saved by a newer Blender than this PC has goes to a worker that has it."""
+        what = f"scene.blend ({spec.scene.blend})" if spec.scene.type == "zip" else "scene"
         try:
-            read_header(blend)
+            header = read_header(blend)
         except NotABlendFile as error:
-            what = f"scene.blend ({spec.scene.blend})" if spec.scene.type == "zip" else "scene"
             raise Failed(f"{what}: the file is {error}; send a .blend saved by Blender", retryable=False) from None
         except OSError as error:
-            raise Failed(f"scene: could not be read on this PC ({error.strerror})", retryable=True) from None
+            raise Failed(f"{what}: could not be read on this PC ({error.strerror})", retryable=True) from None
+        needed = [v for v in (spec.min_blender_version, header.version_text) if v]
+        wanted = max(needed, key=P.version_tuple) if needed else None
+        try:
+            return pick(self.w.blenders, wanted)
+        except BlenderNotFound:
+            have = ", ".join(b.version for b in self.w.blenders)
+            if wanted == header.version_text:
+                reason = f"{what}: saved by Blender {wanted}; this PC has {have}"
+            else:
+                reason = f"blender.min_version: the job needs Blender {wanted} or newer; this PC has {have}"
+            raise Failed(reason, retryable=False, needs_blender=wanted) from None
 
     def _queue_output(self, path: Path) -> None:
         """An output Blender has saved: checked, cleaned of volatile metadata, hashed, into the outbox."""

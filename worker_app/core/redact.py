@@ -1,5 +1,6 @@
 """Nothing of the owner's PC leaves it: the job's folder, homefarm's data and the home folder get neutral names
-in every failure reason, log tail and warning before it goes to the server."""
+in every failure reason, log tail and warning before it goes to the server. The founder's own files are named
+as they sent them: ``scene`` for a .blend, the member's path for a zip."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ class Redactor:
     """Replaces the job folder, homefarm's data folder and the home folder with neutral names."""
 
     def __init__(self, job_dir: Path, data_dir: Path, home: Path | None = None):
-        self.pairs = [(s, JOB) for s in _spellings(job_dir)] + [(s, DATA) for s in _spellings(data_dir)] \
+        unpacked = [(s + sep, "") for s in _spellings(job_dir / "scene") for sep in ("/", "\\")]
+        self.pairs = [(s, "scene") for s in _spellings(job_dir / "scene.blend")] + unpacked \
+            + [(s, JOB) for s in _spellings(job_dir)] + [(s, DATA) for s in _spellings(data_dir)] \
             + [(s, HOME) for s in _spellings(home or Path.home())]
 
     def __call__(self, text: str) -> str:

@@ -123,9 +123,10 @@ class RenderSettings:
     format: str = "PNG"
     camera: str | None = None
     scene: str | None = None
+    denoise: bool | None = None  # None: as the scene says, where this Blender can denoise
 
     FIELDS = {"engine", "device", "samples", "resolution", "resolution_percentage", "frames",
-              "format", "camera", "scene"}
+              "format", "camera", "scene", "denoise"}
 
     @classmethod
     def parse(cls, data: Any, path: str = "render") -> RenderSettings:
@@ -153,6 +154,7 @@ class RenderSettings:
             format=check_choice(data.get("format", "PNG"), join(path, "format"), FORMATS),
             camera=optional_str(data, "camera", path, max_len=255),
             scene=optional_str(data, "scene", path, max_len=255),
+            denoise=None if data.get("denoise") is None else check_bool(data["denoise"], join(path, "denoise")),
         )
 
     def frame_list(self) -> list[int]:
@@ -191,11 +193,12 @@ class JobSpec:
     tag: str | None = None  # the web app's own reference, echoed back in listings
     overrides: dict = field(default_factory=dict)
     min_blender_version: str | None = None
+    strict: bool = False  # a missing library, image, font, cache or clip fails the job instead of a warning
 
     @classmethod
     def parse(cls, data: Any) -> JobSpec:
         check_object(data, "", {"scene"}, {"render", "timeouts", "priority", "max_attempts", "tag", "overrides",
-                                      "blender"})
+                                      "blender", "strict"})
         blender = data.get("blender") or {}
         check_object(blender, "blender", set(), {"min_version"})
         min_version = optional_str(blender, "min_version", "blender", max_len=16)
@@ -210,6 +213,7 @@ class JobSpec:
             tag=optional_str(data, "tag", "", max_len=255),
             overrides=parse_overrides(data.get("overrides")),
             min_blender_version=min_version,
+            strict=check_bool(data.get("strict", False), "strict"),
         )
         if spec.render.format == "FFMPEG":
             frames = spec.render.frame_list()
@@ -227,6 +231,8 @@ class JobSpec:
             out["overrides"] = self.overrides
         if self.min_blender_version:
             out["blender"] = {"min_version": self.min_blender_version}
+        if self.strict:
+            out["strict"] = True
         return out
 
 

@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from worker_app import constants as C
-from worker_app.protocol.fields import (PROTOCOL_VERSION, STAGES, ValidationError, check_bool, check_choice,
+from worker_app.protocol.fields import (PROTOCOL_VERSION, STAGES, VERSION_PATTERN, ValidationError, check_bool,
+                                        check_choice,
                                         check_int, check_list, check_number, check_object, check_output_name,
                                         check_sha256, check_str, join, optional_str)
 
@@ -177,15 +178,35 @@ class HeartbeatReply:
 
 # -- reports: a job's final word, kept in the worker's outbox until the server acknowledges it ----
 
+WARNING_KINDS = ("library", "linked", "image", "font", "cache", "clip", "sound", "redirected", "render")
+MAX_WARNINGS = 200
+
+
+def parse_warnings(value: Any, path: str = "warnings") -> list[dict]:
+    """What a done job's scene lacked or tried: [{"kind", "path", "name"?, "message"?}]."""
+    out = []
+    for i, item in enumerate(check_list(value, path, MAX_WARNINGS)):
+        p = f"{path}[{i}]"
+        check_object(item, p, {"kind", "path"}, {"name", "message"})
+        entry = {"kind": check_choice(item["kind"], join(p, "kind"), WARNING_KINDS),
+                 "path": check_str(item["path"], join(p, "path"), max_len=1024, allow_empty=True)}
+        for key in ("name", "message"):
+            if item.get(key) is not None:
+                entry[key] = check_str(item[key], join(p, key), max_len=1024, allow_empty=True)
+        out.append(entry)
+    return out
+
+
 @dataclass(frozen=True)
 class CompleteReport:
     outputs: list[str]
     stats: dict = field(default_factory=dict)
+    warnings: list[dict] = field(default_factory=list)  # documented in docs/scenes.md
     kind = "complete"
 
     @classmethod
     def parse(cls, data: Any) -> CompleteReport:
-        parse_lease_call(data, {"outputs"}, {"stats"})
+        parse_lease_call(data, {"outputs"}, {"stats", "warnings"})
         outputs = check_list(data["outputs"], "outputs", C.MAX_FRAMES + 16)
         for i, name in enumerate(outputs):
             check_output_name(name, f"outputs[{i}]")
@@ -195,10 +216,13 @@ class CompleteReport:
         for key, value in stats.items():
             if isinstance(value, bool) or not isinstance(value, (int, float, str)):
                 raise ValidationError(f"stats.{key}", "must be a number or a string")
-        return cls(outputs, stats)
+        return cls(outputs, stats, parse_warnings(data.get("warnings", [])))
 
     def to_json(self) -> dict:
-        return {"outputs": self.outputs, "stats": self.stats}
+        out = {"outputs": self.outputs, "stats": self.stats}
+        if self.warnings:
+            out["warnings"] = self.warnings[:MAX_WARNINGS]
+        return out
 
 
 @dataclass(frozen=True)
@@ -206,18 +230,27 @@ class FailReport:
     reason: str
     log_tail: str = ""
     retryable: bool = False  # may another attempt succeed? A broken scene fails everywhere.
+    # The scene needs this Blender version or newer (it was saved by it): the server offers the job again,
+    # to workers that have it, without counting the attempt.
+    needs_blender: str | None = None
     kind = "fail"
 
     @classmethod
     def parse(cls, data: Any) -> FailReport:
-        parse_lease_call(data, {"reason"}, {"log_tail", "retryable"})
+        parse_lease_call(data, {"reason"}, {"log_tail", "retryable", "needs_blender"})
         tail = data.get("log_tail", "")
         check_str(tail, "log_tail", max_len=64 * 1024, allow_empty=True)
+        needs = optional_str(data, "needs_blender", "", max_len=16)
+        if needs is not None and not VERSION_PATTERN.match(needs):
+            raise ValidationError("needs_blender", "must be a version such as 4.2 or 4.2.1")
         return cls(check_str(data["reason"], "reason", max_len=4096), tail,
-                   check_bool(data.get("retryable", False), "retryable"))
+                   check_bool(data.get("retryable", False), "retryable"), needs)
 
     def to_json(self) -> dict:
-        return {"reason": self.reason[:4096], "log_tail": self.log_tail[-60_000:], "retryable": self.retryable}
+        out = {"reason": self.reason[:4096], "log_tail": self.log_tail[-60_000:], "retryable": self.retryable}
+        if self.needs_blender:
+            out["needs_blender"] = self.needs_blender
+        return out
 
 
 @dataclass(frozen=True)

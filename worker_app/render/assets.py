@@ -107,8 +107,17 @@ def unpack_zip(archive: Path, dest: Path, blend: str) -> Path:
         if len(members) > C.ZIP_MAX_MEMBERS:
             raise AssetError("scene", f"the zip has {len(members)} members, more than {C.ZIP_MAX_MEMBERS}")
         total = 0
+        folded: dict[str, str] = {}
         for info in members:
             safe_member_path(info.filename)
+            name = info.filename.rstrip("/")
+            if len(name) > C.ZIP_MAX_NAME:
+                raise AssetError("scene", f"zip member {name[:60]!r}... has a path of {len(name)} characters, "
+                                          f"more than {C.ZIP_MAX_NAME}; Windows cannot unpack it in a job folder")
+            other = folded.setdefault(name.casefold(), name)
+            if other != name:
+                raise AssetError("scene", f"zip members {other!r} and {name!r} differ only in case; Windows and "
+                                          "macOS cannot keep both: rename one")
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
                 raise AssetError("scene", f"zip member {info.filename!r} is a symbolic link")

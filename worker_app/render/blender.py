@@ -28,8 +28,11 @@ log = logging.getLogger("homefarm.blender")
 SCRIPT_EXIT_CODE = K.SCRIPT_EXIT_CODE
 
 
-def render_command(blender: str, blend_file: Path, job_file: Path, script: Path | None = None) -> list[str]:
-    return [blender, "--background", "--factory-startup", "--disable-autoexec", str(blend_file),
+def render_command(blender: str, job_file: Path, script: Path | None = None) -> list[str]:
+    """Blender starts empty; render_job.py opens the scene (named in the job file) itself, once it has set up
+    what keeps the scene's writes in the job's folder: Blender evaluates a file as it loads it, and a
+    simulation in it writes its cache then."""
+    return [blender, "--background", "--factory-startup", "--disable-autoexec",
             "--python-exit-code", str(SCRIPT_EXIT_CODE),
             "--python", str(script or script_path("render_job.py")), "--", str(job_file)]
 
@@ -108,12 +111,13 @@ class BlenderRun:
 
     def run(self) -> RenderResult:
         job_file = self.job_dir / "job.json"
-        job_file.write_text(json.dumps(self.job, indent=2))
+        job = {K.JOB_DIR: str(self.job_dir.resolve()), **self.job, K.SCENE_FILE: str(Path(self.blend_file).resolve())}
+        job_file.write_text(json.dumps(job, indent=2))
         log_path = self.job_dir / "blender.log"
-        cmd = render_command(self.blender, self.blend_file, job_file, self.script)
+        cmd = render_command(self.blender, job_file, self.script)
         started = time.monotonic()
         lines: queue.Queue[bytes | None] = queue.Queue()
-        self.proc = procs.start(cmd, cwd=self.job_dir, env=blender_env(self.user_dir),
+        self.proc = procs.start(cmd, cwd=self.job_dir, env=blender_env(self.user_dir, self.tmp_dir),
                                 pidfile=self.job_dir / "blender.pid")
         reader = threading.Thread(target=_pump, args=(self.proc.stdout, lines), daemon=True,
                                   name="blender-output")
@@ -182,8 +186,24 @@ class BlenderRun:
         if line.event is not None or line.sample is not None:
             self.on_progress(self.tracker)
 
+    @property
+    def tmp_dir(self) -> Path:
+        """Blender's temporary folder (render buffers, its crash report): inside the job's folder."""
+        return self.job_dir / "tmp"
+
+    def crash_report(self) -> str:
+        """What Blender wrote in ``blender.crash.txt`` when it crashed, the last lines."""
+        try:
+            text = (self.tmp_dir / "blender.crash.txt").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-C.LOG_TAIL_LINES:])
+
     def _result(self, exit_code: int | None, seconds: float) -> RenderResult:
         tail = "\n".join(self.tail)
+        crash = self.crash_report() if exit_code != 0 else ""
+        if crash:
+            tail += "\n--- blender.crash.txt ---\n" + crash
         saved = list(self.tracker.saved)
         if self._stop_reason:
             return RenderResult(False, exit_code, self._stop_reason, tail, saved, self._stop_reason, seconds)

@@ -32,6 +32,16 @@ class BlendHeader:
         return "" if self.version is None else f"{self.version[0]}.{self.version[1]}"
 
 
+def _zstd_head(path: Path) -> bytes:
+    import zstandard
+
+    try:
+        with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
+            return reader.read(64)
+    except zstandard.ZstdError as error:
+        raise NotABlendFile(f"a damaged Zstandard file ({error})") from None
+
+
 def read_header(path: Path) -> BlendHeader:
     """The file's compression and the Blender version that saved it; NotABlendFile for anything else."""
     with open(path, "rb") as handle:
@@ -45,8 +55,8 @@ def read_header(path: Path) -> BlendHeader:
         except (OSError, EOFError, zlib.error) as error:
             raise NotABlendFile(f"a damaged gzip file ({error})") from None
     elif head.startswith(ZSTD_MAGIC):
-        # The standard library of this Python has no Zstandard; Blender itself checks the rest.
-        return BlendHeader("zstd", None)
+        compression = "zstd"
+        head = _zstd_head(path)
     match = _HEADER.match(head)
     if not match:
         what = "a zip archive" if head.startswith(b"PK\x03\x04") else "not a Blender file"

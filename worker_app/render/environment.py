@@ -12,11 +12,11 @@ def script_path(name: str) -> Path:
     return Path(str(resources.files("worker_app.blender_scripts").joinpath(name)))
 
 
-def blender_env(user_dir: Path | None = None) -> dict:
+def blender_env(user_dir: Path | None = None, tmp_dir: Path | None = None) -> dict:
     """The environment Blender starts with: ours, less what would confuse its Python or its Qt-free UI.
 
     ``user_dir`` becomes Blender's user config and scripts folder, so the owner's own preferences and
-    add-ons are neither used nor touched by a render.
+    add-ons are neither used nor touched by a render; ``tmp_dir`` its temporary folder.
     """
     env = dict(os.environ)
     for key in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV"):
@@ -35,6 +35,11 @@ def blender_env(user_dir: Path | None = None) -> dict:
             env.pop(key, None)
             if orig:
                 env[key] = orig
+    if tmp_dir is not None:
+        # Blender's temporary files and its crash report go into the job's folder, not the owner's temp.
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        for key in ("TMPDIR", "TEMP", "TMP"):
+            env[key] = str(tmp_dir)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 

@@ -115,6 +115,8 @@ class ProgressTracker:
         self.script_errors: list[str] = []  # error events from the bundled script: the precise cause
         self.exceptions: list[str] = []  # Python exceptions Blender printed
         self.warnings: list[str] = []
+        self.missing: list[dict] = []  # {"kind", "path"}: what the scene needs and is not there
+        self.redirected: list[dict] = []  # {"what", "from", "to"}: paths pointed into the job's folder
         self.out_of_memory: str | None = None
 
     def feed(self, line: Line) -> None:
@@ -135,21 +137,25 @@ class ProgressTracker:
 
     def _event(self, event: dict) -> None:
         kind = event["event"]
-        if kind == "job_start":
+        if kind == K.JOB_START:
             if isinstance(event.get("samples"), int):
                 self.samples = event["samples"]
             self.started = self.clock()
-        elif kind == "frame_start":
+        elif kind == K.FRAME_START:
             self.frame = event.get("frame")
             self.sample = 0
-        elif kind == "file_saved" and isinstance(event.get("path"), str):
+        elif kind == K.FILE_SAVED and isinstance(event.get("path"), str):
             self.saved.append(event["path"])
-        elif kind == "frame_done":
+        elif kind == K.FRAME_DONE:
             self.frames_done += 1
             self.sample = 0
-        elif kind == "warning":
+        elif kind == K.WARNING:
             self.warnings.append(str(event.get("message")))
-        elif kind == "error":
+        elif kind == K.MISSING:
+            self.missing.append({"kind": str(event.get("kind")), "path": str(event.get("path"))[:1024]})
+        elif kind == K.REDIRECTED:
+            self.redirected.append({key: str(event.get(key))[:1024] for key in ("what", "from", "to")})
+        elif kind == K.ERROR:
             self.script_errors.append(str(event.get("message")))
 
     @property

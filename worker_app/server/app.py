@@ -172,7 +172,7 @@ class _Handler(Handler):
     def complete(self, job_id):
         body = self._read_json()
         done = P.CompleteReport.parse(body)
-        self.app.store.complete(self._job_id(job_id), body["lease_id"], done.outputs, done.stats)
+        self.app.store.complete(self._job_id(job_id), body["lease_id"], done.outputs, done.stats, done.warnings)
         log.info("job %s done: %d output(s)", job_id, len(done.outputs))
         self._json(200, {"state": "done"})
 
@@ -181,7 +181,7 @@ class _Handler(Handler):
         body = self._read_json()
         failure = P.FailReport.parse(body)
         state = self.app.store.fail(self._job_id(job_id), body["lease_id"], failure.reason, failure.log_tail,
-                                    failure.retryable)
+                                    failure.retryable, failure.needs_blender)
         log.info("job %s failed (%s): %s", job_id, state, failure.reason)
         self._json(200, {"state": state})
 

@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     log_tail TEXT,
     stats TEXT,
+    warnings TEXT,
+    min_blender INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     updated REAL NOT NULL,
     claimed REAL,
@@ -67,6 +69,16 @@ CREATE TABLE IF NOT EXISTS tokens (
 """
 
 TOKEN_KINDS = ("app", "worker")
+# Columns added after the first release: (table, column, definition) for databases made before them.
+ADDED_COLUMNS = (("jobs", "warnings", "TEXT"), ("jobs", "min_blender", "INTEGER NOT NULL DEFAULT 0"))
+
+
+def blender_key(version: str | None) -> int:
+    """``4.5.1`` -> 4005001: versions compared as numbers in SQL; 0 for none."""
+    if not version:
+        return 0
+    parts = [int(p) for p in version.split(".")[:3]] + [0, 0]
+    return parts[0] * 1_000_000 + parts[1] * 1_000 + parts[2]
 
 
 class LeaseLost(Exception):
@@ -115,6 +127,14 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
+        for table, column, definition in ADDED_COLUMNS:
+            if column not in {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        self._blender: dict[str, int] = {}  # worker id -> its newest Blender, as blender_key
+        since = self.clock() - 86400
+        # The newest Blender of any worker seen in the last day: a job that needs more waits for none.
+        self._newest_known = max((_newest_blender(json.loads(r["info"])) for r in self._db.execute(
+            "SELECT info FROM workers WHERE last_seen > ?", (since,))), default=0)
 
     def close(self) -> None:
         with self._lock:
@@ -155,7 +175,19 @@ class Store:
         with self._lock:
             self._db.execute("INSERT INTO workers (id, name, info, first_seen, last_seen) "
                              "VALUES (?, ?, ?, ?, ?)", (worker_id, name, json.dumps(info), now, now))
+            self._blender[worker_id] = _newest_blender(info)
+            self._newest_known = max(self._newest_known, self._blender[worker_id])
         return worker_id
+
+    def _someone_has(self, key: int) -> bool:
+        """Whether a worker seen lately has a Blender at least as new as ``key``."""
+        return self._newest_known >= key
+
+    def _worker_blender(self, worker_id: str) -> int:
+        if worker_id not in self._blender:
+            row = self._db.execute("SELECT info FROM workers WHERE id = ?", (worker_id,)).fetchone()
+            self._blender[worker_id] = _newest_blender(json.loads(row["info"])) if row else 0
+        return self._blender[worker_id]
 
     def worker_exists(self, worker_id: str) -> bool:
         with self._lock:
@@ -175,10 +207,12 @@ class Store:
 
     def submit(self, spec: dict, priority: int, max_attempts: int, tag: str | None) -> int:
         now = self.clock()
+        min_blender = blender_key((spec.get("blender") or {}).get("min_version"))
         with self.changed:
             cur = self._db.execute(
-                "INSERT INTO jobs (spec, tag, priority, max_attempts, created, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (json.dumps(spec), tag, priority, max_attempts, now, now))
+                "INSERT INTO jobs (spec, tag, priority, max_attempts, min_blender, created, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", (json.dumps(spec), tag, priority, max_attempts, min_blender, now,
+                                                 now))
             self.changed.notify_all()
             return cur.lastrowid
 
@@ -260,8 +294,11 @@ class Store:
 
     def _try_claim(self, worker_id: str) -> Claimed | None:
         self._requeue_expired()
+        # A job that needs a newer Blender than this worker has waits for a worker that has it; when no worker
+        # seen lately has it, any worker takes it and fails it with the reason, rather than it waiting forever.
         row = self._db.execute("SELECT id, spec, attempts FROM jobs WHERE state = 'queued' "
-                               "ORDER BY priority DESC, id LIMIT 1").fetchone()
+                               "AND (min_blender <= ? OR min_blender > ?) ORDER BY priority DESC, id LIMIT 1",
+                               (self._worker_blender(worker_id), self._newest_known)).fetchone()
         if row is None:
             return None
         now = self.clock()
@@ -331,7 +368,8 @@ class Store:
             self._db.execute("INSERT OR REPLACE INTO outputs (job_id, name, sha256, size, created) "
                              "VALUES (?, ?, ?, ?, ?)", (job_id, name, sha256, size, self.clock()))
 
-    def complete(self, job_id: int, lease_id: str, outputs: list[str], stats: dict) -> None:
+    def complete(self, job_id: int, lease_id: str, outputs: list[str], stats: dict,
+                 warnings: list[dict] | None = None) -> None:
         now = self.clock()
         with self._lock:
             row = self._leased_row(job_id, lease_id)
@@ -343,16 +381,27 @@ class Store:
             if missing:
                 raise Conflict(f"outputs not uploaded: {', '.join(missing)}")
             self._db.execute("UPDATE jobs SET state = 'done', lease_id = NULL, lease_expires = NULL, "
-                             "stats = ?, updated = ?, finished = ?, error = NULL WHERE id = ?",
-                             (json.dumps(stats), now, now, job_id))
+                             "stats = ?, warnings = ?, updated = ?, finished = ?, error = NULL WHERE id = ?",
+                             (json.dumps(stats), json.dumps(warnings or []), now, now, job_id))
 
-    def fail(self, job_id: int, lease_id: str, reason: str, log_tail: str, retryable: bool) -> str:
-        """Fails the attempt; a retryable failure with attempts left requeues the job."""
+    def fail(self, job_id: int, lease_id: str, reason: str, log_tail: str, retryable: bool,
+             needs_blender: str | None = None) -> str:
+        """Fails the attempt; a retryable failure with attempts left requeues the job. A scene saved by a
+        newer Blender than the worker's goes back to the queue, attempt uncounted, when a worker seen in the
+        last day has that Blender; with none, the job fails with the reason."""
         now = self.clock()
         with self.changed:
             row = self._leased_row(job_id, lease_id)
             if row["state"] == "canceled":
                 return "canceled"
+            if needs_blender and self._someone_has(blender_key(needs_blender)):
+                self._db.execute("UPDATE jobs SET state = 'queued', lease_id = NULL, worker_id = NULL, "
+                                 "lease_expires = NULL, attempts = MAX(attempts - 1, 0), error = ?, log_tail = ?, "
+                                 "min_blender = MAX(min_blender, ?), updated = ? WHERE id = ?",
+                                 (f"{reason}; waiting for a worker with Blender {needs_blender} or newer", log_tail,
+                                  blender_key(needs_blender), now, job_id))
+                self.changed.notify_all()
+                return "queued"
             state = "queued" if retryable and row["attempts"] < row["max_attempts"] else "failed"
             self._db.execute("UPDATE jobs SET state = ?, lease_id = NULL, worker_id = NULL, "
                              "lease_expires = NULL, error = ?, log_tail = ?, updated = ?, finished = ? "
@@ -390,6 +439,7 @@ class Store:
             "progress": json.loads(row["progress"]) if row["progress"] else None,
             "error": row["error"],
             "stats": json.loads(row["stats"]) if row["stats"] else None,
+            "warnings": json.loads(row["warnings"]) if row["warnings"] else [],
             "created": row["created"],
             "updated": row["updated"],
             "claimed": row["claimed"],
@@ -400,3 +450,14 @@ class Store:
             view["outputs"] = [dict(o) for o in outputs]
             view["log_tail"] = row["log_tail"]
         return view
+
+
+def _newest_blender(info: dict) -> int:
+    keys = []
+    for item in info.get("blender") or []:
+        try:
+            keys.append(blender_key(str(item.get("version"))))
+        except (ValueError, AttributeError):
+            continue
+    # A worker that says nothing of its Blender is offered every job, as before versions were known.
+    return max(keys) if keys else 10**9

@@ -1,0 +1,83 @@
+"""Makes scenes that lack files they name, and a sequencer-only scene (no camera).
+
+    blender -b --factory-startup --python make_lacking.py -- OUT_DIR FONT_FILE
+
+Writes OUT_DIR/<case>.blend. Each lacking scene renders (a tiny Cycles still) but a file it needs is not
+shipped: a linked library, an image texture, a font.
+"""
+
+import os
+import shutil
+import sys
+
+import bpy
+
+out_dir, font_file = sys.argv[sys.argv.index("--") + 1:][:2]
+work = os.path.join(out_dir, "work")
+os.makedirs(work, exist_ok=True)
+
+
+def base_scene():
+    bpy.ops.wm.read_factory_settings(use_empty=False)
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.cycles.use_denoising = False
+    scene.render.resolution_x, scene.render.resolution_y = 32, 18
+    return scene
+
+
+def save(name):
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(out_dir, name + ".blend"), compress=False)
+
+
+# A library with one object, linked into the main file, then not shipped.
+base_scene()
+bpy.ops.mesh.primitive_monkey_add()
+bpy.context.active_object.name = "Prop"
+bpy.ops.wm.save_as_mainfile(filepath=os.path.join(out_dir, "lib.blend"))
+base_scene()
+save("missing_library")  # saved first so that the library path is relative to it
+with bpy.data.libraries.load(os.path.join(out_dir, "lib.blend"), link=True, relative=True) as (src, dst):
+    dst.objects = ["Prop"]
+for obj in dst.objects:
+    bpy.context.scene.collection.objects.link(obj)
+save("missing_library")
+os.remove(os.path.join(out_dir, "lib.blend"))
+
+# An image texture on the cube's material, from a file next to the .blend that is not shipped.
+base_scene()
+texture = os.path.join(out_dir, "tex", "wood.png")
+os.makedirs(os.path.dirname(texture), exist_ok=True)
+image = bpy.data.images.new("wood", 4, 4)
+image.filepath_raw = texture
+image.file_format = "PNG"
+image.save()
+material = bpy.data.materials.new("Wood")
+material.use_nodes = True
+node = material.node_tree.nodes.new("ShaderNodeTexImage")
+node.image = bpy.data.images.load(texture)
+material.node_tree.links.new(node.outputs["Color"], material.node_tree.nodes["Principled BSDF"].inputs[0])
+bpy.data.objects["Cube"].data.materials.append(material)
+save("missing_image")
+shutil.rmtree(os.path.dirname(texture))
+
+# A text object in a font file that is not shipped.
+base_scene()
+font_copy = os.path.join(work, "Brand.ttf")
+shutil.copy(font_file, font_copy)
+bpy.ops.object.text_add(location=(0, 0, 1.5))
+bpy.context.active_object.data.font = bpy.data.fonts.load(font_copy)
+save("missing_font")
+os.remove(font_copy)
+
+# The sequencer only: a colour strip, no camera at all.
+scene = base_scene()
+for obj in list(bpy.data.objects):
+    bpy.data.objects.remove(obj)
+scene.sequence_editor_create()
+strip = scene.sequence_editor.sequences.new_effect("Red", "COLOR", channel=1, frame_start=1, frame_end=10)
+strip.color = (1.0, 0.0, 0.0)
+scene.render.use_sequencer = True
+save("sequencer_only")
+print("made lacking scenes")
