@@ -19,13 +19,12 @@ from pathlib import Path
 from worker_app import constants as C
 from worker_app import protocol as P
 from worker_app.blender_scripts import contract as K
-from worker_app.client import NotFound, Rejected, Unauthorized, Unreachable
 from worker_app.core.events import OutputSaved, RenderProgress
+from worker_app.core.downloads import Failed, fetch_images, fetch_scene
 from worker_app.core.heartbeat import Heartbeat
 from worker_app.core.redact import Redactor
 from worker_app.core.state import JobProgress, Outcome, State
 from worker_app.guard.energy import EnergyMeter
-from worker_app.render.assets import AssetError, unpack_zip
 from worker_app.render.blender import SCRIPT_EXIT_CODE, BlenderRun, RenderResult
 from worker_app.render.blendfile import NotABlendFile, read_header
 from worker_app.render.discovery import BlenderInstall, BlenderNotFound, pick
@@ -55,15 +54,6 @@ class JobReport:
     outputs: list[Path] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)
     energy_wh: float | None = None
-
-
-class Failed(Exception):
-    """The job cannot be done here; ``retryable`` says whether another attempt may succeed, ``needs_blender``
-    that it can on a worker with that Blender version."""
-
-    def __init__(self, reason: str, log_tail: str = "", retryable: bool = False, needs_blender: str | None = None):
-        super().__init__(reason)
-        self.reason, self.log_tail, self.retryable, self.needs_blender = reason, log_tail, retryable, needs_blender
 
 
 class Ended(Exception):
@@ -220,8 +210,8 @@ class JobRun:
         w.show(state=State.DOWNLOADING, job=JobProgress(self.job_id, "downloading"),
                message=f"job {self.job_id}: downloading the scene")
         self.beat.progress = P.Progress(stage="downloading")
-        blend = w.call(self._fetch_scene, spec.scene)
-        images = w.call(self._fetch_images, spec.overrides.get("images", {}))
+        blend = w.call(fetch_scene, w.cache, w.client, spec.scene, self.dir)
+        images = w.call(fetch_images, w.cache, w.client, spec.overrides.get("images", {}), self.dir)
         stages["download"] = time.monotonic() - t0
         blender = self._pick_blender(blend, spec)
         self.before_render()
@@ -364,57 +354,3 @@ class JobRun:
     def _progress(self, suspended: bool) -> JobProgress:
         current = self.w.snapshot.job or JobProgress(self.job_id, "rendering")
         return JobProgress(**{**current.__dict__, "suspended": suspended})
-
-    # -- on a helper thread ---------------------------------------------------------------------
-
-    def _fetch_images(self, images: dict) -> dict[str, str]:
-        """Downloads the job's image assets (verified like scenes) into the job's folder."""
-        paths = {}
-        for index, (name, data) in enumerate(sorted(images.items())):
-            asset = P.SceneAsset.parse(data, f"overrides.images.{name}")
-            try:
-                cached = self._download(asset)
-            except AssetError as error:
-                raise Failed(f"overrides.images.{name}: {error}", retryable=False) from None
-            except (NotFound, Rejected, Unauthorized, Unreachable) as error:
-                raise Failed(f"overrides.images.{name}: could not be downloaded: {error}",
-                             retryable=isinstance(error, Unreachable)) from None
-            suffix = Path(asset.url.split("?")[0]).suffix.lower()
-            suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
-            local = self.dir / "assets" / f"image_{index}{suffix}"  # never a name taken from the job
-            local.parent.mkdir(exist_ok=True)
-            _link_or_copy(cached, local)
-            paths[name] = str(local.resolve())
-        return paths
-
-    def _fetch_scene(self, asset: P.SceneAsset) -> Path:
-        try:
-            cached = self._download(asset)
-        except AssetError as error:
-            raise Failed(str(error), retryable=False) from None
-        except (NotFound, Rejected, Unauthorized) as error:
-            raise Failed(f"scene.url: the scene could not be downloaded: {error}", retryable=False) from None
-        except Unreachable as error:
-            raise Failed(f"scene.url: the scene could not be downloaded: {error}", retryable=True) from None
-        if asset.type == "zip":
-            try:
-                return unpack_zip(cached, self.dir / "scene", asset.blend)
-            except AssetError as error:
-                raise Failed(str(error), retryable=False) from None
-        # Blender writes nothing next to the .blend it renders, but link it into the job's folder
-        # anyway so the job only ever touches its own folder and the cache stays pristine.
-        local = self.dir / "scene.blend"
-        _link_or_copy(cached, local)
-        return local
-
-    def _download(self, asset: P.SceneAsset) -> Path:
-        client = self.w.client
-        cached, _hit = self.w.cache.fetch(asset, lambda out, limit: client.download(asset.url, out, limit))
-        return cached
-
-
-def _link_or_copy(source: Path, dest: Path) -> None:
-    try:
-        dest.hardlink_to(source)
-    except OSError:
-        shutil.copyfile(source, dest)

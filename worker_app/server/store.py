@@ -8,7 +8,6 @@ is no sleep-polling.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import secrets
@@ -19,67 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worker_app import constants as C
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    spec TEXT NOT NULL,
-    tag TEXT,
-    state TEXT NOT NULL DEFAULT 'queued',
-    priority INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    max_attempts INTEGER NOT NULL DEFAULT 3,
-    lease_id TEXT,
-    worker_id TEXT,
-    lease_expires REAL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    progress TEXT,
-    error TEXT,
-    log_tail TEXT,
-    stats TEXT,
-    warnings TEXT,
-    min_blender INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
-    claimed REAL,
-    finished REAL
-);
-CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, priority DESC, id);
-CREATE TABLE IF NOT EXISTS outputs (
-    job_id INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    created REAL NOT NULL,
-    PRIMARY KEY (job_id, name)
-);
-CREATE TABLE IF NOT EXISTS workers (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    info TEXT NOT NULL,
-    first_seen REAL NOT NULL,
-    last_seen REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    hash TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    label TEXT NOT NULL,
-    created REAL NOT NULL
-);
-"""
-
-TOKEN_KINDS = ("app", "worker")
-# Columns added after the first release: (table, column, definition) for databases made before them.
-ADDED_COLUMNS = (("jobs", "warnings", "TEXT"), ("jobs", "min_blender", "INTEGER NOT NULL DEFAULT 0"))
-
-
-def blender_key(version: str | None) -> int:
-    """``4.5.1`` -> 4005001: versions compared as numbers in SQL; 0 for none."""
-    if not version:
-        return 0
-    parts = [int(p) for p in version.split(".")[:3]] + [0, 0]
-    return parts[0] * 1_000_000 + parts[1] * 1_000 + parts[2]
-
+from worker_app.server.schema import (ADDED_COLUMNS, SCHEMA, TOKEN_KINDS, blender_key, hash_token,
+                                      newest_blender)
 
 class LeaseLost(Exception):
     """A call made with a lease that is no longer the job's current one."""
@@ -107,10 +47,6 @@ class Claimed:
     outputs: list[dict]  # what an earlier attempt already uploaded: the worker skips those frames
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class Store:
     def __init__(self, db_path: Path, lease_ttl: float = C.LEASE_TTL, clock=time.time):
         self.lease_ttl = lease_ttl
@@ -133,7 +69,7 @@ class Store:
         self._blender: dict[str, int] = {}  # worker id -> its newest Blender, as blender_key
         since = self.clock() - 86400
         # The newest Blender of any worker seen in the last day: a job that needs more waits for none.
-        self._newest_known = max((_newest_blender(json.loads(r["info"])) for r in self._db.execute(
+        self._newest_known = max((newest_blender(json.loads(r["info"])) for r in self._db.execute(
             "SELECT info FROM workers WHERE last_seen > ?", (since,))), default=0)
 
     def close(self) -> None:
@@ -175,7 +111,7 @@ class Store:
         with self._lock:
             self._db.execute("INSERT INTO workers (id, name, info, first_seen, last_seen) "
                              "VALUES (?, ?, ?, ?, ?)", (worker_id, name, json.dumps(info), now, now))
-            self._blender[worker_id] = _newest_blender(info)
+            self._blender[worker_id] = newest_blender(info)
             self._newest_known = max(self._newest_known, self._blender[worker_id])
         return worker_id
 
@@ -186,7 +122,7 @@ class Store:
     def _worker_blender(self, worker_id: str) -> int:
         if worker_id not in self._blender:
             row = self._db.execute("SELECT info FROM workers WHERE id = ?", (worker_id,)).fetchone()
-            self._blender[worker_id] = _newest_blender(json.loads(row["info"])) if row else 0
+            self._blender[worker_id] = newest_blender(json.loads(row["info"])) if row else 0
         return self._blender[worker_id]
 
     def worker_exists(self, worker_id: str) -> bool:
@@ -450,14 +386,3 @@ class Store:
             view["outputs"] = [dict(o) for o in outputs]
             view["log_tail"] = row["log_tail"]
         return view
-
-
-def _newest_blender(info: dict) -> int:
-    keys = []
-    for item in info.get("blender") or []:
-        try:
-            keys.append(blender_key(str(item.get("version"))))
-        except (ValueError, AttributeError):
-            continue
-    # A worker that says nothing of its Blender is offered every job, as before versions were known.
-    return max(keys) if keys else 10**9

@@ -1,0 +1,79 @@
+"""Finds what a scene needs and cannot find, inside Blender: linked libraries and their data-blocks, images,
+fonts, caches, movie clips and sounds, each told with the path as the scene names it."""
+
+import os
+
+import bpy
+
+import contract as K
+
+
+def _missing_file(filepath, packed=False):
+    """True when ``filepath`` (as the scene names it) is neither packed nor on disk."""
+    if packed or not filepath or filepath.startswith("<"):  # "<builtin>" fonts
+        return False
+    path = bpy.path.abspath(filepath)
+    if "<UDIM>" in path or "<UVTILE>" in path:
+        folder = os.path.dirname(path)
+        return not os.path.isdir(folder)
+    return not os.path.exists(path)
+
+
+def report(emit):
+    """Reports every file the scene needs that is not there, with the path as the scene names it: linked
+    libraries and the data-blocks they should bring, images, fonts, caches, movie clips and sounds."""
+    seen = set()
+
+    def missing(kind, path, name=None):
+        if (kind, path, name) in seen:
+            return
+        seen.add((kind, path, name))
+        fields = {"kind": kind, "path": path}
+        if name:
+            fields["name"] = name
+        emit(K.MISSING, **fields)
+
+    for lib in bpy.data.libraries:
+        if _missing_file(lib.filepath, lib.packed_file is not None):
+            missing("library", lib.filepath)
+    for collection in (bpy.data.objects, bpy.data.meshes, bpy.data.materials, bpy.data.node_groups,
+                       bpy.data.collections, bpy.data.images, bpy.data.worlds):
+        for block in collection:
+            if getattr(block, "is_missing", False):
+                missing("linked", block.library.filepath if block.library else "", block.name)
+    for image in bpy.data.images:
+        if image.source in ("FILE", "SEQUENCE", "TILED") and image.users and not getattr(image, "is_missing", False):
+            if _missing_file(image.filepath, image.packed_file is not None):
+                missing("image", image.filepath, image.name)
+    for font in bpy.data.fonts:
+        if font.users and _missing_file(font.filepath, font.packed_file is not None):
+            missing("font", font.filepath, font.name)
+    for cache in bpy.data.cache_files:
+        if cache.users and _missing_file(cache.filepath):
+            missing("cache", cache.filepath, cache.name)
+    for volume in getattr(bpy.data, "volumes", []):
+        if volume.users and _missing_file(volume.filepath, volume.packed_file is not None):
+            missing("cache", volume.filepath, volume.name)
+    for clip in bpy.data.movieclips:
+        if clip.users and _missing_file(clip.filepath):
+            missing("clip", clip.filepath, clip.name)
+    for sound in bpy.data.sounds:
+        if sound.users and _missing_file(sound.filepath, sound.packed_file is not None):
+            missing("sound", sound.filepath, sound.name)
+    for scene in bpy.data.scenes:
+        editor = scene.sequence_editor
+        for strip in (editor.sequences_all if editor is not None else []):
+            if strip.type == "MOVIE" and _missing_file(strip.filepath):
+                missing("clip", strip.filepath, strip.name)
+            elif strip.type == "IMAGE" and strip.elements and \
+                    _missing_file(os.path.join(strip.directory, strip.elements[0].filename)):
+                missing("image", os.path.join(strip.directory, strip.elements[0].filename), strip.name)
+    for obj in bpy.data.objects:
+        for mod in obj.modifiers:
+            if mod.type == "FLUID" and mod.fluid_type == "DOMAIN" and mod.domain_settings.cache_type != "REPLAY" \
+                    and _missing_file(mod.domain_settings.cache_directory):
+                missing("cache", mod.domain_settings.cache_directory, obj.name)
+        for psys in obj.particle_systems:
+            cache = psys.point_cache
+            if cache.use_external and _missing_file(cache.filepath):
+                missing("cache", cache.filepath, obj.name)
