@@ -127,7 +127,7 @@ class FakeRun:
     runs: list[FakeRun] = []
 
     def __init__(self, blender, blend_file, job, job_dir, *, total_timeout, silence_timeout, on_progress=None,
-                 on_line=None, user_dir=None, script=None):
+                 on_line=None, user_dir=None, script=None, confine_writes=True):
         self.job, self.job_dir = job, Path(job_dir)
         self.on_progress = on_progress or (lambda tracker: None)
         self.on_line = on_line or (lambda line: None)

@@ -212,3 +212,26 @@ def test_windows_finds_blender_through_the_blend_association_and_program_files(t
                             platform="win32", which=lambda name: None)
     assert [Path(p).parent.name for p in found] == ["Blender 4.2", "Blender 3.6"]
     assert WindowsFileAssociation(FakeRegistry({})).blend_opener() is None
+
+
+@pytest.mark.parametrize("confined", [True, False])
+def test_the_kernel_keeps_blenders_writes_in_the_job_folder(blender, tmp_path, confined):
+    """Landlock (Linux): with it, a write outside the job's folder is refused; without it (the control), it
+    lands. Checked with the CPU; whether GPU drivers live with it is said in issue 11's notes."""
+    from worker_app.render.sandbox import landlock_abi
+    if confined and landlock_abi() < 1:
+        pytest.skip("this kernel has no Landlock")
+    job_dir = tmp_path / "job"
+    (job_dir / "out").mkdir(parents=True)
+    outside, inside = tmp_path / "outside.txt", job_dir / "inside.txt"
+    seen = []
+    run = BlenderRun(blender.path, sample_scene(), {"render": {}, "frames": [1], "output_dir": str(job_dir / "out"),
+                                                    "try_writing": [str(outside), str(inside)]},
+                     job_dir, total_timeout=60, silence_timeout=60, user_dir=tmp_path / "user",
+                     script=SCRIPTS / "writes_outside.py", confine_writes=confined,
+                     on_line=lambda line: seen.append(line.event) if line.event else None)
+    run.run()
+    assert inside.read_text() == "x"
+    assert outside.exists() is not confined, seen
+    if confined:
+        assert {"event": "refused", "path": str(outside), "errno": 13} in seen

@@ -226,7 +226,7 @@ def test_a_file_saved_by_a_newer_blender_fails_at_once_for_a_worker_that_has_it(
     newer = b"BLENDER-v405" + b"\0" * 500
     client.scene = newer
     client.leases.put(lease("1", scene_bytes=newer))
-    report = core(max_jobs=1).report()
+    assert core(max_jobs=1).report().outcome == Outcome.FAILED
     fail = client.reports("fail")[0]
     assert fail.reason == "scene: saved by Blender 4.5; this PC has 3.4.1"
     assert fail.retryable is False and fail.needs_blender == "4.5" and not FakeRun.runs

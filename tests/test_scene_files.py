@@ -44,7 +44,7 @@ def test_a_missing_file_is_a_warning_on_a_done_job_and_fails_a_strict_one(lackin
         view["warnings"]
     strict = render(served, blender, tmp_path / "b", lacking / f"{case}.blend", strict=True)
     assert strict["state"] == "failed" and strict["attempts"] == 1
-    assert strict["error"].startswith(f"strict: the scene lacks") and f"{kind} '{path}'" in strict["error"]
+    assert strict["error"].startswith("strict: the scene lacks") and f"{kind} '{path}'" in strict["error"]
 
 
 def test_a_sequencer_only_scene_renders_without_a_camera(lacking, served, blender, tmp_path):

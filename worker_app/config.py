@@ -80,6 +80,7 @@ class Config:
     device: str = "AUTO"
     device_type: str = ""  # empty: the best backend Blender offers
     gpu_indices: tuple[int, ...] = ()  # empty: every GPU of that backend
+    confine_writes: bool = True  # Linux: Landlock lets Blender write only into the job's folder
     # [guard]: when to step aside for the owner (worker_app/guard/)
     pause_while_gaming: bool = True
     games: tuple[str, ...] = ()
@@ -200,6 +201,7 @@ KEYS = {
     ("blender", "device"): ("device", _device),
     ("blender", "device_type"): ("device_type", _device_type),
     ("blender", "gpu_indices"): ("gpu_indices", _indices),
+    ("blender", "confine_writes"): ("confine_writes", _bool),
     ("guard", "pause_while_gaming"): ("pause_while_gaming", _bool),
     ("guard", "games"): ("games", _strings),
     ("guard", "game_folders"): ("game_folders", _strings),

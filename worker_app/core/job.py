@@ -307,6 +307,7 @@ class JobRun:
 
         self.run = w.make_run(blender.path, blend, job, self.dir, total_timeout=spec.timeouts.total_s,
                               silence_timeout=spec.timeouts.silence_s, user_dir=w.folders.blender_user,
+                              confine_writes=w.settings.confine_writes,
                               on_progress=on_progress, on_line=on_line)
         if w.decision.paused:  # the pause began in the instant before Blender starts
             w.policy.on_pause(self, w.decision.reason)

@@ -48,6 +48,7 @@ class Settings:
     gpu_indices: tuple[int, ...] = ()
     claim_wait: float = C.CLAIM_WAIT_DEFAULT
     pause_policy: str = "requeue"
+    confine_writes: bool = True  # Landlock where the OS has it (worker_app/render/sandbox.py)
     max_jobs: int | None = None  # stop after this many jobs (tests, `homefarm run --max-jobs`)
 
 

@@ -53,9 +53,10 @@ class BlenderRun:
 
     def __init__(self, blender: str, blend_file: Path, job: dict, job_dir: Path, *,
                  total_timeout: float, silence_timeout: float, on_progress=None, on_line=None,
-                 user_dir: Path | None = None, script: Path | None = None):
+                 user_dir: Path | None = None, script: Path | None = None, confine_writes: bool = True):
         self.blender = blender
         self.user_dir = user_dir
+        self.confine_writes = confine_writes
         self.script = script
         self.blend_file = blend_file
         self.job = job
@@ -117,7 +118,9 @@ class BlenderRun:
         cmd = render_command(self.blender, job_file, self.script)
         started = time.monotonic()
         lines: queue.Queue[bytes | None] = queue.Queue()
+        writable = [self.job_dir] + ([self.user_dir] if self.user_dir else [])
         self.proc = procs.start(cmd, cwd=self.job_dir, env=blender_env(self.user_dir, self.tmp_dir),
+                                writable=writable if self.confine_writes else None,
                                 pidfile=self.job_dir / "blender.pid")
         reader = threading.Thread(target=_pump, args=(self.proc.stdout, lines), daemon=True,
                                   name="blender-output")

@@ -28,6 +28,12 @@ def blender_env(user_dir: Path | None = None, tmp_dir: Path | None = None) -> di
                          ("BLENDER_USER_DATAFILES", "datafiles")):
             (user_dir / sub).mkdir(parents=True, exist_ok=True)
             env[key] = str(user_dir / sub)
+        # GPU kernel and shader caches too: kept between jobs, and inside what Blender may write to.
+        cache = user_dir / "cache"
+        cache.mkdir(parents=True, exist_ok=True)
+        for key in ("XDG_CACHE_HOME", "CUDA_CACHE_PATH", "OPTIX_CACHE_PATH", "MESA_SHADER_CACHE_DIR",
+                    "__GL_SHADER_DISK_CACHE_PATH"):
+            env[key] = str(cache)
     if getattr(sys, "frozen", False):
         # A frozen homefarm's bundled libraries must not leak into Blender's process.
         for key in ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "QT_PLUGIN_PATH", "QML2_IMPORT_PATH"):

@@ -25,6 +25,12 @@ log = logging.getLogger("homefarm.procs")
 
 
 class _PosixBackend:
+    def confine(self, writable: list[Path]):
+        """Linux: a Landlock ruleset (worker_app/render/sandbox.py); elsewhere none."""
+        from worker_app.render.sandbox import WriteConfinement
+
+        return WriteConfinement(writable) if sys.platform.startswith("linux") else None
+
     def after_start(self, proc) -> None:
         pass  # PR_SET_PDEATHSIG, set between fork and exec, already ties the child to us
 
@@ -103,6 +109,11 @@ class _WindowsBackend:
         flags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
         return {"creationflags": flags}
 
+    def confine(self, writable: list[Path]):
+        """No confinement on Windows yet: a low integrity level needs the job's folder labelled low, and
+        GPU rendering under it is unverified (see the notes of issue 11)."""
+        return None
+
     def _kernel32(self):
         if self.kernel32 is None:
             self.kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
@@ -141,11 +152,22 @@ def backend():
     return _WindowsBackend() if sys.platform == "win32" else _PosixBackend()
 
 
-def start(cmd: list[str], *, cwd: Path, env: dict, pidfile: Path | None = None) -> subprocess.Popen:
-    """Starts ``cmd`` in its own group, stdin closed, stdout and stderr merged into one pipe."""
+def start(cmd: list[str], *, cwd: Path, env: dict, pidfile: Path | None = None,
+          writable: list[Path] | None = None) -> subprocess.Popen:
+    """Starts ``cmd`` in its own group, stdin closed, stdout and stderr merged into one pipe; with ``writable``,
+    where the OS can confine it, the process may write only below those folders (and to devices)."""
     os_backend = backend()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, bufsize=0, **os_backend.popen_kwargs())
+    kwargs = os_backend.popen_kwargs()
+    confinement = os_backend.confine(writable) if writable else None
+    if confinement is not None and confinement.active:
+        first = kwargs.get("preexec_fn")
+        kwargs["preexec_fn"] = (lambda: (first(), confinement.preexec())) if first else confinement.preexec
+    try:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, bufsize=0, **kwargs)
+    finally:
+        if confinement is not None:
+            confinement.close()
     os_backend.after_start(proc)
     if pidfile is not None:
         try:
