@@ -123,8 +123,11 @@ def test_macos_launch_agent(tmp_path):
     assert entry.status() == "off"
 
 
-def test_launch_command_when_frozen(monkeypatch):
+def test_launch_command_when_frozen_is_always_the_tray_program(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "frozen", True, raising=False)
-    assert A.launch_command() == [sys.executable]
+    suffix = ".exe" if sys.platform == "win32" else ""
+    for program in ("homefarm", "homefarm-cli"):  # started as the tray, or as the console CLI
+        monkeypatch.setattr(sys, "executable", str(tmp_path / "bundle" / (program + suffix)))
+        assert A.launch_command() == [str(tmp_path / "bundle" / ("homefarm" + suffix))]
     monkeypatch.delattr(sys, "frozen")
     assert A.launch_command() == [sys.executable, "-m", "worker_app"]

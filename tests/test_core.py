@@ -359,3 +359,31 @@ def test_blend_headers_are_read_before_blender_starts(tmp_path):
     junk.write_bytes(b"<html>not found</html>")
     with pytest.raises(NotABlendFile, match="not a Blender file"):
         read_header(junk)
+
+
+def test_a_file_held_open_fails_the_job_retryable_and_the_worker_goes_on(core, client, monkeypatch):
+    """Windows keeps a file another program holds open: the OSError fails that attempt, not the worker."""
+    original = FakeRun.run
+
+    def locked(self):
+        if len(FakeRun.runs) == 1:
+            raise PermissionError(13, "The process cannot access the file because it is being used by another "
+                                      "process")
+        return original(self)
+    monkeypatch.setattr(FakeRun, "run", locked)
+    client.leases.put(lease("1", frames="1"))
+    client.leases.put(lease("2", frames="1"))
+    c = core(max_jobs=2)
+    c.wait(lambda: len(c.reports) == 2, what="two jobs")
+    fail = client.reports("fail")[0]
+    assert fail.retryable is True and fail.reason.startswith("this PC could not read or write the job's files")
+    assert [r.outcome for r in c.reports] == [Outcome.FAILED, Outcome.DONE]
+
+
+def test_an_unexpected_error_backs_off_instead_of_ending_the_loop(core, client):
+    errors = iter([RuntimeError("a bug")])
+    client.claim_error = lambda: next(errors, None)
+    client.leases.put(lease("1", frames="1"))
+    c = core(max_jobs=1)
+    assert c.report().outcome == Outcome.DONE
+    assert State.BACKING_OFF in [s.state for s in c.snapshots]

@@ -63,11 +63,65 @@ def test_own_blender_is_never_a_game_even_from_steam(game, tmp_path):
     assert by_path.check(NOW) is None
 
 
-def test_steam_says_a_game_runs():
-    class Steam:
-        def running_app_id(self):
-            return 1245620
-    assert G.GameDetector(names=[], steam=Steam()).check(NOW).reason == "Steam game 1245620 is running"
+class FakeTable:
+    """The process table as the detector reads it: pid -> (name, executable)."""
+
+    def __init__(self, processes: dict):
+        self.processes = processes
+
+    def scan(self):
+        return self.processes
+
+
+class Steam:
+    def __init__(self, app_id):
+        self.app_id = app_id
+
+    def running_app_id(self):
+        return self.app_id
+
+
+def test_steam_says_a_game_runs_while_steam_runs():
+    steam_running = FakeTable({10: ("steam.exe", "C:/Program Files (x86)/Steam/steam.exe")})
+    assert G.GameDetector(names=[], steam=Steam(1245620), table=steam_running).check(NOW).reason == \
+        "Steam game 1245620 is running"
+    # Steam crashed and left its RunningAppID behind: no game.
+    assert G.GameDetector(names=[], steam=Steam(1245620), table=FakeTable({})).check(NOW) is None
+    # Wallpaper Engine sets RunningAppID too: a tool, not a game.
+    assert G.GameDetector(names=[], steam=Steam(431960), table=steam_running).check(NOW) is None
+
+
+@pytest.mark.parametrize("name, exe", [
+    ("EpicGamesLauncher.exe", "C:/Program Files (x86)/Epic Games/Launcher/Portal/Binaries/Win64/EpicGamesLauncher.exe"),
+    ("EpicWebHelper.exe", "C:/Program Files (x86)/Epic Games/Launcher/Engine/Binaries/Win64/EpicWebHelper.exe"),
+    ("Battle.net.exe", "C:/Program Files (x86)/Battle.net/Battle.net.exe"),
+    ("Agent.exe", "C:/ProgramData/Battle.net/Agent/Agent.9001/Agent.exe"),
+    ("RiotClientServices.exe", "C:/Riot Games/Riot Client/RiotClientServices.exe"),
+    ("LeagueClient.exe", "C:/Riot Games/League of Legends/LeagueClient.exe"),
+    ("wallpaper64.exe", "D:/SteamLibrary/steamapps/common/wallpaper_engine/wallpaper64.exe"),
+    ("steamwebhelper.exe", "C:/Program Files (x86)/Steam/bin/cef/cef.win7x64/steamwebhelper.exe"),
+])
+def test_launchers_and_tools_kept_open_all_day_are_no_games(name, exe):
+    detector = G.GameDetector(table=FakeTable({100: (name, exe)}), steam=Steam(None))
+    assert detector.check(NOW) is None, name
+
+
+@pytest.mark.parametrize("name, exe", [
+    ("League of Legends.exe", "C:/Riot Games/League of Legends/Game/League of Legends.exe"),
+    ("VALORANT-Win64-Shipping.exe", "C:/Riot Games/VALORANT/live/ShooterGame/Binaries/Win64/VALORANT-Win64-Shipping.exe"),
+    ("FortniteClient-Win64-Shipping.exe", "C:/Program Files/Epic Games/Fortnite/FortniteGame/Binaries/Win64/x.exe"),
+    ("Overwatch.exe", "C:/Program Files (x86)/Overwatch/_retail_/Overwatch.exe"),
+    ("hollow_knight.exe", "D:/SteamLibrary/steamapps/common/Hollow Knight/hollow_knight.exe"),
+])
+def test_the_games_those_launchers_start_still_pause(name, exe):
+    cause = G.GameDetector(table=FakeTable({100: (name, exe)}), steam=Steam(None)).check(NOW)
+    assert cause is not None and cause.program == name
+
+
+def test_the_owner_can_say_a_program_is_no_game():
+    table = FakeTable({100: ("MyFlightTools.exe", "D:/SteamLibrary/steamapps/common/Flight/MyFlightTools.exe")})
+    assert G.GameDetector(table=table, steam=Steam(None)).check(NOW).program == "MyFlightTools.exe"
+    assert G.GameDetector(table=table, steam=Steam(None), not_games=["myflighttools.exe"]).check(NOW) is None
 
 
 def test_steam_registry_backend():

@@ -107,3 +107,37 @@ def test_windows_job_object_kills_the_tree_with_the_worker():
                                     JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, 144),
                          ("assign", 77, 501), ("assign", 77, 502)]
     _WindowsBackend._job = None
+
+
+class ConsolelessPopen(subprocess.Popen):
+    """A child as the console-less tray sees it on Windows: sending it a console event raises SystemError
+    (GenerateConsoleCtrlEvent fails and CPython's os.kill turns that into SystemError, cpython #87128)."""
+
+    def send_signal(self, sig):
+        raise SystemError("<built-in function kill> returned a result with an exception set")
+
+
+def test_stopping_on_windows_needs_no_console_and_never_raises(monkeypatch, tmp_path):
+    from worker_app.render.procs import _WindowsBackend
+    monkeypatch.setattr(procs, "backend", lambda: _WindowsBackend(kernel32=object()))
+    child = ConsolelessPopen([sys.executable, "-c", "import subprocess, sys, time; "
+                              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+                              "print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE)
+    assert child.stdout.readline().strip() == b"ready"
+    grandchildren = psutil.Process(child.pid).children(recursive=True)
+    started = time.monotonic()
+    procs.stop(child, grace=10)
+    assert child.poll() is not None
+    assert time.monotonic() - started < 5, "the stop waited out its grace time: nothing asked Blender to end"
+    gone, alive = psutil.wait_procs(grandchildren, timeout=5)
+    assert alive == []
+
+
+def test_a_stop_whose_asking_fails_still_kills(monkeypatch):
+    class Broken:
+        def ask_to_stop(self, proc):
+            raise SystemError("the OS said no")
+    monkeypatch.setattr(procs, "backend", lambda: Broken())
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    procs.stop(child, grace=0.5)
+    assert child.poll() is not None

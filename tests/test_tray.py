@@ -321,3 +321,15 @@ def test_update_notice(tray):
     tray.on_snapshot(Snapshot(state=State.PAUSED, update=Update("1.0.0", required=True),
                               pause=Pause("update", "Paused: this server needs homefarm 1.0.0 or newer")))
     assert tray.update_action.text() == "Update needed: homefarm 1.0.0"
+
+
+def test_never_pause_for_a_program_that_is_no_game(tray, qtbot):
+    tray.on_snapshot(Snapshot(state=State.PAUSED, pause=Pause("game", "Paused: MyLauncher.exe is running",
+                                                              program="MyLauncher.exe")))
+    assert tray.not_a_game_action.isVisible() and tray.not_a_game_action.text() == "Never pause for MyLauncher.exe"
+    tray.not_a_game_action.trigger()
+    qtbot.waitUntil(lambda: tray.fake_runtime.reconfigured, timeout=10000)
+    assert config_mod.load(tray.paths).not_games == ("MyLauncher.exe",)
+    assert tray.fake_runtime.reconfigured[-1].not_games == ("MyLauncher.exe",)
+    tray.on_snapshot(Snapshot(state=State.WAITING))
+    assert not tray.not_a_game_action.isVisible()

@@ -85,6 +85,7 @@ class Config:
     pause_while_gaming: bool = True
     games: tuple[str, ...] = ()
     game_folders: tuple[str, ...] = ()
+    not_games: tuple[str, ...] = ()  # programs never to pause for (a launcher, a tool)
     foreign_gpu_load_percent: int = 30
     foreign_gpu_seconds: float = 5.0
     full_screen_hint: bool = True
@@ -205,6 +206,7 @@ KEYS = {
     ("guard", "pause_while_gaming"): ("pause_while_gaming", _bool),
     ("guard", "games"): ("games", _strings),
     ("guard", "game_folders"): ("game_folders", _strings),
+    ("guard", "not_games"): ("not_games", _strings),
     ("guard", "foreign_gpu_load_percent"): ("foreign_gpu_load_percent", _number_in(0, 100, integer=True)),
     ("guard", "foreign_gpu_seconds"): ("foreign_gpu_seconds", _number_in(0, 3600)),
     ("guard", "full_screen_hint"): ("full_screen_hint", _bool),

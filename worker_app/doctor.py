@@ -57,6 +57,8 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None) -> lis
         checks.append(Check("gpu", False, inv.problem or "", "GPU monitoring needs an NVIDIA GPU and "
                             "driver; rendering still works on the CPU or another GPU", required=False))
 
+    checks.append(_pause_check(cfg, paths))
+
     outbox_file = paths.data_dir / "outbox.sqlite3"
     if outbox_file.exists():
         from worker_app.core.outbox import Outbox
@@ -115,3 +117,19 @@ def report(checks: list[Check], out=print) -> int:
             out(f"         fix: {check.fix}")
             failed += check.required
     return 1 if failed else 0
+
+
+def _pause_check(cfg: config_mod.Config, paths: config_mod.Paths) -> Check:
+    """Would the worker step aside right now, and for which program? (A launcher taken for a game shows.)"""
+    from worker_app.runtime import build_guard
+    from worker_app.system.gpu import GpuMonitor, NvmlProvider
+
+    guard = build_guard(cfg, paths, lambda: set(), [], GpuMonitor(NvmlProvider()))
+    decision = guard.evaluate()
+    if not decision.paused:
+        return Check("pause", True, "nothing asks homefarm to step aside now", required=False)
+    programs = sorted({c.program for c in decision.causes if c.program})
+    advice = (f"if {', '.join(programs)} is no game, run `homefarm config set guard.not_games "
+              f"'[\"{programs[0]}\"]'` or choose \u201cNever pause for {programs[0]}\u201d in the tray menu"
+              if programs else "see the reason; `homefarm resume` ends a pause you set")
+    return Check("pause", False, decision.reason, advice, required=False)

@@ -32,7 +32,7 @@ def build_guard(cfg: config_mod.Config, paths: config_mod.Paths, own_pids, own_p
                        G.DiskSpace(paths.data_dir, int(cfg.min_free_gb * 1024**3))]
     if cfg.pause_while_gaming:
         detectors.append(G.GameDetector(G.DEFAULT_GAMES + cfg.games, cfg.game_folders, own_pids, own_paths,
-                                        table=table))
+                                        table=table, not_games=cfg.not_games))
     if cfg.foreign_gpu_load_percent:
         detectors.append(gpu_load)
     if cfg.full_screen_hint:

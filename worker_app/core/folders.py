@@ -48,7 +48,9 @@ def prune_job_dirs(jobs_dir: Path, outbox: Outbox, keep: str | None = None, newe
     """Job folders whose results the server has are kept for the owner to look at, the newest 20."""
     finished = []
     for folder in jobs_dir.iterdir():
-        if folder.is_dir() and folder.name != keep and not (folder / "lease.json").exists() \
+        if folder.name.startswith(".stale-"):  # set aside by a job whose files were held open
+            shutil.rmtree(folder, ignore_errors=True)
+        elif folder.is_dir() and folder.name != keep and not (folder / "lease.json").exists() \
                 and not outbox.pending(folder.name):
             finished.append(folder)
     finished.sort(key=lambda f: f.stat().st_mtime, reverse=True)

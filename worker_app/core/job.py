@@ -136,8 +136,21 @@ class JobRun:
             except P.ValidationError as error:
                 raise Failed(f"invalid job: {error}", retryable=False) from None
             self.beat.start()
-            self._prepare_dir()
-            outputs, report.stages, stats, blender = self._work(spec)
+            try:
+                self._prepare_dir()
+                outputs, report.stages, stats, blender = self._work(spec)
+            except OSError as error:
+                # A file another program holds open (a viewer, an antivirus), a full disk: this attempt
+                # fails, another may not; the worker goes on.
+                log.warning("job %s: %s", self.job_id, error, exc_info=True)
+                raise Failed(f"this PC could not read or write the job's files ({error.strerror or error}); "
+                             "the job is offered again", retryable=True) from None
+            except (Failed, Ended):
+                raise
+            except Exception:  # a bug in homefarm: the job goes back, the worker goes on
+                log.exception("job %s: unexpected error", self.job_id)
+                raise Failed("homefarm hit an unexpected error while running the job (see the PC's log); "
+                             "the job is offered again", retryable=True) from None
             report.outputs = [self.dir / "out" / name for name in outputs]
             stats.update({f"{k}_s": round(v, 3) for k, v in report.stages.items()})
             stats.update(blender=blender.version, frames=len(spec.render.frame_list()),
@@ -196,11 +209,20 @@ class JobRun:
         if self.w.outbox.pending(job_id):
             # Outputs of an earlier attempt still wait to be sent from here: they are not ours any more.
             self.w.outbox.drop_job(job_id)
-        shutil.rmtree(self.dir, ignore_errors=True)  # a fresh start for each attempt
-        (self.dir / "out").mkdir(parents=True)
+        self._fresh_dir()
         # Written before any work: a crash from here on is found at the next start and the job given back.
         (self.dir / "lease.json").write_text(json.dumps({"job_id": job_id, "lease_id": self.lease.lease_id,
                                                          "server": self.w.client.server_url}))
+
+    def _fresh_dir(self) -> None:
+        """A fresh folder for each attempt. What an earlier attempt left and cannot be removed now (Windows
+        keeps files another program holds open) is moved aside, never reused, and removed later."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.dir.exists():
+            aside = self.dir.with_name(f".stale-{self.job_id}-{time.time_ns()}")
+            self.dir.rename(aside)  # an OSError here fails this attempt, retryable
+            shutil.rmtree(aside, ignore_errors=True)
+        (self.dir / "out").mkdir(parents=True)
 
     def _work(self, spec: P.JobSpec) -> tuple[list[str], dict[str, float], dict, BlenderInstall]:
         """Downloads and renders; returns the output names, stage times, stats and the Blender used."""

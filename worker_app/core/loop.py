@@ -241,6 +241,10 @@ class Worker(EventLoop):
                     if isinstance(error, Rejected) and "worker_id" in str(error):
                         self.worker_id = None  # the server forgot us (a new database): sign on again
                     self._back_off(failures, LinkProblem.UNREACHABLE, f"server unreachable: {error}")
+                except Exception as error:  # a bug or the OS: logged, and the loop goes on after a pause
+                    failures += 1
+                    log.exception("the worker loop hit an unexpected error")
+                    self._back_off(failures, LinkProblem.NONE, f"unexpected error ({type(error).__name__})")
         finally:
             sender.stop()
             self.show(state=State.STOPPED, message="stopped", job=None)
@@ -368,7 +372,8 @@ class Worker(EventLoop):
     def _back_off(self, failures: int, problem: LinkProblem, message: str) -> None:
         delay = backoff_delay(failures - 1)
         log.warning("%s; retrying in %.0f s", message, delay)
-        self._set_link(False, problem, message, time.time() + delay)
+        if problem != LinkProblem.NONE:
+            self._set_link(False, problem, message, time.time() + delay)
         self.show(state=State.BACKING_OFF, message=f"{message}; retrying in {delay:.0f} s")
         self._sleep(delay)
 
@@ -378,7 +383,8 @@ def _pause_of(decision: PauseDecision) -> Pause | None:
         return None
     cause = decision.causes[0] if decision.causes else None
     kind = cause.kind if cause else "hold-off"
-    return Pause(kind, decision.reason, cause.until if cause else None, decision.resume_at)
+    return Pause(kind, decision.reason, cause.until if cause else None, decision.resume_at,
+                 cause.program if cause else "")
 
 
 def _last(report: JobReport) -> LastJob:

@@ -64,6 +64,7 @@ class Pause:
     reason: str  # "Paused: eldenring.exe is running", for a person
     until: dt.datetime | None = None  # a known end (manual, schedule)
     resume_at: float | None = None  # time.time() when a hold-off ends
+    program: str = ""  # the program that caused a game pause, for "never pause for this program"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ class Cause:
     reason: str  # "eldenring.exe is running"
     until: dt.datetime | None = None  # known end (manual, schedule)
     sticky: bool = True  # needs the hold-off before resuming (a game can come back after a loading screen)
+    program: str = ""  # the program that caused it ("eldenring.exe"), so the owner can say "never for this"
 
 
 @dataclass(frozen=True)

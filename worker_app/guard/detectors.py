@@ -23,9 +23,32 @@ DESKTOP_PROCESSES = {"dwm.exe", "explorer.exe", "csrss.exe", "searchhost.exe", "
 GAME_FOLDER_MARKERS = ("steamapps/common/", "epic games/", "gog games/", "gog galaxy/games/", "xboxgames/",
                        "ea games/", "ubisoft game launcher/games/", "battle.net/", "riot games/")
 
+# Launchers, their helpers and tools installed through a store, which many owners keep running all day: never
+# a game, even below a game folder (the Riot Client and League's lobby are launchers; the match is
+# "league of legends.exe"). The owner adds more with guard.not_games, or from the tray.
+NOT_GAMES = frozenset({
+    "steam.exe", "steamwebhelper.exe", "steamservice.exe", "gameoverlayui.exe",
+    "epicgameslauncher.exe", "epicwebhelper.exe", "epiconlineservices.exe", "epiconlineservicesuserhelper.exe",
+    "battle.net.exe", "agent.exe", "blizzard battle.net app.exe", "battle.net helper.exe",
+    "riotclientservices.exe", "riotclientux.exe", "riotclientuxrender.exe", "riotclientcrashhandler.exe",
+    "leagueclient.exe", "leagueclientux.exe", "leagueclientuxrender.exe",
+    "galaxyclient.exe", "galaxyclient helper.exe", "galaxycommunication.exe",
+    "eadesktop.exe", "eabackgroundservice.exe", "origin.exe", "originwebhelperservice.exe",
+    "upc.exe", "ubisoftconnect.exe", "uplaywebcore.exe", "ubisoftgamelauncher.exe",
+    "xboxapp.exe", "xboxpcapp.exe", "gamingservices.exe",
+    "wallpaper32.exe", "wallpaper64.exe", "wallpaperservice32.exe", "ui32.exe", "webwallpaper32.exe",
+    "unrealcefsubprocess.exe", "crashreportclient.exe",
+})
+# Steam apps that are tools, not games: Wallpaper Engine, SteamVR, Steamworks Common Redistributables.
+STEAM_TOOL_APPS = frozenset({431960, 250820, 228980})
+# Folders of launchers inside the game folders: nothing below them is a game.
+LAUNCHER_FOLDERS = ("epic games/launcher/", "epic games/epic online services/", "battle.net/",
+                    "riot games/riot client/", "steamapps/common/wallpaper_engine/",
+                    "steamapps/common/steamworks shared/", "steamapps/common/steamvr/")
+
 DEFAULT_GAMES = ("eldenring.exe", "cs2.exe", "valorant.exe", "valorant-win64-shipping.exe",
                  "fortnitelauncher.exe", "fortniteclient-win64-shipping.exe", "rocketleague.exe",
-                 "leagueclient.exe", "league of legends.exe", "overwatch.exe", "dota2.exe", "gta5.exe",
+                 "league of legends.exe", "overwatch.exe", "dota2.exe", "gta5.exe",
                  "rdr2.exe", "cyberpunk2077.exe", "bg3.exe", "bg3_dx11.exe", "starfield.exe",
                  "minecraft.exe", "r5apex.exe", "destiny2.exe", "cod.exe", "helldivers2.exe")
 
@@ -57,11 +80,13 @@ class ProcessTable:
 
 
 class GameDetector:
-    """A game is running: by name, by where it is installed, or because Steam says so."""
+    """A game is running: by name, by where it is installed, or because Steam says so (when a game of Steam's
+    library runs indeed). Launchers and tools (``NOT_GAMES``, ``LAUNCHER_FOLDERS``, ``not_games``) never are."""
 
     def __init__(self, names=DEFAULT_GAMES, folders=(), own_pids=lambda: set(), own_paths=(),
-                 table: ProcessTable | None = None, steam: desktop.SteamStatus | None = None):
-        self.names = {n.lower() for n in names}
+                 table: ProcessTable | None = None, steam: desktop.SteamStatus | None = None, not_games=()):
+        self.not_games = NOT_GAMES | {n.lower() for n in not_games}
+        self.names = {n.lower() for n in names} - self.not_games
         self.folders = tuple(str(Path(f)).replace("\\", "/").lower().rstrip("/") + "/" for f in folders)
         self.own_pids = own_pids
         # Blender itself may be installed through Steam: never pause for our own renderer.
@@ -70,21 +95,29 @@ class GameDetector:
         self.steam = steam or desktop.steam_status()
 
     def is_game(self, name: str, exe: str) -> bool:
+        if name.lower() in self.not_games:
+            return False
         if name.lower() in self.names:
             return True
         path = exe.replace("\\", "/").lower()
         if not path or os.path.normcase(os.path.realpath(exe)) in self.own_paths:
+            return False
+        if any(marker in path for marker in LAUNCHER_FOLDERS):
             return False
         return any(marker in path for marker in GAME_FOLDER_MARKERS) or any(
             path.startswith(folder) for folder in self.folders)
 
     def check(self, now: dt.datetime) -> Cause | None:
         ours = self.own_pids() | {os.getpid()}
-        for pid, (name, exe) in sorted(self.table.scan().items()):
+        processes = sorted(self.table.scan().items())
+        for pid, (name, exe) in processes:
             if pid not in ours and self.is_game(name, exe):
-                return Cause("game", f"{name} is running")
+                return Cause("game", f"{name} is running", program=name)
         app_id = self.steam.running_app_id()
-        if app_id:
+        # Steam's RunningAppID is set for tools too (Wallpaper Engine), and can stay set after Steam crashed:
+        # it counts only for an app that is no known tool, while Steam itself runs.
+        if app_id and app_id not in STEAM_TOOL_APPS and any(name.lower() in ("steam.exe", "steam", "steam_osx")
+                                                             for _pid, (name, _exe) in processes):
             return Cause("game", f"Steam game {app_id} is running")
         return None
 

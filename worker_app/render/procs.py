@@ -142,10 +142,16 @@ class _WindowsBackend:
                         "worker leaves it to the next start", proc.pid)
 
     def ask_to_stop(self, proc: subprocess.Popen) -> None:
+        """Ends Blender's tree with TerminateProcess. No console event: the tray has no console, so
+        GenerateConsoleCtrlEvent fails and CPython's ``os.kill`` raises SystemError (cpython #87128), and
+        from a console the break reaches nothing (Blender has none). Blender has no gentler way to be asked
+        on Windows; frames already saved are in the outbox."""
         try:
-            proc.send_signal(signal.CTRL_BREAK_EVENT)  # reaches the new group only
-        except (OSError, ValueError):
-            pass
+            root = psutil.Process(proc.pid)
+            tree = [*root.children(recursive=True), root]
+        except psutil.Error:
+            return
+        _signal_all(tree, psutil.Process.terminate)
 
 
 def backend():
@@ -197,13 +203,19 @@ def _signal_all(processes: list[psutil.Process], action) -> None:
             action(proc)
         except psutil.NoSuchProcess:
             pass  # already gone: fine
+        except psutil.AccessDenied:
+            log.warning("no right to %s process %d", action.__name__, proc.pid)
 
 
 def stop(proc: subprocess.Popen, grace: float = C.BLENDER_STOP_GRACE) -> int | None:
-    """Asks ``proc``'s group to stop, waits ``grace`` seconds, then kills the whole tree."""
+    """Asks ``proc``'s group to stop, waits ``grace`` seconds, then kills the whole tree. Never raises: a
+    stop that fails to ask still kills."""
     if proc.poll() is None:
         descendants = _descendants(proc.pid)
-        backend().ask_to_stop(proc)
+        try:
+            backend().ask_to_stop(proc)
+        except Exception:  # whatever the OS says, the kill below still comes
+            log.exception("asking process %d to stop failed; killing it", proc.pid)
         try:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:

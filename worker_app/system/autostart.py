@@ -21,10 +21,19 @@ RUN_KEY = r"Software\Microsoft\Windows\CurrentVersion\Run"
 APPROVED_KEY = r"Software\Microsoft\Windows\CurrentVersion\Explorer\StartupApproved\Run"
 
 
+# The bundle's two programs (installer/homefarm.spec): the windowed tray and the console CLI beside it.
+TRAY_PROGRAM = "homefarm"
+
+
 def launch_command() -> list[str]:
-    """How to start the tray app: the frozen executable, or this interpreter with the module."""
+    """How to start the tray app: the bundle's tray program, or this interpreter with the module.
+
+    Always the tray program, even when ``homefarm-cli autostart on`` asks: registering the console program
+    would open a console window at every sign-in (closing it would end homefarm) and would no longer match
+    the value the installer writes."""
     if getattr(sys, "frozen", False):
-        return [sys.executable]
+        suffix = ".exe" if sys.platform == "win32" else ""
+        return [str(Path(sys.executable).with_name(TRAY_PROGRAM + suffix))]
     executable = sys.executable
     if sys.platform == "win32":
         # pythonw.exe opens no console window at sign-in.

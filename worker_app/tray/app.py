@@ -74,6 +74,8 @@ class TrayApp(QObject):
             action.triggered.connect(lambda checked=False, k=key: self.pause(k))
             self.pause_actions[key] = action
         self.resume_action = self._action("Resume", self.resume)
+        self.not_a_game_action = self._action("Never pause for this program", self.never_pause_for_program)
+        self.not_a_game_action.setVisible(False)
         self.gaming_action = m.addAction("Pause while gaming")
         self.gaming_action.setCheckable(True)
         self.gaming_action.setChecked(self.cfg.pause_while_gaming)
@@ -169,6 +171,9 @@ class TrayApp(QObject):
         self.job_action.setText(status.job_line(snapshot))
         self.gpu_action.setText(status.gpu_line(snapshot))
         self.resume_action.setEnabled(snapshot.pause is not None)
+        program = snapshot.pause.program if snapshot.pause and snapshot.pause.kind == "game" else ""
+        self.not_a_game_action.setText(f"Never pause for {program}")
+        self.not_a_game_action.setVisible(bool(program))
         if snapshot.update.version:
             self.update_action.setText(f"Update needed: homefarm {snapshot.update.version}" if snapshot.update.required
                                        else f"A new version is available: homefarm {snapshot.update.version}")
@@ -231,6 +236,14 @@ class TrayApp(QObject):
                 runtime.guard.resume_now()
                 runtime.guard.evaluate()
         self.background.run(apply)
+
+    def never_pause_for_program(self) -> None:
+        """The program that paused homefarm is no game (a launcher, a tool): never pause for it again."""
+        pause = self.snapshot.pause
+        if pause is None or not pause.program:
+            return
+        listed = tuple(dict.fromkeys((*self.cfg.not_games, pause.program)))
+        self.save_settings({"guard.not_games": list(listed)})
 
     def set_pause_while_gaming(self, on: bool) -> None:
         self.save_settings({"guard.pause_while_gaming": on})

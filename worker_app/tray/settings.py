@@ -25,6 +25,7 @@ FIELDS = [
     ("blender.device_type", "GPU backend", config_mod.DEVICE_TYPES),
     ("blender.gpu_indices", "GPUs (numbers, empty: all)", "indices"),
     ("guard.games", "More games (one per line)", "lines"),
+    ("guard.not_games", "Never pause for (one per line)", "lines"),
     ("guard.render_only", "Render only during (one window per line)", "lines"),
     ("guard.never", "Never render during", "lines"),
     ("guard.pause_policy", "When pausing a job", ("requeue", "suspend", "finish")),

@@ -60,6 +60,8 @@ def job_line(snapshot: Snapshot, now: float | None = None) -> str:
         return snapshot.pause.reason if snapshot.pause else "Paused"
     if snapshot.link.problem == LinkProblem.UNAUTHORIZED:
         return "The server refused this PC's token: sign in again"
+    if snapshot.state == State.BACKING_OFF and snapshot.link.online:
+        return "homefarm hit an error and tries again shortly; the log has the details"
     if snapshot.state == State.BACKING_OFF or (snapshot.state == State.UPLOADING and not snapshot.link.online):
         return "Server unreachable" + _retry(snapshot, now) + "; rendered results are kept"
     if snapshot.state == State.UPLOADING:
