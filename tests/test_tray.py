@@ -328,7 +328,7 @@ def test_never_pause_for_a_program_that_is_no_game(tray, qtbot):
                                                               program="MyLauncher.exe")))
     assert tray.not_a_game_action.isVisible() and tray.not_a_game_action.text() == "Never pause for MyLauncher.exe"
     tray.not_a_game_action.trigger()
-    qtbot.waitUntil(lambda: tray.fake_runtime.reconfigured, timeout=10000)
+    qtbot.waitUntil(lambda: bool(tray.fake_runtime.reconfigured), timeout=10000)
     assert config_mod.load(tray.paths).not_games == ("MyLauncher.exe",)
     assert tray.fake_runtime.reconfigured[-1].not_games == ("MyLauncher.exe",)
     tray.on_snapshot(Snapshot(state=State.WAITING))
