@@ -1,17 +1,36 @@
 # Builds homefarm's Windows setup on a Windows machine with Python 3.11+ and Inno Setup 6.
 #   powershell -ExecutionPolicy Bypass -File installer\build_windows.ps1
 # Output: dist\homefarm\ (the onedir bundle) and dist\homefarm-<version>-setup.exe
+# Signing (recommended: SmartScreen and Defender flag unsigned PyInstaller programs): set
+#   HOMEFARM_SIGN_PFX (a code-signing certificate, .pfx) and HOMEFARM_SIGN_PASSWORD, and have signtool.exe
+#   (Windows SDK) on PATH; the programs and the setup are then signed and timestamped.
 $ErrorActionPreference = "Stop"
+
+# A native program's failure does not stop PowerShell: check each one, or an old build gets packaged.
+function Invoke-Checked {
+    param([string]$What, [scriptblock]$Command)
+    & $Command
+    if ($LASTEXITCODE -ne 0) { throw "$What failed (exit code $LASTEXITCODE)" }
+}
+
+function Invoke-Sign {
+    param([string[]]$Files)
+    if (-not $env:HOMEFARM_SIGN_PFX) { Write-Warning "not signed: HOMEFARM_SIGN_PFX is not set"; return }
+    Invoke-Checked "signing" { signtool sign /fd SHA256 /td SHA256 /tr http://timestamp.digicert.com `
+        /f $env:HOMEFARM_SIGN_PFX /p $env:HOMEFARM_SIGN_PASSWORD $Files }
+}
 $Root = Split-Path -Parent $PSScriptRoot
 Set-Location $Root
 
-python -m venv .venv-build
-.\.venv-build\Scripts\python -m pip install --upgrade pip
-.\.venv-build\Scripts\python -m pip install . "pyinstaller>=6.5" pillow
+Remove-Item -Recurse -Force dist\homefarm, build\pyinstaller -ErrorAction SilentlyContinue
+Invoke-Checked "venv" { python -m venv .venv-build }
+Invoke-Checked "pip" { .\.venv-build\Scripts\python -m pip install --upgrade pip }
+Invoke-Checked "install" { .\.venv-build\Scripts\python -m pip install . "pyinstaller>=6.5" pillow }
 $Version = .\.venv-build\Scripts\python -c "import worker_app; print(worker_app.__version__)"
+if ($LASTEXITCODE -ne 0) { throw "reading the version failed" }
 
 # The .ico the exe and the setup show, from the PNG icons.
-.\.venv-build\Scripts\python -c "from PIL import Image; Image.open('resources/icons/waiting-64.png').save('resources/icons/waiting.ico', sizes=[(16,16),(32,32),(64,64)])"
+Invoke-Checked "icon" { .\.venv-build\Scripts\python -c "from PIL import Image; Image.open('resources/icons/waiting-64.png').resize((256, 256)).save('resources/icons/waiting.ico', sizes=[(16,16),(20,20),(24,24),(32,32),(48,48),(256,256)])" }
 
 # Version information shown in Explorer's file properties.
 New-Item -ItemType Directory -Force build | Out-Null
@@ -27,9 +46,12 @@ VSVersionInfo(
 )
 "@ | Set-Content -Encoding UTF8 build\version_info.txt
 
-.\.venv-build\Scripts\python -m PyInstaller --noconfirm --distpath dist --workpath build\pyinstaller installer\homefarm.spec
+Invoke-Checked "PyInstaller" { .\.venv-build\Scripts\python -m PyInstaller --noconfirm --distpath dist --workpath build\pyinstaller installer\homefarm.spec }
+Invoke-Sign @("dist\homefarm\homefarm.exe", "dist\homefarm\homefarm-cli.exe")
 
 $Iscc = "${env:ProgramFiles(x86)}\Inno Setup 6\ISCC.exe"
 if (-not (Test-Path $Iscc)) { $Iscc = "$env:LOCALAPPDATA\Programs\Inno Setup 6\ISCC.exe" }
-& $Iscc "/DAppVersion=$Version" installer\homefarm.iss
+# The script itself refuses Inno Setup older than 6.3 (#error in homefarm.iss).
+Invoke-Checked "Inno Setup" { & $Iscc "/DAppVersion=$Version" installer\homefarm.iss }
+Invoke-Sign @("dist\homefarm-$Version-setup.exe")
 Write-Host "Built dist\homefarm-$Version-setup.exe"

@@ -17,6 +17,11 @@ from worker_app.server import JobServer
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 
+# What only a POSIX system has (signals, sessions, pass_fds, X11); each use says why in its reason.
+def posix_only(reason: str):
+    return pytest.mark.skipif(sys.platform == "win32", reason=f"POSIX only: {reason}")
+
+
 # A fast render of the sample scene: tiny, few samples. Blender's start-up dominates.
 FAST_RENDER = {"engine": "CYCLES", "samples": 2, "resolution": [64, 36], "frames": "1", "format": "PNG",
                "device": "CPU"}

@@ -5,6 +5,8 @@ import time
 from pathlib import Path
 
 import psutil
+import os
+
 import pytest
 
 from conftest import FAST_RENDER
@@ -181,8 +183,10 @@ def test_pick_by_minimum_version():
 
 
 class FakeRegistry:
-    """The winreg functions that WindowsFileAssociation calls, over a dict."""
+    """The winreg functions that WindowsFileAssociation calls, over a dict of strings (REG_SZ) or of
+    (value, kind) pairs."""
     HKEY_CLASSES_ROOT = "HKCR"
+    REG_SZ, REG_EXPAND_SZ = 1, 2
 
     def __init__(self, values):
         self.values = values
@@ -194,7 +198,8 @@ class FakeRegistry:
         return contextlib.nullcontext(path)
 
     def QueryValueEx(self, key, name):
-        return self.values[key], 1
+        value = self.values[key]
+        return value if isinstance(value, tuple) else (value, self.REG_SZ)
 
 
 def test_windows_finds_blender_through_the_blend_association_and_program_files(tmp_path):
@@ -212,6 +217,28 @@ def test_windows_finds_blender_through_the_blend_association_and_program_files(t
                             platform="win32", which=lambda name: None)
     assert [Path(p).parent.name for p in found] == ["Blender 4.2", "Blender 3.6"]
     assert WindowsFileAssociation(FakeRegistry({})).blend_opener() is None
+
+
+def test_the_blend_association_unquoted_or_with_variables(tmp_path, monkeypatch):
+    unquoted = r"C:\Program Files\Blender Foundation\Blender 4.2\blender.exe %1"
+    registry = FakeRegistry({".blend": "blendfile", r"blendfile\shell\open\command": unquoted})
+    assert WindowsFileAssociation(registry).blend_opener() == \
+        r"C:\Program Files\Blender Foundation\Blender 4.2\blender.exe"
+    monkeypatch.setenv("HOMEFARM_TEST_PF", str(tmp_path))
+    expandable = (f'"%HOMEFARM_TEST_PF%{os.sep}Blender{os.sep}blender.exe" "%1"', FakeRegistry.REG_EXPAND_SZ)
+    registry = FakeRegistry({".blend": "blendfile", r"blendfile\shell\open\command": expandable})
+    assert WindowsFileAssociation(registry).blend_opener() == str(tmp_path / "Blender" / "blender.exe")
+
+
+def test_program_files_versions_sort_as_numbers(tmp_path):
+    program_files = tmp_path / "Program Files"
+    for version in ("4.9", "4.10", "3.6"):
+        exe = program_files / "Blender Foundation" / f"Blender {version}" / "blender.exe"
+        exe.parent.mkdir(parents=True)
+        exe.write_text("")
+    found = candidate_paths(association=WindowsFileAssociation(FakeRegistry({})),
+                            environ={"ProgramFiles": str(program_files)}, platform="win32", which=lambda name: None)
+    assert [Path(p).parent.name for p in found] == ["Blender 4.10", "Blender 4.9", "Blender 3.6"]
 
 
 @pytest.mark.parametrize("confined", [True, False])

@@ -73,3 +73,36 @@ def test_no_keyring_backend_says_how_to_fix_it_and_never_writes_a_file(tmp_path)
     with pytest.raises(CredentialError, match="Secret Service"):
         store.set("https://a.example", "secret-token")
     assert not any("secret-token" in p.read_text(errors="ignore") for p in tmp_path.rglob("*") if p.is_file())
+
+
+def test_a_file_held_open_for_a_moment_is_still_replaced(tmp_path, monkeypatch):
+    """Windows refuses to replace a file an antivirus or viewer holds open (WinError 5/32) for a moment."""
+    import os
+    from worker_app.guard.manual import ManualPause
+    from worker_app.system import files
+
+    real, refusals = os.replace, []
+
+    def held_twice(src, dst):
+        if len(refusals) < 2:
+            refusals.append(dst)
+            raise PermissionError(13, "The process cannot access the file because it is being used by another "
+                                      "process")
+        real(src, dst)
+    monkeypatch.setattr(files.os, "replace", held_twice)
+    pause = ManualPause(tmp_path / "pause.json")
+    pause.pause(seconds=60)
+    assert len(refusals) == 2 and pause.check(__import__("datetime").datetime.now()) is not None
+    assert [p.name for p in tmp_path.iterdir()] == ["pause.json"], "a temp file was left behind"
+
+
+def test_a_file_held_open_for_good_gives_a_clear_error_and_leaves_no_temp(tmp_path, monkeypatch):
+    from worker_app.system import files
+
+    def always_held(src, dst):
+        raise PermissionError(13, "held")
+    monkeypatch.setattr(files.os, "replace", always_held)
+    monkeypatch.setattr(files, "FIRST_DELAY", 0.001)
+    with pytest.raises(PermissionError):
+        files.write_atomic(tmp_path / "config.toml", "x = 1\n")
+    assert list(tmp_path.iterdir()) == []

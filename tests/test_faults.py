@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from conftest import FAST_RENDER, TESTS, Served, wait_until
+from conftest import FAST_RENDER, TESTS, Served, posix_only, wait_until
 from server_process import start_server
 from running import Running, blender_processes
 from worker_app import config as config_mod
@@ -165,6 +165,7 @@ def test_server_gone_for_30_s_mid_job(blender, tmp_path):
         server.stop()
 
 
+@posix_only("SIGKILL and signal exit codes")
 def test_blender_killed_by_a_signal_fails_the_job_and_the_worker_goes_on(served, blender, tmp_path):
     doomed = served.submit({**FRAMES, "samples": 4000}, max_attempts=1)
     after = served.submit(FAST_RENDER)
@@ -180,6 +181,7 @@ def test_blender_killed_by_a_signal_fails_the_job_and_the_worker_goes_on(served,
     assert served.app.job(after["id"])["state"] == "done"
 
 
+@posix_only("SIGSTOP freezes the worker")
 def test_a_frozen_worker_loses_its_lease_and_its_late_complete_is_refused(blender, tmp_path):
     server = JobServer(tmp_path / "server", lease_ttl=3).start()
     served = Served(server)

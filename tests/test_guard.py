@@ -2,12 +2,12 @@
 
 import datetime as dt
 import os
-import shutil
-import subprocess
 import time
 
 import psutil
 import pytest
+
+from game_standin import start_game
 
 from fake_nvml import FakeProvider
 from worker_app import guard as G
@@ -19,15 +19,11 @@ NOW = dt.datetime(2026, 11, 26, 12, 0)  # a Thursday
 
 @pytest.fixture
 def game(tmp_path):
-    """Starts a harmless program under a game's name (a copy of `sleep`), and ends it afterwards."""
+    """Starts a harmless program under a game's name (tests/game_standin.py), and ends it afterwards."""
     started = []
 
     def start(name, folder=None):
-        folder = folder or tmp_path
-        folder.mkdir(parents=True, exist_ok=True)
-        exe = folder / name
-        shutil.copy(shutil.which("sleep"), exe)
-        proc = subprocess.Popen([str(exe), "60"])
+        proc = start_game(folder or tmp_path, name, 60)
         started.append(proc)
         return proc
 
@@ -166,6 +162,19 @@ def test_foreign_gpu_load_needs_to_last():
     assert detector.check(NOW) is None
     snap[0] = GpuSnapshot(time.time(), problem="no NVIDIA GPU or driver")
     assert detector.check(NOW) is None
+
+
+def test_foreign_load_without_per_process_figures_is_the_total_while_we_do_not_use_the_gpu():
+    """Windows often gives no per-process load: the GPU's load is someone else's while our Blender is not on it."""
+    game = GpuProcess(4242, "game.exe", "graphics", vram_bytes=6 * 1024**3)
+    desktop = GpuProcess(77, "dwm.exe", "graphics", vram_bytes=10 * 1024**3)
+    detector = G.ForeignGpuLoad(lambda: snapshot_with(game, desktop, load=80), threshold=30, seconds=0,
+                                own_pids=lambda: set())
+    assert detector.busy() == ("game.exe", 80)
+    ours = GpuProcess(88, "blender", "compute")
+    while_rendering = G.ForeignGpuLoad(lambda: snapshot_with(game, ours, load=99), threshold=30, seconds=0,
+                                       own_pids=lambda: {88})
+    assert while_rendering.busy() is None, "our own render's load is not a game's"
 
 
 def test_full_screen_is_only_a_hint():
@@ -442,3 +451,13 @@ def test_nvml_provider_reads_every_figure_and_survives_unsupported_calls():
     assert nvml.shutdown
     assert inventory(NvmlProvider(FakePynvml())).gpus == [{"name": "NVIDIA GeForce GTX 1060",
                                                            "vram_bytes": 6 * 1024**3}]
+
+
+def test_windows_not_available_memory_is_no_figure():
+    """On Windows (WDDM) NVML gives 2**64 - 1 for a process's memory: no figure, not 16 EiB."""
+    from worker_app.system.gpu import NvmlProvider
+
+    nvml = FakePynvml()
+    nvml.nvmlDeviceGetComputeRunningProcesses = lambda handle: [FakePynvml._Proc(os.getpid(), 2**64 - 1)]
+    (proc,) = GpuMonitor(NvmlProvider(nvml)).sample_now().gpus[0].processes
+    assert proc.vram_bytes is None

@@ -52,3 +52,48 @@ def test_the_spec_bundles_scripts_resources_and_keyring_metadata():
                    'copy_metadata("keyring")', 'collect_submodules("keyring.backends")', '"pynvml"',
                    '"LSUIElement": True', "console=False", "console=True"):
         assert needed in SPEC, needed
+
+
+def test_the_setup_waits_for_the_running_tray_and_cleans_an_upgrade():
+    """Upgrading while the tray runs: the setup waits on the mutex the tray holds, and old libraries go."""
+    from worker_app.tray.main import hold_setup_mutex
+    assert '#define TrayMutex "homefarm-tray"' in ISS and "AppMutex={#TrayMutex}" in ISS
+
+    class Kernel32:
+        def CreateMutexW(self, attributes, owned, name):
+            self.name = name
+            return 5
+    k32 = Kernel32()
+    assert hold_setup_mutex(k32) == 5 and k32.name == "homefarm-tray"
+    assert 'Type: filesandordirs; Name: "{app}\\_internal"' in ISS
+
+
+def test_uninstall_ends_both_programs_and_removes_the_sign_in_when_asked():
+    assert "taskkill /IM {#AppExe} /F" in ISS and "taskkill /IM {#CliExe} /F" in ISS
+    assert "Exec(ExpandConstant('{app}\\{#CliExe}'), 'logout'" in ISS
+
+
+def test_an_all_users_install_writes_no_run_value():
+    run_lines = [line for line in ISS.splitlines() if "{#RunKey}" in line and line.startswith("Root: HKCU")]
+    assert run_lines and all("Check: not IsAdminInstallMode" in line for line in run_lines)
+
+
+def test_the_windows_build_stops_at_a_failed_step_and_signs():
+    script = (ROOT / "installer" / "build_windows.ps1").read_text()
+    native = [line.strip() for line in script.splitlines()
+              if line.strip().startswith((".\\.venv-build", "python ", "& $Iscc"))]
+    assert native == [], f"native calls without an exit-code check: {native}"
+    assert "signtool sign" in script and "HOMEFARM_SIGN_PFX" in script
+    assert "#if VER < EncodeVer(6, 3, 0)" in ISS
+
+
+def test_the_ci_workflow_is_valid():
+    """actionlint (from the dev extra) on .github/workflows/ci.yml: syntax, expressions, shell scripts."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path as P
+    actionlint = shutil.which("actionlint", path=str(P(sys.executable).parent)) or shutil.which("actionlint")
+    result = subprocess.run([actionlint, str(ROOT / ".github" / "workflows" / "ci.yml")], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

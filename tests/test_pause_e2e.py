@@ -1,8 +1,6 @@
 """Pausing for the owner with the real Blender and a real server: the policies, the hold-off, no claims."""
 
 import secrets
-import shutil
-import subprocess
 import threading
 import time
 
@@ -10,6 +8,7 @@ import psutil
 import pytest
 
 from conftest import FAST_RENDER, wait_until
+import game_standin
 from running import SLOW_RENDER, blender_processes
 from worker_app import guard as G
 from worker_app.core import Folders, Settings, State, Worker
@@ -23,13 +22,11 @@ GAME = f"fg{secrets.token_hex(3)}.exe"
 
 @pytest.fixture
 def start_game(tmp_path):
-    """Starts a harmless program under a game's name (a copy of `sleep`); always ended afterwards."""
+    """Starts a harmless program under a game's name (tests/game_standin.py); always ended afterwards."""
     started = []
 
     def start():
-        exe = tmp_path / GAME
-        shutil.copy(shutil.which("sleep"), exe)
-        started.append(subprocess.Popen([str(exe), "120"]))
+        started.append(game_standin.start_game(tmp_path, GAME))
         return started[-1]
 
     yield start
@@ -103,14 +100,19 @@ def test_requeue_stops_blender_releases_the_job_and_resumes_after_the_hold_off(q
 
 
 def test_suspend_freezes_blender_and_carries_on(served, blender, tmp_path, start_game):
-    job = served.submit({**FAST_RENDER, "samples": 600, "resolution": [96, 54]})
+    job = served.submit({**FAST_RENDER, "samples": 2000, "resolution": [96, 54]})
     worker, guard, ended = guarded_worker(served, blender, tmp_path, policy="suspend", hold_off=0.5)
+    job_ended = worker_ended(worker)
     thread = worker.start_thread()
+
+    def all_stopped():
+        found = blender_processes(tmp_path / "jobs")
+        return bool(found) and all(p.status() == psutil.STATUS_STOPPED for p in found)
     try:
         wait_until(lambda: worker.snapshot.state == State.RENDERING and blender_processes(tmp_path / "jobs"))
         game = start_game()
-        wait_until(lambda: all(p.status() == psutil.STATUS_STOPPED for p in blender_processes(tmp_path / "jobs")))
-        assert not worker_ended(worker).wait(1.0), "the job ended while Blender was suspended"
+        wait_until(all_stopped, what="Blender suspended")
+        assert not job_ended.wait(1.0), "the job ended while Blender was suspended"
         assert served.app.job(job["id"])["state"] == "leased"
         game.kill()
         game.wait()

@@ -7,6 +7,7 @@ import time
 import psutil
 from pathlib import Path
 
+from conftest import posix_only
 from worker_app.render import procs
 
 # A parent that starts a child, both sleeping, the parent ignoring SIGTERM.
@@ -23,6 +24,7 @@ def start_tree(tmp_path, pidfile=None):
     return proc, children[0]
 
 
+@posix_only("os.getsid; Windows has process groups without sessions")
 def test_child_runs_in_its_own_session_with_stdin_closed(tmp_path):
     proc = procs.start([sys.executable, "-c", "import os, sys; print(os.getsid(0), sys.stdin.read() == '')"],
                        cwd=tmp_path, env=None)
@@ -31,6 +33,7 @@ def test_child_runs_in_its_own_session_with_stdin_closed(tmp_path):
     assert int(sid) == proc.pid and empty == b"True"
 
 
+@posix_only("a tree ignoring SIGTERM; Windows ends trees without asking")
 def test_stop_kills_a_tree_that_ignores_the_request(tmp_path):
     proc, child = start_tree(tmp_path)
     started = time.monotonic()
@@ -59,6 +62,7 @@ def test_reap_orphans_ends_recorded_processes_only(tmp_path):
     assert psutil.Process().is_running()
 
 
+@posix_only("PR_SET_PDEATHSIG; on Windows the Job Object does it, tested through its fake above")
 def test_children_die_with_a_killed_worker(tmp_path):
     """The worker is killed with SIGKILL mid-render: its Blender must not live on (Linux: PDEATHSIG)."""
     script = ("import sys, time; sys.path.insert(0, %r); from pathlib import Path; from worker_app.render import procs; "
@@ -141,3 +145,26 @@ def test_a_stop_whose_asking_fails_still_kills(monkeypatch):
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     procs.stop(child, grace=0.5)
     assert child.poll() is not None
+
+
+def test_windows_children_start_without_error_dialogs_and_with_the_plain_dll_path(monkeypatch):
+    from worker_app.render.procs import (SEM_FAILCRITICALERRORS, SEM_NOGPFAULTERRORBOX, SEM_NOOPENFILEERRORBOX,
+                                         _WindowsBackend)
+
+    class Kernel32:
+        def __init__(self):
+            self.calls = []
+
+        def SetDllDirectoryW(self, path):
+            self.calls.append(("dll", path))
+            return 1
+
+        def SetErrorMode(self, mode):
+            self.calls.append(("errors", mode))
+            return 0
+
+    k32 = Kernel32()
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    _WindowsBackend(k32).prepare_children()
+    assert k32.calls == [("dll", None),
+                         ("errors", SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX | SEM_NOOPENFILEERRORBOX)]

@@ -18,7 +18,8 @@ from conftest import TESTS
 from pngio import read_png
 from worker_app import config as config_mod
 
-pytestmark = pytest.mark.blender  # the app starts the real worker core, which probes Blender
+pytestmark = [pytest.mark.blender,  # the app starts the real worker core, which probes Blender
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Xvfb and trayer: Linux only")]
 
 TOOLS = ("Xvfb", "trayer", "xdotool", "xwininfo", "import")
 ARTIFACTS = TESTS / "artifacts"

@@ -61,7 +61,8 @@ def cmd_serve(args, paths: config_mod.Paths) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     server.start()
     try:
-        stop.wait()
+        while not stop.wait(0.5):  # a timeout, so that Ctrl+C reaches Python on Windows too
+            pass
     except KeyboardInterrupt:
         pass
     server.stop()

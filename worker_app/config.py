@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,6 +21,7 @@ from worker_app import constants as C
 from worker_app.blender_scripts import contract as K
 from worker_app.protocol.fields import DEVICES
 from worker_app.guard.schedule import Window
+from worker_app.system.files import write_atomic
 
 APP_NAME = "homefarm"
 
@@ -356,17 +356,3 @@ def _replace_key(text: str, section: str, key: str, value: str) -> str:
         lines += ["", f"[{section}]"]
     lines.append(f"{key} = {value}")
     return "\n".join(lines) + "\n"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -228,8 +228,8 @@ class Worker(EventLoop):
                         self.call(self.client.release, lease.job_id, lease.lease_id,
                                   self.decision.reason or "the worker is shutting down")
                         continue
-                    self._handle(lease)
-                    handled += 1
+                    if self._handle(lease) != Outcome.RELEASED:  # a job given back is not done with
+                        handled += 1
                     if self.settings.max_jobs is not None and handled >= self.settings.max_jobs:
                         break
                 except Unauthorized as error:
@@ -259,7 +259,7 @@ class Worker(EventLoop):
         self._set_link(True, LinkProblem.NONE)
         return lease
 
-    def _handle(self, lease: P.Lease) -> None:
+    def _handle(self, lease: P.Lease) -> Outcome:
         job = JobRun(self, lease)
         self._job = job
         if self.decision.paused and job.ended is None:
@@ -281,6 +281,7 @@ class Worker(EventLoop):
             except Exception:  # the owner's statistics must never cost a job
                 log.exception("could not record job %s in the statistics", lease.job_id)
         self.on_job_end(report)
+        return report.outcome
 
     # -- results and recovery -------------------------------------------------------------------
 

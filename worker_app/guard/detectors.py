@@ -148,6 +148,13 @@ class ForeignGpuLoad:
                     continue
                 if proc.load >= threshold and (best is None or proc.load > best[1]):
                     best = (proc.name, proc.load)
+            others = [p for p in gpu.processes if p.pid not in ours and p.name.lower() not in DESKTOP_PROCESSES]
+            if best is None and others and gpu.load is not None and gpu.load >= threshold \
+                    and all(proc.load is None for proc in gpu.processes) \
+                    and not any(proc.pid in ours for proc in gpu.processes):
+                # No per-process load (Windows often has none): while our Blender does not use this GPU,
+                # its whole load is that of the other programs on it; the one with most memory is named.
+                best = (max(others, key=lambda p: p.vram_bytes or 0).name, gpu.load)
         return best
 
     def check(self, now: dt.datetime) -> Cause | None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 from pathlib import Path
 
 from worker_app import constants as C
 from worker_app.guard.causes import Cause
+from worker_app.system import files
 
 
 class ManualPause:
@@ -23,13 +23,10 @@ class ManualPause:
     def pause(self, seconds: float | None = None, until: dt.datetime | None = None) -> None:
         """Pauses for ``seconds``, until ``until``, or (both None) until resumed."""
         end = until.timestamp() if until else (self.clock() + seconds if seconds is not None else None)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"until": end, "since": self.clock()}))
-        os.replace(tmp, self.path)
+        files.write_atomic(self.path, json.dumps({"until": end, "since": self.clock()}))
 
     def resume(self) -> None:
-        self.path.unlink(missing_ok=True)
+        files.remove(self.path)
 
     def _read(self) -> dict | None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import ntpath
 import os
 import re
 import shutil
@@ -55,14 +56,17 @@ class WindowsFileAssociation(FileAssociation):
             with reg.OpenKey(reg.HKEY_CLASSES_ROOT, ".blend") as key:
                 prog_id = reg.QueryValueEx(key, "")[0]
             with reg.OpenKey(reg.HKEY_CLASSES_ROOT, prog_id + r"\shell\open\command") as key:
-                command = reg.QueryValueEx(key, "")[0]
+                command, kind = reg.QueryValueEx(key, "")
         except OSError:
             return None
-        # '"C:\Program Files\Blender Foundation\Blender 4.2\blender-launcher.exe" "%1"'
-        match = re.match(r'\s*"([^"]+)"|\s*(\S+)', command)
+        if kind == getattr(reg, "REG_EXPAND_SZ", 2):  # "%ProgramFiles%\Blender Foundation\..."
+            command = ntpath.expandvars(command)  # Windows syntax, wherever this runs
+        # '"C:\Program Files\Blender Foundation\Blender 4.2\blender-launcher.exe" "%1"', or unquoted:
+        # 'C:\Program Files\Blender Foundation\Blender 4.2\blender.exe %1' (spaces and all, up to ".exe").
+        match = re.match(r'\s*"([^"]+)"|\s*(.+?\.exe)(?=\s|$)|\s*(\S+)', command, re.IGNORECASE)
         if not match:
             return None
-        exe = match.group(1) or match.group(2)
+        exe = match.group(1) or match.group(2) or match.group(3)
         # The launcher opens a console-less window; the real binary sits beside it.
         if os.path.basename(exe).lower() == "blender-launcher.exe":
             exe = os.path.join(os.path.dirname(exe), "blender.exe")
@@ -87,8 +91,9 @@ def candidate_paths(configured: str = "", association: FileAssociation | None = 
         found.append(opener)
     if platform == "win32":
         for root in filter(None, (environ.get("ProgramFiles"), environ.get("ProgramFiles(x86)"))):
+            # Newest first, by number: "Blender 4.10" after "Blender 4.9".
             found += sorted(glob.glob(os.path.join(root, "Blender Foundation", "*", "blender.exe")),
-                            reverse=True)
+                            key=_version_in_path, reverse=True)
             found += glob.glob(os.path.join(root, "Steam", "steamapps", "common", "Blender", "blender.exe"))
     elif platform == "darwin":
         found.append("/Applications/Blender.app/Contents/MacOS/Blender")
@@ -106,12 +111,17 @@ def candidate_paths(configured: str = "", association: FileAssociation | None = 
     return unique
 
 
+def _version_in_path(path: str) -> tuple[int, ...]:
+    match = re.search(r"(\d+(?:\.\d+)*)", os.path.basename(os.path.dirname(path)))
+    return tuple(int(p) for p in match.group(1).split(".")) if match else ()
+
+
 def read_version(path: str) -> str:
     """Runs ``blender --version`` (bounded in time) and returns e.g. ``4.2.1``."""
     try:
         out = subprocess.run([path, "--factory-startup", "--version"], capture_output=True, text=True,
                              timeout=C.BLENDER_VERSION_TIMEOUT, stdin=subprocess.DEVNULL,
-                             env=blender_env(), errors="replace",
+                             env=blender_env(), encoding="utf-8", errors="replace",
                              **procs.backend().popen_kwargs()).stdout
     except (OSError, subprocess.TimeoutExpired) as error:
         raise BlenderNotFound(f"{path} did not report its version: {error}") from None
@@ -171,7 +181,8 @@ def probe_devices(install: BlenderInstall, timeout: float = 60.0) -> dict[str, l
            "--python", str(script_path("probe_devices.py"))]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                             env=blender_env(), errors="replace", **procs.backend().popen_kwargs()).stdout
+                             env=blender_env(), encoding="utf-8", errors="replace",
+                             **procs.backend().popen_kwargs()).stdout
     except (OSError, subprocess.TimeoutExpired) as error:
         raise BlenderNotFound(f"{install.path} could not list its devices: {error}") from None
     devices: dict[str, list[str]] = {}

@@ -95,6 +95,9 @@ JOB_OBJECT_EXTENDED_LIMIT_INFORMATION = 9
 JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
 
 
+SEM_FAILCRITICALERRORS, SEM_NOGPFAULTERRORBOX, SEM_NOOPENFILEERRORBOX = 0x0001, 0x0002, 0x8000
+
+
 class _WindowsBackend:
     """Windows: a new process group without a console window, inside a Job Object that Windows closes,
     killing Blender's whole tree, when the worker's process ends in any way (the role PDEATHSIG plays on
@@ -106,8 +109,18 @@ class _WindowsBackend:
         self.kernel32 = kernel32
 
     def popen_kwargs(self) -> dict:
+        self.prepare_children()
         flags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
         return {"creationflags": flags}
+
+    def prepare_children(self) -> None:
+        """What Blender inherits from us. A frozen homefarm's bootloader changed the DLL search path: reset
+        it, or blender.exe may load our bundled DLLs. And no error dialogs: a crashing child would leave one
+        on the gamer's desktop and hold the job until the silence limit (children inherit the error mode)."""
+        k32 = self._kernel32()
+        if getattr(sys, "frozen", False):
+            k32.SetDllDirectoryW(None)
+        k32.SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX | SEM_NOOPENFILEERRORBOX)
 
     def confine(self, writable: list[Path]):
         """No confinement on Windows yet: a low integrity level needs the job's folder labelled low, and

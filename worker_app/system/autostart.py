@@ -16,6 +16,8 @@ import plistlib
 import sys
 from pathlib import Path
 
+from worker_app.system.files import write_atomic
+
 APP_ID = "homefarm"
 RUN_KEY = r"Software\Microsoft\Windows\CurrentVersion\Run"
 APPROVED_KEY = r"Software\Microsoft\Windows\CurrentVersion\Explorer\StartupApproved\Run"
@@ -76,13 +78,9 @@ class XdgAutostart(Autostart):
 
     def enable(self) -> None:
         exec_line = " ".join(_desktop_quote(a) for a in self.command)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("[Desktop Entry]\nType=Application\nName=homefarm\n"
-                       "Comment=Renders your web app's Blender jobs on this PC\n"
-                       f"Exec={exec_line}\nIcon=homefarm\nTerminal=false\nX-GNOME-Autostart-enabled=true\n",
-                       encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_atomic(self.path, "[Desktop Entry]\nType=Application\nName=homefarm\n"
+                                "Comment=Renders your web app's Blender jobs on this PC\n"
+                                f"Exec={exec_line}\nIcon=homefarm\nTerminal=false\nX-GNOME-Autostart-enabled=true\n")
 
     def disable(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -163,12 +161,9 @@ class MacAutostart(Autostart):
             return False
 
     def enable(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         data = {"Label": self.LABEL, "ProgramArguments": self.command, "RunAtLoad": True,
                 "ProcessType": "Interactive", "KeepAlive": False}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(plistlib.dumps(data))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, plistlib.dumps(data))
 
     def disable(self) -> None:
         self.path.unlink(missing_ok=True)

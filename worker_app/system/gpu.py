@@ -148,9 +148,14 @@ class NvmlProvider:
             for proc in self._try(getattr(nvml, call), lambda v: v, handle) or []:
                 pid = int(proc.pid)
                 used = getattr(proc, "usedGpuMemory", None)
+                # On Windows (WDDM) NVML reports per-process memory as "not available": 2**64 - 1.
+                used = int(used) if used and int(used) < NVML_VALUE_NOT_AVAILABLE else None
                 found.setdefault(pid, GpuProcess(pid=pid, name=_process_name(pid), kind=kind,
-                                                 vram_bytes=int(used) if used else None, load=loads.get(pid)))
+                                                 vram_bytes=used, load=loads.get(pid)))
         return tuple(found.values())
+
+
+NVML_VALUE_NOT_AVAILABLE = 2**64 - 1
 
 
 def _process_name(pid: int) -> str:

@@ -223,7 +223,7 @@ class TrayApp(QObject):
             pause.pause(**when)
             if runtime is not None:
                 runtime.guard.evaluate()  # now, not at the next check: claiming stops at once
-        self.background.run(apply)
+        self.background.run(apply, self._pause_saved)
 
     def resume(self) -> None:
         from worker_app.runtime import manual_pause
@@ -235,7 +235,12 @@ class TrayApp(QObject):
             if runtime is not None:
                 runtime.guard.resume_now()
                 runtime.guard.evaluate()
-        self.background.run(apply)
+        self.background.run(apply, self._pause_saved)
+
+    def _pause_saved(self, result) -> None:
+        if isinstance(result, OSError):
+            self.notify("Pause not changed", "homefarm could not save the pause: another program holds its "
+                                             "file. Try again in a moment.")
 
     def never_pause_for_program(self) -> None:
         """The program that paused homefarm is no game (a launcher, a tool): never pause for it again."""
@@ -307,7 +312,7 @@ class TrayApp(QObject):
         self.background.run(make, self._open_path)
 
     def view_log(self) -> None:
-        log_file, log_dir = self.paths.log_dir / "homefarm.log", self.paths.log_dir
+        log_file, log_dir = self.paths.log_dir / "tray.log", self.paths.log_dir
         self.background.run(lambda: log_file if log_file.exists() else log_dir, self._open_path)
 
     def _open_path(self, path) -> None:
