@@ -387,3 +387,17 @@ def test_an_unexpected_error_backs_off_instead_of_ending_the_loop(core, client):
     c = core(max_jobs=1)
     assert c.report().outcome == Outcome.DONE
     assert State.BACKING_OFF in [s.state for s in c.snapshots]
+
+
+def test_new_settings_reach_the_loop_as_an_event_and_apply_from_the_next_job(core, client):
+    from dataclasses import replace
+    client.leases.put(lease("1", frames="1", render={"engine": "CYCLES", "samples": 2, "resolution": [8, 8],
+                                                      "frames": "1", "format": "PNG", "device": "AUTO"}))
+    c = core(max_jobs=2)
+    c.wait(lambda: c.reports, what="job 1")
+    c.worker.reconfigure(replace(c.worker.settings, device="GPU", claim_wait=60))  # from this thread
+    client.leases.put(lease("2", frames="1", render={"engine": "CYCLES", "samples": 2, "resolution": [8, 8],
+                                                      "frames": "1", "format": "PNG", "device": "AUTO"}))
+    c.wait(lambda: len(c.reports) == 2, what="job 2")
+    assert [run.job["render"]["device"] for run in FakeRun.runs] == ["AUTO", "GPU"]
+    assert c.worker.settings.claim_wait == 30, "the server's longest claim still bounds it"

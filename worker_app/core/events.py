@@ -18,6 +18,13 @@ class StopRequested:
 
 
 @dataclass(frozen=True)
+class SettingsChanged:
+    """The owner changed the settings (the tray, the config): they apply from the next job on."""
+    settings: object  # loop.Settings
+    blenders: tuple = ()
+
+
+@dataclass(frozen=True)
 class PauseChanged:
     """From the guard's thread."""
     decision: PauseDecision

@@ -76,6 +76,7 @@ class Worker(EventLoop):
         self._job: JobRun | None = None
         self._claiming = False
         self._devices: list[str] | None = None
+        self._claim_wait_max = float("inf")  # what the server allows, from its hello
         self._sent: dict[str, str] = {}  # job id -> how its results left the outbox: complete, fail, lost...
         if guard is not None:
             guard.add_listener(lambda decision: self.post(E.PauseChanged(decision)))
@@ -91,9 +92,7 @@ class Worker(EventLoop):
 
     def reconfigure(self, settings: Settings, blenders: list[BlenderInstall] | None = None) -> None:
         """New settings take effect at the next job (a running one keeps what it started with)."""
-        self.settings = settings
-        if blenders:
-            self.blenders = blenders
+        self.post(E.SettingsChanged(settings, tuple(blenders or ())))
 
     def own_pids(self) -> set[int]:
         """Our Blender's processes: detectors must not take them for a game or a foreign GPU load."""
@@ -131,6 +130,11 @@ class Worker(EventLoop):
                         self.policy.on_pause(job, decision.reason)
                 elif job is not None and was_paused:
                     self.policy.on_resume(job)
+            case E.SettingsChanged(settings=settings, blenders=blenders):
+                # The server may have lowered the longest claim it allows: that limit stays.
+                self.settings = replace(settings, claim_wait=min(settings.claim_wait, self._claim_wait_max))
+                if blenders:
+                    self.blenders = list(blenders)
             case E.GpuSampled(snapshot=sample):
                 if job is not None:
                     job.meter.add(sample)
@@ -345,6 +349,7 @@ class Worker(EventLoop):
         self._set_link(True, LinkProblem.NONE)
         self.worker_id = reply.worker_id
         if reply.claim_wait_max_s:
+            self._claim_wait_max = reply.claim_wait_max_s
             self.settings = replace(self.settings, claim_wait=min(self.settings.claim_wait, reply.claim_wait_max_s))
         if reply.heartbeat_interval_s:
             self.heartbeat_interval = reply.heartbeat_interval_s

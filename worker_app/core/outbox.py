@@ -76,9 +76,7 @@ class Outbox:
         """The lease is over (lost or canceled): drops the job's rows and refuses new ones for that lease."""
         with self.changed:
             self._gone.add((job_id, lease_id))
-            count = self._db.execute("DELETE FROM outbox WHERE job_id = ?", (job_id,)).rowcount
-            self.changed.notify_all()
-            return count
+        return self.drop_job(job_id)
 
     def close(self) -> None:
         with self._lock:
