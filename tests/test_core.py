@@ -401,3 +401,15 @@ def test_new_settings_reach_the_loop_as_an_event_and_apply_from_the_next_job(cor
     c.wait(lambda: len(c.reports) == 2, what="job 2")
     assert [run.job["render"]["device"] for run in FakeRun.runs] == ["AUTO", "GPU"]
     assert c.worker.settings.claim_wait == 30, "the server's longest claim still bounds it"
+
+
+def test_a_proxy_cutting_the_long_poll_shortens_the_wait_instead_of_backing_off(core, client):
+    from worker_app.client import GatewayCut
+    cuts = iter([GatewayCut("POST /jobs/claim: 504 Gateway Time-out", 504, 20.0)])
+    client.claim_error = lambda: next(cuts, None)
+    client.leases.put(lease("1", frames="1"))
+    c = core(max_jobs=1)
+    assert c.report().outcome == Outcome.DONE
+    assert State.BACKING_OFF not in [s.state for s in c.snapshots]
+    assert all(s.link.online for s in c.snapshots), "a proxy's timeout is not an outage"
+    assert c.worker.settings.claim_wait == 5, "already shorter than 75 % of the cut: kept"

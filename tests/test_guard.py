@@ -461,3 +461,33 @@ def test_windows_not_available_memory_is_no_figure():
     nvml.nvmlDeviceGetComputeRunningProcesses = lambda handle: [FakePynvml._Proc(os.getpid(), 2**64 - 1)]
     (proc,) = GpuMonitor(NvmlProvider(nvml)).sample_now().gpus[0].processes
     assert proc.vram_bytes is None
+
+
+def test_a_process_seen_before_its_exec_is_looked_at_again(monkeypatch):
+    """Between fork and exec a new process still has its parent's name: a young process is read again."""
+    names = {4242: "launcher.exe"}
+
+    class Proc:
+        def __init__(self, pid):
+            self.pid = pid
+
+        def name(self):
+            return names[self.pid]
+
+        def exe(self):
+            return f"C:/Games/{names[self.pid]}"
+
+        def create_time(self):
+            return 1000.0
+
+    monkeypatch.setattr(G.detectors.psutil, "pids", lambda: [4242])
+    monkeypatch.setattr(G.detectors.psutil, "Process", Proc)
+    clock = [1000.5]
+    table = G.ProcessTable(clock=lambda: clock[0])
+    assert table.scan()[4242][0] == "launcher.exe"
+    names[4242] = "eldenring.exe"  # the exec happened
+    assert table.scan()[4242][0] == "eldenring.exe"
+    clock[0] = 1010.0
+    names[4242] = "renamed.exe"
+    table.scan()
+    assert table.scan()[4242][0] == "eldenring.exe", "an old process is not looked up again"

@@ -305,3 +305,24 @@ def test_warnings_of_a_done_job_are_kept_and_shown(served, tmp_path):
         job = served.app.submit({"scene": SCENE})
         lease = client.claim(worker_id, 1)
         client.report(lease.job_id, lease.lease_id, P.CompleteReport([], {}, [{"kind": "virus", "path": ""}]))
+
+
+def test_a_claim_whose_answer_never_arrived_frees_the_job_soon(tmp_path):
+    """A proxy lost the claim's answer: the first lease is short, the worker's first heartbeat extends it."""
+    server = JobServer(tmp_path / "server", lease_ttl=8).start()  # heartbeats every 2 s: first lease 6 s
+    try:
+        from conftest import Served
+        served = Served(server)
+        client = served.worker_client()
+        worker_id = hello(client)
+        job = served.app.submit({"scene": SCENE})
+        lost = client.claim(worker_id, 1)  # the answer that "never reached" a worker
+        assert lost.ttl_s == 6
+        kept_job = served.app.submit({"scene": SCENE})
+        kept = client.claim(worker_id, 1)
+        assert client.heartbeat(kept.job_id, kept.lease_id, P.Progress()).ttl_s == 8  # extended to the full lease
+        time.sleep(6.5)
+        assert served.app.job(job["id"])["state"] == "queued", "the lost claim held the job past its short lease"
+        assert served.app.job(kept_job["id"])["state"] == "leased"
+    finally:
+        server.stop()

@@ -88,3 +88,38 @@ def test_the_token_goes_only_to_the_job_server(served, tmp_path):
         assert (tmp_path / "again").read_bytes() == b"scene"  # the job server's own asset needs the token
     finally:
         other.shutdown()
+
+
+def test_a_gateway_timeout_on_a_claim_is_told_apart_from_a_failing_server(monkeypatch):
+    """A proxy (a CDN, nginx) answering 504 after holding the claim for a while: GatewayCut with the time."""
+    import http.server
+    import threading
+    import time as time_mod
+
+    from worker_app import constants as C
+    from worker_app.client import GatewayCut, Unreachable, WorkerClient
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            time_mod.sleep(0.5 if "claim" in self.path else 0)
+            self.send_response(504)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    monkeypatch.setattr(C, "GATEWAY_CUT_MIN", 0.3)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = WorkerClient(f"http://127.0.0.1:{server.server_address[1]}", "hfw_token")
+        with pytest.raises(GatewayCut) as cut:
+            client.claim("w_1", 20)
+        assert cut.value.status == 504 and 0.4 < cut.value.seconds < 5
+        with pytest.raises(Unreachable) as quick:  # a 504 at once is a failing server, backed off from
+            client.cancel_claim("w_1")
+        assert not isinstance(quick.value, GatewayCut)
+    finally:
+        server.shutdown()

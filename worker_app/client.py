@@ -16,6 +16,7 @@ import logging
 import random
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
@@ -50,6 +51,15 @@ class LeaseLost(ClientError):
     def canceled(self) -> bool:
         """The web app canceled the job (rather than the lease expiring or going to another worker)."""
         return self.body.get("error") == "canceled"
+
+
+class GatewayCut(Unreachable):
+    """A proxy in front of the server (a CDN, a load balancer) ended a waiting claim with 502/504 after
+    ``seconds``: the server is fine, the wait was longer than the proxy allows."""
+
+    def __init__(self, message: str, status: int, seconds: float):
+        super().__init__(message, status)
+        self.seconds = seconds
 
 
 class Rejected(ClientError):
@@ -206,9 +216,16 @@ class WorkerClient:
         return self._json(self._request("GET", "/ping"))
 
     def claim(self, worker_id: str, wait: float) -> P.Lease | None:
-        response = self._request("POST", "/jobs/claim", params={"wait": f"{wait:g}"},
-                                 json={"worker_id": worker_id}, read_timeout=wait + C.CLAIM_READ_MARGIN,
-                                 deadline=wait + C.REQUEST_DEADLINE)
+        started = time.monotonic()
+        try:
+            response = self._request("POST", "/jobs/claim", params={"wait": f"{wait:g}"},
+                                     json={"worker_id": worker_id}, read_timeout=wait + C.CLAIM_READ_MARGIN,
+                                     deadline=wait + C.REQUEST_DEADLINE)
+        except Unreachable as error:
+            seconds = time.monotonic() - started
+            if error.status in (502, 504) and seconds >= C.GATEWAY_CUT_MIN:
+                raise GatewayCut(str(error), error.status, seconds) from None
+            raise
         if response.status_code == 204:
             return None
         try:

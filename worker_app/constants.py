@@ -1,14 +1,21 @@
 """Every delay, limit and size homefarm uses, in one place. Times are in seconds, sizes in bytes."""
 
 # Long poll: how long a worker's claim may wait at the server before a 204.
-CLAIM_WAIT_DEFAULT = 30.0
-CLAIM_WAIT_MAX = 60.0
+# Proxies and CDNs in front of a server often cut idle responses at 30 s (some at 20): a claim waits less.
+CLAIM_WAIT_DEFAULT = 20.0
+CLAIM_WAIT_MAX = 25.0  # the reference server's cap
+# A 502/504 that ends a claim after at least this long is a proxy's timeout, not a failing server.
+GATEWAY_CUT_MIN = 3.0
+# After a proxy cut a claim after T s, claims wait this share of T.
+GATEWAY_CUT_SHARE = 0.75
 # The client's read timeout on a claim is the wait plus this margin, so a silent server cannot hang it.
 CLAIM_READ_MARGIN = 10.0
 
 # Leases: a job is held for LEASE_TTL after each heartbeat; the worker beats every HEARTBEAT_INTERVAL.
 LEASE_TTL = 60.0
 HEARTBEAT_INTERVAL = 5.0
+# A new lease lasts this many heartbeat intervals until the worker's first heartbeat (which it sends at once).
+FIRST_LEASE_BEATS = 3
 
 # Every request has a connect and a read timeout.
 CONNECT_TIMEOUT = 5.0

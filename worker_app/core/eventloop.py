@@ -46,7 +46,10 @@ class EventLoop:
             log.exception("snapshot callback failed")
 
     def call(self, fn, *args, name: str = "io"):
-        """Runs a blocking ``fn(*args)`` on a helper thread and applies events until it returns."""
+        """Runs a blocking ``fn(*args)`` on a helper thread and applies events until it returns.
+
+        It returns once its own answer has come through the queue, so every event posted before that answer
+        (a pause, new settings) has been applied by then."""
         done = CallDone(name)
 
         def work():
@@ -54,7 +57,6 @@ class EventLoop:
                 done.result = fn(*args)
             except BaseException as error:  # handed back to the loop, raised there
                 done.error = error
-            done.finished.set()
             self.post(done)
 
         threading.Thread(target=work, name=f"worker-{name}", daemon=True).start()
@@ -82,6 +84,9 @@ class EventLoop:
         self.wait_until(self._stopping.is_set, seconds)
 
     def _apply(self, event) -> None:
+        if isinstance(event, CallDone):
+            event.finished.set()  # its waiter returns now: every event before it has been applied
+            return
         try:
             self._apply_one(event)
         except Exception:  # one bad event must not end the loop

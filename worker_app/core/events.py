@@ -77,7 +77,8 @@ class OutputSaved:
 
 @dataclass(eq=False)
 class CallDone:
-    """A blocking call the loop handed to a helper thread has returned (or raised)."""
+    """A blocking call the loop handed to a helper thread has returned (or raised); ``finished`` is set when
+    the loop takes it from the queue."""
     name: str
     result: object = None
     error: BaseException | None = None

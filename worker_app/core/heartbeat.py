@@ -35,8 +35,10 @@ class Heartbeat:
             self._thread.join(timeout=C.READ_TIMEOUT + C.CONNECT_TIMEOUT)
 
     def _loop(self) -> None:
+        # The first beat goes at once: it tells the server the claim's answer arrived (a server gives a
+        # short first lease, so that a claim whose answer a proxy lost does not hold the job for long).
         job_id = self.lease.job_id
-        while not self._stop.wait(self.interval):
+        while not self._stop.is_set():
             try:
                 reply = self.client.heartbeat(job_id, self.lease.lease_id, self.progress)
             except LeaseLost as error:
@@ -44,10 +46,11 @@ class Heartbeat:
                 return
             except (Unreachable, Rejected, NotFound, Unauthorized) as error:
                 log.warning("heartbeat for job %s failed: %s", job_id, error)
-                continue
-            if reply.cancel:
-                self.post(LeaseEnded(job_id, Outcome.CANCELED, "the job was canceled on the server"))
-                return
+            else:
+                if reply.cancel:
+                    self.post(LeaseEnded(job_id, Outcome.CANCELED, "the job was canceled on the server"))
+                    return
+            self._stop.wait(self.interval)
 
 
 def lease_lost(error: LeaseLost) -> tuple[Outcome, str]:

@@ -21,7 +21,8 @@ from pathlib import Path
 from worker_app import __version__
 from worker_app import constants as C
 from worker_app import protocol as P
-from worker_app.client import LeaseLost, NotFound, Rejected, Unauthorized, Unreachable, WorkerClient, backoff_delay
+from worker_app.client import (GatewayCut, LeaseLost, NotFound, Rejected, Unauthorized, Unreachable, WorkerClient,
+                               backoff_delay)
 from worker_app.core import events as E
 from worker_app.core.job import JobReport, JobRun
 from worker_app.core.eventloop import EventLoop
@@ -114,8 +115,6 @@ class Worker(EventLoop):
     def _apply_one(self, event) -> None:
         job = self._job
         match event:
-            case E.CallDone():
-                pass  # its waiter looks at it
             case E.StopRequested():
                 self.show(state=State.STOPPING, message="stopping")
                 if job is not None:
@@ -258,6 +257,15 @@ class Worker(EventLoop):
         self._claiming = True
         try:
             lease = self.call(self.client.claim, self.worker_id, self.settings.claim_wait, name="claim")
+        except GatewayCut as cut:
+            # A proxy ended the wait: the server is fine. Wait less from now on, and claim again at once.
+            shorter = max(1.0, round(cut.seconds * C.GATEWAY_CUT_SHARE, 1))
+            if shorter < self.settings.claim_wait:
+                log.warning("a proxy cut a waiting claim after %.0f s (%s); claims now wait %.0f s",
+                            cut.seconds, cut.status, shorter)
+                self._claim_wait_max = min(self._claim_wait_max, shorter)
+                self.settings = replace(self.settings, claim_wait=shorter)
+            return None
         finally:
             self._claiming = False
         self._set_link(True, LinkProblem.NONE)

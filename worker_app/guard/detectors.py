@@ -55,17 +55,28 @@ DEFAULT_GAMES = ("eldenring.exe", "cs2.exe", "valorant.exe", "valorant-win64-shi
 
 
 class ProcessTable:
-    """The running processes' names and executables, read incrementally: only new PIDs are looked up."""
+    """The running processes' names and executables, read incrementally: only new PIDs are looked up, and
+    young ones again for a few seconds, since a process seen between its fork and its exec still carries
+    its parent's name (a launcher starting the game)."""
 
-    def __init__(self):
+    YOUNG_S = 5.0
+
+    def __init__(self, clock=time.time):
+        self.clock = clock
         self._known: dict[int, tuple[str, str]] = {}
+        self._young: dict[int, float] = {}  # pid -> when it started, while it is young
 
     def scan(self) -> dict[int, tuple[str, str]]:
         pids = set(psutil.pids())
         for pid in list(self._known):
             if pid not in pids:
                 del self._known[pid]
-        for pid in pids - self._known.keys():
+                self._young.pop(pid, None)
+        now = self.clock()
+        for pid in list(self._young):
+            if now - self._young[pid] > self.YOUNG_S:
+                del self._young[pid]
+        for pid in (pids - self._known.keys()) | self._young.keys():
             try:
                 proc = psutil.Process(pid)
                 name = proc.name()
@@ -73,6 +84,8 @@ class ProcessTable:
                     exe = proc.exe()
                 except (psutil.AccessDenied, psutil.ZombieProcess, OSError):
                     exe = ""
+                if pid not in self._known and now - proc.create_time() < self.YOUNG_S:
+                    self._young[pid] = proc.create_time()
                 self._known[pid] = (name, exe)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue

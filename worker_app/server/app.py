@@ -92,7 +92,7 @@ class _Handler(Handler):
         worker_id = self.app.store.register_worker(hello.name, hello.to_json())
         reply = P.HelloReply(worker_id, server_version=__version__, claim_wait_max_s=self.app.claim_wait_max,
                              lease_ttl_s=self.app.store.lease_ttl,
-                             heartbeat_interval_s=min(C.HEARTBEAT_INTERVAL, self.app.store.lease_ttl / 4),
+                             heartbeat_interval_s=self.app.store.heartbeat_interval,
                              latest_worker_version=self.app.latest_worker_version or None,
                              min_worker_version=self.app.min_worker_version or None)
         self._json(200, reply.to_json())
@@ -121,7 +121,7 @@ class _Handler(Handler):
             return
         log.info("claim by %s: job %s, attempt %d", worker_id, claimed.job_id, claimed.attempt)
         self._json(200, {"job_id": str(claimed.job_id), "lease_id": claimed.lease_id,
-                         "ttl_s": self.app.store.lease_ttl, "expires_at": claimed.expires,
+                         "ttl_s": self.app.store.first_lease_ttl, "expires_at": claimed.expires,
                          "attempt": claimed.attempt, "spec": claimed.spec, "outputs": claimed.outputs})
 
     @route("POST", P.WORKER_PREFIX + "/jobs/claim/cancel", auth="worker")

@@ -50,6 +50,10 @@ class Claimed:
 class Store:
     def __init__(self, db_path: Path, lease_ttl: float = C.LEASE_TTL, clock=time.time):
         self.lease_ttl = lease_ttl
+        self.heartbeat_interval = min(C.HEARTBEAT_INTERVAL, lease_ttl / 4)
+        # A claim's answer can be lost on its way (a proxy cut it): until the worker's first heartbeat says
+        # it has the job, the lease is short, and the job soon back in the queue if the answer never came.
+        self.first_lease_ttl = min(lease_ttl, max(1.0, C.FIRST_LEASE_BEATS * self.heartbeat_interval))
         self.clock = clock
         self._lock = threading.Lock()
         self.changed = threading.Condition(self._lock)
@@ -239,7 +243,7 @@ class Store:
             return None
         now = self.clock()
         lease_id = "l_" + secrets.token_urlsafe(16)
-        expires = now + self.lease_ttl
+        expires = now + self.first_lease_ttl
         self._db.execute("UPDATE jobs SET state = 'leased', lease_id = ?, worker_id = ?, "
                          "lease_expires = ?, attempts = attempts + 1, claimed = ?, updated = ?, "
                          "progress = NULL WHERE id = ? AND state = 'queued'",
