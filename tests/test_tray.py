@@ -131,7 +131,8 @@ def tray(qtbot, tmp_path, monkeypatch):
 
 
 def background_done(qtbot, app):
-    qtbot.waitUntil(lambda: not any(t.is_alive() for t in app.background.threads), timeout=10000)
+    """Every background task has finished and its callback has run (callbacks may start more tasks)."""
+    qtbot.waitUntil(lambda: app.background.pending == 0, timeout=10000)
 
 
 def test_menu_shows_status_lines(tray, qtbot):
@@ -333,3 +334,19 @@ def test_never_pause_for_a_program_that_is_no_game(tray, qtbot):
     assert tray.fake_runtime.reconfigured[-1].not_games == ("MyLauncher.exe",)
     tray.on_snapshot(Snapshot(state=State.WAITING))
     assert not tray.not_a_game_action.isVisible()
+
+
+def test_closing_the_tray_closes_its_dialogs(qtbot):
+    """A dialog left open by a closed tray was freed later by Python's GC, in the middle of Qt's event loop:
+    a crash in whatever ran next."""
+    paths = config_mod.Paths.default()
+    services = Services(paths, tokens=TokenStore(MemoryKeyring()), autostart=FakeAutostart(),
+                        start_runtime=lambda *args: None)
+    app = TrayApp(services, require_tray=False)
+    app.open_settings()
+    app.open_sign_in()
+    settings, sign_in = app.settings_dialog, app.sign_in_dialog
+    assert settings.isVisible() and sign_in.isVisible()
+    app.close()
+    assert app.settings_dialog is None and app.sign_in_dialog is None
+    assert not settings.isVisible() and not sign_in.isVisible()

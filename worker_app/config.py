@@ -126,8 +126,9 @@ def _text(key, value):
 
 
 def _wait(key, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= C.CLAIM_WAIT_MAX:
-        raise ConfigError(key, f"must be a number of seconds from 1 to {C.CLAIM_WAIT_MAX:g}")
+    # The range stays what it was (configs written before keep working); the server's cap bounds it anyway.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= C.CLAIM_WAIT_SETTING_MAX:
+        raise ConfigError(key, f"must be a number of seconds from 1 to {C.CLAIM_WAIT_SETTING_MAX:g}")
     return float(value)
 
 

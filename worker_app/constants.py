@@ -4,6 +4,7 @@
 # Proxies and CDNs in front of a server often cut idle responses at 30 s (some at 20): a claim waits less.
 CLAIM_WAIT_DEFAULT = 20.0
 CLAIM_WAIT_MAX = 25.0  # the reference server's cap
+CLAIM_WAIT_SETTING_MAX = 60.0  # what an owner may set (worker.claim_wait_s); the server's cap still applies
 # A 502/504 that ends a claim after at least this long is a proxy's timeout, not a failing server.
 GATEWAY_CUT_MIN = 3.0
 # After a proxy cut a claim after T s, claims wait this share of T.

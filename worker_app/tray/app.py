@@ -398,6 +398,12 @@ class TrayApp(QObject):
         can go: the icon does not own the menu it shows, and Python may free the two in any order."""
         self.closed = True
         self.background.close()
+        for name in ("settings_dialog", "sign_in_dialog"):  # no dialog outlives the tray it belongs to
+            dialog = getattr(self, name, None)
+            if dialog is not None:
+                dialog.close()
+                dialog.deleteLater()
+                setattr(self, name, None)
         self.bridge.snapshot.disconnect(self.on_snapshot)
         self.bridge.job_ended.disconnect(self.on_job_ended)
         self._stats_timer.stop()

@@ -23,6 +23,7 @@ class Background(QObject):
     def __init__(self):
         super().__init__()  # no parent: owned by Python, alive while a thread or the tray refers to it
         self.closed = False
+        self.pending = 0  # tasks whose callback has not run yet (counted on the GUI thread only)
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.finished.connect(self._deliver)
@@ -55,13 +56,17 @@ class Background(QObject):
         thread = threading.Thread(target=work, daemon=True, name="tray-background")
         with self._lock:
             self._threads.append(thread)
+        self.pending += 1
         thread.start()
         return thread
 
     @Slot(object, object)
     def _deliver(self, on_done, result) -> None:
-        if on_done is not None and not self.closed:
-            on_done(result)
+        try:
+            if on_done is not None and not self.closed:
+                on_done(result)  # may start more work, counted before this one is done
+        finally:
+            self.pending -= 1
 
     def close(self, timeout: float = 5.0) -> None:
         """Delivers nothing more; waits up to ``timeout`` seconds for the threads still running."""
