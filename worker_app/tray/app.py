@@ -10,7 +10,7 @@ import datetime as dt
 import logging
 
 from PySide6.QtCore import QObject, QTimer, QUrl, Slot
-from PySide6.QtGui import QAction, QDesktopServices
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSystemTrayIcon
 
 from worker_app import __version__
@@ -20,6 +20,7 @@ from worker_app.core import Snapshot
 from worker_app.tray import status
 from worker_app.tray.background import Background
 from worker_app.tray.icons import icon
+from worker_app.tray.menu import build_menu
 from worker_app.tray.notices import Notices
 from worker_app.tray.services import Bridge, Services
 
@@ -48,7 +49,8 @@ class TrayApp(QObject):
         self.tray = QSystemTrayIcon(icon("offline"), self)
         self.tray.setToolTip("homefarm — starting")
         self.menu = QMenu()
-        self._build_menu()
+        build_menu(self)
+        self._update_sign_in_actions()
         self.tray.setContextMenu(self.menu)
         self.tray.activated.connect(self._activated)
         self._stats_timer = QTimer(self)
@@ -57,53 +59,6 @@ class TrayApp(QObject):
         self._tray_timer.timeout.connect(self._show_when_tray_is_there)
 
     # -- the menu -----------------------------------------------------------------------------
-
-    def _build_menu(self) -> None:
-        m = self.menu
-        self.job_action = self._status_line("Starting")
-        self.gpu_action = self._status_line("GPU: no figures yet")
-        self.today_action = self._status_line("Today: no jobs yet")
-        self.update_action = self._status_line("")
-        self.update_action.setVisible(False)
-        m.addSeparator()
-        self.pause_menu = m.addMenu("Pause")
-        self.pause_actions = {}
-        for key, label in (("30m", "For 30 minutes"), ("1h", "For 1 hour"), ("tomorrow", "Until tomorrow morning"),
-                           ("indefinitely", "Until I resume")):
-            action = self.pause_menu.addAction(label)
-            action.triggered.connect(lambda checked=False, k=key: self.pause(k))
-            self.pause_actions[key] = action
-        self.resume_action = self._action("Resume", self.resume)
-        self.not_a_game_action = self._action("Never pause for this program", self.never_pause_for_program)
-        self.not_a_game_action.setVisible(False)
-        self.gaming_action = m.addAction("Pause while gaming")
-        self.gaming_action.setCheckable(True)
-        self.gaming_action.setChecked(self.cfg.pause_while_gaming)
-        self.gaming_action.toggled.connect(self.set_pause_while_gaming)
-        self.autostart_action = m.addAction("Start at login")
-        self.autostart_action.setCheckable(True)
-        self.autostart_action.toggled.connect(self.set_autostart)
-        m.addSeparator()
-        self.outputs_action = self._action("Open outputs folder", self.open_outputs)
-        self.log_action = self._action("View log", self.view_log)
-        self.settings_action = self._action("Settings…", self.open_settings)
-        self.sign_in_action = self._action("Sign in…", self.open_sign_in)
-        self.sign_out_action = self._action("Sign out", self.sign_out)
-        self.about_action = self._action("About homefarm", self.about)
-        m.addSeparator()
-        self.quit_action = self._action("Quit", self.quit)
-        self._update_sign_in_actions()
-
-    def _action(self, text: str, command) -> QAction:
-        """A menu entry that runs ``command`` with no arguments (not with the "checked" flag Qt passes)."""
-        action = self.menu.addAction(text)
-        action.triggered.connect(lambda checked=False: command())
-        return action
-
-    def _status_line(self, text: str) -> QAction:
-        action = self.menu.addAction(text)
-        action.setEnabled(False)
-        return action
 
     # -- start --------------------------------------------------------------------------------
 
