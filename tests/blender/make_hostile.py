@@ -11,19 +11,10 @@ import sys
 
 import bpy
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tiny_scene import base_scene  # noqa: E402
+
 out_dir, outside = sys.argv[sys.argv.index("--") + 1:][:2]
-
-
-def base_scene():
-    bpy.ops.wm.read_factory_settings(use_empty=False)
-    bpy.context.preferences.filepaths.use_relative_paths = False
-    scene = bpy.context.scene
-    scene.render.engine = "CYCLES"
-    scene.cycles.samples = 1
-    scene.cycles.use_denoising = False
-    scene.render.resolution_x, scene.render.resolution_y = 32, 18
-    scene.render.resolution_percentage = 100
-    return scene
 
 
 def file_output(scene, base_path, slot_path=None, fmt="PNG"):
@@ -82,6 +73,6 @@ CASES["fluid"] = fluid
 
 
 for case, make in CASES.items():
-    make(base_scene())
+    make(base_scene(relative_paths=False))
     save(case)
 print("made", ", ".join(CASES))

@@ -12,19 +12,12 @@ import sys
 
 import bpy
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tiny_scene import base_scene  # noqa: E402
+
 out_dir, font_file = sys.argv[sys.argv.index("--") + 1:][:2]
 work = os.path.join(out_dir, "work")
 os.makedirs(work, exist_ok=True)
-
-
-def base_scene():
-    bpy.ops.wm.read_factory_settings(use_empty=False)
-    scene = bpy.context.scene
-    scene.render.engine = "CYCLES"
-    scene.cycles.samples = 1
-    scene.cycles.use_denoising = False
-    scene.render.resolution_x, scene.render.resolution_y = 32, 18
-    return scene
 
 
 def save(name):

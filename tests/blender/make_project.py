@@ -11,19 +11,12 @@ import sys
 
 import bpy
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tiny_scene import base_scene  # noqa: E402
+
 project = sys.argv[sys.argv.index("--") + 1]
 os.makedirs(os.path.join(project, "lib"), exist_ok=True)
 os.makedirs(os.path.join(project, "tex"), exist_ok=True)
-
-
-def base_scene():
-    bpy.ops.wm.read_factory_settings(use_empty=False)
-    scene = bpy.context.scene
-    scene.render.engine = "CYCLES"
-    scene.cycles.samples = 1
-    scene.cycles.use_denoising = False
-    scene.render.resolution_x, scene.render.resolution_y = 32, 18
-    return scene
 
 
 base_scene()
