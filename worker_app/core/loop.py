@@ -15,7 +15,7 @@ import platform
 import socket
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from worker_app import __version__
@@ -28,6 +28,7 @@ from worker_app.core.job import JobReport, JobRun
 from worker_app.core.eventloop import EventLoop
 from worker_app.core.folders import Folders, interrupted_jobs, prune_job_dirs
 from worker_app.core.policies import POLICIES, PausePolicy
+from worker_app.core.settings import Settings
 from worker_app.core.state import LastJob, Link, LinkProblem, Outcome, Pause, State, Update
 from worker_app.guard.causes import PauseDecision
 from worker_app.core.outbox import Outbox, OutboxSender
@@ -38,19 +39,6 @@ from worker_app.render.discovery import BlenderInstall, BlenderNotFound, probe_d
 from worker_app.system import gpu
 
 log = logging.getLogger("homefarm.worker")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How the worker works; the tray applies new settings with ``Worker.reconfigure``."""
-    name: str = ""  # shown on the server; the PC's name by default
-    device: str = "AUTO"
-    device_type: str = ""
-    gpu_indices: tuple[int, ...] = ()
-    claim_wait: float = C.CLAIM_WAIT_DEFAULT
-    pause_policy: str = "requeue"
-    confine_writes: bool = True  # Landlock where the OS has it (worker_app/render/sandbox.py)
-    max_jobs: int | None = None  # stop after this many jobs (tests, `homefarm run --max-jobs`)
 
 
 class Worker(EventLoop):

@@ -1,0 +1,20 @@
+"""How the worker works, as the owner set it (``runtime.settings`` makes it from the config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worker_app import constants as C
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the worker works; the tray applies new settings with ``Worker.reconfigure``."""
+    name: str = ""  # shown on the server; the PC's name by default
+    device: str = "AUTO"
+    device_type: str = ""
+    gpu_indices: tuple[int, ...] = ()
+    claim_wait: float = C.CLAIM_WAIT_DEFAULT
+    pause_policy: str = "requeue"
+    confine_writes: bool = True  # Landlock where the OS has it (worker_app/render/sandbox.py)
+    max_jobs: int | None = None  # stop after this many jobs (tests, `homefarm run --max-jobs`)
