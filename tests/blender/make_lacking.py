@@ -13,7 +13,7 @@ import sys
 import bpy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tiny_scene import base_scene  # noqa: E402
+from tiny_scene import base_scene, texture_the_cube  # noqa: E402
 
 out_dir, font_file = sys.argv[sys.argv.index("--") + 1:][:2]
 work = os.path.join(out_dir, "work")
@@ -41,17 +41,7 @@ os.remove(os.path.join(out_dir, "lib.blend"))
 # An image texture on the cube's material, from a file next to the .blend that is not shipped.
 base_scene()
 texture = os.path.join(out_dir, "tex", "wood.png")
-os.makedirs(os.path.dirname(texture), exist_ok=True)
-image = bpy.data.images.new("wood", 4, 4)
-image.filepath_raw = texture
-image.file_format = "PNG"
-image.save()
-material = bpy.data.materials.new("Wood")
-material.use_nodes = True
-node = material.node_tree.nodes.new("ShaderNodeTexImage")
-node.image = bpy.data.images.load(texture)
-material.node_tree.links.new(node.outputs["Color"], material.node_tree.nodes["Principled BSDF"].inputs[0])
-bpy.data.objects["Cube"].data.materials.append(material)
+texture_the_cube(texture, texture)
 save("missing_image")
 shutil.rmtree(os.path.dirname(texture))
 

@@ -12,7 +12,7 @@ import sys
 import bpy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tiny_scene import base_scene  # noqa: E402
+from tiny_scene import base_scene, texture_the_cube  # noqa: E402
 
 project = sys.argv[sys.argv.index("--") + 1]
 os.makedirs(os.path.join(project, "lib"), exist_ok=True)
@@ -27,18 +27,7 @@ bpy.ops.wm.save_as_mainfile(filepath=os.path.join(project, "lib", "props.blend")
 base_scene()
 shot = os.path.join(project, "shot.blend")
 bpy.ops.wm.save_as_mainfile(filepath=shot)
-texture = os.path.join(project, "tex", "green.png")
-image = bpy.data.images.new("green", 4, 4)
-image.pixels = [0.0, 1.0, 0.0, 1.0] * 16
-image.filepath_raw = texture
-image.file_format = "PNG"
-image.save()
-material = bpy.data.materials.new("Green")
-material.use_nodes = True
-node = material.node_tree.nodes.new("ShaderNodeTexImage")
-node.image = bpy.data.images.load("//tex/green.png")
-material.node_tree.links.new(node.outputs["Color"], material.node_tree.nodes["Principled BSDF"].inputs[0])
-bpy.data.objects["Cube"].data.materials.append(material)
+texture_the_cube(os.path.join(project, "tex", "green.png"), "//tex/green.png", [0.0, 1.0, 0.0, 1.0] * 16)
 with bpy.data.libraries.load("//lib/props.blend", link=True, relative=True) as (src, dst):
     dst.objects = ["Prop"]
 for obj in dst.objects:

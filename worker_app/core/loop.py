@@ -135,8 +135,9 @@ class Worker(EventLoop):
                 self._set_link(event.online, LinkProblem.UNAUTHORIZED if event.unauthorized
                                else LinkProblem.UNREACHABLE, event.detail, event.retry_at)
             case E.ResultsSent(job_id=job_id, kind=kind):
-                self._sent[job_id] = kind
-                prune_job_dirs(self.folders.jobs, self.outbox, keep=self._job.job_id if self._job else None)
+                if job is not None and job.job_id == job_id:
+                    self._sent[job_id] = kind  # what the current job's flush waits for
+                prune_job_dirs(self.folders.jobs, self.outbox, keep=job.job_id if job else None)
                 if job is not None and job.job_id == job_id and kind in ("lost", "canceled"):
                     job.end(Outcome.CANCELED if kind == "canceled" else Outcome.LOST,
                             "the job was canceled on the server" if kind == "canceled"
@@ -300,8 +301,7 @@ class Worker(EventLoop):
 
     def report(self, job: JobRun, kind: str, payload: dict) -> None:
         """Writes the job's final word to the outbox; from here on the outbox owns the job's fate."""
-        message = {"complete": P.CompleteReport, "fail": P.FailReport, "release": P.ReleaseReport}[kind](**payload)
-        self.outbox.add_report(job.job_id, job.lease.lease_id, message)
+        self.outbox.add_report(job.job_id, job.lease.lease_id, P.REPORTS[kind](**payload))
         (job.dir / "lease.json").unlink(missing_ok=True)
 
     def flush(self, job_id: str, timeout: float | None = None) -> str | None:
