@@ -89,3 +89,29 @@ def wait_until(condition, timeout: float = 30.0, step: float = 0.05, what: str =
             return time.monotonic()
         time.sleep(step)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+# -- real database servers, one of each per session; each test gets an empty database ------------------
+
+@pytest.fixture(scope="session")
+def postgresql_engine():
+    from engines import Engine
+    engine = Engine.start("postgresql")
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_engine():
+    from engines import Engine
+    engine = Engine.start("mariadb")
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def db_url(request, tmp_path):
+    """An empty database on each engine the job server supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    return request.getfixturevalue(f"{request.param}_engine").new_database()

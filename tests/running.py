@@ -14,15 +14,19 @@ SLOW_RENDER = {**FAST_RENDER, "samples": 4000, "resolution": [160, 90]}
 class Running:
     """A Worker on its own thread, with what it reported."""
 
-    def __init__(self, served: Served, blender, tmp_path, max_jobs=1):
-        self.reports, self.states = [], []
+    def __init__(self, served: Served, blender, tmp_path, max_jobs=1, claim_wait=5):
+        self.reports, self.states, self.links = [], [], []
         self.ended = threading.Event()
         self.jobs_dir = tmp_path / "worker" / "jobs"
         self.worker = Worker(served.worker_client(), blender, Folders(self.jobs_dir, tmp_path / "worker" / "cache"),
-                             Settings(device="CPU", claim_wait=5, max_jobs=max_jobs),
-                             make_client=served.worker_client, on_snapshot=lambda s: self.states.append(s.state),
+                             Settings(device="CPU", claim_wait=claim_wait, max_jobs=max_jobs),
+                             make_client=served.worker_client, on_snapshot=self._seen,
                              on_job_end=self._ended)
         self.thread = self.worker.start_thread()
+
+    def _seen(self, snapshot):
+        self.states.append(snapshot.state)
+        self.links.append(snapshot.link.problem)
 
     def _ended(self, report):
         self.reports.append(report)

@@ -12,26 +12,33 @@ from dataclasses import dataclass
 class ServerProcess:
     proc: subprocess.Popen
     url: str
-    app_token: str
-    worker_token: str
+    app_token: str | None
+    worker_token: str | None
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
 
 
-def start_server(data_dir, env: dict | None = None) -> ServerProcess:
-    """Starts the server on a free loopback port and reads its address and first tokens from its output."""
-    proc = subprocess.Popen([sys.executable, "-m", "worker_app", "serve", "--port", "0", "--data-dir",
-                             str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+def start_server(data_dir, env: dict | None = None, extra_args: list[str] = (), quiet: bool = False,
+                 port: int = 0) -> ServerProcess:
+    """Starts the server on a loopback port (a free one by default) and reads its address and first tokens
+    from its output; a server on a database that has tokens already prints none (they are None then)."""
+    proc = subprocess.Popen([sys.executable, "-m", "worker_app", *(["--quiet"] if quiet else []), "serve",
+                             "--port", str(port), "--data-dir", str(data_dir), *extra_args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env or {**os.environ, "HOMEFARM_HOME": str(data_dir)})
     text = ""
     for line in proc.stdout:
         text += line
         if line.startswith("homefarm job server on "):
             break
-    url = re.search(r"on (http://\S+)", text).group(1)
+    found = re.search(r"on (http://\S+)", text)
+    if found is None:
+        proc.wait(10)
+        raise RuntimeError(f"the server did not start:\n{text}")
+    url = found.group(1)
     tokens = dict(re.findall(r"(web app|worker)\s+token.*?:\s+(\S+)", text))
     # Keep reading its log, or a full pipe would stall the server.
     threading.Thread(target=proc.stdout.read, daemon=True).start()
-    return ServerProcess(proc, url, tokens["web app"], tokens["worker"])
+    return ServerProcess(proc, url, tokens.get("web app"), tokens.get("worker"))

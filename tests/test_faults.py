@@ -1,6 +1,7 @@
 """Fault injection with real processes: a killed worker, a server gone for 30 s, a killed Blender, a frozen
 worker past its lease, and 50 workers on one server."""
 
+import asyncio
 import hashlib
 import os
 import signal
@@ -111,16 +112,16 @@ def test_kill_9_mid_upload_then_restart(served, blender, tmp_path, clean_run):
     job = served.submit(FRAMES)
     # The server holds the upload of frame 2 for a while: the worker is killed in the middle of it.
     from worker_app.server import app as server_app
-    original = server_app._Handler._receive_file
+    original = server_app.receive_file
     held = threading.Event()
 
-    def slow_receive(handler, dest, expected_sha, limit):
+    async def slow_receive(request, tmp_dir, dest, expected_sha, limit):
         if dest.name == "frame_0002.png" and not held.is_set():
             held.set()
-            time.sleep(4)
-        return original(handler, dest, expected_sha, limit)
+            await asyncio.sleep(4)
+        return await original(request, tmp_dir, dest, expected_sha, limit)
 
-    server_app._Handler._receive_file = slow_receive
+    server_app.receive_file = slow_receive
     worker = WorkerProcess(tmp_path, served)
     try:
         proc = worker.start()
@@ -131,7 +132,7 @@ def test_kill_9_mid_upload_then_restart(served, blender, tmp_path, clean_run):
         worker.start("--max-jobs", "1")
         wait_until(lambda: served.app.job(job["id"])["state"] == "done", timeout=120, what="the job done")
     finally:
-        server_app._Handler._receive_file = original
+        server_app.receive_file = original
         worker.stop()
     assert accepted.count(int(job["id"])) == 1
     assert outputs_of(served, job["id"], tmp_path) == clean_run
@@ -140,7 +141,7 @@ def test_kill_9_mid_upload_then_restart(served, blender, tmp_path, clean_run):
 def test_server_gone_for_30_s_mid_job(blender, tmp_path):
     server = JobServer(tmp_path / "server", lease_ttl=120).start()
     served = Served(server)
-    port = server.httpd.server_address[1]
+    port = server.port
     job = served.submit({**FRAMES, "frames": "1-2"})
     running = Running(served, blender, tmp_path / "w")
     try:

@@ -28,13 +28,9 @@ def test_the_document_is_valid_openapi_3_1():
 def test_routes_match_the_server():
     documented = {(method.upper(), path) for path, item in DOC["paths"].items()
                   for method in item if method in ("get", "post", "put", "delete")}
-    served = {(method, getattr(_handler(name), "route")[1]) for method, _, _, name in ROUTES}
+    import worker_app.server.app  # noqa: F401 - registers the routes
+    served = {(method, path.replace(":path}", "}")) for method, path, _, _ in ROUTES}
     assert documented == served
-
-
-def _handler(name):
-    from worker_app.server.app import _Handler
-    return getattr(_Handler, name)
 
 
 def test_enums_match_the_shared_protocol_definitions():

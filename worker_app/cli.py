@@ -6,9 +6,9 @@ import argparse
 import getpass
 import logging
 import logging.handlers
+import os
 import signal
 import sys
-import threading
 from pathlib import Path
 
 from worker_app import __version__
@@ -32,20 +32,33 @@ def _setup_logging(verbose: bool, log_file: Path | None = None, quiet: bool = Fa
 
 
 def cmd_serve(args, paths: config_mod.Paths) -> int:
-    from worker_app.server import JobServer
+    try:
+        from worker_app.server import JobServer
+        from worker_app.server.logs import setup_server_logging
+    except ImportError as error:
+        raise SystemExit(f"homefarm: the job server's packages are not installed ({error.name}); "
+                         "install them with: pip install 'homefarm[server]'") from None
 
     data_dir = Path(args.data_dir) if args.data_dir else paths.server_dir
+    db_url = args.db or os.environ.get("HOMEFARM_DB_URL") or None
+    setup_server_logging(args.log_format or os.environ.get("HOMEFARM_LOG_FORMAT", "text"))
     try:
-        server = JobServer(data_dir, host=args.host, port=args.port,
+        server = JobServer(data_dir, host=args.host, port=args.port, db_url=db_url,
+                           claim_wait_max=args.claim_wait_max, metrics=args.metrics,
                            latest_worker_version=args.latest_worker_version,
                            min_worker_version=args.min_worker_version)
     except OSError as error:
         raise SystemExit(f"homefarm: cannot serve on {args.host}:{args.port}: {error.strerror or error}; "
                          "choose another with --port") from None
+    except ValueError as error:
+        raise SystemExit(f"homefarm: --db: {error}") from None
+    except Exception as error:  # the database: unreachable, refused, a schema from a newer server
+        log.debug("database error", exc_info=True)
+        raise SystemExit(f"homefarm: cannot use the database{_where(db_url)}: {_first_line(error)}") from None
     if args.new_token:
         token = server.store.create_token(args.new_token, "homefarm serve --new-token")
         print(f"new {args.new_token} token (shown once, stored only as a hash):\n  {token}")
-        server.httpd.server_close()
+        server.sock.close()
         server.store.close()
         return 0
     tokens = server.ensure_tokens()
@@ -56,17 +69,27 @@ def cmd_serve(args, paths: config_mod.Paths) -> int:
     if not config_mod.is_loopback(args.host):
         print("note: this server speaks plain http; put it behind a TLS reverse proxy before workers "
               "reach it over a network")
-    print(f"homefarm job server on {server.url} (data in {data_dir})", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    server.start()
-    try:
-        while not stop.wait(0.5):  # a timeout, so that Ctrl+C reaches Python on Windows too
-            pass
-    except KeyboardInterrupt:
-        pass
-    server.stop()
+    print(f"homefarm job server on {server.url} (data in {data_dir}, database: {server.store.describe()})",
+          flush=True)
+    server.serve_forever()  # until SIGTERM or Ctrl+C: waiting claims are answered, requests finish
+    server.store.close()
     return 0
+
+
+def _where(db_url: str | None) -> str:
+    if not db_url:
+        return ""
+    from sqlalchemy.engine import make_url
+    try:
+        url = make_url(db_url)
+    except Exception:
+        return ""
+    return f" at {url.host or url.database}"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return text[0] if text else type(error).__name__
 
 
 def _load_config(paths: config_mod.Paths) -> config_mod.Config:
@@ -267,12 +290,21 @@ def build_parser() -> argparse.ArgumentParser:
                                      "GPU PC into the Blender render node of your web app.")
     parser.add_argument("--version", action="version", version=f"homefarm {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the reference job server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8750)
     serve.add_argument("--data-dir", help="where the database and outputs live (default: the data dir)")
+    serve.add_argument("--db", metavar="URL", help="the database: sqlite:///path (default: in the data dir), "
+                       "postgresql://user:pass@host/db or mysql://user:pass@host/db (also HOMEFARM_DB_URL)")
+    serve.add_argument("--claim-wait-max", type=float, default=C.CLAIM_WAIT_MAX, metavar="S",
+                       help="the longest a claim waits for a job; keep it below your proxy's idle timeout "
+                            f"(default {C.CLAIM_WAIT_MAX:g} s)")
+    serve.add_argument("--metrics", action="store_true", help="serve Prometheus metrics at /metrics")
+    serve.add_argument("--log-format", choices=("text", "json"), help="json: one JSON object per line "
+                       "(also HOMEFARM_LOG_FORMAT)")
     serve.add_argument("--new-token", choices=("app", "worker"), help="make one more token and exit")
     serve.add_argument("--latest-worker-version", help="tell workers older than this that an update exists")
     serve.add_argument("--min-worker-version", help="workers older than this stop claiming and ask for an update")
@@ -336,5 +368,5 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("config set needs KEY VALUE, e.g. `homefarm config set blender.device GPU`")
     paths = config_mod.Paths.default()
     _setup_logging(args.verbose, paths.log_dir / "homefarm.log" if args.command == "run" else None,
-                   quiet=args.command in ("demo", "doctor"))
+                   quiet=args.quiet or args.command in ("demo", "doctor"))
     return args.func(args, paths)

@@ -1,8 +1,7 @@
-"""The job server's HTTP plumbing on the standard library: routes, tokens, JSON and file bodies, errors.
+"""The job server's HTTP plumbing on Starlette: routes, tokens, JSON and file bodies, errors as JSON.
 
-Why the standard library: the server's needs are a few JSON routes, streamed file bodies and long polls
-that each hold a thread while they wait. ``ThreadingHTTPServer`` with HTTP/1.1 keep-alive does all of
-that with no dependency to install, pin or patch. See docs/server.md.
+Handlers are coroutines; every database call runs on a worker thread (``db``), so a claim that waits costs
+a coroutine, not a thread. See docs/server.md for why Starlette on uvicorn.
 """
 
 from __future__ import annotations
@@ -11,27 +10,32 @@ import hashlib
 import json
 import logging
 import os
-import re
-import shutil
-import socket
-import sys
 import tempfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from typing import Awaitable, Callable
 
-from worker_app import __version__
+import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
 from worker_app import constants as C
 from worker_app import protocol as P
 from worker_app.server.store import Canceled, Conflict, LeaseLost, NotFound
 
 log = logging.getLogger("homefarm.server")
 
+db = run_in_threadpool  # ``await db(store.method, args...)``: the store is blocking
+
 
 class HttpError(Exception):
-    def __init__(self, status: int, error: str, message: str, field: str | None = None):
+    def __init__(self, status: int, error: str, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.error, self.message, self.field = status, error, message, field
+        self.headers = headers
 
     def body(self) -> dict:
         out = {"error": self.error, "message": self.message}
@@ -40,215 +44,146 @@ class HttpError(Exception):
         return out
 
 
-ROUTES: list[tuple[str, re.Pattern, str, str]] = []
+Handler = Callable[..., Awaitable[Response]]
+ROUTES: list[tuple[str, str, str, Handler]] = []  # (method, path, auth, handler)
 
 
-def route(method: str, pattern: str, auth: str):
-    """Registers a handler method for ``method`` on ``pattern`` (``{name}`` matches one segment)."""
-    regex = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$")
+def route(method: str, path: str, auth: str):
+    """Registers a handler for ``method`` on ``path`` (``{name}`` matches one segment)."""
 
-    def register(func):
-        ROUTES.append((method, regex, auth, func.__name__))
-        func.route = (method, pattern)
+    def register(func: Handler) -> Handler:
+        ROUTES.append((method, path, auth, func))
+        func.route = (method, path)
         return func
     return register
 
 
-class HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    # On Windows SO_REUSEADDR would let another program bind the same port and take our requests: there
-    # the port is ours alone (SO_EXCLUSIVEADDRUSE) instead.
-    allow_reuse_address = sys.platform != "win32"
-    request_queue_size = 128
-
-    def server_bind(self):
-        if sys.platform == "win32":
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
-        super().server_bind()
+def starlette_routes(server) -> list[Route]:
+    """The registered handlers as Starlette routes, each wrapped with authorization and the error mapping."""
+    grouped: dict[str, dict[str, tuple[str, Handler]]] = {}
+    for method, path, auth, handler in ROUTES:
+        grouped.setdefault(path, {})[method] = (auth, handler)
+    return [Route(path, _endpoint(server, methods), methods=list(methods)) for path, methods in grouped.items()]
 
 
-class Handler(BaseHTTPRequestHandler):
-    """Routing, authorization, bodies and errors; the routes themselves are in ``app.py``."""
-    protocol_version = "HTTP/1.1"  # keep-alive: a worker's claims reuse one connection
-    server_version = f"homefarm/{__version__}"
-    timeout = 120  # a client that stops sending mid-request cannot hold a thread forever
-
-    @property
-    def app(self):
-        return self.server.app
-
-    def setup(self):
-        super().setup()
-        # Headers and body go out in separate writes; with Nagle's algorithm and the client's delayed
-        # ACK that stalls every answer by about 40 ms on loopback. Claims must reach a worker in ms.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        log.debug("%s %s", self.address_string(), format % args)
-
-    # -- dispatch -----------------------------------------------------------------------------
-
-    def do_GET(self):
-        self._dispatch("GET")
-
-    def do_POST(self):
-        self._dispatch("POST")
-
-    def do_PUT(self):
-        self._dispatch("PUT")
-
-    def do_DELETE(self):
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
-        parts = urlsplit(self.path)
-        self.query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        self._body_read = False
+def _endpoint(server, methods: dict[str, tuple[str, Handler]]):
+    async def endpoint(request: Request) -> Response:
+        auth, handler = methods[request.method if request.method != "HEAD" else "GET"]
+        started = time.monotonic()
         try:
-            for route_method, regex, auth, name in ROUTES:
-                match = regex.match(parts.path)
-                if match and route_method == method:
-                    self._authorize(auth)
-                    getattr(self, name)(**match.groupdict())
-                    break
-            else:
-                if any(regex.match(parts.path) for _, regex, _, _ in ROUTES):
-                    raise HttpError(405, "method_not_allowed", f"{method} is not allowed here")
-                raise HttpError(404, "not_found", f"no route {parts.path}")
+            await _authorize(server, request, auth)
+            response = await handler(server, request, **request.path_params)
         except HttpError as error:
-            self._drain()
-            self._json(error.status, error.body())
+            response = JSONResponse(error.body(), error.status, headers=error.headers)
         except P.ValidationError as error:
-            self._drain()
-            self._json(422, error.to_json())
+            response = JSONResponse(error.to_json(), 422)
         except Canceled as error:
-            self._drain()
-            self._json(409, {"error": "canceled", "message": str(error)})
+            response = JSONResponse({"error": "canceled", "message": str(error)}, 409)
         except LeaseLost as error:
-            self._drain()
-            self._json(409, {"error": "lease_lost", "message": str(error)})
+            response = JSONResponse({"error": "lease_lost", "message": str(error)}, 409)
         except NotFound as error:
-            self._drain()
-            self._json(404, {"error": "not_found", "message": str(error)})
+            response = JSONResponse({"error": "not_found", "message": str(error)}, 404)
         except Conflict as error:
-            self._drain()
-            self._json(409, {"error": "conflict", "message": str(error)})
-        except (ConnectionError, TimeoutError):
-            self.close_connection = True
+            response = JSONResponse({"error": "conflict", "message": str(error)}, 409)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as error:
+            log.warning("database unavailable on %s %s: %s", request.method, request.url.path, error)
+            response = JSONResponse({"error": "unavailable", "message": "the job server cannot reach its "
+                                     "database right now; try again shortly"}, 503, headers={"Retry-After": "5"})
         except Exception:
-            log.exception("internal error on %s %s", method, parts.path)
-            self.close_connection = True
-            self._json(500, {"error": "internal", "message": "internal server error; see the server log"})
+            log.exception("internal error on %s %s", request.method, request.url.path)
+            response = JSONResponse({"error": "internal", "message": "internal server error; see the server log"},
+                                    500)
+        log.debug("%s %s %d %.1f ms", request.method, request.url.path, response.status_code,
+                  (time.monotonic() - started) * 1000)
+        return response
+    return endpoint
 
-    def _authorize(self, kind: str) -> None:
-        if kind == "none":
-            return
-        header = self.headers.get("Authorization", "")
-        if not header.startswith("Bearer ") or not self.app.store.check_token(header[7:].strip(), kind):
-            raise HttpError(401, "unauthorized", f"a valid {kind} token is required "
-                                                 "(Authorization: Bearer ...)")
 
-    # -- bodies -------------------------------------------------------------------------------
+async def _authorize(server, request: Request, kind: str) -> None:
+    if kind == "none":
+        return
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.startswith("Bearer ") else ""
+    if not token or not await db(server.store.check_token, token, kind):
+        raise HttpError(401, "unauthorized", f"a valid {kind} token is required (Authorization: Bearer ...)")
 
-    def _length(self, limit: int) -> int:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True
-            raise HttpError(411, "length_required", "send a Content-Length; chunked bodies are not accepted")
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            raise HttpError(400, "bad_request", "Content-Length is not a number") from None
-        if length < 0:
-            raise HttpError(400, "bad_request", "Content-Length is negative")
-        if length > limit:
-            self.close_connection = True
-            raise HttpError(413, "too_large", f"the body is over {limit} bytes")
-        return length
 
-    def _drain(self) -> None:
-        """Reads an unread small body so the kept-alive connection stays in step; else closes it."""
-        if self._body_read:
-            return
-        self._body_read = True
-        try:
-            length = int(self.headers.get("Content-Length", "0") or 0)
-        except ValueError:
-            length = -1
-        if 0 < length <= C.MAX_SPEC_BYTES:
-            self.rfile.read(length)
-        elif length != 0:
-            self.close_connection = True
+# -- bodies -------------------------------------------------------------------------------------
 
-    def _read_json(self):
-        length = self._length(C.MAX_SPEC_BYTES)
-        raw = self.rfile.read(length) if length else b""
-        self._body_read = True
-        if not raw:
-            return {}
-        try:
-            return json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-            raise HttpError(400, "bad_json", f"the body is not valid UTF-8 JSON: {error}") from None
+def content_length(request: Request, limit: int) -> int:
+    if "chunked" in request.headers.get("transfer-encoding", "").lower():
+        raise HttpError(411, "length_required", "send a Content-Length; chunked bodies are not accepted",
+                        headers={"Connection": "close"})
+    try:
+        length = int(request.headers.get("content-length", "0"))
+    except ValueError:
+        raise HttpError(400, "bad_request", "Content-Length is not a number") from None
+    if length < 0:
+        raise HttpError(400, "bad_request", "Content-Length is negative")
+    if length > limit:
+        raise HttpError(413, "too_large", f"the body is over {limit} bytes", headers={"Connection": "close"})
+    return length
 
-    def _json(self, status: int, body) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
-    def _empty(self, status: int) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+async def read_json(request: Request):
+    content_length(request, C.MAX_SPEC_BYTES)
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise HttpError(400, "bad_json", f"the body is not valid UTF-8 JSON: {error}") from None
 
-    def _receive_file(self, dest: Path, expected_sha: str | None, limit: int) -> tuple[str, int]:
-        """Streams the body into ``dest`` through a temp file, checking its SHA-256."""
-        length = self._length(limit)
-        digest = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=self.app.tmp_dir, prefix="upload-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                remaining = length
-                while remaining:
-                    chunk = self.rfile.read(min(C.CHUNK_SIZE, remaining))
-                    if not chunk:
-                        self.close_connection = True
-                        raise HttpError(400, "short_body", "the connection closed before the whole body came")
-                    digest.update(chunk)
-                    out.write(chunk)
-                    remaining -= len(chunk)
-            self._body_read = True
-            sha = digest.hexdigest()
-            if expected_sha is not None and sha != expected_sha:
-                raise HttpError(422, "invalid", f"the body's SHA-256 is {sha}, not the {expected_sha} "
-                                                "announced", field="X-Content-SHA256")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, dest)
-            return sha, length
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
-    def _send_file(self, path: Path, content_type: str) -> None:
-        size = path.stat().st_size
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(size))
-        self.end_headers()
-        with open(path, "rb") as source:
-            shutil.copyfileobj(source, self.wfile, C.CHUNK_SIZE)
+async def receive_file(request: Request, tmp_dir: Path, dest: Path, expected_sha: str | None,
+                       limit: int) -> tuple[str, int]:
+    """Streams the body into ``dest`` through a temp file, checking its length and SHA-256."""
+    length = content_length(request, limit)
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
+    received = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > length:
+                    raise HttpError(400, "bad_request", "the body is longer than its Content-Length")
+                digest.update(chunk)
+                out.write(chunk)
+        if received < length:
+            raise HttpError(400, "short_body", "the connection closed before the whole body came")
+        sha = digest.hexdigest()
+        if expected_sha is not None and sha != expected_sha:
+            raise HttpError(422, "invalid", f"the body's SHA-256 is {sha}, not the {expected_sha} announced",
+                            field="X-Content-SHA256")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+        return sha, length
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
-    @staticmethod
-    def _job_id(job_id: str) -> int:
-        if not job_id.isdigit() or len(job_id) > 18:
-            raise HttpError(404, "not_found", f"no job {job_id!r}")
-        return int(job_id)
 
-    def _lease_header(self) -> str:
-        lease_id = self.headers.get("X-Lease-Id")
-        if not lease_id:
-            raise HttpError(422, "invalid", "the X-Lease-Id header is required", field="X-Lease-Id")
-        return lease_id
+async def drain(request: Request, limit: int) -> None:
+    """Reads and drops a body already stored, so an idempotent re-upload keeps the connection."""
+    content_length(request, limit)
+    async for _ in request.stream():
+        pass
 
+
+def job_id_of(job_id: str) -> int:
+    if not job_id.isdigit() or len(job_id) > 18:
+        raise HttpError(404, "not_found", f"no job {job_id!r}")
+    return int(job_id)
+
+
+def lease_header(request: Request) -> str:
+    lease_id = request.headers.get("x-lease-id")
+    if not lease_id:
+        raise HttpError(422, "invalid", "the X-Lease-Id header is required", field="X-Lease-Id")
+    return lease_id
+
+
+def empty(status: int) -> Response:
+    return Response(status_code=status)

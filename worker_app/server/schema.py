@@ -1,60 +1,154 @@
-"""The reference server's SQLite schema, the columns added since the first release, and small helpers."""
+"""The job server's tables on every engine (SQLite, PostgreSQL, MySQL/MariaDB/TiDB), and their migrations.
+
+The schema carries a version in ``homefarm_schema``. A database made by a server before versions were kept
+(SQLite, version 1) or by an older server is brought to ``SCHEMA_VERSION`` step by step at start, under a
+lock, so that several server processes starting at once migrate it once.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    spec TEXT NOT NULL,
-    tag TEXT,
-    state TEXT NOT NULL DEFAULT 'queued',
-    priority INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    max_attempts INTEGER NOT NULL DEFAULT 3,
-    lease_id TEXT,
-    worker_id TEXT,
-    lease_expires REAL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    progress TEXT,
-    error TEXT,
-    log_tail TEXT,
-    stats TEXT,
-    warnings TEXT,
-    min_blender INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
-    claimed REAL,
-    finished REAL
-);
-CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, priority DESC, id);
-CREATE TABLE IF NOT EXISTS outputs (
-    job_id INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    created REAL NOT NULL,
-    PRIMARY KEY (job_id, name)
-);
-CREATE TABLE IF NOT EXISTS workers (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    info TEXT NOT NULL,
-    first_seen REAL NOT NULL,
-    last_seen REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    hash TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    label TEXT NOT NULL,
-    created REAL NOT NULL
-);
-"""
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
+SCHEMA_VERSION = 2
 TOKEN_KINDS = ("app", "worker")
-# Columns added after the first release: (table, column, definition) for databases made before them.
-ADDED_COLUMNS = (("jobs", "warnings", "TEXT"), ("jobs", "min_blender", "INTEGER NOT NULL DEFAULT 0"))
+
+# Epoch seconds as a double: MySQL's FLOAT is single precision, a second off in 2026.
+Time = sa.Double()
+# A job's spec may be 256 KiB; MySQL's TEXT holds 64 KiB.
+LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+# A 64-bit id on the servers; on SQLite only INTEGER PRIMARY KEY is the row id that counts up by itself.
+JobId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs", metadata,
+    sa.Column("id", JobId, primary_key=True, autoincrement=True),
+    sa.Column("spec", LongText, nullable=False),
+    sa.Column("tag", sa.String(200)),
+    sa.Column("state", sa.String(16), nullable=False, server_default="queued"),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
+    sa.Column("lease_id", sa.String(64)),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("lease_expires", Time),
+    sa.Column("cancel_requested", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("progress", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("log_tail", LongText),
+    sa.Column("stats", sa.Text),
+    sa.Column("warnings", sa.Text),
+    sa.Column("min_blender", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created", Time, nullable=False),
+    sa.Column("updated", Time, nullable=False),
+    sa.Column("claimed", Time),
+    sa.Column("finished", Time),
+    sa.Index("jobs_queue", "state", "priority", "id"),
+    sa.Index("jobs_leases", "state", "lease_expires"),
+    sqlite_autoincrement=True,
+)
+
+outputs = sa.Table(
+    "outputs", metadata,
+    sa.Column("job_id", sa.BigInteger, primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created", Time, nullable=False),
+)
+
+workers = sa.Table(
+    "workers", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("info", sa.Text, nullable=False),
+    sa.Column("first_seen", Time, nullable=False),
+    sa.Column("last_seen", Time, nullable=False),
+    sa.Column("blender", sa.Integer, nullable=False, server_default="0"),  # its newest Blender, blender_key
+    sa.Column("claims_canceled", Time),  # when it last asked its waiting claims to end
+    sa.Index("workers_seen", "last_seen"),
+)
+
+tokens = sa.Table(
+    "tokens", metadata,
+    sa.Column("hash", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("label", sa.String(255), nullable=False),
+    sa.Column("created", Time, nullable=False),
+    sa.Column("last_used", Time),
+)
+
+schema_version = sa.Table(
+    "homefarm_schema", metadata,
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+
+def migrate(engine: sa.Engine) -> int:
+    """Creates the tables, or brings an older database up to ``SCHEMA_VERSION``; returns the version found."""
+    with engine.begin() as conn, _migration_lock(conn):
+        names = set(sa.inspect(conn).get_table_names())
+        if "homefarm_schema" in names:
+            found = conn.scalar(sa.select(schema_version.c.version))
+        elif "jobs" in names:
+            found = 1  # a server from before versions were kept (SQLite only)
+        else:
+            metadata.create_all(conn)
+            conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+            return 0
+        if found > SCHEMA_VERSION:
+            raise RuntimeError(f"the database's schema is version {found}, newer than this server's "
+                               f"{SCHEMA_VERSION}: update homefarm on this server")
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            _STEPS[version](conn)
+            conn.execute(schema_version.update().values(version=version))
+        return found
+
+
+class _migration_lock:
+    """Serialises migrations across server processes: an advisory lock on the servers, a write lock on SQLite."""
+
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+
+    def __enter__(self):
+        dialect = self.conn.dialect.name
+        if dialect == "postgresql":
+            self.conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7355608)")
+        elif dialect in ("mysql", "mariadb"):
+            self.conn.exec_driver_sql("SELECT GET_LOCK('homefarm_schema', 60)")
+        return self
+
+    def __exit__(self, *exc):
+        if self.conn.dialect.name in ("mysql", "mariadb"):
+            self.conn.exec_driver_sql("SELECT RELEASE_LOCK('homefarm_schema')")
+
+
+def _to_v2(conn: sa.Connection) -> None:
+    """From the unversioned SQLite server: the columns it may lack, per-worker Blender and claim cancels."""
+    have = {table: {c["name"] for c in sa.inspect(conn).get_columns(table)}
+            for table in ("jobs", "workers", "tokens")}
+    added = (("jobs", "warnings", "TEXT"), ("jobs", "min_blender", "INTEGER NOT NULL DEFAULT 0"),
+             ("workers", "blender", "INTEGER NOT NULL DEFAULT 0"), ("workers", "claims_canceled", "REAL"),
+             ("tokens", "last_used", "REAL"))
+    for table, column, definition in added:
+        if column not in have[table]:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    for row in conn.execute(sa.select(workers.c.id, workers.c.info)):
+        conn.execute(workers.update().where(workers.c.id == row.id)
+                     .values(blender=newest_blender(json.loads(row.info))))
+    schema_version.create(conn)
+    conn.execute(schema_version.insert().values(version=1))
+    for index in (*jobs.indexes, *workers.indexes):
+        index.create(conn, checkfirst=True)
+
+
+_STEPS = {2: _to_v2}
 
 
 def blender_key(version: str | None) -> int:
@@ -69,6 +163,10 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# A worker that says nothing of its Blender is offered every job, as before versions were known.
+ANY_BLENDER = 10**9 - 1
+
+
 def newest_blender(info: dict) -> int:
     keys = []
     for item in info.get("blender") or []:
@@ -76,5 +174,4 @@ def newest_blender(info: dict) -> int:
             keys.append(blender_key(str(item.get("version"))))
         except (ValueError, AttributeError):
             continue
-    # A worker that says nothing of its Blender is offered every job, as before versions were known.
-    return max(keys) if keys else 10**9
+    return min(max(keys), ANY_BLENDER) if keys else ANY_BLENDER

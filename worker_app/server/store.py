@@ -1,25 +1,38 @@
-"""The reference server's state: jobs, leases, workers, outputs and token hashes in SQLite.
+"""The job server's state: jobs, leases, workers, outputs and token hashes, on SQLite, PostgreSQL or MySQL/TiDB.
 
-One connection guarded by one lock: every change is a short transaction, and a claim (requeue the
-expired leases, pick the best queued job, lease it) is atomic, so a job is never held by two workers.
-Waiting claims sleep on a condition that every change which can make work available notifies; there
-is no sleep-polling.
+Every call is one short transaction; none is held open while a claim waits (the waiting is the HTTP
+layer's, ``server/wakeups.py``). A claim leases a job with a compare-and-set ``UPDATE … WHERE id = ? AND
+state = 'queued'`` checked by its row count, so a job is leased once on every engine, TiDB included (it
+parses ``FOR UPDATE SKIP LOCKED`` but does not lock). Several server processes may share one database:
+whichever sees an expired lease first puts its job back in the queue.
+
+Each change that can make work available is announced: to this process's waiting claims through
+``listeners``, and on PostgreSQL to the other processes' through ``NOTIFY homefarm`` in the same
+transaction (delivered only if it commits).
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import secrets
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Callable
+
+import sqlalchemy as sa
 
 from worker_app import constants as C
-from worker_app.server.schema import (ADDED_COLUMNS, SCHEMA, TOKEN_KINDS, blender_key, hash_token,
-                                      newest_blender)
+from worker_app.server.schema import (ANY_BLENDER, TOKEN_KINDS, blender_key, hash_token, jobs, migrate,
+                                      newest_blender, outputs, tokens, workers)
+
+NOTIFY_CHANNEL = "homefarm"
+JOBS = "jobs"  # the announcement that work may be available
+CANCEL = "cancel "  # + worker id: that worker's waiting claims end now
+TOKEN_CACHE_S = 10.0  # a revoked token keeps working this long at most, in a process that just saw it
+TOUCH_EVERY_S = 30.0  # a worker's last_seen is written at most this often
+NEWEST_CACHE_S = 5.0
+
 
 class LeaseLost(Exception):
     """A call made with a lease that is no longer the job's current one."""
@@ -47,40 +60,96 @@ class Claimed:
     outputs: list[dict]  # what an earlier attempt already uploaded: the worker skips those frames
 
 
+def connect(url: str) -> sa.Engine:
+    """An engine for ``url`` with the settings each kind of database needs here."""
+    url = _driver_url(url)
+    if url.startswith("sqlite"):
+        # One connection shared in turn: SQLite takes one writer at a time, and a queue for the pool wakes
+        # the next caller at once where SQLite's own busy wait would sleep for up to 100 ms.
+        engine = sa.create_engine(url, pool_size=1, max_overflow=0, pool_timeout=60,
+                                  connect_args={"check_same_thread": False, "isolation_level": None})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        return engine
+    # Hosted databases close idle connections (TiDB Serverless after a few minutes): check before use,
+    # and recycle well before.
+    # READ COMMITTED on MySQL too (PostgreSQL's default): its REPEATABLE READ takes gap locks on the queue's
+    # index that deadlock claims against submits.
+    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=240,
+                            pool_timeout=30, isolation_level="READ COMMITTED")
+
+
+def _driver_url(url: str) -> str:
+    """The URL with homefarm's chosen driver for each scheme (psycopg 3, PyMySQL) unless one is named."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError("a database URL looks like sqlite:///path, postgresql://user@host/db or "
+                         "mysql://user@host/db")
+    drivers = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
+               "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql", "tidb": "mysql+pymysql",
+               "sqlite": "sqlite"}
+    if scheme in drivers:
+        scheme = drivers[scheme]
+    elif scheme.split("+")[0] not in drivers:
+        raise ValueError(f"unsupported database {scheme!r}: use sqlite, postgresql, mysql or mariadb")
+    url = f"{scheme}://{rest}"
+    if scheme.endswith("pymysql") and "charset=" not in url:
+        url += ("&" if "?" in url else "?") + "charset=utf8mb4"
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000", "foreign_keys=OFF"):
+        dbapi_connection.execute(f"PRAGMA {pragma}")
+
+
 class Store:
-    def __init__(self, db_path: Path, lease_ttl: float = C.LEASE_TTL, clock=time.time):
+    def __init__(self, url: str, lease_ttl: float = C.LEASE_TTL, clock=time.time):
         self.lease_ttl = lease_ttl
         self.heartbeat_interval = min(C.HEARTBEAT_INTERVAL, lease_ttl / 4)
         # A claim's answer can be lost on its way (a proxy cut it): until the worker's first heartbeat says
         # it has the job, the lease is short, and the job soon back in the queue if the answer never came.
         self.first_lease_ttl = min(lease_ttl, max(1.0, C.FIRST_LEASE_BEATS * self.heartbeat_interval))
         self.clock = clock
-        self._lock = threading.Lock()
-        self.changed = threading.Condition(self._lock)
-        self._closed = False
-        self._waiting: dict[str, int] = {}  # worker id -> claims of it waiting now
-        self._cancel: set[str] = set()  # workers whose waiting claims should end now
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
-        for table, column, definition in ADDED_COLUMNS:
-            if column not in {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-        self._blender: dict[str, int] = {}  # worker id -> its newest Blender, as blender_key
-        since = self.clock() - 86400
-        # The newest Blender of any worker seen in the last day: a job that needs more waits for none.
-        self._newest_known = max((newest_blender(json.loads(r["info"])) for r in self._db.execute(
-            "SELECT info FROM workers WHERE last_seen > ?", (since,))), default=0)
+        self.engine = connect(url)
+        self.dialect = self.engine.dialect.name
+        migrate(self.engine)
+        self.listeners: list[Callable[[str], None]] = []  # told of announcements made by this process
+        self._cache_lock = threading.Lock()
+        self._token_cache: dict[str, tuple[str | None, float]] = {}  # hash -> (kind or None, until)
+        self._touched: dict[str, float] = {}  # worker id -> when its last_seen was written
+        self._blender: dict[str, int] = {}  # worker id -> its newest Blender (a hello makes a new id)
+        self._newest: tuple[int, float] = (0, 0.0)  # newest Blender seen lately, and until when it holds
+        self._skip_locked = self.dialect != "sqlite"
+        self.expired_total = 0  # leases this process expired, for the metrics
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self.changed.notify_all()
-            self._db.close()
+        self.engine.dispose()
+
+    def describe(self) -> str:
+        """The database for a log line, without its password."""
+        url = self.engine.url
+        return f"{url.get_backend_name()} {url.database}" if url.get_backend_name() == "sqlite" else \
+            f"{url.get_backend_name()} at {url.host}:{url.port or 'default port'}/{url.database}"
+
+    @property
+    def notifies(self) -> bool:
+        """Whether other processes hear this store's announcements (PostgreSQL); else they poll."""
+        return self.dialect == "postgresql"
+
+    def _announce(self, conn: sa.Connection, message: str) -> None:
+        if self.notifies:
+            conn.execute(sa.text("SELECT pg_notify(:channel, :message)"),
+                         {"channel": NOTIFY_CHANNEL, "message": message})
+
+    def _tell(self, message: str) -> None:
+        for listener in list(self.listeners):
+            listener(message)
+
+    def ping(self) -> None:
+        """Raises if the database cannot be reached."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
 
     # -- tokens -------------------------------------------------------------------------------
 
@@ -88,241 +157,291 @@ class Store:
         """Makes a new token and stores only its hash; the plain token is returned once."""
         assert kind in TOKEN_KINDS
         token = f"hf{kind[0]}_" + secrets.token_urlsafe(32)
-        with self._lock:
-            self._db.execute("INSERT INTO tokens (hash, kind, label, created) VALUES (?, ?, ?, ?)",
-                             (hash_token(token), kind, label, self.clock()))
+        with self.engine.begin() as conn:
+            conn.execute(tokens.insert().values(hash=hash_token(token), kind=kind, label=label,
+                                                created=self.clock()))
         return token
 
     def has_tokens(self) -> bool:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM tokens").fetchone()[0] > 0
+        with self.engine.connect() as conn:
+            return conn.scalar(sa.select(sa.func.count()).select_from(tokens)) > 0
 
     def check_token(self, token: str, kind: str) -> bool:
+        # Looked up by its SHA-256: a lookup's timing can at most tell a prefix of a hash, which gives
+        # nothing towards a token. Answers are kept briefly, so a busy worker costs no query per request.
         digest = hash_token(token)
-        with self._lock:
-            rows = self._db.execute("SELECT hash FROM tokens WHERE kind = ?", (kind,)).fetchall()
-        # Compare against every stored hash in constant time, not with an indexed lookup.
-        found = False
-        for row in rows:
-            found |= hmac.compare_digest(row["hash"], digest)
-        return found
+        now = time.monotonic()
+        with self._cache_lock:
+            cached = self._token_cache.get(digest)
+        if cached is None or cached[1] < now:
+            with self.engine.begin() as conn:
+                found = conn.scalar(sa.select(tokens.c.kind).where(tokens.c.hash == digest))
+                if found is not None:
+                    conn.execute(tokens.update().where(tokens.c.hash == digest).values(last_used=self.clock()))
+            cached = (found, now + TOKEN_CACHE_S)
+            with self._cache_lock:
+                if len(self._token_cache) > 10_000:
+                    self._token_cache.clear()
+                self._token_cache[digest] = cached
+        return cached[0] == kind
 
     # -- workers ------------------------------------------------------------------------------
 
     def register_worker(self, name: str, info: dict) -> str:
         now = self.clock()
         worker_id = "w_" + secrets.token_hex(8)
-        with self._lock:
-            self._db.execute("INSERT INTO workers (id, name, info, first_seen, last_seen) "
-                             "VALUES (?, ?, ?, ?, ?)", (worker_id, name, json.dumps(info), now, now))
-            self._blender[worker_id] = newest_blender(info)
-            self._newest_known = max(self._newest_known, self._blender[worker_id])
+        blender = newest_blender(info)
+        with self.engine.begin() as conn:
+            conn.execute(workers.insert().values(id=worker_id, name=name, info=json.dumps(info), first_seen=now,
+                                                 last_seen=now, blender=blender))
+        with self._cache_lock:
+            self._blender[worker_id] = blender
+            self._touched[worker_id] = time.monotonic()
+            if blender > self._newest[0]:
+                self._newest = (blender, self._newest[1])
         return worker_id
 
-    def _someone_has(self, key: int) -> bool:
-        """Whether a worker seen lately has a Blender at least as new as ``key``."""
-        return self._newest_known >= key
-
-    def _worker_blender(self, worker_id: str) -> int:
-        if worker_id not in self._blender:
-            row = self._db.execute("SELECT info FROM workers WHERE id = ?", (worker_id,)).fetchone()
-            self._blender[worker_id] = newest_blender(json.loads(row["info"])) if row else 0
-        return self._blender[worker_id]
-
     def worker_exists(self, worker_id: str) -> bool:
-        with self._lock:
-            row = self._db.execute("SELECT 1 FROM workers WHERE id = ?", (worker_id,)).fetchone()
-            if row:
-                self._db.execute("UPDATE workers SET last_seen = ? WHERE id = ?",
-                                 (self.clock(), worker_id))
-        return row is not None
+        """Whether the worker said hello; notes that it was seen (written at most every half minute)."""
+        now = time.monotonic()
+        with self._cache_lock:
+            touched = self._touched.get(worker_id)
+        if touched is not None and now - touched < TOUCH_EVERY_S:
+            return True
+        with self.engine.begin() as conn:
+            found = conn.execute(workers.update().where(workers.c.id == worker_id)
+                                 .values(last_seen=self.clock())).rowcount > 0
+        if found:
+            with self._cache_lock:
+                self._touched[worker_id] = now
+        return found
 
     def list_workers(self) -> list[dict]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM workers ORDER BY last_seen DESC").fetchall()
-        return [{"id": r["id"], "name": r["name"], "info": json.loads(r["info"]),
-                 "last_seen": r["last_seen"]} for r in rows]
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(workers).order_by(workers.c.last_seen.desc())).all()
+        return [{"id": r.id, "name": r.name, "info": json.loads(r.info), "last_seen": r.last_seen} for r in rows]
+
+    def _worker_blender(self, conn: sa.Connection, worker_id: str) -> int:
+        with self._cache_lock:
+            known = self._blender.get(worker_id)
+        if known is None:
+            known = conn.scalar(sa.select(workers.c.blender).where(workers.c.id == worker_id)) or 0
+            with self._cache_lock:
+                self._blender[worker_id] = known
+        return known
+
+    def _newest_known(self, conn: sa.Connection) -> int:
+        """The newest Blender of any worker seen in the last day: a job that needs more waits for none."""
+        newest, until = self._newest
+        if until < time.monotonic():
+            found = conn.scalar(sa.select(sa.func.max(workers.c.blender))
+                                .where(workers.c.last_seen > self.clock() - 86400)) or 0
+            newest = max(found, newest if until else 0)
+            self._newest = (newest, time.monotonic() + NEWEST_CACHE_S)
+        return newest
 
     # -- jobs: the web app's side -------------------------------------------------------------
 
     def submit(self, spec: dict, priority: int, max_attempts: int, tag: str | None) -> int:
         now = self.clock()
         min_blender = blender_key((spec.get("blender") or {}).get("min_version"))
-        with self.changed:
-            cur = self._db.execute(
-                "INSERT INTO jobs (spec, tag, priority, max_attempts, min_blender, created, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", (json.dumps(spec), tag, priority, max_attempts, min_blender, now,
-                                                 now))
-            self.changed.notify_all()
-            return cur.lastrowid
+        with self.engine.begin() as conn:
+            result = conn.execute(jobs.insert().values(spec=json.dumps(spec), tag=tag, priority=priority,
+                                                       max_attempts=max_attempts, min_blender=min_blender,
+                                                       created=now, updated=now))
+            self._announce(conn, JOBS)
+        self._tell(JOBS)
+        return result.inserted_primary_key[0]
+
+    def _lapsed(self, rows) -> bool:
+        """Whether one of these jobs still shows a lease that ran out (the reaper runs once a second)."""
+        now = self.clock()
+        return any(r.state == "leased" and r.lease_expires is not None and r.lease_expires < now for r in rows)
 
     def get(self, job_id: int) -> dict:
-        with self._lock:
-            self._requeue_expired()
-            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
             if row is None:
                 raise NotFound(f"no job {job_id}")
-            outputs = self._db.execute("SELECT name, sha256, size FROM outputs WHERE job_id = ? "
-                                       "ORDER BY name", (job_id,)).fetchall()
-        return self._view(row, outputs)
+        if self._lapsed([row]):
+            self.expire_leases()
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one()
+            stored = conn.execute(sa.select(outputs.c.name, outputs.c.sha256, outputs.c.size)
+                                  .where(outputs.c.job_id == job_id).order_by(outputs.c.name)).all()
+        return self._view(row, stored)
 
     def list(self, state: str | None = None, limit: int = 100) -> list[dict]:
-        with self._lock:
-            self._requeue_expired()
-            if state:
-                rows = self._db.execute("SELECT * FROM jobs WHERE state = ? ORDER BY id DESC LIMIT ?",
-                                        (state, limit)).fetchall()
-            else:
-                rows = self._db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?",
-                                        (limit,)).fetchall()
+        query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+        if state:
+            query = query.where(jobs.c.state == state)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if self._lapsed(rows):
+            self.expire_leases()
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
         return [self._view(row, None) for row in rows]
 
     def cancel(self, job_id: int) -> dict:
         now = self.clock()
-        with self.changed:
-            row = self._db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
+        with self.engine.begin() as conn:
+            state = conn.scalar(sa.select(jobs.c.state).where(jobs.c.id == job_id))
+            if state is None:
                 raise NotFound(f"no job {job_id}")
-            if row["state"] in ("done", "failed", "canceled"):
-                raise Conflict(f"job {job_id} is already {row['state']}")
             # A leased job stays canceled; its worker learns it at the next heartbeat and stops.
-            self._db.execute("UPDATE jobs SET state = 'canceled', cancel_requested = 1, updated = ?, "
-                             "finished = ?, lease_expires = NULL WHERE id = ?", (now, now, job_id))
+            changed = conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.state.in_(("queued", "leased")))
+                                   .values(state="canceled", cancel_requested=1, updated=now, finished=now,
+                                           lease_expires=None)).rowcount
+            if not changed:
+                raise Conflict(f"job {job_id} is already {state}")
         return self.get(job_id)
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per state, for the metrics."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(jobs.c.state, sa.func.count()).group_by(jobs.c.state)).all()
+        return {state: count for state, count in rows}
 
     # -- jobs: the worker's side --------------------------------------------------------------
 
-    def claim(self, worker_id: str, wait: float) -> Claimed | None:
-        """Leases the best queued job, waiting up to ``wait`` seconds for one to appear."""
-        deadline = time.monotonic() + wait
-        with self.changed:
-            self._waiting[worker_id] = self._waiting.get(worker_id, 0) + 1
-            try:
-                return self._claim_waiting(worker_id, deadline)
-            finally:
-                self._waiting[worker_id] -= 1
-                if not self._waiting[worker_id]:
-                    del self._waiting[worker_id]
-                    self._cancel.discard(worker_id)
-
-    def cancel_claims(self, worker_id: str) -> bool:
-        """Ends the worker's waiting claims now with no job (it paused or quits); False if none waits."""
-        with self.changed:
-            if worker_id not in self._waiting:
-                return False
-            self._cancel.add(worker_id)
-            self.changed.notify_all()
-            return True
-
-    def _claim_waiting(self, worker_id: str, deadline: float) -> Claimed | None:
-        while not self._closed:
-            if worker_id in self._cancel:
-                return None
-            claimed = self._try_claim(worker_id)
-            if claimed is not None:
-                return claimed
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            next_expiry = self._db.execute(
-                "SELECT MIN(lease_expires) FROM jobs WHERE state = 'leased'").fetchone()[0]
-            if next_expiry is not None:
-                # Wake when the earliest lease runs out: its job goes back in the queue then.
-                remaining = min(remaining, max(0.01, next_expiry - self.clock()))
-            self.changed.wait(remaining)
-        return None
-
-    def _try_claim(self, worker_id: str) -> Claimed | None:
-        self._requeue_expired()
-        # A job that needs a newer Blender than this worker has waits for a worker that has it; when no worker
-        # seen lately has it, any worker takes it and fails it with the reason, rather than it waiting forever.
-        row = self._db.execute("SELECT id, spec, attempts FROM jobs WHERE state = 'queued' "
-                               "AND (min_blender <= ? OR min_blender > ?) ORDER BY priority DESC, id LIMIT 1",
-                               (self._worker_blender(worker_id), self._newest_known)).fetchone()
-        if row is None:
-            return None
+    def claim(self, worker_id: str) -> Claimed | None:
+        """Leases the best queued job this worker can run, or returns None; never waits."""
         now = self.clock()
         lease_id = "l_" + secrets.token_urlsafe(16)
         expires = now + self.first_lease_ttl
-        self._db.execute("UPDATE jobs SET state = 'leased', lease_id = ?, worker_id = ?, "
-                         "lease_expires = ?, attempts = attempts + 1, claimed = ?, updated = ?, "
-                         "progress = NULL WHERE id = ? AND state = 'queued'",
-                         (lease_id, worker_id, expires, now, now, row["id"]))
-        outputs = [dict(o) for o in self._db.execute(
-            "SELECT name, sha256, size FROM outputs WHERE job_id = ? ORDER BY name", (row["id"],))]
-        return Claimed(row["id"], lease_id, row["attempts"] + 1, json.loads(row["spec"]), expires, outputs)
-
-    def _requeue_expired(self) -> None:
-        now = self.clock()
-        expired = self._db.execute("SELECT id, attempts, max_attempts FROM jobs "
-                                   "WHERE state = 'leased' AND lease_expires < ?", (now,)).fetchall()
-        for row in expired:
-            if row["attempts"] >= row["max_attempts"]:
-                self._db.execute("UPDATE jobs SET state = 'failed', lease_id = NULL, "
-                                 "lease_expires = NULL, error = ?, updated = ?, finished = ? "
-                                 "WHERE id = ?", (f"lease expired on attempt {row['attempts']} of "
-                                                  f"{row['max_attempts']}", now, now, row["id"]))
+        with self.engine.begin() as conn:
+            mine = self._worker_blender(conn, worker_id)
+            newest = self._newest_known(conn)
+            # A job that needs a newer Blender than this worker has waits for a worker that has it; when no
+            # worker seen lately has it, any worker takes it and fails it with the reason, rather than it
+            # waiting forever.
+            eligible = sa.and_(jobs.c.state == "queued",
+                               sa.or_(jobs.c.min_blender <= mine, jobs.c.min_blender > newest))
+            for _ in range(8):
+                pick = (sa.select(jobs.c.id).where(eligible)
+                        .order_by(jobs.c.priority.desc(), jobs.c.id).limit(1))
+                if self._skip_locked:
+                    pick = pick.with_for_update(skip_locked=True)
+                job_id = conn.scalar(pick)
+                if job_id is None:
+                    return None
+                # The compare-and-set: only one claim moves the job out of 'queued'.
+                won = conn.execute(
+                    jobs.update().where(jobs.c.id == job_id, jobs.c.state == "queued")
+                    .values(state="leased", lease_id=lease_id, worker_id=worker_id, lease_expires=expires,
+                            attempts=jobs.c.attempts + 1, claimed=now, updated=now, progress=None)).rowcount
+                if won == 1:
+                    break
             else:
-                self._db.execute("UPDATE jobs SET state = 'queued', lease_id = NULL, worker_id = NULL, "
-                                 "lease_expires = NULL, updated = ? WHERE id = ?", (now, row["id"]))
-        if expired:
-            self.changed.notify_all()
+                return None
+            row = conn.execute(sa.select(jobs.c.spec, jobs.c.attempts).where(jobs.c.id == job_id)).one()
+            done = conn.execute(sa.select(outputs.c.name, outputs.c.sha256, outputs.c.size)
+                                .where(outputs.c.job_id == job_id).order_by(outputs.c.name)).all()
+        return Claimed(job_id, lease_id, row.attempts, json.loads(row.spec), expires, [r._asdict() for r in done])
 
-    def _leased_row(self, job_id: int, lease_id: str) -> sqlite3.Row:
+    def cancel_claims(self, worker_id: str) -> None:
+        """Ends the worker's waiting claims now with no job (it paused or quits), in every server process."""
+        message = CANCEL + worker_id
+        with self.engine.begin() as conn:
+            conn.execute(workers.update().where(workers.c.id == worker_id).values(claims_canceled=self.clock()))
+            self._announce(conn, message)
+        self._tell(message)
+
+    def canceled_since(self, since: float) -> list[str]:
+        """Workers that canceled their claims at or after ``since`` (for processes that poll)."""
+        with self.engine.connect() as conn:
+            return list(conn.scalars(sa.select(workers.c.id).where(workers.c.claims_canceled >= since)))
+
+    def has_queued(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.scalar(sa.select(jobs.c.id).where(jobs.c.state == "queued").limit(1)) is not None
+
+    def expire_leases(self) -> int:
+        """Puts jobs whose lease ran out back in the queue (or fails them on their last attempt)."""
+        now = self.clock()
+        expired = sa.and_(jobs.c.state == "leased", jobs.c.lease_expires < now)
+        requeued = 0
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(jobs.c.id, jobs.c.attempts, jobs.c.max_attempts).where(expired)).all()
+            for row in rows:
+                if row.attempts >= row.max_attempts:
+                    values = dict(state="failed", lease_id=None, lease_expires=None, updated=now, finished=now,
+                                  error=f"lease expired on attempt {row.attempts} of {row.max_attempts}")
+                else:
+                    values = dict(state="queued", lease_id=None, worker_id=None, lease_expires=None, updated=now)
+                # Another server process may be expiring the same lease: whichever changes the row counts it.
+                if conn.execute(jobs.update().where(jobs.c.id == row.id, expired).values(**values)).rowcount:
+                    requeued += values["state"] == "queued"
+                    self.expired_total += 1
+            if requeued:
+                self._announce(conn, JOBS)
+        if requeued:
+            self._tell(JOBS)
+        return len(rows)
+
+    def _leased_row(self, conn: sa.Connection, job_id: int, lease_id: str):
         """The job's row if ``lease_id`` is its current, unexpired lease; else LeaseLost."""
-        self._requeue_expired()
-        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
         if row is None:
             raise NotFound(f"no job {job_id}")
-        if row["lease_id"] != lease_id or row["state"] not in ("leased", "canceled"):
-            raise LeaseLost(f"lease {lease_id} is not the current lease of job {job_id} "
-                            f"(the job is {row['state']})")
+        if row.lease_id != lease_id or row.state not in ("leased", "canceled"):
+            raise LeaseLost(f"lease {lease_id} is not the current lease of job {job_id} (the job is {row.state})")
+        if row.state == "leased" and row.lease_expires is not None and row.lease_expires < self.clock():
+            raise LeaseLost(f"lease {lease_id} of job {job_id} expired")
         return row
+
+    def _update_leased(self, conn: sa.Connection, job_id: int, lease_id: str, /, **values) -> None:
+        """Changes the job only while ``lease_id`` is still its lease (another process may have expired it)."""
+        changed = conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.lease_id == lease_id,
+                                                   jobs.c.state == "leased").values(**values)).rowcount
+        if changed != 1:
+            raise LeaseLost(f"lease {lease_id} is not the current lease of job {job_id}")
 
     def heartbeat(self, job_id: int, lease_id: str, progress: dict) -> tuple[bool, float]:
         """Renews the lease; returns (cancel, seconds until it expires)."""
         now = self.clock()
-        with self._lock:
-            row = self._leased_row(job_id, lease_id)
-            if row["state"] == "canceled":
+        with self.engine.begin() as conn:
+            row = self._leased_row(conn, job_id, lease_id)
+            if row.state == "canceled":
                 return True, 0.0
-            self._db.execute("UPDATE jobs SET lease_expires = ?, progress = ?, updated = ? WHERE id = ?",
-                             (now + self.lease_ttl, json.dumps(progress), now, job_id))
+            self._update_leased(conn, job_id, lease_id, lease_expires=now + self.lease_ttl,
+                                progress=json.dumps(progress), updated=now)
         return False, self.lease_ttl
 
     def check_lease(self, job_id: int, lease_id: str) -> None:
-        with self._lock:
-            row = self._leased_row(job_id, lease_id)
-            if row["state"] == "canceled":
-                raise Canceled(f"job {job_id} was canceled")
+        with self.engine.connect() as conn:
+            row = self._leased_row(conn, job_id, lease_id)
+        if row.state == "canceled":
+            raise Canceled(f"job {job_id} was canceled")
 
     def output(self, job_id: int, name: str) -> dict | None:
-        with self._lock:
-            row = self._db.execute("SELECT name, sha256, size FROM outputs WHERE job_id = ? AND name = ?",
-                                   (job_id, name)).fetchone()
-        return dict(row) if row else None
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(outputs.c.name, outputs.c.sha256, outputs.c.size)
+                               .where(outputs.c.job_id == job_id, outputs.c.name == name)).first()
+        return row._asdict() if row else None
 
     def add_output(self, job_id: int, lease_id: str, name: str, sha256: str, size: int) -> None:
-        with self._lock:
-            self._leased_row(job_id, lease_id)
-            self._db.execute("INSERT OR REPLACE INTO outputs (job_id, name, sha256, size, created) "
-                             "VALUES (?, ?, ?, ?, ?)", (job_id, name, sha256, size, self.clock()))
+        with self.engine.begin() as conn:
+            self._leased_row(conn, job_id, lease_id)
+            conn.execute(outputs.delete().where(outputs.c.job_id == job_id, outputs.c.name == name))
+            conn.execute(outputs.insert().values(job_id=job_id, name=name, sha256=sha256, size=size,
+                                                 created=self.clock()))
 
-    def complete(self, job_id: int, lease_id: str, outputs: list[str], stats: dict,
+    def complete(self, job_id: int, lease_id: str, names: list[str], stats: dict,
                  warnings: list[dict] | None = None) -> None:
         now = self.clock()
-        with self._lock:
-            row = self._leased_row(job_id, lease_id)
-            if row["state"] == "canceled":
+        with self.engine.begin() as conn:
+            row = self._leased_row(conn, job_id, lease_id)
+            if row.state == "canceled":
                 raise Canceled(f"job {job_id} was canceled")
-            stored = {r["name"] for r in self._db.execute(
-                "SELECT name FROM outputs WHERE job_id = ?", (job_id,))}
-            missing = [name for name in outputs if name not in stored]
+            stored = set(conn.scalars(sa.select(outputs.c.name).where(outputs.c.job_id == job_id)))
+            missing = [name for name in names if name not in stored]
             if missing:
                 raise Conflict(f"outputs not uploaded: {', '.join(missing)}")
-            self._db.execute("UPDATE jobs SET state = 'done', lease_id = NULL, lease_expires = NULL, "
-                             "stats = ?, warnings = ?, updated = ?, finished = ?, error = NULL WHERE id = ?",
-                             (json.dumps(stats), json.dumps(warnings or []), now, now, job_id))
+            self._update_leased(conn, job_id, lease_id, state="done", lease_id=None, lease_expires=None,
+                                stats=json.dumps(stats), warnings=json.dumps(warnings or []), updated=now,
+                                finished=now, error=None)
 
     def fail(self, job_id: int, lease_id: str, reason: str, log_tail: str, retryable: bool,
              needs_blender: str | None = None) -> str:
@@ -330,63 +449,67 @@ class Store:
         newer Blender than the worker's goes back to the queue, attempt uncounted, when a worker seen in the
         last day has that Blender; with none, the job fails with the reason."""
         now = self.clock()
-        with self.changed:
-            row = self._leased_row(job_id, lease_id)
-            if row["state"] == "canceled":
+        with self.engine.begin() as conn:
+            row = self._leased_row(conn, job_id, lease_id)
+            if row.state == "canceled":
                 return "canceled"
-            if needs_blender and self._someone_has(blender_key(needs_blender)):
-                self._db.execute("UPDATE jobs SET state = 'queued', lease_id = NULL, worker_id = NULL, "
-                                 "lease_expires = NULL, attempts = MAX(attempts - 1, 0), error = ?, log_tail = ?, "
-                                 "min_blender = MAX(min_blender, ?), updated = ? WHERE id = ?",
-                                 (f"{reason}; waiting for a worker with Blender {needs_blender} or newer", log_tail,
-                                  blender_key(needs_blender), now, job_id))
-                self.changed.notify_all()
-                return "queued"
-            state = "queued" if retryable and row["attempts"] < row["max_attempts"] else "failed"
-            self._db.execute("UPDATE jobs SET state = ?, lease_id = NULL, worker_id = NULL, "
-                             "lease_expires = NULL, error = ?, log_tail = ?, updated = ?, finished = ? "
-                             "WHERE id = ?", (state, reason, log_tail, now,
-                                              None if state == "queued" else now, job_id))
+            needed = blender_key(needs_blender) if needs_blender else 0
+            if needed and self._newest_known(conn) >= needed:
+                self._update_leased(conn, job_id, lease_id, state="queued", lease_id=None, worker_id=None,
+                                    lease_expires=None, attempts=max(row.attempts - 1, 0), log_tail=log_tail,
+                                    error=f"{reason}; waiting for a worker with Blender {needs_blender} or newer",
+                                    min_blender=max(row.min_blender, needed), updated=now)
+                state = "queued"
+            else:
+                state = "queued" if retryable and row.attempts < row.max_attempts else "failed"
+                self._update_leased(conn, job_id, lease_id, state=state, lease_id=None, worker_id=None,
+                                    lease_expires=None, error=reason, log_tail=log_tail, updated=now,
+                                    finished=None if state == "queued" else now)
             if state == "queued":
-                self.changed.notify_all()
+                self._announce(conn, JOBS)
+        if state == "queued":
+            self._tell(JOBS)
         return state
 
     def release(self, job_id: int, lease_id: str, reason: str) -> None:
         """Gives the job back unfinished; a release does not count as an attempt."""
         now = self.clock()
-        with self.changed:
-            row = self._leased_row(job_id, lease_id)
-            if row["state"] == "canceled":
+        with self.engine.begin() as conn:
+            row = self._leased_row(conn, job_id, lease_id)
+            if row.state == "canceled":
                 return
-            self._db.execute("UPDATE jobs SET state = 'queued', lease_id = NULL, worker_id = NULL, "
-                             "lease_expires = NULL, attempts = MAX(attempts - 1, 0), "
-                             "progress = ?, updated = ? WHERE id = ?",
-                             (json.dumps({"message": reason}), now, job_id))
-            self.changed.notify_all()
+            self._update_leased(conn, job_id, lease_id, state="queued", lease_id=None, worker_id=None,
+                                lease_expires=None, attempts=max(row.attempts - 1, 0),
+                                progress=json.dumps({"message": reason}), updated=now)
+            self._announce(conn, JOBS)
+        self._tell(JOBS)
 
     # -- views --------------------------------------------------------------------------------
 
     @staticmethod
-    def _view(row: sqlite3.Row, outputs) -> dict:
+    def _view(row, stored) -> dict:
         view = {
-            "id": str(row["id"]),
-            "state": row["state"],
-            "tag": row["tag"],
-            "priority": row["priority"],
-            "attempts": row["attempts"],
-            "max_attempts": row["max_attempts"],
-            "worker_id": row["worker_id"],
-            "progress": json.loads(row["progress"]) if row["progress"] else None,
-            "error": row["error"],
-            "stats": json.loads(row["stats"]) if row["stats"] else None,
-            "warnings": json.loads(row["warnings"]) if row["warnings"] else [],
-            "created": row["created"],
-            "updated": row["updated"],
-            "claimed": row["claimed"],
-            "finished": row["finished"],
-            "spec": json.loads(row["spec"]),
+            "id": str(row.id),
+            "state": row.state,
+            "tag": row.tag,
+            "priority": row.priority,
+            "attempts": row.attempts,
+            "max_attempts": row.max_attempts,
+            "worker_id": row.worker_id,
+            "progress": json.loads(row.progress) if row.progress else None,
+            "error": row.error,
+            "stats": json.loads(row.stats) if row.stats else None,
+            "warnings": json.loads(row.warnings) if row.warnings else [],
+            "created": row.created,
+            "updated": row.updated,
+            "claimed": row.claimed,
+            "finished": row.finished,
+            "spec": json.loads(row.spec),
         }
-        if outputs is not None:
-            view["outputs"] = [dict(o) for o in outputs]
-            view["log_tail"] = row["log_tail"]
+        if stored is not None:
+            view["outputs"] = [r._asdict() for r in stored]
+            view["log_tail"] = row.log_tail
         return view
+
+
+__all__ = ["ANY_BLENDER", "Canceled", "Claimed", "Conflict", "LeaseLost", "NotFound", "Store", "connect"]

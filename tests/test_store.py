@@ -1,0 +1,277 @@
+"""The job server's store on every engine it supports: SQLite, PostgreSQL and MariaDB, each a real server."""
+
+import json
+import sqlite3
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from worker_app.server.schema import SCHEMA_VERSION
+from worker_app.server.store import CANCEL, JOBS, Canceled, Conflict, LeaseLost, NotFound, Store
+
+SPEC = {"scene": {"url": "/a", "sha256": "a" * 64, "size": 1}}
+BLENDER_4_2 = {"blender": [{"version": "4.2.3"}]}
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_800_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def store(db_url, clock):
+    store = Store(db_url, lease_ttl=60, clock=clock)
+    yield store
+    store.close()
+
+
+def test_a_job_goes_from_queued_to_done(store):
+    worker = store.register_worker("pc", BLENDER_4_2)
+    job = store.submit(SPEC, priority=0, max_attempts=3, tag="t")
+    claimed = store.claim(worker)
+    assert (claimed.job_id, claimed.attempt, claimed.spec, claimed.outputs) == (job, 1, SPEC, [])
+    assert store.claim(worker) is None, "one job, leased once"
+    assert store.heartbeat(job, claimed.lease_id, {"stage": "rendering"}) == (False, 60)
+    store.add_output(job, claimed.lease_id, "frame_0001.png", "b" * 64, 1234)
+    store.add_output(job, claimed.lease_id, "frame_0001.png", "c" * 64, 1235)  # an upload again replaces it
+    with pytest.raises(Conflict, match="frame_0002.png"):
+        store.complete(job, claimed.lease_id, ["frame_0001.png", "frame_0002.png"], {})
+    store.complete(job, claimed.lease_id, ["frame_0001.png"], {"render_s": 1.5}, [{"kind": "missing_file"}])
+    view = store.get(job)
+    assert view["state"] == "done" and view["tag"] == "t" and view["stats"] == {"render_s": 1.5}
+    assert view["outputs"] == [{"name": "frame_0001.png", "sha256": "c" * 64, "size": 1235}]
+    assert view["warnings"] == [{"kind": "missing_file"}]
+    with pytest.raises(LeaseLost):
+        store.heartbeat(job, claimed.lease_id, {})
+    with pytest.raises(NotFound):
+        store.get(job + 1000)
+    assert store.counts() == {"done": 1}
+
+
+def test_a_long_spec_and_log_fit(store):
+    """A spec may be 256 KiB and a log tail long: more than MySQL's TEXT holds."""
+    spec = {**SPEC, "overrides": {"text": "x" * 200_000}}
+    worker = store.register_worker("pc", {})
+    job = store.submit(spec, 0, 1, None)
+    claimed = store.claim(worker)
+    assert claimed.spec == spec
+    assert store.fail(job, claimed.lease_id, "scene: broken", "log line\n" * 10_000, retryable=False) == "failed"
+    assert store.get(job)["log_tail"].count("log line") == 10_000
+
+
+def test_priority_then_age_decides(store):
+    worker = store.register_worker("pc", {})
+    low = store.submit(SPEC, 0, 1, None)
+    high = store.submit(SPEC, 5, 1, None)
+    later = store.submit(SPEC, 0, 1, None)
+    assert [store.claim(worker).job_id for _ in range(3)] == [high, low, later]
+
+
+def test_each_job_is_leased_once_under_concurrent_claims(db_url, clock):
+    """Eight server processes' worth of stores, each with its own connections, race for 120 jobs."""
+    stores = [Store(db_url, lease_ttl=60, clock=clock) for _ in range(8)]
+    try:
+        workers = [s.register_worker(f"pc{i}", {}) for i, s in enumerate(stores)]
+        for _ in range(120):
+            stores[0].submit(SPEC, 0, 3, None)
+        got: list[int] = []
+        errors: list[BaseException] = []
+
+        def drain(store, worker):
+            try:
+                while (claimed := store.claim(worker)) is not None:
+                    got.append(claimed.job_id)
+            except BaseException as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=drain, args=pair) for pair in zip(stores * 2, workers * 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not errors
+        assert sorted(got) == sorted(set(got)) and len(got) == 120
+        assert stores[0].counts() == {"leased": 120}
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_an_expired_lease_goes_back_to_the_queue_then_fails_on_the_last_attempt(store, clock):
+    worker = store.register_worker("pc", {})
+    job = store.submit(SPEC, 0, 2, None)
+    first = store.claim(worker)
+    clock.now += store.first_lease_ttl + 1  # no heartbeat came: the short first lease ran out
+    with pytest.raises(LeaseLost, match="expired"):
+        store.heartbeat(job, first.lease_id, {})
+    assert store.get(job)["state"] == "queued"
+    second = store.claim(worker)
+    assert second.attempt == 2
+    store.heartbeat(job, second.lease_id, {})
+    clock.now += 59
+    assert store.expire_leases() == 0, "a heartbeat extended the lease to the full TTL"
+    clock.now += 2
+    assert store.expire_leases() == 1
+    view = store.get(job)
+    assert view["state"] == "failed" and view["error"] == "lease expired on attempt 2 of 2"
+    with pytest.raises(LeaseLost):
+        store.complete(job, second.lease_id, [], {})
+
+
+def test_release_and_retryable_failures_requeue(store):
+    worker = store.register_worker("pc", {})
+    job = store.submit(SPEC, 0, 2, None)
+    claimed = store.claim(worker)
+    store.release(job, claimed.lease_id, "the owner started a game")
+    assert store.get(job)["attempts"] == 0, "a release is not an attempt"
+    claimed = store.claim(worker)
+    assert store.fail(job, claimed.lease_id, "blender crashed", "", retryable=True) == "queued"
+    claimed = store.claim(worker)
+    assert claimed.attempt == 2
+    assert store.fail(job, claimed.lease_id, "blender crashed", "", retryable=True) == "failed"
+
+
+def test_a_canceled_job_tells_its_worker(store):
+    worker = store.register_worker("pc", {})
+    job = store.submit(SPEC, 0, 1, None)
+    claimed = store.claim(worker)
+    assert store.cancel(job)["state"] == "canceled"
+    assert store.heartbeat(job, claimed.lease_id, {}) == (True, 0.0)
+    with pytest.raises(Canceled):
+        store.check_lease(job, claimed.lease_id)
+    with pytest.raises(Conflict, match="already canceled"):
+        store.cancel(job)
+
+
+def test_jobs_go_only_to_workers_whose_blender_can_open_them(store):
+    old = store.register_worker("old", {"blender": [{"version": "3.6.0"}]})
+    newer = {"scene": SPEC["scene"], "blender": {"min_version": "4.2"}}
+    job = store.submit(newer, 0, 3, None)
+    new = store.register_worker("new", BLENDER_4_2)
+    assert store.claim(old) is None, "a 3.6 worker was offered a job that needs 4.2"
+    claimed = store.claim(new)
+    assert claimed.job_id == job
+    # A scene that needs a Blender no worker has goes to whoever asks, and is failed with the reason.
+    none_has = store.submit({"scene": SPEC["scene"], "blender": {"min_version": "9.0"}}, 0, 3, None)
+    assert store.claim(old).job_id == none_has
+
+
+def test_a_scene_from_a_newer_blender_waits_for_a_worker_that_has_it(store):
+    old = store.register_worker("old", {"blender": [{"version": "3.6.0"}]})
+    store.register_worker("new", BLENDER_4_2)
+    job = store.submit(SPEC, 0, 3, None)
+    claimed = store.claim(old)
+    assert store.fail(job, claimed.lease_id, "saved by Blender 4.2", "", False, needs_blender="4.2.0") == "queued"
+    view = store.get(job)
+    assert view["attempts"] == 0 and "waiting for a worker with Blender 4.2.0" in view["error"]
+    assert store.claim(old) is None
+
+
+def test_tokens_outlive_the_server_process(db_url, clock):
+    """A replaced instance on the same database knows every token: no PC signs in again."""
+    first = Store(db_url, clock=clock)
+    token = first.create_token("worker", "pc")
+    assert first.check_token(token, "worker") and not first.check_token(token, "app")
+    assert not first.check_token("hfw_" + "x" * 43, "worker")
+    first.close()
+    again = Store(db_url, clock=clock)
+    try:
+        assert again.has_tokens() and again.check_token(token, "worker")
+        with again.engine.connect() as conn:
+            stored = conn.exec_driver_sql("SELECT hash, last_used FROM tokens").all()
+        assert token not in str(stored) and stored[0][1] == clock.now, "only the hash, and when it was used"
+    finally:
+        again.close()
+
+
+def test_announcements_reach_listeners_and_cancels_are_kept(store, clock):
+    heard = []
+    store.listeners.append(heard.append)
+    worker = store.register_worker("pc", {})
+    job = store.submit(SPEC, 0, 1, None)
+    claimed = store.claim(worker)
+    store.release(job, claimed.lease_id, "paused")
+    store.cancel_claims(worker)
+    assert heard == [JOBS, JOBS, CANCEL + worker]
+    assert store.canceled_since(clock.now) == [worker] and store.canceled_since(clock.now + 1) == []
+    assert store.has_queued()
+
+
+def test_the_schema_is_made_once_by_processes_starting_together(db_url):
+    errors = []
+
+    def start():
+        try:
+            Store(db_url).close()
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version FROM homefarm_schema").scalars().all() == [SCHEMA_VERSION]
+    engine.dispose()
+
+
+def test_a_database_from_a_newer_server_is_refused(db_url):
+    Store(db_url).close()
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE homefarm_schema SET version = 99")
+    engine.dispose()
+    with pytest.raises(RuntimeError, match="version 99, newer than this server's"):
+        Store(db_url)
+
+
+def test_the_first_releases_sqlite_database_is_upgraded_with_its_data(tmp_path):
+    """A server from before schema versions: its jobs, tokens and workers carry over."""
+    path = tmp_path / "homefarm-server.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, spec TEXT NOT NULL, tag TEXT,
+            state TEXT NOT NULL DEFAULT 'queued', priority INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL DEFAULT 3, lease_id TEXT,
+            worker_id TEXT, lease_expires REAL, cancel_requested INTEGER NOT NULL DEFAULT 0, progress TEXT,
+            error TEXT, log_tail TEXT, stats TEXT, created REAL NOT NULL, updated REAL NOT NULL, claimed REAL,
+            finished REAL);
+        CREATE INDEX jobs_queue ON jobs (state, priority DESC, id);
+        CREATE TABLE outputs (job_id INTEGER NOT NULL, name TEXT NOT NULL, sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL, created REAL NOT NULL, PRIMARY KEY (job_id, name));
+        CREATE TABLE workers (id TEXT PRIMARY KEY, name TEXT NOT NULL, info TEXT NOT NULL,
+            first_seen REAL NOT NULL, last_seen REAL NOT NULL);
+        CREATE TABLE tokens (hash TEXT PRIMARY KEY, kind TEXT NOT NULL, label TEXT NOT NULL, created REAL NOT NULL);
+    """)
+    from worker_app.server.schema import hash_token
+    old.execute("INSERT INTO tokens VALUES (?, 'worker', 'pc', 1)", (hash_token("hfw_old"),))
+    old.execute("INSERT INTO jobs (spec, state, created, updated) VALUES (?, 'queued', 1, 1)", (json.dumps(SPEC),))
+    old.execute("INSERT INTO jobs (spec, state, created, updated) VALUES (?, 'done', 1, 2)", (json.dumps(SPEC),))
+    old.execute("INSERT INTO outputs VALUES (2, 'frame_0001.png', ?, 10, 2)", ("d" * 64,))
+    old.execute("INSERT INTO workers VALUES ('w_old', 'pc', ?, 1, 1)", (json.dumps(BLENDER_4_2),))
+    old.commit()
+    old.close()
+
+    store = Store(f"sqlite:///{path}")
+    try:
+        assert store.check_token("hfw_old", "worker")
+        assert store.get(2)["outputs"] == [{"name": "frame_0001.png", "sha256": "d" * 64, "size": 10}]
+        assert store.get(1)["warnings"] == []
+        assert store._worker_blender(store.engine.connect(), "w_old") == 4_002_003
+        newest = store.submit(SPEC, 0, 1, None)
+        assert newest == 3, "ids go on from the old ones"
+        assert store.claim(store.register_worker("pc", {})).job_id == 1
+    finally:
+        store.close()
