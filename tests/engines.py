@@ -86,18 +86,25 @@ class Engine:
         self.made.append(name)
         return f"{self.url_base}/{name}"
 
+    def _signal(self, sig: int) -> None:
+        """To the server's whole process group: as root it runs under ``runuser``, which passes few signals on."""
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
     def kill(self) -> None:
         """Stops the server at once, as a crash would, keeping its data dir."""
-        self.proc.kill()
+        self._signal(signal.SIGKILL)
         self.proc.wait(30)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT if self.kind == "postgresql" else signal.SIGTERM)
+            self._signal(signal.SIGINT if self.kind == "postgresql" else signal.SIGTERM)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self._signal(signal.SIGKILL)
                 self.proc.wait(10)
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -269,7 +269,8 @@ def test_the_first_releases_sqlite_database_is_upgraded_with_its_data(tmp_path):
         assert store.check_token("hfw_old", "worker")
         assert store.get(2)["outputs"] == [{"name": "frame_0001.png", "sha256": "d" * 64, "size": 10}]
         assert store.get(1)["warnings"] == []
-        assert store._worker_blender(store.engine.connect(), "w_old") == 4_002_003
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT blender FROM workers WHERE id = 'w_old'").scalar() == 4_002_003
         newest = store.submit(SPEC, 0, 1, None)
         assert newest == 3, "ids go on from the old ones"
         assert store.claim(store.register_worker("pc", {})).job_id == 1

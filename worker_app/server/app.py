@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -103,7 +104,13 @@ class JobServer:
 
     def serve_forever(self) -> None:
         """Serves until SIGTERM or SIGINT (in the main thread) or ``stop()``."""
+        if threading.current_thread() is threading.main_thread():
+            # uvicorn handles the signal, then raises it again under the handler it found; the process
+            # then exits 0 after a graceful shutdown instead of dying of the signal it already handled.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: None)
         self.uvicorn.run(sockets=[self.sock])
+        log.info("stopped")
 
     def stop(self) -> None:
         self.begin_shutdown()
