@@ -44,7 +44,7 @@ def cmd_serve(args, paths: config_mod.Paths) -> int:
     setup_server_logging(args.log_format or os.environ.get("HOMEFARM_LOG_FORMAT", "text"))
     try:
         server = JobServer(data_dir, host=args.host, port=args.port, db_url=db_url,
-                           claim_wait_max=args.claim_wait_max, metrics=args.metrics,
+                           claim_wait_max=args.claim_wait_max, metrics=args.metrics, db_pool=args.db_pool,
                            latest_worker_version=args.latest_worker_version,
                            min_worker_version=args.min_worker_version)
     except OSError as error:
@@ -299,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", help="where the database and outputs live (default: the data dir)")
     serve.add_argument("--db", metavar="URL", help="the database: sqlite:///path (default: in the data dir), "
                        "postgresql://user:pass@host/db or mysql://user:pass@host/db (also HOMEFARM_DB_URL)")
+    serve.add_argument("--db-pool", type=int, default=10, metavar="N",
+                       help="connections this process keeps to PostgreSQL or MySQL (default 10); mind your "
+                            "database plan's connection limit across all server processes")
     serve.add_argument("--claim-wait-max", type=float, default=C.CLAIM_WAIT_MAX, metavar="S",
                        help="the longest a claim waits for a job; keep it below your proxy's idle timeout "
                             f"(default {C.CLAIM_WAIT_MAX:g} s)")

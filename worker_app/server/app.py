@@ -40,7 +40,8 @@ class JobServer:
 
     def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 0, lease_ttl: float = C.LEASE_TTL,
                  claim_wait_max: float = C.CLAIM_WAIT_MAX, latest_worker_version: str | None = None,
-                 min_worker_version: str | None = None, db_url: str | None = None, metrics: bool = False):
+                 min_worker_version: str | None = None, db_url: str | None = None, metrics: bool = False,
+                 db_pool: int = 10):
         self.data_dir = Path(data_dir)
         self.outputs_dir = self.data_dir / "outputs"
         self.assets_dir = self.data_dir / "assets"
@@ -48,7 +49,8 @@ class JobServer:
         for folder in (self.outputs_dir, self.assets_dir, self.tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.sock = _bind(host, port)  # first, so that a taken port fails before anything else is made
-        self.store = Store(db_url or f"sqlite:///{self.data_dir / 'homefarm-server.sqlite3'}", lease_ttl=lease_ttl)
+        self.store = Store(db_url or f"sqlite:///{self.data_dir / 'homefarm-server.sqlite3'}", lease_ttl=lease_ttl,
+                           pool_size=db_pool)
         self.claim_wait_max = claim_wait_max
         # Told to workers at sign-on: the tray shows "a new version is available", and a worker older
         # than the minimum stops claiming and asks its owner to update.
@@ -298,8 +300,7 @@ async def put_output(server: JobServer, request: Request, job_id: str, name: str
     P.check_output_name(name)
     lease_id = lease_header(request)
     sha = P.check_sha256(request.headers.get("x-content-sha256", ""), "X-Content-SHA256")
-    await db(server.store.check_lease, job, lease_id)
-    existing = await db(server.store.output, job, name)
+    existing = await db(server.store.upload_target, job, lease_id, name)
     dest = server.output_path(job, name)
     if existing and existing["sha256"] == sha and dest.is_file():
         await drain(request, MAX_OUTPUT_BYTES)
@@ -354,8 +355,8 @@ async def get_asset(server: JobServer, request: Request, sha256: str):
 @route("POST", P.API_PREFIX + "/jobs", auth="app")
 async def submit(server: JobServer, request: Request):
     spec = P.JobSpec.parse(await read_json(request))
-    job_id = await db(server.store.submit, spec.to_json(), spec.priority, spec.max_attempts, spec.tag)
-    return JSONResponse(await db(server.store.get, job_id), 201)
+    return JSONResponse(await db(server.store.submit_view, spec.to_json(), spec.priority, spec.max_attempts,
+                                 spec.tag), 201)
 
 
 @route("GET", P.API_PREFIX + "/jobs", auth="app")

@@ -44,6 +44,7 @@ jobs = sa.Table(
     sa.Column("stats", sa.Text),
     sa.Column("warnings", sa.Text),
     sa.Column("min_blender", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("has_outputs", sa.Integer, nullable=False, server_default="0"),  # an attempt uploaded some
     sa.Column("created", Time, nullable=False),
     sa.Column("updated", Time, nullable=False),
     sa.Column("claimed", Time),
@@ -134,11 +135,13 @@ def _to_v2(conn: sa.Connection) -> None:
     have = {table: {c["name"] for c in sa.inspect(conn).get_columns(table)}
             for table in ("jobs", "workers", "tokens")}
     added = (("jobs", "warnings", "TEXT"), ("jobs", "min_blender", "INTEGER NOT NULL DEFAULT 0"),
+             ("jobs", "has_outputs", "INTEGER NOT NULL DEFAULT 0"),
              ("workers", "blender", "INTEGER NOT NULL DEFAULT 0"), ("workers", "claims_canceled", "REAL"),
              ("tokens", "last_used", "REAL"))
     for table, column, definition in added:
         if column not in have[table]:
             conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    conn.execute(jobs.update().where(jobs.c.id.in_(sa.select(outputs.c.job_id))).values(has_outputs=1))
     for row in conn.execute(sa.select(workers.c.id, workers.c.info)):
         conn.execute(workers.update().where(workers.c.id == row.id)
                      .values(blender=newest_blender(json.loads(row.info))))

@@ -32,6 +32,7 @@ CANCEL = "cancel "  # + worker id: that worker's waiting claims end now
 TOKEN_CACHE_S = 10.0  # a revoked token keeps working this long at most, in a process that just saw it
 TOUCH_EVERY_S = 30.0  # a worker's last_seen is written at most this often
 NEWEST_CACHE_S = 5.0
+POOL_SIZE = 10  # connections per server process to PostgreSQL or MySQL; --db-pool changes it
 
 
 class LeaseLost(Exception):
@@ -60,7 +61,7 @@ class Claimed:
     outputs: list[dict]  # what an earlier attempt already uploaded: the worker skips those frames
 
 
-def connect(url: str) -> sa.Engine:
+def connect(url: str, pool_size: int = POOL_SIZE) -> sa.Engine:
     """An engine for ``url`` with the settings each kind of database needs here."""
     url = _driver_url(url)
     if url.startswith("sqlite"):
@@ -71,12 +72,13 @@ def connect(url: str) -> sa.Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    # Hosted databases close idle connections (TiDB Serverless after a few minutes): check before use,
-    # and recycle well before.
-    # READ COMMITTED on MySQL too (PostgreSQL's default): its REPEATABLE READ takes gap locks on the queue's
-    # index that deadlock claims against submits.
-    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=240,
-                            pool_timeout=30, isolation_level="READ COMMITTED")
+    # A fixed pool: a connection opened per burst and closed after costs a new server process on PostgreSQL
+    # (milliseconds) each time. Hosted databases close idle connections (TiDB Serverless after some
+    # minutes): recycle well before, and check a connection before use only when it sat idle (pre_ping
+    # would cost a round trip per transaction). READ COMMITTED on MySQL too (PostgreSQL's default): its
+    # REPEATABLE READ takes gap locks on the queue's index that deadlock claims against submits.
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=240, pool_timeout=30,
+                            pool_pre_ping=False, isolation_level="READ COMMITTED")
 
 
 def _driver_url(url: str) -> str:
@@ -104,15 +106,18 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 class Store:
-    def __init__(self, url: str, lease_ttl: float = C.LEASE_TTL, clock=time.time):
+    def __init__(self, url: str, lease_ttl: float = C.LEASE_TTL, clock=time.time, pool_size: int = POOL_SIZE):
         self.lease_ttl = lease_ttl
         self.heartbeat_interval = min(C.HEARTBEAT_INTERVAL, lease_ttl / 4)
         # A claim's answer can be lost on its way (a proxy cut it): until the worker's first heartbeat says
         # it has the job, the lease is short, and the job soon back in the queue if the answer never came.
         self.first_lease_ttl = min(lease_ttl, max(1.0, C.FIRST_LEASE_BEATS * self.heartbeat_interval))
         self.clock = clock
-        self.engine = connect(url)
+        self.engine = connect(url, pool_size)
         self.dialect = self.engine.dialect.name
+        # On PostgreSQL a lone statement runs in autocommit: no BEGIN and COMMIT round trips around it.
+        self._auto = self.engine.execution_options(isolation_level="AUTOCOMMIT") \
+            if self.dialect == "postgresql" else None
         migrate(self.engine)
         self.listeners: list[Callable[[str], None]] = []  # told of announcements made by this process
         self._cache_lock = threading.Lock()
@@ -125,6 +130,11 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _single(self):
+        """A connection for statements that are each complete on their own: autocommit where that saves round
+        trips (PostgreSQL), a transaction elsewhere (SQLite's writes take its lock in BEGIN IMMEDIATE)."""
+        return self._auto.connect() if self._auto is not None else self.engine.begin()
 
     def describe(self) -> str:
         """The database for a log line, without its password."""
@@ -174,7 +184,7 @@ class Store:
         with self._cache_lock:
             cached = self._token_cache.get(digest)
         if cached is None or cached[1] < now:
-            with self.engine.begin() as conn:
+            with self._single() as conn:
                 found = conn.scalar(sa.select(tokens.c.kind).where(tokens.c.hash == digest))
                 if found is not None:
                     conn.execute(tokens.update().where(tokens.c.hash == digest).values(last_used=self.clock()))
@@ -208,7 +218,7 @@ class Store:
             touched = self._touched.get(worker_id)
         if touched is not None and now - touched < TOUCH_EVERY_S:
             return True
-        with self.engine.begin() as conn:
+        with self._single() as conn:
             found = conn.execute(workers.update().where(workers.c.id == worker_id)
                                  .values(last_seen=self.clock())).rowcount > 0
         if found:
@@ -242,8 +252,9 @@ class Store:
 
     # -- jobs: the web app's side -------------------------------------------------------------
 
-    def submit(self, spec: dict, priority: int, max_attempts: int, tag: str | None) -> int:
-        now = self.clock()
+    def submit(self, spec: dict, priority: int, max_attempts: int, tag: str | None,
+               now: float | None = None) -> int:
+        now = self.clock() if now is None else now
         min_blender = blender_key((spec.get("blender") or {}).get("min_version"))
         with self.engine.begin() as conn:
             result = conn.execute(jobs.insert().values(spec=json.dumps(spec), tag=tag, priority=priority,
@@ -253,19 +264,29 @@ class Store:
         self._tell(JOBS)
         return result.inserted_primary_key[0]
 
+    def submit_view(self, spec: dict, priority: int, max_attempts: int, tag: str | None) -> dict:
+        """Submits and returns the new job as ``get`` shows it, without reading it back: the waiting claims
+        that the submission woke have the database to themselves."""
+        now = self.clock()
+        job_id = self.submit(spec, priority, max_attempts, tag, now)
+        return {"id": str(job_id), "state": "queued", "tag": tag, "priority": priority, "attempts": 0,
+                "max_attempts": max_attempts, "worker_id": None, "progress": None, "error": None, "stats": None,
+                "warnings": [], "created": now, "updated": now, "claimed": None, "finished": None, "spec": spec,
+                "outputs": [], "log_tail": None}
+
     def _lapsed(self, rows) -> bool:
         """Whether one of these jobs still shows a lease that ran out (the reaper runs once a second)."""
         now = self.clock()
         return any(r.state == "leased" and r.lease_expires is not None and r.lease_expires < now for r in rows)
 
     def get(self, job_id: int) -> dict:
-        with self.engine.connect() as conn:
+        with self._single() as conn:
             row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
             if row is None:
                 raise NotFound(f"no job {job_id}")
         if self._lapsed([row]):
             self.expire_leases()
-        with self.engine.connect() as conn:
+        with self._single() as conn:
             row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one()
             stored = conn.execute(sa.select(outputs.c.name, outputs.c.sha256, outputs.c.size)
                                   .where(outputs.c.job_id == job_id).order_by(outputs.c.name)).all()
@@ -275,7 +296,7 @@ class Store:
         query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
         if state:
             query = query.where(jobs.c.state == state)
-        with self.engine.connect() as conn:
+        with self._single() as conn:
             rows = conn.execute(query).all()
         if self._lapsed(rows):
             self.expire_leases()
@@ -310,7 +331,7 @@ class Store:
         now = self.clock()
         lease_id = "l_" + secrets.token_urlsafe(16)
         expires = now + self.first_lease_ttl
-        with self.engine.begin() as conn:
+        with self._single() as conn:
             mine = self._worker_blender(conn, worker_id)
             newest = self._newest_known(conn)
             # A job that needs a newer Blender than this worker has waits for a worker that has it; when no
@@ -318,27 +339,40 @@ class Store:
             # waiting forever.
             eligible = sa.and_(jobs.c.state == "queued",
                                sa.or_(jobs.c.min_blender <= mine, jobs.c.min_blender > newest))
-            for _ in range(8):
-                pick = (sa.select(jobs.c.id).where(eligible)
-                        .order_by(jobs.c.priority.desc(), jobs.c.id).limit(1))
-                if self._skip_locked:
-                    pick = pick.with_for_update(skip_locked=True)
-                job_id = conn.scalar(pick)
-                if job_id is None:
-                    return None
-                # The compare-and-set: only one claim moves the job out of 'queued'.
-                won = conn.execute(
-                    jobs.update().where(jobs.c.id == job_id, jobs.c.state == "queued")
-                    .values(state="leased", lease_id=lease_id, worker_id=worker_id, lease_expires=expires,
-                            attempts=jobs.c.attempts + 1, claimed=now, updated=now, progress=None)).rowcount
-                if won == 1:
-                    break
+            values = dict(state="leased", lease_id=lease_id, worker_id=worker_id, lease_expires=expires,
+                          attempts=jobs.c.attempts + 1, claimed=now, updated=now, progress=None)
+            pick = sa.select(jobs.c.id).where(eligible).order_by(jobs.c.priority.desc(), jobs.c.id).limit(1)
+            if self._skip_locked:
+                pick = pick.with_for_update(skip_locked=True)
+            if self.dialect in ("postgresql", "sqlite"):
+                # One statement: pick and lease (SQLite has one writer at a time; PostgreSQL skips rows that
+                # other claims hold), still checked against the state as a compare-and-set.
+                row = conn.execute(jobs.update().where(jobs.c.id == pick.scalar_subquery(), jobs.c.state == "queued")
+                                   .values(**values)
+                                   .returning(jobs.c.id, jobs.c.spec, jobs.c.attempts, jobs.c.has_outputs)).first()
             else:
+                row = self._claim_compare_and_set(conn, pick, values)
+            if row is None:
                 return None
-            row = conn.execute(sa.select(jobs.c.spec, jobs.c.attempts).where(jobs.c.id == job_id)).one()
-            done = conn.execute(sa.select(outputs.c.name, outputs.c.sha256, outputs.c.size)
-                                .where(outputs.c.job_id == job_id).order_by(outputs.c.name)).all()
-        return Claimed(job_id, lease_id, row.attempts, json.loads(row.spec), expires, [r._asdict() for r in done])
+            done = []
+            if row.has_outputs:
+                done = conn.execute(sa.select(outputs.c.name, outputs.c.sha256, outputs.c.size)
+                                    .where(outputs.c.job_id == row.id).order_by(outputs.c.name)).all()
+        return Claimed(row.id, lease_id, row.attempts, json.loads(row.spec), expires, [r._asdict() for r in done])
+
+    @staticmethod
+    def _claim_compare_and_set(conn: sa.Connection, pick, values: dict):
+        """The MySQL family: pick, then lease only if still queued (TiDB's SKIP LOCKED does not lock)."""
+        for _ in range(8):
+            job_id = conn.scalar(pick)
+            if job_id is None:
+                return None
+            won = conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.state == "queued")
+                               .values(**values)).rowcount
+            if won == 1:
+                return conn.execute(sa.select(jobs.c.id, jobs.c.spec, jobs.c.attempts, jobs.c.has_outputs)
+                                    .where(jobs.c.id == job_id)).one()
+        return None
 
     def cancel_claims(self, worker_id: str) -> None:
         """Ends the worker's waiting claims now with no job (it paused or quits), in every server process."""
@@ -354,7 +388,7 @@ class Store:
             return list(conn.scalars(sa.select(workers.c.id).where(workers.c.claims_canceled >= since)))
 
     def has_queued(self) -> bool:
-        with self.engine.connect() as conn:
+        with self._single() as conn:
             return conn.scalar(sa.select(jobs.c.id).where(jobs.c.state == "queued").limit(1)) is not None
 
     def expire_leases(self) -> int:
@@ -392,28 +426,42 @@ class Store:
         return row
 
     def _update_leased(self, conn: sa.Connection, job_id: int, lease_id: str, /, **values) -> None:
-        """Changes the job only while ``lease_id`` is still its lease (another process may have expired it)."""
+        """Changes the job only while ``lease_id`` is its current, unexpired lease: a compare-and-set, as another
+        process may have expired it. Else LeaseLost, or Canceled if the web app canceled the job."""
         changed = conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.lease_id == lease_id,
-                                                   jobs.c.state == "leased").values(**values)).rowcount
+                                                   jobs.c.state == "leased", jobs.c.lease_expires >= self.clock())
+                               .values(**values)).rowcount
         if changed != 1:
+            row = self._leased_row(conn, job_id, lease_id)
+            if row.state == "canceled":
+                raise Canceled(f"job {job_id} was canceled")
             raise LeaseLost(f"lease {lease_id} is not the current lease of job {job_id}")
 
     def heartbeat(self, job_id: int, lease_id: str, progress: dict) -> tuple[bool, float]:
         """Renews the lease; returns (cancel, seconds until it expires)."""
         now = self.clock()
-        with self.engine.begin() as conn:
-            row = self._leased_row(conn, job_id, lease_id)
-            if row.state == "canceled":
-                return True, 0.0
-            self._update_leased(conn, job_id, lease_id, lease_expires=now + self.lease_ttl,
-                                progress=json.dumps(progress), updated=now)
+        try:
+            with self._single() as conn:
+                self._update_leased(conn, job_id, lease_id, lease_expires=now + self.lease_ttl,
+                                    progress=json.dumps(progress), updated=now)
+        except Canceled:
+            return True, 0.0
         return False, self.lease_ttl
 
     def check_lease(self, job_id: int, lease_id: str) -> None:
-        with self.engine.connect() as conn:
+        self.upload_target(job_id, lease_id, None)
+
+    def upload_target(self, job_id: int, lease_id: str, name: str | None) -> dict | None:
+        """Checks the lease for an upload and returns the output ``name`` if an attempt stored it already."""
+        with self._single() as conn:
             row = self._leased_row(conn, job_id, lease_id)
-        if row.state == "canceled":
-            raise Canceled(f"job {job_id} was canceled")
+            if row.state == "canceled":
+                raise Canceled(f"job {job_id} was canceled")
+            if not row.has_outputs or name is None:
+                return None
+            found = conn.execute(sa.select(outputs.c.name, outputs.c.sha256, outputs.c.size)
+                                 .where(outputs.c.job_id == job_id, outputs.c.name == name)).first()
+        return found._asdict() if found else None
 
     def output(self, job_id: int, name: str) -> dict | None:
         with self.engine.connect() as conn:
@@ -423,7 +471,7 @@ class Store:
 
     def add_output(self, job_id: int, lease_id: str, name: str, sha256: str, size: int) -> None:
         with self.engine.begin() as conn:
-            self._leased_row(conn, job_id, lease_id)
+            self._update_leased(conn, job_id, lease_id, has_outputs=1)
             conn.execute(outputs.delete().where(outputs.c.job_id == job_id, outputs.c.name == name))
             conn.execute(outputs.insert().values(job_id=job_id, name=name, sha256=sha256, size=size,
                                                  created=self.clock()))
@@ -431,14 +479,15 @@ class Store:
     def complete(self, job_id: int, lease_id: str, names: list[str], stats: dict,
                  warnings: list[dict] | None = None) -> None:
         now = self.clock()
-        with self.engine.begin() as conn:
-            row = self._leased_row(conn, job_id, lease_id)
-            if row.state == "canceled":
-                raise Canceled(f"job {job_id} was canceled")
-            stored = set(conn.scalars(sa.select(outputs.c.name).where(outputs.c.job_id == job_id)))
-            missing = [name for name in names if name not in stored]
-            if missing:
-                raise Conflict(f"outputs not uploaded: {', '.join(missing)}")
+        with self._single() as conn:
+            if names:
+                stored = set(conn.scalars(sa.select(outputs.c.name).where(outputs.c.job_id == job_id)))
+                missing = [name for name in names if name not in stored]
+                if missing:
+                    row = self._leased_row(conn, job_id, lease_id)  # a lost lease is the first thing to say
+                    if row.state == "canceled":
+                        raise Canceled(f"job {job_id} was canceled")
+                    raise Conflict(f"outputs not uploaded: {', '.join(missing)}")
             self._update_leased(conn, job_id, lease_id, state="done", lease_id=None, lease_expires=None,
                                 stats=json.dumps(stats), warnings=json.dumps(warnings or []), updated=now,
                                 finished=now, error=None)
