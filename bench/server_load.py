@@ -191,7 +191,8 @@ def main() -> int:
     jobs_s = len(done_ids) / elapsed
     ping_jobs_s = args.workers * rounds / 3 / ping_s
     ms = 1000
-    database = "SQLite" if not args.db else args.db.split(":")[0].split("+")[0]
+    database = ("MariaDB" if args.mariadb else "PostgreSQL" if args.postgresql else
+                "SQLite" if not args.db else args.db.split(":")[0].split("+")[0])
     print(f"{database}, {args.processes} server process(es), {args.workers} workers, {args.jobs} jobs")
     print(f"jobs: {jobs_s:.0f} jobs/s (claim + upload + complete); claim median {statistics.median(claims) * ms:.2f} ms, "
           f"p95 {percentile(claims, 0.95) * ms:.2f} ms")
