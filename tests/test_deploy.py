@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 
+import pytest
 import requests
 import sqlalchemy as sa
 
@@ -165,3 +166,41 @@ def test_a_killed_server_replaced_on_the_same_postgresql_loses_nothing(blender, 
         rows = conn.exec_driver_sql("SELECT state, attempts FROM jobs ORDER BY id").all()
     check.dispose()
     assert rows == [("done", 1)] * 3, "each job done exactly once, on its first attempt"
+
+
+@pytest.mark.parametrize("engine, within", [("postgresql", 0.5), ("mariadb", 2.5)])
+def test_two_server_processes_wake_each_others_claims(request, tmp_path, engine, within):
+    """A job submitted to one server process reaches a worker waiting on another; a worker's cancel sent to one
+    ends its claim waiting on the other. PostgreSQL tells at once (NOTIFY); MariaDB is polled each second."""
+    db_url = request.getfixturevalue(f"{engine}_engine").new_database()
+    first = JobServer(tmp_path / "a", db_url=db_url).start()
+    second = JobServer(tmp_path / "b", db_url=db_url).start()
+    try:
+        served = Served(first)
+        waiter = WorkerClient(second.url, served.worker_token)
+        worker_id = waiter.hello(P.Hello(name="pc", os="linux", app_version="0")).worker_id
+        got = {}
+
+        def claim():
+            got["lease"] = waiter.claim(worker_id, 20)
+            got["at"] = time.monotonic()
+
+        thread = threading.Thread(target=claim)
+        thread.start()
+        time.sleep(0.5)
+        job = served.app.submit({"scene": SCENE})
+        submitted = time.monotonic()
+        thread.join(10)
+        assert got["lease"].job_id == job["id"] and got["at"] - submitted < within
+
+        got.clear()
+        thread = threading.Thread(target=claim)
+        thread.start()
+        time.sleep(0.5)
+        canceled_at = time.monotonic()
+        served.worker_client().cancel_claim(worker_id)  # through the first process
+        thread.join(10)
+        assert got["lease"] is None and got["at"] - canceled_at < within
+    finally:
+        second.stop()
+        first.stop()
