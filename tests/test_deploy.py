@@ -49,7 +49,8 @@ def test_behind_a_proxy_that_cuts_idle_polls_at_20_s(served, blender, tmp_path):
         proxy.stop()
     print(f"pick-up through nginx: {[round(s * 1000) for s in picked_up]} ms; statuses: {statuses}")
     assert statuses.count(504) <= 1, f"a 504 storm: {statuses}"
-    assert statuses.count(204) >= 2, "the worker's idle polls ended normally"
+    # Idle polls end in 204 (or one 504, the first cut): at least two in 47 s shows the worker kept polling.
+    assert statuses.count(204) + statuses.count(504) >= 2, f"the worker stopped polling: {statuses}"
     assert State.BACKING_OFF not in running.states
     assert max(picked_up) < 1.0
 
