@@ -25,6 +25,20 @@ SCENE = {"url": "/a", "sha256": "a" * 64, "size": 1}
 FRAMES = {**FAST_RENDER, "samples": 64, "resolution": [96, 54], "frames": "1-3"}
 
 
+def claim_in_background(client: WorkerClient, worker_id: str, wait: float) -> tuple[threading.Thread, dict]:
+    """Starts a waiting claim on its own thread; the dict gets its lease (or None) and when it came back."""
+    got = {}
+
+    def claim():
+        got["lease"] = client.claim(worker_id, wait)
+        got["at"] = time.monotonic()
+
+    thread = threading.Thread(target=claim)
+    thread.start()
+    time.sleep(0.5)  # the claim is waiting at the server now
+    return thread, got
+
+
 def test_behind_a_proxy_that_cuts_idle_polls_at_20_s(served, blender, tmp_path):
     """nginx cuts a response that has sent nothing for 20 s, as a CDN does at 30 s: the worker waits a shade
     less than that after the first cut (no 504 storm), and a job still reaches it in milliseconds."""
@@ -79,15 +93,7 @@ def test_sigterm_answers_waiting_claims_at_once_and_exits(tmp_path):
     server = start_server(tmp_path / "server")
     client = WorkerClient(server.url, server.worker_token)
     worker_id = client.hello(P.Hello(name="pc", os="linux", app_version="0")).worker_id
-    answered = {}
-
-    def claim():
-        answered["lease"] = client.claim(worker_id, 20)
-        answered["at"] = time.monotonic()
-
-    thread = threading.Thread(target=claim)
-    thread.start()
-    time.sleep(0.5)
+    thread, answered = claim_in_background(client, worker_id, 20)
     assert requests.get(f"{server.url}/api/ready", timeout=5).json() == {"ok": True}
     sent = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
@@ -180,24 +186,13 @@ def test_two_server_processes_wake_each_others_claims(request, tmp_path, engine,
         served = Served(first)
         waiter = WorkerClient(second.url, served.worker_token)
         worker_id = waiter.hello(P.Hello(name="pc", os="linux", app_version="0")).worker_id
-        got = {}
-
-        def claim():
-            got["lease"] = waiter.claim(worker_id, 20)
-            got["at"] = time.monotonic()
-
-        thread = threading.Thread(target=claim)
-        thread.start()
-        time.sleep(0.5)
+        thread, got = claim_in_background(waiter, worker_id, 20)
         job = served.app.submit({"scene": SCENE})
         submitted = time.monotonic()
         thread.join(10)
         assert got["lease"].job_id == job["id"] and got["at"] - submitted < within
 
-        got.clear()
-        thread = threading.Thread(target=claim)
-        thread.start()
-        time.sleep(0.5)
+        thread, got = claim_in_background(waiter, worker_id, 20)
         canceled_at = time.monotonic()
         served.worker_client().cancel_claim(worker_id)  # through the first process
         thread.join(10)
