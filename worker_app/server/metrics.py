@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import threading
 
+from worker_app.protocol import JOB_STATES
 from worker_app.server.store import Store
-
-JOB_STATES = ("queued", "leased", "done", "failed", "canceled")
 
 
 class Metrics:

@@ -18,6 +18,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Callable
 
 import sqlalchemy as sa
@@ -269,10 +270,10 @@ class Store:
         that the submission woke have the database to themselves."""
         now = self.clock()
         job_id = self.submit(spec, priority, max_attempts, tag, now)
-        return {"id": str(job_id), "state": "queued", "tag": tag, "priority": priority, "attempts": 0,
-                "max_attempts": max_attempts, "worker_id": None, "progress": None, "error": None, "stats": None,
-                "warnings": [], "created": now, "updated": now, "claimed": None, "finished": None, "spec": spec,
-                "outputs": [], "log_tail": None}
+        row = SimpleNamespace(**{column.name: None for column in jobs.c})
+        row.__dict__.update(id=job_id, spec=json.dumps(spec), tag=tag, state="queued", priority=priority,
+                            attempts=0, max_attempts=max_attempts, created=now, updated=now)
+        return self._view(row, [])
 
     def _lapsed(self, rows) -> bool:
         """Whether one of these jobs still shows a lease that ran out (the reaper runs once a second)."""
@@ -280,28 +281,28 @@ class Store:
         return any(r.state == "leased" and r.lease_expires is not None and r.lease_expires < now for r in rows)
 
     def get(self, job_id: int) -> dict:
-        with self._single() as conn:
-            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
-            if row is None:
-                raise NotFound(f"no job {job_id}")
-        if self._lapsed([row]):
-            self.expire_leases()
-        with self._single() as conn:
-            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one()
-            stored = conn.execute(sa.select(outputs.c.name, outputs.c.sha256, outputs.c.size)
-                                  .where(outputs.c.job_id == job_id).order_by(outputs.c.name)).all()
+        for _ in range(2):
+            with self._single() as conn:
+                row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+                if row is None:
+                    raise NotFound(f"no job {job_id}")
+                stored = conn.execute(sa.select(outputs.c.name, outputs.c.sha256, outputs.c.size)
+                                      .where(outputs.c.job_id == job_id).order_by(outputs.c.name)).all()
+            if not self._lapsed([row]):
+                break
+            self.expire_leases()  # then read it again, as the queue has it now
         return self._view(row, stored)
 
     def list(self, state: str | None = None, limit: int = 100) -> list[dict]:
         query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
         if state:
             query = query.where(jobs.c.state == state)
-        with self._single() as conn:
-            rows = conn.execute(query).all()
-        if self._lapsed(rows):
-            self.expire_leases()
-            with self.engine.connect() as conn:
+        for _ in range(2):
+            with self._single() as conn:
                 rows = conn.execute(query).all()
+            if not self._lapsed(rows):
+                break
+            self.expire_leases()  # then read them again, as the queue has them now
         return [self._view(row, None) for row in rows]
 
     def cancel(self, job_id: int) -> dict:
@@ -395,7 +396,7 @@ class Store:
         """Puts jobs whose lease ran out back in the queue (or fails them on their last attempt)."""
         now = self.clock()
         expired = sa.and_(jobs.c.state == "leased", jobs.c.lease_expires < now)
-        requeued = 0
+        requeued = changed = 0
         with self.engine.begin() as conn:
             rows = conn.execute(sa.select(jobs.c.id, jobs.c.attempts, jobs.c.max_attempts).where(expired)).all()
             for row in rows:
@@ -407,12 +408,13 @@ class Store:
                 # Another server process may be expiring the same lease: whichever changes the row counts it.
                 if conn.execute(jobs.update().where(jobs.c.id == row.id, expired).values(**values)).rowcount:
                     requeued += values["state"] == "queued"
-                    self.expired_total += 1
+                    changed += 1
             if requeued:
                 self._announce(conn, JOBS)
         if requeued:
             self._tell(JOBS)
-        return len(rows)
+        self.expired_total += changed
+        return changed
 
     def _leased_row(self, conn: sa.Connection, job_id: int, lease_id: str):
         """The job's row if ``lease_id`` is its current, unexpired lease; else LeaseLost."""
