@@ -209,13 +209,16 @@ def test_announcements_reach_listeners_and_cancels_are_kept(store, clock):
 def test_the_schema_is_made_once_by_processes_starting_together(db_url):
     errors = []
 
+    ready = threading.Barrier(6)
+
     def start():
         try:
+            ready.wait(30)
             Store(db_url).close()
         except Exception as error:  # noqa: BLE001 - reported below
             errors.append(error)
 
-    threads = [threading.Thread(target=start) for _ in range(4)]
+    threads = [threading.Thread(target=start) for _ in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:

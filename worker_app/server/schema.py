@@ -92,7 +92,7 @@ schema_version = sa.Table(
 
 def migrate(engine: sa.Engine) -> int:
     """Creates the tables, or brings an older database up to ``SCHEMA_VERSION``; returns the version found."""
-    with engine.begin() as conn, _migration_lock(conn):
+    with engine.connect() as conn, _migration_lock(conn), conn.begin():
         names = set(sa.inspect(conn).get_table_names())
         if "homefarm_schema" in names:
             found = conn.scalar(sa.select(schema_version.c.version))
@@ -112,7 +112,10 @@ def migrate(engine: sa.Engine) -> int:
 
 
 class _migration_lock:
-    """Serialises migrations across server processes: an advisory lock on the servers, a write lock on SQLite."""
+    """Serialises migrations across server processes: a session's advisory lock on the servers, held until the
+    migration's transaction has committed (MySQL's DDL commits at once, so a lock released before the commit
+    would show the next process a table without its version row); SQLite's write lock is its BEGIN IMMEDIATE.
+    """
 
     def __init__(self, conn: sa.Connection):
         self.conn = conn
@@ -120,14 +123,20 @@ class _migration_lock:
     def __enter__(self):
         dialect = self.conn.dialect.name
         if dialect == "postgresql":
-            self.conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7355608)")
+            self.conn.exec_driver_sql("SELECT pg_advisory_lock(7355608)")
         elif dialect in ("mysql", "mariadb"):
             self.conn.exec_driver_sql("SELECT GET_LOCK('homefarm_schema', 60)")
+        self.conn.commit()  # ends the transaction the lock's query began; the session keeps the lock
         return self
 
     def __exit__(self, *exc):
-        if self.conn.dialect.name in ("mysql", "mariadb"):
+        self.conn.rollback()
+        dialect = self.conn.dialect.name
+        if dialect == "postgresql":
+            self.conn.exec_driver_sql("SELECT pg_advisory_unlock(7355608)")
+        elif dialect in ("mysql", "mariadb"):
             self.conn.exec_driver_sql("SELECT RELEASE_LOCK('homefarm_schema')")
+        self.conn.commit()
 
 
 def _to_v2(conn: sa.Connection) -> None:
