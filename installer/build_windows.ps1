@@ -25,7 +25,7 @@ Set-Location $Root
 Remove-Item -Recurse -Force dist\homefarm, build\pyinstaller -ErrorAction SilentlyContinue
 Invoke-Checked "venv" { python -m venv .venv-build }
 Invoke-Checked "pip" { .\.venv-build\Scripts\python -m pip install --upgrade pip }
-Invoke-Checked "install" { .\.venv-build\Scripts\python -m pip install . "pyinstaller>=6.5" pillow }
+Invoke-Checked "install" { .\.venv-build\Scripts\python -m pip install ".[tray]" "pyinstaller>=6.5" pillow }
 $Version = .\.venv-build\Scripts\python -c "import worker_app; print(worker_app.__version__)"
 if ($LASTEXITCODE -ne 0) { throw "reading the version failed" }
 

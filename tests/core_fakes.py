@@ -87,7 +87,7 @@ class FakeClient:
         self.calls.add(("heartbeat", job_id, progress))
         return self.heartbeat_reply
 
-    def upload(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str) -> dict:
+    def upload(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str, state=None, save=None) -> dict:
         error = self.upload_error and self.upload_error(name)
         if error:
             raise error

@@ -25,7 +25,7 @@ def start_server(data_dir, env: dict | None = None, extra_args: list[str] = (), 
     """Starts the server on a loopback port (a free one by default) and reads its address and first tokens
     from its output; a server on a database that has tokens already prints none (they are None then)."""
     proc = subprocess.Popen([sys.executable, "-m", "worker_app", *(["--quiet"] if quiet else []), "serve",
-                             "--port", str(port), "--data-dir", str(data_dir), *extra_args],
+                             "--port", str(port), "--data-dir", str(data_dir), "--print-tokens", *extra_args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env or {**os.environ, "HOMEFARM_HOME": str(data_dir)})
     text = ""

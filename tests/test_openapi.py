@@ -41,7 +41,8 @@ def test_enums_match_the_shared_protocol_definitions():
     assert tuple(schemas["JobState"]["enum"]) == P.JOB_STATES
     assert tuple(schemas["Progress"]["properties"]["stage"]["enum"]) == P.STAGES
     assert set(schemas["JobSpec"]["properties"]) == {"scene", "render", "timeouts", "priority",
-                                                     "max_attempts", "tag", "blender", "overrides", "strict"}
+                                                     "max_attempts", "tag", "blender", "overrides", "strict",
+                                                     "webhook_url"}
     assert tuple(schemas["Warning"]["properties"]["kind"]["enum"]) == P.WARNING_KINDS
     assert set(schemas["RenderSettings"]["properties"]) == P.RenderSettings.FIELDS
 

@@ -138,7 +138,8 @@ def test_outputs_complete_and_idempotent_upload(served, tmp_path):
     client.complete(lease.job_id, lease.lease_id, [out.name], {"render_s": 1.5})
     view = served.app.job(job["id"])
     assert view["state"] == "done" and view["stats"] == {"render_s": 1.5}
-    assert view["outputs"] == [{"name": out.name, "sha256": sha, "size": out.stat().st_size}]
+    assert view["outputs"] == [{"name": out.name, "sha256": sha, "size": out.stat().st_size,
+                                "url": f"{served.url}/api/v1/jobs/{job['id']}/outputs/{out.name}"}]
     fetched = served.app.download_output(job["id"], out.name, tmp_path / "fetched.png")
     assert fetched.read_bytes() == out.read_bytes()
 

@@ -43,15 +43,44 @@ class AppClient:
             raise AppError(response.status_code, body if isinstance(body, dict) else {})
         return body
 
-    def upload_asset(self, path: Path) -> dict:
-        """Stores a scene on the server; returns its sha256, size and the URL a job names it by."""
+    def upload_asset(self, path: Path, part_size: int = 16 * 1024 * 1024) -> dict:
+        """Stores a scene; returns its sha256, size and the URL a job names it by. With S3 storage the bytes go
+        straight to the bucket through presigned URLs (parts of the size the server answers); else through
+        the server."""
+        path = Path(path)
+        size = path.stat().st_size
         digest = hashlib.sha256()
+        parts: list[str] = []
         with open(path, "rb") as handle:
-            while chunk := handle.read(C.CHUNK_SIZE):
+            while True:
+                chunk = handle.read(part_size)
+                if not chunk and parts:
+                    break
                 digest.update(chunk)
-        with open(path, "rb") as body:
-            return self._call("PUT", "/assets", data=body,
-                              headers={"X-Content-SHA256": digest.hexdigest()})
+                parts.append(hashlib.sha256(chunk).hexdigest())
+                if len(chunk) < part_size:
+                    break
+        sha = digest.hexdigest()
+        plan = self._call("POST", "/assets/uploads", json={"sha256": sha, "size": size, "parts": parts})
+        if plan.get("stored"):
+            return {k: plan[k] for k in ("sha256", "size", "url")}
+        if plan.get("direct") and plan["part_size"] != part_size:
+            return self.upload_asset(path, plan["part_size"])
+        if not plan.get("direct"):
+            with open(path, "rb") as body:
+                return self._call("PUT", "/assets", data=body, headers={"X-Content-SHA256": sha})
+        etags = {}
+        with open(path, "rb") as handle:
+            for part in plan["parts"]:
+                handle.seek((part["number"] - 1) * part_size)
+                response = requests.put(part["url"], data=handle.read(part_size), headers=part["headers"],
+                                        timeout=(C.CONNECT_TIMEOUT, C.UPLOAD_READ_TIMEOUT))
+                if response.status_code >= 300:
+                    raise AppError(response.status_code, {"message": f"storage refused part {part['number']}"})
+                etags[str(part["number"])] = response.headers.get("ETag", "")
+        return self._call("POST", f"/assets/{sha}/commit",
+                          json={"sha256": sha, "size": size, "parts": parts, "upload_id": plan["upload_id"],
+                                "etags": etags})
 
     def submit(self, spec: dict) -> dict:
         return self._call("POST", "/jobs", json=spec)
@@ -60,13 +89,19 @@ class AppClient:
         return self._call("GET", f"/jobs/{job_id}")
 
     def jobs(self, state: str | None = None, limit: int = 100) -> list[dict]:
-        params = {"limit": limit, **({"state": state} if state else {})}
-        return self._call("GET", "/jobs", params=params)["jobs"]
+        return self.jobs_page(state, limit)["jobs"]
+
+    def jobs_page(self, state: str | None = None, limit: int = 100, cursor: str | None = None,
+                  updated_since: float | None = None) -> dict:
+        """One page: ``{"jobs": [...], "next_cursor": ...}``; pass ``next_cursor`` back for the next."""
+        params = {"limit": limit, "state": state, "cursor": cursor, "updated_since": updated_since}
+        return self._call("GET", "/jobs", params={k: v for k, v in params.items() if v is not None})
 
     def cancel(self, job_id: str) -> dict:
         return self._call("POST", f"/jobs/{job_id}/cancel")
 
     def download_output(self, job_id: str, name: str, dest: Path) -> Path:
+        """Saves an output; with S3 storage the server redirects to a presigned URL (the token stays here)."""
         with self.session.get(f"{self.server_url}{P.API_PREFIX}/jobs/{job_id}/outputs/{name}",
                               stream=True, timeout=(C.CONNECT_TIMEOUT, C.UPLOAD_READ_TIMEOUT)) as response:
             if response.status_code != 200:

@@ -74,6 +74,10 @@ class NotFound(ClientError):
     pass
 
 
+class UploadGone(Rejected):
+    """The storage no longer has the upload begun (expired, or refused its parts): begin it again."""
+
+
 def backoff_delay(attempt: int, base: float = C.BACKOFF_BASE, cap: float = C.BACKOFF_CAP) -> float:
     """Exponential backoff with jitter: half fixed, half random, so retries never synchronize."""
     ceiling = min(cap, base * (2 ** min(attempt, 30)))
@@ -162,6 +166,8 @@ class WorkerClient:
         self.server_url = server_url.rstrip("/")
         self._origin = _origin(self.server_url)
         self._token = token
+        # Set by hello when the server keeps outputs in S3: outputs go straight there, in parts of this size.
+        self.upload_part_size: int | None = None
         self.session = requests.Session()
         adapter = _DeadlineAdapter()
         self.session.mount("http://", adapter)
@@ -207,9 +213,11 @@ class WorkerClient:
 
     def hello(self, hello: P.Hello) -> P.HelloReply:
         try:
-            return P.HelloReply.parse(self._json(self._request("POST", "/hello", json=hello.to_json())))
+            reply = P.HelloReply.parse(self._json(self._request("POST", "/hello", json=hello.to_json())))
         except P.ValidationError as error:
             raise Unreachable(f"the server sent a malformed hello reply: {error}") from None
+        self.upload_part_size = reply.upload_part_size
+        return reply
 
     def ping(self) -> dict:
         """Checks the token without side effects."""
@@ -246,8 +254,90 @@ class WorkerClient:
         except P.ValidationError as error:
             raise Unreachable(f"the server sent a malformed heartbeat reply: {error}") from None
 
-    def upload(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str) -> dict:
-        """Streams one output file from disk; the server checks it against ``sha256``."""
+    def upload(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str,
+               state: dict | None = None, save=None) -> dict:
+        """Sends one output file: straight to the server's S3 storage when it said so at hello, else through the
+        server. ``state`` is what a direct upload needs to resume (its id, the parts sent); ``save(state)`` keeps
+        it after each part, so that a crash or an expired URL costs at most one part."""
+        if self.upload_part_size:
+            return self._upload_direct(job_id, lease_id, name, Path(path), sha256,
+                                       state if state is not None else {}, save or (lambda _state: None))
+        return self._put_output(job_id, lease_id, name, Path(path), sha256)
+
+    def _upload_direct(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str, state: dict,
+                       save) -> dict:
+        """Plan (presigned URLs), PUT each part to storage, commit: the server checks size and SHA-256."""
+        size = path.stat().st_size
+        base = f"/jobs/{job_id}/outputs/{name}"
+        for _ in range(3):
+            if state.get("part_size") != self.upload_part_size or not state.get("parts"):
+                state.clear()
+                state.update(part_size=self.upload_part_size, parts=_part_hashes(path, self.upload_part_size),
+                             etags={})
+            ask = {"lease_id": lease_id, "sha256": sha256, "size": size, "parts": state["parts"],
+                   "upload_id": state.get("upload_id"), "done": [int(n) for n in state["etags"]]}
+            plan = self._json(self._request("POST", base + "/uploads", json=ask))
+            if plan.get("stored"):
+                return plan
+            if not plan.get("direct"):
+                return self._put_output(job_id, lease_id, name, path, sha256)
+            state["upload_id"] = plan.get("upload_id")
+            save(state)
+            try:
+                for part in plan.get("parts") or []:
+                    state["etags"][str(int(part["number"]))] = self._put_part(path, part, state["part_size"])
+                    save(state)
+            except _UrlExpired:
+                continue  # ask again: new URLs for the parts not sent yet
+            except UploadGone as error:
+                log.warning("output %s of job %s: %s; uploading it again", name, job_id, error)
+                state.clear()
+                save(state)
+                continue
+            commit = {"lease_id": lease_id, "sha256": sha256, "size": size, "parts": state["parts"],
+                      "upload_id": state.get("upload_id"), "etags": state["etags"]}
+            try:
+                return self._json(self._request("POST", base + "/commit", json=commit))
+            except Rejected as error:
+                if error.body.get("error") != "upload_gone":
+                    raise
+                log.warning("output %s of job %s: %s; uploading it again", name, job_id, error)
+                state.clear()
+                save(state)
+        raise Unreachable(f"{name}: the storage kept refusing the upload's URLs")
+
+    def _put_part(self, path: Path, part: dict, part_size: int) -> str:
+        """PUTs one part to its presigned URL (no token: storage is another origin); returns its ETag."""
+        number = int(part["number"])
+        with open(path, "rb") as handle:
+            handle.seek((number - 1) * part_size)
+            data = handle.read(part_size)
+        url = str(part["url"])
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise Rejected(f"the server gave a {urlsplit(url).scheme!r} upload URL")
+        headers = {str(k): str(v) for k, v in (part.get("headers") or {}).items()}
+        limit = C.REQUEST_DEADLINE + len(data) / C.MIN_TRANSFER_RATE
+        with _deadline(limit) as expired:
+            try:
+                response = self.session.put(url, data=data, headers=headers,
+                                            timeout=(C.CONNECT_TIMEOUT, C.UPLOAD_READ_TIMEOUT))
+            except requests.RequestException as error:
+                if expired.is_set():
+                    raise Unreachable(f"storage: part {number} not sent within {limit:g} s") from None
+                raise Unreachable(f"storage: part {number}: {type(error).__name__}: {_short(error)}") from None
+        if response.status_code == 403:
+            raise _UrlExpired()
+        if response.status_code == 404:
+            raise UploadGone(f"storage: part {number}: the upload is gone", 404, {"error": "upload_gone"})
+        if response.status_code == 429 or response.status_code >= 500:
+            raise Unreachable(f"storage: part {number}: {response.status_code}", response.status_code)
+        if response.status_code >= 300:
+            raise Rejected(f"storage refused part {number}: {response.status_code} {response.text[:200]}",
+                           response.status_code)
+        return response.headers.get("ETag", "")
+
+    def _put_output(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str) -> dict:
+        """Streams one output file from disk to the server; it checks it against ``sha256``."""
         size = Path(path).stat().st_size
         with open(path, "rb") as body:
             return self._json(self._request(
@@ -313,6 +403,31 @@ class WorkerClient:
         if response.status_code != 200:
             raise _error_for(response)
         return self._json(response)
+
+
+class _UrlExpired(Exception):
+    """Storage refused a presigned URL (403): it expired; the server signs new ones."""
+
+
+def _part_hashes(path: Path, part_size: int) -> list[str]:
+    """The SHA-256 of each part of the file, as storage checks them on arrival."""
+    hashes = []
+    with open(path, "rb") as handle:
+        while True:
+            digest = hashlib.sha256()
+            remaining = part_size
+            while remaining:
+                chunk = handle.read(min(C.CHUNK_SIZE, remaining))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                remaining -= len(chunk)
+            if remaining == part_size and hashes:
+                break
+            hashes.append(digest.hexdigest())
+            if remaining:
+                break
+    return hashes
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

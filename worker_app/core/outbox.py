@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT,                 -- complete/fail/release: the call's fields
     created REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
+    last_error TEXT,
+    upload TEXT                   -- output sent straight to S3: its upload id and the parts sent so far
 );
 CREATE UNIQUE INDEX IF NOT EXISTS outbox_output ON outbox (job_id, kind, name) WHERE kind = 'output';
 """
@@ -55,6 +56,7 @@ class Entry:
     sha256: str | None
     payload: dict
     attempts: int
+    upload: dict
 
     def report(self) -> P.CompleteReport | P.FailReport | P.ReleaseReport:
         return P.REPORTS[self.kind](**self.payload)
@@ -70,6 +72,9 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a row written is a row kept, through a power cut
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "upload" not in columns:  # an outbox from an earlier release
+            self._db.execute("ALTER TABLE outbox ADD COLUMN upload TEXT")
         self._gone: set[tuple[str, str]] = set()  # (job, lease) the server said are over: nothing more is kept
 
     def forget(self, job_id: str, lease_id: str) -> int:
@@ -109,6 +114,11 @@ class Outbox:
         with self.changed:
             self._db.execute("DELETE FROM outbox WHERE id = ?", (entry.id,))
             self.changed.notify_all()
+
+    def save_upload(self, entry: Entry, state: dict) -> None:
+        """Keeps how far a direct upload got, so that a restart resumes it."""
+        with self._lock:
+            self._db.execute("UPDATE outbox SET upload = ? WHERE id = ?", (json.dumps(state), entry.id))
 
     def failed_attempt(self, entry: Entry, error: str) -> None:
         with self._lock:
@@ -152,7 +162,8 @@ class Outbox:
 
 def _entry(row) -> Entry:
     return Entry(id=row[0], job_id=row[1], lease_id=row[2], kind=row[3], name=row[4], path=row[5], sha256=row[6],
-                 payload=json.loads(row[7]) if row[7] else {}, attempts=row[9])
+                 payload=json.loads(row[7]) if row[7] else {}, attempts=row[9],
+                 upload=json.loads(row[11]) if len(row) > 11 and row[11] else {})
 
 
 class OutboxSender:
@@ -231,6 +242,7 @@ class OutboxSender:
 
     def _send(self, entry: Entry) -> None:
         if entry.kind == "output":
-            self.client.upload(entry.job_id, entry.lease_id, entry.name, Path(entry.path), entry.sha256)
+            self.client.upload(entry.job_id, entry.lease_id, entry.name, Path(entry.path), entry.sha256,
+                               state=entry.upload, save=lambda state: self.outbox.save_upload(entry, state))
         else:
             self.client.report(entry.job_id, entry.lease_id, entry.report())

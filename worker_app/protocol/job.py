@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from worker_app import constants as C
 from worker_app.blender_scripts import contract as K
@@ -194,11 +195,12 @@ class JobSpec:
     overrides: dict = field(default_factory=dict)
     min_blender_version: str | None = None
     strict: bool = False  # a missing library, image, font, cache or clip fails the job instead of a warning
+    webhook_url: str | None = None  # told of the job's end, besides the server's own webhook
 
     @classmethod
     def parse(cls, data: Any) -> JobSpec:
         check_object(data, "", {"scene"}, {"render", "timeouts", "priority", "max_attempts", "tag", "overrides",
-                                      "blender", "strict"})
+                                      "blender", "strict", "webhook_url"})
         blender = data.get("blender") or {}
         check_object(blender, "blender", set(), {"min_version"})
         min_version = optional_str(blender, "min_version", "blender", max_len=16)
@@ -214,6 +216,7 @@ class JobSpec:
             overrides=parse_overrides(data.get("overrides")),
             min_blender_version=min_version,
             strict=check_bool(data.get("strict", False), "strict"),
+            webhook_url=_webhook_url(data.get("webhook_url")),
         )
         if spec.render.format == "FFMPEG":
             frames = spec.render.frame_list()
@@ -233,7 +236,20 @@ class JobSpec:
             out["blender"] = {"min_version": self.min_blender_version}
         if self.strict:
             out["strict"] = True
+        if self.webhook_url:
+            out["webhook_url"] = self.webhook_url
         return out
+
+
+def _webhook_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    url = check_str(value, "webhook_url", max_len=2048)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        raise ValidationError("webhook_url", "must be an http or https URL without credentials, "
+                                             "such as https://app.example.com/hooks/render")
+    return url
 
 
 # ---------------------------------------------------------------------------------------------

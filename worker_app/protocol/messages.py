@@ -142,12 +142,15 @@ class HelloReply:
     lease_ttl_s: float | None = None
     latest_worker_version: str | None = None  # the newest release, announced in the tray
     min_worker_version: str | None = None  # older workers claim nothing
+    # Set when the server keeps outputs in S3: workers upload straight to storage in parts of this size.
+    upload_part_size: int | None = None
 
     @classmethod
     def parse(cls, data: Any) -> HelloReply:
         check_object(data, "", {"worker_id"}, {"protocol", "server_version", "heartbeat_interval_s",
                                                "claim_wait_max_s", "lease_ttl_s", "latest_worker_version",
-                                               "min_worker_version"})
+                                               "min_worker_version", "upload_part_size"})
+        part_size = data.get("upload_part_size")
         return cls(worker_id=check_str(data["worker_id"], "worker_id", max_len=64),
                    protocol=int(_optional_number(data, "protocol", 1, 1000) or PROTOCOL_VERSION),
                    server_version=optional_str(data, "server_version", "", max_len=64),
@@ -155,7 +158,9 @@ class HelloReply:
                    claim_wait_max_s=_optional_number(data, "claim_wait_max_s", 0.05, 3600),
                    lease_ttl_s=_optional_number(data, "lease_ttl_s", 0.05, 86400),
                    latest_worker_version=optional_str(data, "latest_worker_version", "", max_len=32),
-                   min_worker_version=optional_str(data, "min_worker_version", "", max_len=32))
+                   min_worker_version=optional_str(data, "min_worker_version", "", max_len=32),
+                   upload_part_size=None if part_size is None else check_int(part_size, "upload_part_size",
+                                                                             5 * 1024**2, 5 * 1024**3))
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}

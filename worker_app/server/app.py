@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
-import os
+import re
 import signal
 import socket
 import sys
-import tempfile
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from worker_app import __version__
 from worker_app import constants as C
@@ -25,14 +26,18 @@ from worker_app import protocol as P
 from worker_app.server.http import (HttpError, db, drain, empty, job_id_of, lease_header, read_json, receive_file,
                                     route, starlette_routes)
 from worker_app.server.metrics import Metrics
-from worker_app.server.store import Store
+from worker_app.server.storage import PART_SIZE, asset_key, open_storage, output_key
+from worker_app.server.store import KEEP_FAILED_S, KEEP_OUTPUTS_S, BadCursor, Store
 from worker_app.server.wakeups import Wakeups
+from worker_app.server.webhooks import BACKOFF_BASE_S, WebhookSender
 
 log = logging.getLogger("homefarm.server")
 
 MAX_OUTPUT_BYTES = 64 * 1024**3
 MAX_ASSET_BYTES = C.MAX_SCENE_SIZE
 SHUTDOWN_GRACE_S = 30  # in-flight requests get this long after SIGTERM, as a container platform allows
+RETENTION_EVERY_S = 60.0
+BASE_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
 
 
 class JobServer:
@@ -41,16 +46,23 @@ class JobServer:
     def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 0, lease_ttl: float = C.LEASE_TTL,
                  claim_wait_max: float = C.CLAIM_WAIT_MAX, latest_worker_version: str | None = None,
                  min_worker_version: str | None = None, db_url: str | None = None, metrics: bool = False,
-                 db_pool: int = 10):
+                 db_pool: int = 10, storage_url: str | None = None, part_size: int = PART_SIZE,
+                 base_path: str = "", webhook_url: str | None = None, webhook_secret: str | None = None,
+                 webhook_backoff: float = BACKOFF_BASE_S, keep_failed: float = KEEP_FAILED_S,
+                 keep_outputs: float = KEEP_OUTPUTS_S, retention_every: float = RETENTION_EVERY_S):
         self.data_dir = Path(data_dir)
-        self.outputs_dir = self.data_dir / "outputs"
-        self.assets_dir = self.data_dir / "assets"
         self.tmp_dir = self.data_dir / "tmp"
-        for folder in (self.outputs_dir, self.assets_dir, self.tmp_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-        self.sock = _bind(host, port)  # first, so that a taken port fails before anything else is made
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.base_path = check_base_path(base_path, "base path")
+        if webhook_url and not webhook_secret:
+            raise ValueError("webhook: a webhook URL needs a secret to sign with (HOMEFARM_WEBHOOK_SECRET)")
+        self.storage = open_storage(storage_url, self.data_dir, part_size)
+        self.sock = _bind(host, port)  # before the database, so that a taken port fails first
         self.store = Store(db_url or f"sqlite:///{self.data_dir / 'homefarm-server.sqlite3'}", lease_ttl=lease_ttl,
-                           pool_size=db_pool)
+                           pool_size=db_pool, keep_failed=keep_failed, keep_outputs=keep_outputs,
+                           webhook_url=webhook_url)
+        self.webhooks = WebhookSender(self.store, webhook_secret, backoff=webhook_backoff)
+        self.retention_every = retention_every
         self.claim_wait_max = claim_wait_max
         # Told to workers at sign-on: the tray shows "a new version is available", and a worker older
         # than the minimum stops claiming and asks its owner to update.
@@ -81,10 +93,31 @@ class JobServer:
     async def _lifespan(self, _app):
         self._loop = asyncio.get_running_loop()
         await self.wakeups.start()
+        self.webhooks.start()
+        retention = self._loop.create_task(self._retention())
         try:
             yield
         finally:
+            retention.cancel()
+            await self.webhooks.stop()
             await self.wakeups.stop()
+
+    async def _retention(self) -> None:
+        while True:
+            try:
+                await db(self.apply_retention)
+            except Exception as error:  # the database or the store is away: the next round tries again
+                log.warning("retention: %s", error)
+            await asyncio.sleep(self.retention_every)
+
+    def apply_retention(self) -> int:
+        """Deletes the outputs that retention says are due (docs/server.md); returns how many jobs had some."""
+        due = self.store.expired_outputs()
+        if due:
+            self.storage.delete([output_key(job, name) for job, names in due.items() for name in names])
+            self.store.outputs_removed(list(due))
+            log.info("retention: deleted the outputs of %d job(s)", len(due))
+        return len(due)
 
     def begin_shutdown(self) -> None:
         """Stops offering jobs and answers every waiting claim now; in-flight requests finish."""
@@ -128,8 +161,39 @@ class JobServer:
             return {}
         return {kind: self.store.create_token(kind, "first start") for kind in ("app", "worker")}
 
-    def output_path(self, job_id: int, name: str) -> Path:
-        return self.outputs_dir / str(job_id) / P.check_output_name(name)
+    def base_url(self, request: Request) -> str:
+        """The server's address as the caller reached it: the proxy's host and scheme, and the path prefix it
+        mounts the server under (``--base-path``, or the proxy's X-Forwarded-Prefix)."""
+        scheme = request.headers.get("x-forwarded-proto", request.url.scheme).split(",")[0].strip()
+        host = request.headers.get("x-forwarded-host") or request.headers.get("host") or request.url.netloc
+        prefix = self.base_path or check_base_path(request.headers.get("x-forwarded-prefix", ""),
+                                                   "X-Forwarded-Prefix")
+        return f"{scheme if scheme in ('http', 'https') else 'http'}://{host.split(',')[0].strip()}{prefix}"
+
+    def output_url(self, request: Request, job_id: int, name: str) -> str:
+        if self.storage.direct:
+            return self.storage.download_url(output_key(job_id, name))
+        return f"{self.base_url(request)}{P.API_PREFIX}/jobs/{job_id}/outputs/{name}"
+
+    def scene_url(self, request: Request, url: str) -> str:
+        """A scene stored here, as the worker fetches it: a presigned URL with S3, else the server's own URL
+        with its prefix. Any other URL is the web app's, passed on as it is."""
+        if not url.startswith(P.WORKER_PREFIX + "/assets/"):
+            return url
+        sha = url.rsplit("/", 1)[1]
+        if self.storage.direct:
+            return self.storage.download_url(asset_key(sha))
+        return self.base_url(request) + url
+
+
+def check_base_path(value: str, name: str) -> str:
+    value = (value or "").strip().rstrip("/")
+    if value and not value.startswith("/"):
+        value = "/" + value
+    if not BASE_PATH.match(value):
+        raise HttpError(400, "bad_request", f"{name} must be a path such as /render") if name != "base path" \
+            else ValueError(f"base path: {value!r} is not a path such as /render")
+    return value
 
 
 class _Uvicorn(uvicorn.Server):
@@ -208,7 +272,8 @@ async def hello(server: JobServer, request: Request):
     reply = P.HelloReply(worker_id, server_version=__version__, claim_wait_max_s=server.claim_wait_max,
                          lease_ttl_s=server.store.lease_ttl, heartbeat_interval_s=server.store.heartbeat_interval,
                          latest_worker_version=server.latest_worker_version or None,
-                         min_worker_version=server.min_worker_version or None)
+                         min_worker_version=server.min_worker_version or None,
+                         upload_part_size=server.storage.part_size if server.storage.direct else None)
     return JSONResponse(reply.to_json())
 
 
@@ -240,9 +305,12 @@ async def claim(server: JobServer, request: Request):
         log.debug("claim by %s: no job", worker_id)
         return empty(204)
     log.info("claim by %s: job %s, attempt %d", worker_id, claimed.job_id, claimed.attempt)
+    spec = claimed.spec
+    if isinstance(spec.get("scene"), dict) and isinstance(spec["scene"].get("url"), str):
+        spec["scene"]["url"] = server.scene_url(request, spec["scene"]["url"])
     return JSONResponse({"job_id": str(claimed.job_id), "lease_id": claimed.lease_id,
                          "ttl_s": server.store.first_lease_ttl, "expires_at": claimed.expires,
-                         "attempt": claimed.attempt, "spec": claimed.spec, "outputs": claimed.outputs})
+                         "attempt": claimed.attempt, "spec": spec, "outputs": claimed.outputs})
 
 
 async def _wait_for_job(server: JobServer, request: Request, worker_id: str, wait: float):
@@ -301,11 +369,74 @@ async def put_output(server: JobServer, request: Request, job_id: str, name: str
     lease_id = lease_header(request)
     sha = P.check_sha256(request.headers.get("x-content-sha256", ""), "X-Content-SHA256")
     existing = await db(server.store.upload_target, job, lease_id, name)
-    dest = server.output_path(job, name)
-    if existing and existing["sha256"] == sha and dest.is_file():
+    key = output_key(job, name)
+    if existing and existing["sha256"] == sha and await db(server.storage.stat, key) == existing["size"]:
         await drain(request, MAX_OUTPUT_BYTES)
         return JSONResponse({"name": name, "sha256": sha, "size": existing["size"], "stored": False})
-    sha, size = await receive_file(request, server.tmp_dir, dest, sha, MAX_OUTPUT_BYTES)
+    sha, size = await receive_file(request, server.tmp_dir, lambda tmp, sha: server.storage.put_file(key, tmp, sha),
+                                   sha, MAX_OUTPUT_BYTES)
+    await db(server.store.add_output, job, lease_id, name, sha, size)
+    return JSONResponse({"name": name, "sha256": sha, "size": size, "stored": True}, 201)
+
+
+def _upload_request(body: dict, max_size: int, with_etags: bool) -> tuple[str, int, list[str], str | None, dict]:
+    """The fields of a direct upload's plan or commit: sha256, size, the parts' SHA-256s, the upload id, and
+    (to commit) the parts' ETags or (to plan) the parts already sent."""
+    sha = P.check_sha256(body.get("sha256"), "sha256")
+    size = P.check_int(body.get("size"), "size", 0, max_size)
+    parts = [P.check_sha256(item, f"parts[{i}]") for i, item in enumerate(P.check_list(body.get("parts"), "parts",
+                                                                                        100_000))]
+    upload_id = body.get("upload_id")
+    if upload_id is not None:
+        upload_id = P.check_str(upload_id, "upload_id", max_len=1024)
+    if with_etags:
+        raw = body.get("etags") or {}
+        if not isinstance(raw, dict):
+            raise P.ValidationError("etags", "must be an object of part number to ETag")
+        etags = {}
+        for number, etag in raw.items():
+            if not str(number).isdigit():
+                raise P.ValidationError("etags", f"{number!r} is not a part number")
+            etags[int(number)] = P.check_str(etag, f"etags.{number}", max_len=256)
+        return sha, size, parts, upload_id, etags
+    done = {P.check_int(n, "done", 1, 100_000) for n in P.check_list(body.get("done") or [], "done", 100_000)}
+    return sha, size, parts, upload_id, {n: "" for n in done}
+
+
+def _no_direct_uploads(server: JobServer) -> dict:
+    """A local store: the bytes go through the server (PUT), as protocol 1 has it."""
+    return {"direct": False}
+
+
+@route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/outputs/{name:path}/uploads", auth="worker")
+async def plan_output_upload(server: JobServer, request: Request, job_id: str, name: str):
+    """Where to upload an output straight to storage: presigned PUTs for its parts (docs/protocol.md)."""
+    job = job_id_of(job_id)
+    P.check_output_name(name)
+    body = await read_json(request)
+    lease_id = P.check_str(body.get("lease_id"), "lease_id", max_len=64)
+    sha, size, parts, upload_id, done = _upload_request(body, MAX_OUTPUT_BYTES, with_etags=False)
+    existing = await db(server.store.upload_target, job, lease_id, name)
+    if existing and existing["sha256"] == sha:
+        return JSONResponse({"stored": True, "name": name, "sha256": sha, "size": existing["size"]})
+    if not server.storage.direct:
+        return JSONResponse(_no_direct_uploads(server))
+    plan = await db(server.storage.upload_urls, output_key(job, name), size, parts, upload_id, set(done))
+    return JSONResponse({"direct": True, **plan})
+
+
+@route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/outputs/{name:path}/commit", auth="worker")
+async def commit_output_upload(server: JobServer, request: Request, job_id: str, name: str):
+    """The upload is in storage: the server checks its size and SHA-256, then counts it."""
+    job = job_id_of(job_id)
+    P.check_output_name(name)
+    body = await read_json(request)
+    lease_id = P.check_str(body.get("lease_id"), "lease_id", max_len=64)
+    sha, size, parts, upload_id, etags = _upload_request(body, MAX_OUTPUT_BYTES, with_etags=True)
+    if not server.storage.direct:
+        raise HttpError(422, "invalid", "this server stores outputs itself; PUT them", field="upload_id")
+    await db(server.store.check_lease, job, lease_id)
+    await db(server.storage.finish_upload, output_key(job, name), sha, size, parts, upload_id, etags)
     await db(server.store.add_output, job, lease_id, name, sha, size)
     return JSONResponse({"name": name, "sha256": sha, "size": size, "stored": True}, 201)
 
@@ -344,7 +475,10 @@ async def release(server: JobServer, request: Request, job_id: str):
 
 @route("GET", P.WORKER_PREFIX + "/assets/{sha256}", auth="worker")
 async def get_asset(server: JobServer, request: Request, sha256: str):
-    path = server.assets_dir / P.check_sha256(sha256, "sha256")
+    key = asset_key(P.check_sha256(sha256, "sha256"))
+    if server.storage.direct:
+        return RedirectResponse(server.storage.download_url(key), 307)
+    path = server.storage.local_path(key)
     if not path.is_file():
         raise HttpError(404, "not_found", f"no asset {sha256}")
     return FileResponse(path, media_type="application/octet-stream")
@@ -355,8 +489,11 @@ async def get_asset(server: JobServer, request: Request, sha256: str):
 @route("POST", P.API_PREFIX + "/jobs", auth="app")
 async def submit(server: JobServer, request: Request):
     spec = P.JobSpec.parse(await read_json(request))
-    return JSONResponse(await db(server.store.submit_view, spec.to_json(), spec.priority, spec.max_attempts,
-                                 spec.tag), 201)
+    if spec.webhook_url and not server.webhooks.secret:
+        raise HttpError(422, "invalid", "this server has no webhook secret to sign with; start it with "
+                        "HOMEFARM_WEBHOOK_SECRET set", field="webhook_url")
+    view = await db(server.store.submit_view, spec.to_json(), spec.priority, spec.max_attempts, spec.tag)
+    return JSONResponse(view, 201)
 
 
 @route("GET", P.API_PREFIX + "/jobs", auth="app")
@@ -368,12 +505,34 @@ async def list_jobs(server: JobServer, request: Request):
         limit = min(max(int(request.query_params.get("limit", 100)), 1), 1000)
     except ValueError:
         raise HttpError(422, "invalid", "limit must be an integer", field="limit") from None
-    return JSONResponse({"jobs": await db(server.store.list, state, limit)})
+    since = request.query_params.get("updated_since")
+    try:
+        since = float(since) if since is not None else None
+    except ValueError:
+        raise HttpError(422, "invalid", "updated_since must be a time in seconds since 1970, as a job's "
+                        "updated", field="updated_since") from None
+    try:
+        found, following = await db(server.store.list, state, limit, request.query_params.get("cursor"), since)
+    except BadCursor as error:
+        raise HttpError(422, "invalid", str(error).split(": ", 1)[1], field="cursor") from None
+    return JSONResponse({"jobs": found, "next_cursor": following})
 
 
 @route("GET", P.API_PREFIX + "/jobs/{job_id}", auth="app")
 async def get_job(server: JobServer, request: Request, job_id: str):
-    return JSONResponse(await db(server.store.get, job_id_of(job_id)))
+    """A job's status, with an ETag: a poller that sends If-None-Match gets 304 until it changes."""
+    job = job_id_of(job_id)
+    view = await db(server.store.get, job)
+    used = server.store.webhook_url or view["spec"].get("webhook_url")
+    view["webhooks"] = await db(server.store.webhook_deliveries, job) if used else []
+    # The tag is taken before output URLs are added: presigned URLs differ on every request.
+    tag = '"' + hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()[:32] + '"'
+    if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers={"ETag": tag})
+    for output in view["outputs"]:
+        output["url"] = await db(server.output_url, request, job, output["name"])
+    return JSONResponse(view, headers={"ETag": tag, "Cache-Control": "no-cache"})
+
 
 
 @route("POST", P.API_PREFIX + "/jobs/{job_id}/cancel", auth="app")
@@ -385,10 +544,16 @@ async def cancel(server: JobServer, request: Request, job_id: str):
 async def get_output(server: JobServer, request: Request, job_id: str, name: str):
     job = job_id_of(job_id)
     P.check_output_name(name)
-    path = server.output_path(job, name)
-    if await db(server.store.output, job, name) is None or not path.is_file():
+    found = await db(server.store.output, job, name)
+    if found is None:
         raise HttpError(404, "not_found", f"job {job} has no output {name}")
-    return FileResponse(path, media_type=_content_type(name))
+    if server.storage.direct:
+        return RedirectResponse(server.storage.download_url(output_key(job, name)), 307)
+    path = server.storage.local_path(output_key(job, name))
+    if not path.is_file():
+        raise HttpError(404, "not_found", f"job {job} has no output {name}")
+    # Starlette answers HEAD and Range requests (206, 416) for a file; the ETag is the output's SHA-256.
+    return FileResponse(path, media_type=_content_type(name), headers={"ETag": f'"{found["sha256"]}"'})
 
 
 @route("PUT", P.API_PREFIX + "/assets", auth="app")
@@ -396,15 +561,42 @@ async def put_asset(server: JobServer, request: Request):
     expected = request.headers.get("x-content-sha256")
     if expected is not None:
         P.check_sha256(expected, "X-Content-SHA256")
-    fd, tmp = tempfile.mkstemp(dir=server.tmp_dir, prefix="asset-")
-    os.close(fd)
-    try:
-        sha, size = await receive_file(request, server.tmp_dir, Path(tmp), expected, MAX_ASSET_BYTES)
-        os.replace(tmp, server.assets_dir / sha)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return JSONResponse({"sha256": sha, "size": size, "url": f"{P.WORKER_PREFIX}/assets/{sha}"}, 201)
+    sha, size = await receive_file(request, server.tmp_dir,
+                                   lambda tmp, sha: server.storage.put_file(asset_key(sha), tmp, sha),
+                                   expected, MAX_ASSET_BYTES)
+    return JSONResponse(_asset(sha, size), 201)
+
+
+def _asset(sha: str, size: int) -> dict:
+    """A stored scene; a job names it by ``url``, a path the worker resolves against its server."""
+    return {"sha256": sha, "size": size, "url": f"{P.WORKER_PREFIX}/assets/{sha}"}
+
+
+@route("POST", P.API_PREFIX + "/assets/uploads", auth="app")
+async def plan_asset_upload(server: JobServer, request: Request):
+    """Where the web app uploads a scene straight to storage (S3); ``{"direct": false}``: PUT it here."""
+    body = await read_json(request)
+    sha, size, parts, upload_id, done = _upload_request(body, MAX_ASSET_BYTES, with_etags=False)
+    if not server.storage.direct:
+        return JSONResponse(_no_direct_uploads(server))
+    if await db(server.storage.stat, asset_key(sha)) == size:
+        return JSONResponse({"stored": True, **_asset(sha, size)})
+    return JSONResponse({"direct": True, **await db(server.storage.upload_urls, asset_key(sha), size, parts,
+                                                    upload_id, set(done))})
+
+
+@route("POST", P.API_PREFIX + "/assets/{sha256}/commit", auth="app")
+async def commit_asset_upload(server: JobServer, request: Request, sha256: str):
+    body = await read_json(request)
+    body.setdefault("sha256", sha256)
+    sha, size, parts, upload_id, etags = _upload_request(body, MAX_ASSET_BYTES, with_etags=True)
+    if sha != P.check_sha256(sha256, "sha256"):
+        raise HttpError(422, "invalid", "differs from the SHA-256 in the path", field="sha256")
+    if not server.storage.direct:
+        raise HttpError(422, "invalid", "this server stores scenes itself; PUT them to /api/v1/assets",
+                        field="upload_id")
+    await db(server.storage.finish_upload, asset_key(sha), sha, size, parts, upload_id, etags)
+    return JSONResponse(_asset(sha, size), 201)
 
 
 @route("GET", P.API_PREFIX + "/workers", auth="app")

@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from worker_app import constants as C
 from worker_app import protocol as P
+from worker_app.server.storage import StorageError
 from worker_app.server.store import Canceled, Conflict, LeaseLost, NotFound
 
 log = logging.getLogger("homefarm.server")
@@ -85,11 +86,18 @@ def _endpoint(server, methods: dict[str, tuple[str, Handler]]):
             response = JSONResponse({"error": "not_found", "message": str(error)}, 404)
         except Conflict as error:
             response = JSONResponse({"error": "conflict", "message": str(error)}, 409)
+        except StorageError as error:
+            body = {"error": error.code, "message": str(error), **({"field": error.field} if error.field else {})}
+            response = JSONResponse(body, 422)
         except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as error:
             log.warning("database unavailable on %s %s: %s", request.method, request.url.path, error)
             response = JSONResponse({"error": "unavailable", "message": "the job server cannot reach its "
                                      "database right now; try again shortly"}, 503, headers={"Retry-After": "5"})
-        except Exception:
+        except Exception as error:
+            if _is_storage_outage(error):
+                log.warning("storage unavailable on %s %s: %s", request.method, request.url.path, error)
+                return JSONResponse({"error": "unavailable", "message": "the job server cannot reach its "
+                                     "storage right now; try again shortly"}, 503, headers={"Retry-After": "5"})
             log.exception("internal error on %s %s", request.method, request.url.path)
             response = JSONResponse({"error": "internal", "message": "internal server error; see the server log"},
                                     500)
@@ -97,6 +105,15 @@ def _endpoint(server, methods: dict[str, tuple[str, Handler]]):
                   (time.monotonic() - started) * 1000)
         return response
     return endpoint
+
+
+def _is_storage_outage(error: Exception) -> bool:
+    """The S3 store did not answer, or answered 5xx (botocore is imported only with an S3 store)."""
+    module = type(error).__module__
+    if not module.startswith("botocore"):
+        return False
+    status = getattr(error, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return not hasattr(error, "response") or status >= 500
 
 
 async def _authorize(server, request: Request, kind: str) -> None:
@@ -136,9 +153,10 @@ async def read_json(request: Request):
         raise HttpError(400, "bad_json", f"the body is not valid UTF-8 JSON: {error}") from None
 
 
-async def receive_file(request: Request, tmp_dir: Path, dest: Path, expected_sha: str | None,
-                       limit: int) -> tuple[str, int]:
-    """Streams the body into ``dest`` through a temp file, checking its length and SHA-256."""
+async def receive_file(request: Request, tmp_dir: Path, keep: Callable[[Path, str], None],
+                       expected_sha: str | None, limit: int) -> tuple[str, int]:
+    """Streams the body into a temp file, checks its length and SHA-256, then hands it to ``keep(path, sha)``
+    (on a thread: it may move the file into a folder or send it to a bucket)."""
     length = content_length(request, limit)
     digest = hashlib.sha256()
     fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
@@ -157,8 +175,7 @@ async def receive_file(request: Request, tmp_dir: Path, dest: Path, expected_sha
         if expected_sha is not None and sha != expected_sha:
             raise HttpError(422, "invalid", f"the body's SHA-256 is {sha}, not the {expected_sha} announced",
                             field="X-Content-SHA256")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, dest)
+        await db(keep, Path(tmp), sha)
         return sha, length
     finally:
         if os.path.exists(tmp):

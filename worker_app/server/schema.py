@@ -13,7 +13,7 @@ import json
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 TOKEN_KINDS = ("app", "worker")
 
 # Epoch seconds as a double: MySQL's FLOAT is single precision, a second off in 2026.
@@ -45,12 +45,16 @@ jobs = sa.Table(
     sa.Column("warnings", sa.Text),
     sa.Column("min_blender", sa.Integer, nullable=False, server_default="0"),
     sa.Column("has_outputs", sa.Integer, nullable=False, server_default="0"),  # an attempt uploaded some
+    sa.Column("webhook_url", sa.String(2048)),  # the job's own webhook, besides the server's
+    sa.Column("outputs_deleted", Time),  # when retention deleted its outputs
     sa.Column("created", Time, nullable=False),
     sa.Column("updated", Time, nullable=False),
     sa.Column("claimed", Time),
     sa.Column("finished", Time),
     sa.Index("jobs_queue", "state", "priority", "id"),
     sa.Index("jobs_leases", "state", "lease_expires"),
+    sa.Index("jobs_updated", "updated", "id"),
+    sa.Index("jobs_retention", "has_outputs", "finished"),
     sqlite_autoincrement=True,
 )
 
@@ -73,6 +77,24 @@ workers = sa.Table(
     sa.Column("blender", sa.Integer, nullable=False, server_default="0"),  # its newest Blender, blender_key
     sa.Column("claims_canceled", Time),  # when it last asked its waiting claims to end
     sa.Index("workers_seen", "last_seen"),
+)
+
+# A job's end, to be POSTed to a webhook until it answers 2xx: kept here so that no restart loses one.
+webhooks = sa.Table(
+    "webhooks", metadata,
+    sa.Column("id", JobId, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.BigInteger, nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_at", Time),  # when to try next (a sender holds it a while); NULL once delivered or given up
+    sa.Column("delivered", Time),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created", Time, nullable=False),
+    sa.Index("webhooks_due", "next_at"),
+    sa.Index("webhooks_job", "job_id"),
+    sqlite_autoincrement=True,
 )
 
 tokens = sa.Table(
@@ -160,7 +182,21 @@ def _to_v2(conn: sa.Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
-_STEPS = {2: _to_v2}
+def _to_v3(conn: sa.Connection) -> None:
+    """Webhooks, a job's own webhook URL, retention's mark, and the indexes for paging and retention."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns("jobs")}
+    for column in (jobs.c.webhook_url, jobs.c.outputs_deleted):
+        if column.name not in have:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE jobs ADD COLUMN {column.name} {kind}")
+    webhooks.create(conn, checkfirst=True)
+    existing = {index["name"] for index in sa.inspect(conn).get_indexes("jobs")}
+    for index in jobs.indexes:
+        if index.name not in existing:
+            index.create(conn)
+
+
+_STEPS = {2: _to_v2, 3: _to_v3}
 
 
 def blender_key(version: str | None) -> int:

@@ -13,6 +13,7 @@ transaction (delivered only if it commits).
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import threading
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 
 from worker_app import constants as C
 from worker_app.server.schema import (ANY_BLENDER, TOKEN_KINDS, blender_key, hash_token, jobs, migrate,
-                                      newest_blender, outputs, tokens, workers)
+                                      newest_blender, outputs, tokens, webhooks, workers)
 
 NOTIFY_CHANNEL = "homefarm"
 JOBS = "jobs"  # the announcement that work may be available
@@ -34,6 +35,10 @@ TOKEN_CACHE_S = 10.0  # a revoked token keeps working this long at most, in a pr
 TOUCH_EVERY_S = 30.0  # a worker's last_seen is written at most this often
 NEWEST_CACHE_S = 5.0
 POOL_SIZE = 10  # connections per server process to PostgreSQL or MySQL; --db-pool changes it
+KEEP_FAILED_S = 3600.0  # outputs of failed and canceled jobs are deleted this long after the job ended
+KEEP_OUTPUTS_S = 30 * 86400.0  # and every job's outputs this long after it ended (0: kept until deleted)
+WEBHOOK_HOLD_S = 60.0  # a sender holds a delivery this long; if it dies, another process sends it then
+ENDED = {"done": "job.done", "failed": "job.failed", "canceled": "job.canceled"}
 
 
 class LeaseLost(Exception):
@@ -107,8 +112,13 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 class Store:
-    def __init__(self, url: str, lease_ttl: float = C.LEASE_TTL, clock=time.time, pool_size: int = POOL_SIZE):
+    def __init__(self, url: str, lease_ttl: float = C.LEASE_TTL, clock=time.time, pool_size: int = POOL_SIZE,
+                 keep_failed: float = KEEP_FAILED_S, keep_outputs: float = KEEP_OUTPUTS_S,
+                 webhook_url: str | None = None):
         self.lease_ttl = lease_ttl
+        self.keep_failed = keep_failed
+        self.keep_outputs = keep_outputs
+        self.webhook_url = webhook_url  # every job's end goes there, besides a job's own webhook_url
         self.heartbeat_interval = min(C.HEARTBEAT_INTERVAL, lease_ttl / 4)
         # A claim's answer can be lost on its way (a proxy cut it): until the worker's first heartbeat says
         # it has the job, the lease is short, and the job soon back in the queue if the answer never came.
@@ -172,6 +182,27 @@ class Store:
             conn.execute(tokens.insert().values(hash=hash_token(token), kind=kind, label=label,
                                                 created=self.clock()))
         return token
+
+    def list_tokens(self) -> list[dict]:
+        """Tokens by id (the first 12 characters of their hash), kind, label and dates; never the token."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(tokens).order_by(tokens.c.created)).all()
+        return [{"id": r.hash[:12], "kind": r.kind, "label": r.label, "created": r.created,
+                 "last_used": r.last_used} for r in rows]
+
+    def revoke_token(self, token_id: str) -> dict:
+        """Deletes the token whose id starts with ``token_id`` (at least 6 characters, one match)."""
+        token_id = token_id.strip().lower()
+        if len(token_id) < 6 or any(c not in "0123456789abcdef" for c in token_id):
+            raise NotFound("a token id is 6 to 12 hex characters, as `tokens list` shows it")
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(tokens).where(tokens.c.hash.like(token_id + "%"))).all()
+            if len(rows) != 1:
+                raise NotFound(f"no token {token_id}" if not rows else f"{len(rows)} tokens start with {token_id}")
+            conn.execute(tokens.delete().where(tokens.c.hash == rows[0].hash))
+        with self._cache_lock:
+            self._token_cache.pop(rows[0].hash, None)
+        return {"id": rows[0].hash[:12], "kind": rows[0].kind, "label": rows[0].label}
 
     def has_tokens(self) -> bool:
         with self.engine.connect() as conn:
@@ -260,6 +291,7 @@ class Store:
         with self.engine.begin() as conn:
             result = conn.execute(jobs.insert().values(spec=json.dumps(spec), tag=tag, priority=priority,
                                                        max_attempts=max_attempts, min_blender=min_blender,
+                                                       webhook_url=spec.get("webhook_url"),
                                                        created=now, updated=now))
             self._announce(conn, JOBS)
         self._tell(JOBS)
@@ -272,8 +304,8 @@ class Store:
         job_id = self.submit(spec, priority, max_attempts, tag, now)
         row = SimpleNamespace(**{column.name: None for column in jobs.c})
         row.__dict__.update(id=job_id, spec=json.dumps(spec), tag=tag, state="queued", priority=priority,
-                            attempts=0, max_attempts=max_attempts, created=now, updated=now)
-        return self._view(row, [])
+                            attempts=0, max_attempts=max_attempts, created=now, updated=now, has_outputs=0)
+        return self.view(row, [])
 
     def _lapsed(self, rows) -> bool:
         """Whether one of these jobs still shows a lease that ran out (the reaper runs once a second)."""
@@ -291,19 +323,43 @@ class Store:
             if not self._lapsed([row]):
                 break
             self.expire_leases()  # then read it again, as the queue has it now
-        return self._view(row, stored)
+        return self.view(row, stored)
 
-    def list(self, state: str | None = None, limit: int = 100) -> list[dict]:
-        query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+    def list(self, state: str | None = None, limit: int = 100, cursor: str | None = None,
+             updated_since: float | None = None) -> tuple[list[dict], str | None]:
+        """A page of jobs and the cursor of the next (None after the last). Newest first; with
+        ``updated_since``, those changed after it, oldest change first, so a poller keeps the last ``updated``
+        it saw. A cursor is opaque; it keeps the order it was made in."""
+        after = _parse_cursor(cursor)
+        if updated_since is not None or (after and after[0] == "u"):
+            query = sa.select(jobs).order_by(jobs.c.updated, jobs.c.id)
+            if updated_since is not None:
+                query = query.where(jobs.c.updated > updated_since)
+            if after:
+                _, updated, job_id = after
+                query = query.where(sa.or_(jobs.c.updated > updated,
+                                           sa.and_(jobs.c.updated == updated, jobs.c.id > job_id)))
+        else:
+            query = sa.select(jobs).order_by(jobs.c.id.desc())
+            if after:
+                query = query.where(jobs.c.id < after[2])
         if state:
             query = query.where(jobs.c.state == state)
+        query = query.limit(limit + 1)
         for _ in range(2):
             with self._single() as conn:
                 rows = conn.execute(query).all()
             if not self._lapsed(rows):
                 break
             self.expire_leases()  # then read them again, as the queue has them now
-        return [self._view(row, None) for row in rows]
+        following = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            ordered_by_update = updated_since is not None or (after and after[0] == "u")
+            following = _make_cursor("u", last.updated, last.id) if ordered_by_update else \
+                _make_cursor("i", 0.0, last.id)
+        return [self.view(row, None) for row in rows], following
 
     def cancel(self, job_id: int) -> dict:
         now = self.clock()
@@ -317,6 +373,7 @@ class Store:
                                            lease_expires=None)).rowcount
             if not changed:
                 raise Conflict(f"job {job_id} is already {state}")
+            self._ended(conn, job_id, "canceled", now)
         return self.get(job_id)
 
     def counts(self) -> dict[str, int]:
@@ -409,6 +466,8 @@ class Store:
                 if conn.execute(jobs.update().where(jobs.c.id == row.id, expired).values(**values)).rowcount:
                     requeued += values["state"] == "queued"
                     changed += 1
+                    if values["state"] == "failed":
+                        self._ended(conn, row.id, "failed", now)
             if requeued:
                 self._announce(conn, JOBS)
         if requeued:
@@ -481,7 +540,7 @@ class Store:
     def complete(self, job_id: int, lease_id: str, names: list[str], stats: dict,
                  warnings: list[dict] | None = None) -> None:
         now = self.clock()
-        with self._single() as conn:
+        with self.engine.begin() as conn:  # the job's end and its webhooks commit together
             if names:
                 stored = set(conn.scalars(sa.select(outputs.c.name).where(outputs.c.job_id == job_id)))
                 missing = [name for name in names if name not in stored]
@@ -493,6 +552,7 @@ class Store:
             self._update_leased(conn, job_id, lease_id, state="done", lease_id=None, lease_expires=None,
                                 stats=json.dumps(stats), warnings=json.dumps(warnings or []), updated=now,
                                 finished=now, error=None)
+            self._ended(conn, job_id, "done", now)
 
     def fail(self, job_id: int, lease_id: str, reason: str, log_tail: str, retryable: bool,
              needs_blender: str | None = None) -> str:
@@ -516,6 +576,8 @@ class Store:
                 self._update_leased(conn, job_id, lease_id, state=state, lease_id=None, worker_id=None,
                                     lease_expires=None, error=reason, log_tail=log_tail, updated=now,
                                     finished=None if state == "queued" else now)
+                if state == "failed":
+                    self._ended(conn, job_id, "failed", now)
             if state == "queued":
                 self._announce(conn, JOBS)
         if state == "queued":
@@ -534,6 +596,81 @@ class Store:
                                 progress=json.dumps({"message": reason}), updated=now)
             self._announce(conn, JOBS)
         self._tell(JOBS)
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    def _ended(self, conn: sa.Connection, job_id: int, state: str, now: float) -> None:
+        """Queues the job's end for the server's webhook and the job's own, in the ending transaction."""
+        row = conn.execute(sa.select(jobs.c.tag, jobs.c.error, jobs.c.attempts, jobs.c.webhook_url)
+                           .where(jobs.c.id == job_id)).one()
+        urls = list(dict.fromkeys(url for url in (self.webhook_url, row.webhook_url) if url))
+        if not urls:
+            return
+        event = ENDED[state]
+        for url in urls:
+            delivery = conn.execute(webhooks.insert().values(job_id=job_id, url=url, event=event, body="",
+                                                             next_at=now, created=now)).inserted_primary_key[0]
+            body = json.dumps({"id": f"evt_{delivery}", "type": event, "created": now,
+                               "job": {"id": str(job_id), "state": state, "tag": row.tag, "error": row.error,
+                                       "attempts": row.attempts, "finished": now}}, separators=(",", ":"))
+            conn.execute(webhooks.update().where(webhooks.c.id == delivery).values(body=body))
+
+    def due_webhooks(self, limit: int = 20) -> list:
+        """Takes up to ``limit`` deliveries that are due, each held by this process for WEBHOOK_HOLD_S: a
+        compare-and-set on its time, so that two processes never send one at once."""
+        now = self.clock()
+        taken = []
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(webhooks).where(webhooks.c.next_at <= now)
+                                .order_by(webhooks.c.next_at).limit(limit)).all()
+            for row in rows:
+                if conn.execute(webhooks.update().where(webhooks.c.id == row.id, webhooks.c.next_at == row.next_at)
+                                .values(next_at=now + WEBHOOK_HOLD_S, attempts=row.attempts + 1)).rowcount:
+                    taken.append(row)
+        return taken
+
+    def webhook_sent(self, delivery: int, error: str | None, retry_at: float | None) -> None:
+        """Delivered (``error`` None), to be tried again at ``retry_at``, or given up (``retry_at`` None)."""
+        values = dict(next_at=retry_at, last_error=error)
+        if error is None:
+            values["delivered"] = self.clock()
+        with self.engine.begin() as conn:
+            conn.execute(webhooks.update().where(webhooks.c.id == delivery).values(**values))
+
+    def webhook_deliveries(self, job_id: int) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(webhooks.c.url, webhooks.c.event, webhooks.c.attempts,
+                                          webhooks.c.delivered, webhooks.c.next_at, webhooks.c.last_error)
+                                .where(webhooks.c.job_id == job_id).order_by(webhooks.c.id)).all()
+        return [{"url": r.url, "event": r.event, "attempts": r.attempts, "delivered": r.delivered,
+                 "next_attempt": r.next_at, "last_error": r.last_error} for r in rows]
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def expired_outputs(self, limit: int = 200) -> dict[int, list[str]]:
+        """Jobs whose outputs retention deletes now, with their outputs' names."""
+        now = self.clock()
+        ended_badly = sa.and_(jobs.c.state.in_(("failed", "canceled")), jobs.c.finished < now - self.keep_failed)
+        rule = sa.or_(ended_badly, sa.and_(jobs.c.state == "done", jobs.c.finished < now - self.keep_outputs)) \
+            if self.keep_outputs > 0 else ended_badly
+        with self.engine.connect() as conn:
+            ids = list(conn.scalars(sa.select(jobs.c.id).where(jobs.c.has_outputs == 1, rule)
+                                    .order_by(jobs.c.finished).limit(limit)))
+            if not ids:
+                return {}
+            found: dict[int, list[str]] = {job_id: [] for job_id in ids}
+            for job_id, name in conn.execute(sa.select(outputs.c.job_id, outputs.c.name)
+                                             .where(outputs.c.job_id.in_(ids))):
+                found[job_id].append(name)
+        return found
+
+    def outputs_removed(self, job_ids: list[int]) -> None:
+        """Their files are gone from storage: the rows go, and the jobs say when."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            conn.execute(outputs.delete().where(outputs.c.job_id.in_(job_ids)))
+            conn.execute(jobs.update().where(jobs.c.id.in_(job_ids), jobs.c.state.in_(tuple(ENDED)))
+                         .values(has_outputs=0, outputs_deleted=now))
 
     # -- views --------------------------------------------------------------------------------
 
@@ -562,5 +699,34 @@ class Store:
             view["log_tail"] = row.log_tail
         return view
 
+    def view(self, row, stored) -> dict:
+        """A job as the web app sees it, with when retention deletes (or deleted) its outputs."""
+        out = self._view(row, stored)
+        out["outputs_deleted"] = row.outputs_deleted
+        keep = self.keep_failed if row.state in ("failed", "canceled") else self.keep_outputs
+        out["outputs_expire_at"] = row.finished + keep if (
+            row.finished is not None and row.has_outputs and keep > 0 and row.state in ENDED) else None
+        return out
 
-__all__ = ["ANY_BLENDER", "Canceled", "Claimed", "Conflict", "LeaseLost", "NotFound", "Store", "connect"]
+
+def _make_cursor(kind: str, updated: float, job_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{updated!r}:{job_id}".encode()).decode().rstrip("=")
+
+
+def _parse_cursor(cursor: str | None) -> tuple[str, float, int] | None:
+    if not cursor:
+        return None
+    try:
+        kind, updated, job_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
+        if kind not in ("i", "u"):
+            raise ValueError(kind)
+        return kind, float(updated), int(job_id)
+    except (ValueError, UnicodeDecodeError):
+        raise BadCursor("cursor: not a cursor this server made; start again without one") from None
+
+
+class BadCursor(ValueError):
+    pass
+
+
+__all__ = ["BadCursor", "ANY_BLENDER", "Canceled", "Claimed", "Conflict", "LeaseLost", "NotFound", "Store", "connect"]
