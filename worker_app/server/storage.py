@@ -85,7 +85,7 @@ class Storage:
     def local_path(self, key: str) -> Path:
         raise NotImplementedError
 
-    def download_url(self, key: str, filename: str | None = None) -> str:
+    def download_url(self, key: str, head: bool = False) -> str:
         raise NotImplementedError
 
     def upload_urls(self, key: str, size: int, parts: list[str], upload_id: str | None,
@@ -185,11 +185,11 @@ class S3Storage(Storage):
             batch = [{"Key": self._key(key)} for key in keys[start:start + 1000]]
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
-    def download_url(self, key: str, filename: str | None = None) -> str:
-        params = {"Bucket": self.bucket, "Key": self._key(key)}
-        if filename:
-            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
-        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=URL_TTL)
+    def download_url(self, key: str, head: bool = False) -> str:
+        """A presigned GET (or HEAD: a signature is for one method) of the object, valid for URL_TTL."""
+        return self.client.generate_presigned_url("head_object" if head else "get_object",
+                                                  Params={"Bucket": self.bucket, "Key": self._key(key)},
+                                                  ExpiresIn=URL_TTL)
 
     def upload_urls(self, key: str, size: int, parts: list[str], upload_id: str | None,
                     done: set[int]) -> dict:
