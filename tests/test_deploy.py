@@ -1,6 +1,8 @@
 """The job server as its owner deploys it: behind a proxy that cuts idle responses, stopped by SIGTERM, and
 killed and replaced by a new instance on the same PostgreSQL database, with a real worker and Blender."""
 
+import hashlib
+import os
 import shutil
 import signal
 import socket
@@ -134,12 +136,22 @@ class Remote:
 
 
 @posix_only("SIGKILL")
-def test_a_killed_server_replaced_on_the_same_postgresql_loses_nothing(blender, tmp_path, postgresql_engine):
-    """The spot instance is reclaimed mid-render: SIGKILL, its disk gone, a new one on the same address."""
+def test_a_spot_instance_replaced_mid_render_loses_nothing(blender, tmp_path, postgresql_engine, seaweed):
+    """The spot instance is reclaimed mid-render: SIGKILL, its disk gone, a new one on the same address, behind
+    a proxy that mounts it under /render; its state is in PostgreSQL and its files in S3 (SeaweedFS)."""
     db_url = postgresql_engine.new_database()
+    storage = seaweed.url(f"spot-{os.urandom(4).hex()}")
     port = free_port()
-    first = start_server(tmp_path / "instance-1", extra_args=["--db", db_url], port=port)
-    remote = Remote(first.url, first.app_token, first.worker_token)
+    args = ["--db", db_url, "--storage", storage]
+
+    def instance(name: str):
+        env = {**os.environ, "HOMEFARM_HOME": str(tmp_path / name), **seaweed.env()}
+        return start_server(tmp_path / name, env=env, extra_args=args, port=port)
+
+    first = instance("instance-1")
+    proxy = Nginx.start(f"127.0.0.1:{port}", prefix="/render")
+    base = proxy.url + "/render"
+    remote = Remote(base, first.app_token, first.worker_token)
     scene = remote.upload_scene()
     jobs = [remote.submit(FRAMES, scene=scene) for _ in range(3)]
     running = Running(remote, blender, tmp_path, max_jobs=3)
@@ -152,20 +164,26 @@ def test_a_killed_server_replaced_on_the_same_postgresql_loses_nothing(blender, 
         # The worker finds the server gone (an upload, a heartbeat or the report fails) and keeps its results.
         wait_until(lambda: LinkProblem.UNREACHABLE in running.links, timeout=60, what="the worker to see it gone")
         assert running.worker.snapshot.state != State.STOPPED
-        # The scene lived on the lost disk: the web app uploads it again to the new instance (storage in
-        # the database's company is the next step); the jobs, tokens and leases are all in PostgreSQL.
-        second = start_server(tmp_path / "instance-2", extra_args=["--db", db_url], port=port)
+        second = instance("instance-2")
         assert second.app_token is None, "the new instance made new tokens: every PC would sign in again"
-        assert remote.upload_scene()["sha256"] == scene["sha256"]
         for job in jobs:
             wait_until(lambda: remote.app.job(job["id"])["state"] in ("done", "failed"), timeout=180,
                        what=f"job {job['id']} finished")
         running.finish(60)
+        # Every output, of jobs done before and after the kill, comes back byte for byte through the proxy.
+        for job in jobs:
+            view = remote.app.job(job["id"])
+            assert [o["name"] for o in view["outputs"]] == ["frame_0001.png", "frame_0002.png", "frame_0003.png"]
+            for output in view["outputs"]:
+                got = remote.app.download_output(job["id"], output["name"], tmp_path / "got" / output["name"])
+                assert hashlib.sha256(got.read_bytes()).hexdigest() == output["sha256"]
+                assert got.stat().st_size == output["size"] and got.read_bytes()[:4] == b"\x89PNG"
     finally:
         running.worker.stop()
         for server in (first, second):
             if server and server.proc.poll() is None:
                 server.stop()
+        proxy.stop()
     assert [report.outcome.value for report in running.reports] == ["done"] * 3
     assert LinkProblem.UNAUTHORIZED not in running.links, "the worker was asked to sign in again"
     check = sa.create_engine(db_url)

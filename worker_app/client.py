@@ -28,7 +28,7 @@ from requests.adapters import HTTPAdapter
 from worker_app import __version__
 from worker_app import constants as C
 from worker_app import protocol as P
-from worker_app.config import check_server_url
+from worker_app.config import check_server_url, is_loopback
 
 log = logging.getLogger("homefarm.client")
 
@@ -163,6 +163,7 @@ def _error_for(response: requests.Response) -> ClientError:
 class WorkerClient:
     def __init__(self, server_url: str, token: str, allow_insecure_http: bool = False):
         check_server_url(server_url, allow_insecure_http)
+        self.allow_insecure_http = allow_insecure_http
         self.server_url = server_url.rstrip("/")
         self._origin = _origin(self.server_url)
         self._token = token
@@ -313,8 +314,7 @@ class WorkerClient:
             handle.seek((number - 1) * part_size)
             data = handle.read(part_size)
         url = str(part["url"])
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise Rejected(f"the server gave a {urlsplit(url).scheme!r} upload URL")
+        self._check_storage_url(url, "upload")
         headers = {str(k): str(v) for k, v in (part.get("headers") or {}).items()}
         limit = C.REQUEST_DEADLINE + len(data) / C.MIN_TRANSFER_RATE
         with _deadline(limit) as expired:
@@ -335,6 +335,15 @@ class WorkerClient:
             raise Rejected(f"storage refused part {number}: {response.status_code} {response.text[:200]}",
                            response.status_code)
         return response.headers.get("ETag", "")
+
+    def _check_storage_url(self, url: str, what: str) -> None:
+        """A URL from the server is untrusted input: https, or plain http only to loopback unless the owner
+        allowed it (an output must not cross a network bare either)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or (parts.scheme == "http" and not is_loopback(parts.hostname)
+                                                     and not self.allow_insecure_http):
+            raise Rejected(f"the server gave a {parts.scheme} {what} URL to {parts.hostname}; homefarm sends and "
+                           "fetches only over https (plain http to this PC alone)")
 
     def _put_output(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str) -> dict:
         """Streams one output file from disk to the server; it checks it against ``sha256``."""
@@ -372,6 +381,11 @@ class WorkerClient:
         parts = urlsplit(full)
         if parts.scheme not in ("http", "https"):
             raise Rejected(f"scene.url: {parts.scheme!r} URLs are not fetched")
+        if _origin(full) != self._origin:
+            try:
+                self._check_storage_url(full, "scene")
+            except Rejected as error:
+                raise Rejected(f"scene.url: {error}") from None
         headers = self._auth() if _origin(full) == self._origin else {}
         digest = hashlib.sha256()
         size = 0

@@ -1,0 +1,56 @@
+"""What a pip install brings: every package of homefarm, the server's stack without Qt, the tray without the
+server's stack."""
+
+import re
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).parent.parent
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_every_package_is_in_the_distribution():
+    listed = set(PROJECT["tool"]["setuptools"]["packages"])
+    found = {".".join(path.parent.relative_to(ROOT).parts) for path in (ROOT / "worker_app").rglob("__init__.py")}
+    assert found <= listed, f"not packaged: {sorted(found - listed)}"
+
+
+def closure(extras: set[str]) -> set[str]:
+    """The distributions that `pip install homefarm[extras]` pulls on this platform, from installed metadata."""
+    names = {"homefarm"}
+    todo = [Requirement(r) for r in PROJECT["project"]["dependencies"]]
+    for extra in extras:
+        todo += [Requirement(r) for r in PROJECT["project"]["optional-dependencies"][extra]]
+    while todo:
+        requirement = todo.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        name = re.sub(r"[-_.]+", "-", requirement.name).lower()
+        if name == "homefarm":
+            for extra in requirement.extras:
+                todo += [Requirement(r) for r in PROJECT["project"]["optional-dependencies"][extra]]
+            continue
+        if name in names:
+            continue
+        names.add(name)
+        wanted = requirement.extras
+        for raw in metadata.requires(requirement.name) or []:
+            sub = Requirement(raw)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in (wanted or {""})):
+                todo.append(sub)
+    return names
+
+
+def test_a_server_install_pulls_no_qt():
+    pulled = closure({"server"})
+    assert {"sqlalchemy", "starlette", "uvicorn", "boto3"} <= pulled
+    assert not {name for name in pulled if name.startswith(("pyside6", "shiboken6"))}
+
+
+def test_a_tray_install_pulls_no_server_stack():
+    pulled = closure({"tray"})
+    assert "pyside6-essentials" in pulled
+    assert not pulled & {"sqlalchemy", "starlette", "uvicorn", "boto3", "psycopg", "pymysql"}
