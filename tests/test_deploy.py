@@ -178,6 +178,10 @@ def test_a_spot_instance_replaced_mid_render_loses_nothing(blender, tmp_path, po
                 got = remote.app.download_output(job["id"], output["name"], tmp_path / "got" / output["name"])
                 assert hashlib.sha256(got.read_bytes()).hexdigest() == output["sha256"]
                 assert got.stat().st_size == output["size"] and got.read_bytes()[:4] == b"\x89PNG"
+        # No render byte went through the instance: the worker planned and committed, storage took the bytes.
+        requests_seen = (proxy.root / "access.log").read_text()
+        assert "/outputs/frame_0001.png/commit" in requests_seen
+        assert "PUT /render/api/worker/v1/jobs/" not in requests_seen
     finally:
         running.worker.stop()
         for server in (first, second):

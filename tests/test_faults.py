@@ -115,11 +115,11 @@ def test_kill_9_mid_upload_then_restart(served, blender, tmp_path, clean_run):
     original = server_app.receive_file
     held = threading.Event()
 
-    async def slow_receive(request, tmp_dir, dest, expected_sha, limit):
-        if dest.name == "frame_0002.png" and not held.is_set():
+    async def slow_receive(request, tmp_dir, keep, expected_sha, limit):
+        if request.url.path.endswith("/frame_0002.png") and not held.is_set():
             held.set()
             await asyncio.sleep(4)
-        return await original(request, tmp_dir, dest, expected_sha, limit)
+        return await original(request, tmp_dir, keep, expected_sha, limit)
 
     server_app.receive_file = slow_receive
     worker = WorkerProcess(tmp_path, served)

@@ -215,3 +215,17 @@ def test_many_outputs_upload_at_once(stored, tmp_path):
     client.complete(lease.job_id, lease.lease_id, [p.name for p, _ in files], {})
     assert {o["name"]: o["sha256"] for o in stored.app.job(lease.job_id)["outputs"]} == \
         {p.name: sha for p, sha in files}
+
+
+def test_the_outbox_keeps_a_direct_upload_s_progress_across_a_restart(tmp_path):
+    from worker_app.core.outbox import Outbox
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    outbox.add_output("7", "l_1", "frame_0001.exr", tmp_path / "frame_0001.exr", "a" * 64)
+    entry = outbox.next()
+    assert entry.upload == {}
+    outbox.save_upload(entry, {"upload_id": "u-1", "part_size": 5 * MiB, "parts": ["b" * 64] * 2,
+                               "etags": {"1": '"e1"'}})
+    outbox.close()
+    reopened = Outbox(tmp_path / "outbox.sqlite3")
+    assert reopened.next().upload["etags"] == {"1": '"e1"'} and reopened.next().upload["upload_id"] == "u-1"
+    reopened.close()

@@ -260,6 +260,10 @@ class WorkerClient:
         """Sends one output file: straight to the server's S3 storage when it said so at hello, else through the
         server. ``state`` is what a direct upload needs to resume (its id, the parts sent); ``save(state)`` keeps
         it after each part, so that a crash or an expired URL costs at most one part."""
+        if state and state.get("part_size") and not self.upload_part_size:
+            # A direct upload begun before a restart, sent before this run's hello: resume it as it began (the
+            # server answers "direct": false if it no longer keeps files in S3).
+            self.upload_part_size = int(state["part_size"])
         if self.upload_part_size:
             return self._upload_direct(job_id, lease_id, name, Path(path), sha256,
                                        state if state is not None else {}, save or (lambda _state: None))

@@ -66,6 +66,7 @@ class Worker(EventLoop):
         self._claiming = False
         self._devices: list[str] | None = None
         self._claim_wait_max = float("inf")  # what the server allows, from its hello
+        self._sender: OutboxSender | None = None
         self._sent: dict[str, str] = {}  # job id -> how its results left the outbox: complete, fail, lost...
         if guard is not None:
             guard.add_listener(lambda decision: self.post(E.PauseChanged(decision)))
@@ -194,7 +195,7 @@ class Worker(EventLoop):
             log.warning("ended %d Blender process(es) left by an earlier run", reaped)
         if self.outbox is None:
             self.outbox = Outbox(self.folders.outbox)
-        sender = OutboxSender(self.outbox, self.make_client(), post=self.post).start()
+        sender = self._sender = OutboxSender(self.outbox, self.make_client(), post=self.post).start()
         if self.guard is not None:
             self.decision = self.guard.decision
             self.show(pause=_pause_of(self.decision))
@@ -349,6 +350,9 @@ class Worker(EventLoop):
             self.settings = replace(self.settings, claim_wait=min(self.settings.claim_wait, reply.claim_wait_max_s))
         if reply.heartbeat_interval_s:
             self.heartbeat_interval = reply.heartbeat_interval_s
+        # Outputs go straight to the server's S3 storage when it says so (the sender has a client of its own).
+        if self._sender is not None:
+            self._sender.client.upload_part_size = reply.upload_part_size
         self._check_version(reply)
         log.info("signed on to %s as %s", self.client.server_url, self.worker_id)
 
