@@ -253,7 +253,11 @@ def test_the_first_start_keeps_its_tokens_out_of_the_log(tmp_path):
                 break
     finally:
         proc.terminate()
-        rest, _ = proc.communicate(timeout=20)
+        try:
+            rest, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
     text = "".join(lines) + rest
     path = tmp_path / "server" / "first-start-tokens.txt"
     assert "first-start-tokens.txt" in text and "hfa_" not in text and "hfw_" not in text

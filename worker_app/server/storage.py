@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 log = logging.getLogger("homefarm.server")
 
 PART_SIZE = 16 * 1024 * 1024  # S3 allows 5 MiB to 5 GiB; 16 MiB parts put 64 GiB in 4,096 parts
+SINGLE_PUT_MAX = 5 * 1024**3  # S3's largest single PUT
 URL_TTL = 3600  # a presigned URL's life; a worker asks again for the parts it has not sent
 
 
@@ -166,9 +167,13 @@ class S3Storage(Storage):
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put_file(self, key: str, path: Path, sha256: str) -> None:
-        with open(path, "rb") as body:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body,
-                                   ChecksumSHA256=_b64(sha256))
+        """A file the server received (a protocol 1 worker's output, a scene PUT to the server)."""
+        if os.path.getsize(path) <= SINGLE_PUT_MAX:
+            with open(path, "rb") as body:
+                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body,
+                                       ChecksumSHA256=_b64(sha256))
+        else:  # over S3's limit for one PUT: boto3's managed multipart upload (the server hashed it already)
+            self.client.upload_file(str(path), self.bucket, self._key(key))
         os.unlink(path)
 
     def stat(self, key: str) -> int | None:
