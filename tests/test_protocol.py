@@ -103,3 +103,25 @@ def test_progress_and_lease_call_messages():
     with pytest.raises(P.ValidationError) as caught:
         P.CompleteReport.parse({"lease_id": "l1", "outputs": ["../../x"]})
     assert caught.value.field == "outputs[0]"
+
+
+@pytest.mark.parametrize("answer, field", [
+    ({"direct": True, "parts": [{"number": "1", "url": "https://s3/x"}]}, "parts[0].number"),
+    ({"direct": True, "parts": [{"number": 1}]}, "parts[0].url"),
+    ({"direct": True, "parts": [{"number": 1, "url": "https://s3/x", "headers": ["x"]}]}, "parts[0].headers"),
+    ({"direct": "yes"}, "direct"),
+    ({"direct": True, "part_size": -1}, "part_size"),
+    ([], "body"),
+])
+def test_a_malformed_upload_plan_is_refused_with_the_field(answer, field):
+    with pytest.raises(P.ValidationError) as caught:
+        P.UploadPlan.parse(answer)
+    assert caught.value.field == field
+
+
+def test_an_upload_plan_round_trips():
+    plan = P.UploadPlan(direct=True, upload_id="u", part_size=5 * 1024**2,
+                        parts=(P.UploadPart(1, "https://s3.example.com/a?X-Amz-Signature=1",
+                                            {"x-amz-checksum-sha256": "q"}),),
+                        expires_at=1.0)
+    assert P.UploadPlan.parse(plan.to_json()) == plan

@@ -116,7 +116,7 @@ def test_a_large_output_goes_up_in_parts_and_resumes_after_a_crash(on_s3, tmp_pa
 
     sent = []
     real_put = client._put_part
-    client._put_part = lambda path, part, size: sent.append(part["number"]) or real_put(path, part, size)
+    client._put_part = lambda path, part, size: sent.append(part.number) or real_put(path, part, size)
     done = client.upload(lease.job_id, lease.lease_id, out.name, out, sha, state=dict(saved), save=lambda s: None)
     assert done["stored"] is True and done["size"] == 12 * MiB
     assert sent == [2, 3]  # the part sent before the crash is not sent again

@@ -59,18 +59,19 @@ class AppClient:
                 return self._call("PUT", "/assets", data=body, headers={"X-Content-SHA256": sha})
         part_size = how["part_size"]
         parts = part_hashes(path, part_size)
-        plan = self._call("POST", "/assets/uploads", json={"sha256": sha, "size": size, "parts": parts})
+        plan = P.UploadPlan.parse(self._call("POST", "/assets/uploads",
+                                             json={"sha256": sha, "size": size, "parts": parts}))
         etags = {}
         with open(path, "rb") as handle:
-            for part in plan["parts"]:
-                handle.seek((part["number"] - 1) * part_size)
-                response = requests.put(part["url"], data=handle.read(part_size), headers=part["headers"],
+            for part in plan.parts:
+                handle.seek((part.number - 1) * part_size)
+                response = requests.put(part.url, data=handle.read(part_size), headers=part.headers,
                                         timeout=(C.CONNECT_TIMEOUT, C.UPLOAD_READ_TIMEOUT))
                 if response.status_code >= 300:
-                    raise AppError(response.status_code, {"message": f"storage refused part {part['number']}"})
-                etags[str(part["number"])] = response.headers.get("ETag", "")
+                    raise AppError(response.status_code, {"message": f"storage refused part {part.number}"})
+                etags[str(part.number)] = response.headers.get("ETag", "")
         return self._call("POST", f"/assets/{sha}/commit",
-                          json={"sha256": sha, "size": size, "parts": parts, "upload_id": plan["upload_id"],
+                          json={"sha256": sha, "size": size, "parts": parts, "upload_id": plan.upload_id,
                                 "etags": etags})
 
     def submit(self, spec: dict) -> dict:

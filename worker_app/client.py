@@ -281,16 +281,20 @@ class WorkerClient:
                              etags={})
             ask = {"lease_id": lease_id, "sha256": sha256, "size": size, "parts": state["parts"],
                    "upload_id": state.get("upload_id"), "done": [int(n) for n in state["etags"]]}
-            plan = self._json(self._request("POST", base + "/uploads", json=ask))
-            if plan.get("stored"):
-                return plan
-            if not plan.get("direct"):
+            answer = self._json(self._request("POST", base + "/uploads", json=ask))
+            try:
+                plan = P.UploadPlan.parse(answer)
+            except P.ValidationError as error:
+                raise Unreachable(f"the server sent a malformed upload plan: {error}") from None
+            if plan.stored:
+                return answer
+            if not plan.direct:
                 return self._put_output(job_id, lease_id, name, path, sha256)
-            state["upload_id"] = plan.get("upload_id")
+            state["upload_id"] = plan.upload_id
             save(state)
             try:
-                for part in plan.get("parts") or []:
-                    state["etags"][str(int(part["number"]))] = self._put_part(path, part, state["part_size"])
+                for part in plan.parts:
+                    state["etags"][str(part.number)] = self._put_part(path, part, state["part_size"])
                     save(state)
             except _UrlExpired:
                 continue  # ask again: new URLs for the parts not sent yet
@@ -311,15 +315,13 @@ class WorkerClient:
                 save(state)
         raise Unreachable(f"{name}: the storage kept refusing the upload's URLs")
 
-    def _put_part(self, path: Path, part: dict, part_size: int) -> str:
+    def _put_part(self, path: Path, part: P.UploadPart, part_size: int) -> str:
         """PUTs one part to its presigned URL (no token: storage is another origin); returns its ETag."""
-        number = int(part["number"])
+        number, url, headers = part.number, part.url, part.headers
+        self._check_storage_url(url, "upload")
         with open(path, "rb") as handle:
             handle.seek((number - 1) * part_size)
             data = handle.read(part_size)
-        url = str(part["url"])
-        self._check_storage_url(url, "upload")
-        headers = {str(k): str(v) for k, v in (part.get("headers") or {}).items()}
         limit = C.REQUEST_DEADLINE + len(data) / C.MIN_TRANSFER_RATE
         with _deadline(limit) as expired:
             try:

@@ -181,6 +181,65 @@ class HeartbeatReply:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+# -- direct uploads: a file straight to the server's S3 storage --------------------------------
+
+MAX_PARTS = 10_000  # S3's limit on a multipart upload
+
+
+@dataclass(frozen=True)
+class UploadPart:
+    number: int
+    url: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class UploadPlan:
+    """The answer to an upload's plan: the presigned PUTs to make (``direct``), that the server has the file
+    already (``stored``), or neither: PUT it to the server."""
+    direct: bool = False
+    stored: bool = False
+    upload_id: str | None = None  # None: one plain PUT; else a multipart upload
+    part_size: int | None = None
+    parts: tuple[UploadPart, ...] = ()
+    expires_at: float | None = None
+
+    @classmethod
+    def parse(cls, data: Any) -> UploadPlan:
+        check_object(data, "", set(), {"direct", "stored", "upload_id", "part_size", "parts", "expires_at",
+                                       "name", "sha256", "size", "url"})
+        parts = []
+        for i, item in enumerate(check_list(data.get("parts") or [], "parts", MAX_PARTS)):
+            where = f"parts[{i}]"
+            check_object(item, where, {"number", "url"}, {"headers"})
+            headers = item.get("headers") or {}
+            if not isinstance(headers, dict):
+                raise ValidationError(join(where, "headers"), "must be an object")
+            parts.append(UploadPart(number=check_int(item["number"], join(where, "number"), 1, MAX_PARTS),
+                                    url=check_str(item["url"], join(where, "url"), max_len=8192),
+                                    headers={check_str(k, join(where, "headers"), max_len=128):
+                                             check_str(v, join(where, "headers"), max_len=1024)
+                                             for k, v in headers.items()}))
+        upload_id = data.get("upload_id")
+        part_size = data.get("part_size")
+        return cls(direct=check_bool(data.get("direct", False), "direct"),
+                   stored=check_bool(data.get("stored", False), "stored"),
+                   upload_id=None if upload_id is None else check_str(upload_id, "upload_id", max_len=1024),
+                   part_size=None if part_size is None else check_int(part_size, "part_size", 1, 5 * 1024**3),
+                   parts=tuple(parts), expires_at=_optional_number(data, "expires_at", 0, 1e12))
+
+    def to_json(self) -> dict:
+        out = {"direct": self.direct}
+        if self.stored:
+            out["stored"] = True
+        if self.direct:
+            out.update(upload_id=self.upload_id, part_size=self.part_size,
+                       parts=[asdict(part) for part in self.parts])
+            if self.expires_at is not None:
+                out["expires_at"] = self.expires_at
+        return out
+
+
 # -- reports: a job's final word, kept in the worker's outbox until the server acknowledges it ----
 
 WARNING_KINDS = ("library", "linked", "image", "font", "cache", "clip", "sound", "redirected", "render")

@@ -408,8 +408,7 @@ def _upload_request(body: dict, max_size: int, with_etags: bool) -> tuple[str, i
 def _how_to_upload(server: JobServer) -> dict:
     """The answer to a plan without ``parts`` (or on a local store): whether the bytes go straight to storage,
     and in parts of which size; with a local store they go through the server (PUT), as protocol 1 has it."""
-    return {"direct": True, "part_size": server.storage.part_size, "parts": []} if server.storage.direct \
-        else {"direct": False}
+    return P.UploadPlan(direct=server.storage.direct, part_size=server.storage.part_size).to_json()
 
 
 @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/outputs/{name:path}/uploads", auth="worker")
@@ -422,11 +421,12 @@ async def plan_output_upload(server: JobServer, request: Request, job_id: str, n
     sha, size, parts, upload_id, done = _upload_request(body, MAX_OUTPUT_BYTES, with_etags=False)
     existing = await db(server.store.upload_target, job, lease_id, name)
     if existing and existing["sha256"] == sha:
-        return JSONResponse({"stored": True, "name": name, "sha256": sha, "size": existing["size"]})
+        return JSONResponse({**P.UploadPlan(stored=True).to_json(), "name": name, "sha256": sha,
+                             "size": existing["size"]})
     if not server.storage.direct or parts is None:
         return JSONResponse(_how_to_upload(server))
     plan = await db(server.storage.upload_urls, output_key(job, name), size, parts, upload_id, set(done))
-    return JSONResponse({"direct": True, **plan})
+    return JSONResponse(plan.to_json())
 
 
 @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/outputs/{name:path}/commit", auth="worker")
@@ -582,11 +582,11 @@ async def plan_asset_upload(server: JobServer, request: Request):
     body = await read_json(request)
     sha, size, parts, upload_id, done = _upload_request(body, MAX_ASSET_BYTES, with_etags=False)
     if server.storage.direct and await db(server.storage.stat, asset_key(sha)) == size:
-        return JSONResponse({"stored": True, **_asset(sha, size)})
+        return JSONResponse({**P.UploadPlan(stored=True).to_json(), **_asset(sha, size)})
     if not server.storage.direct or parts is None:
         return JSONResponse(_how_to_upload(server))
-    return JSONResponse({"direct": True, **await db(server.storage.upload_urls, asset_key(sha), size, parts,
-                                                    upload_id, set(done))})
+    plan = await db(server.storage.upload_urls, asset_key(sha), size, parts, upload_id, set(done))
+    return JSONResponse(plan.to_json())
 
 
 @route("POST", P.API_PREFIX + "/assets/{sha256}/commit", auth="app")

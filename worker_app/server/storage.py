@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from worker_app.protocol import UploadPart, UploadPlan
+
 log = logging.getLogger("homefarm.server")
 
 PART_SIZE = 16 * 1024 * 1024  # S3 allows 5 MiB to 5 GiB; 16 MiB parts put 64 GiB in 4,096 parts
@@ -90,7 +92,7 @@ class Storage:
         raise NotImplementedError
 
     def upload_urls(self, key: str, size: int, parts: list[str], upload_id: str | None,
-                    done: set[int]) -> dict:
+                    done: set[int]) -> UploadPlan:
         raise NotImplementedError
 
     def finish_upload(self, key: str, sha256: str, size: int, parts: list[str], upload_id: str | None,
@@ -197,7 +199,7 @@ class S3Storage(Storage):
                                                   ExpiresIn=URL_TTL)
 
     def upload_urls(self, key: str, size: int, parts: list[str], upload_id: str | None,
-                    done: set[int]) -> dict:
+                    done: set[int]) -> UploadPlan:
         """Presigned PUTs for the parts not ``done``; a file of one part is one plain PUT."""
         expected = part_count(size, self.part_size)
         if len(parts) != expected:
@@ -207,9 +209,9 @@ class S3Storage(Storage):
         urls = []
         if expected == 1 and upload_id is None:
             checksum = _b64(parts[0])
-            urls.append({"number": 1, "url": self.client.generate_presigned_url(
+            urls.append(UploadPart(1, self.client.generate_presigned_url(
                 "put_object", Params={"Bucket": self.bucket, "Key": full, "ChecksumSHA256": checksum},
-                ExpiresIn=URL_TTL), "headers": {"x-amz-checksum-sha256": checksum}})
+                ExpiresIn=URL_TTL), {"x-amz-checksum-sha256": checksum}))
         else:
             if upload_id is None:
                 upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=full,
@@ -218,12 +220,12 @@ class S3Storage(Storage):
                 if number in done:
                     continue
                 checksum = _b64(sha)
-                urls.append({"number": number, "url": self.client.generate_presigned_url(
+                urls.append(UploadPart(number, self.client.generate_presigned_url(
                     "upload_part", Params={"Bucket": self.bucket, "Key": full, "UploadId": upload_id,
                                            "PartNumber": number, "ChecksumSHA256": checksum},
-                    ExpiresIn=URL_TTL), "headers": {"x-amz-checksum-sha256": checksum}})
-        return {"upload_id": upload_id, "part_size": self.part_size, "parts": urls,
-                "expires_at": time.time() + URL_TTL}
+                    ExpiresIn=URL_TTL), {"x-amz-checksum-sha256": checksum}))
+        return UploadPlan(direct=True, upload_id=upload_id, part_size=self.part_size, parts=tuple(urls),
+                          expires_at=time.time() + URL_TTL)
 
     def finish_upload(self, key: str, sha256: str, size: int, parts: list[str], upload_id: str | None,
                       etags: dict[int, str]) -> None:
