@@ -279,3 +279,78 @@ def test_the_first_releases_sqlite_database_is_upgraded_with_its_data(tmp_path):
         assert store.claim(store.register_worker("pc", {})).job_id == 1
     finally:
         store.close()
+
+
+def test_job_ends_become_webhook_deliveries_taken_once_by_each_of_two_processes(db_url, clock):
+    first = Store(db_url, clock=clock, webhook_url="https://app.example.com/hook")
+    second = Store(db_url, clock=clock, webhook_url="https://app.example.com/hook")
+    try:
+        worker = first.register_worker("pc", BLENDER_4_2)
+        done = first.submit({**SPEC, "webhook_url": "https://app.example.com/own"}, 0, 3, "a")
+        claimed = first.claim(worker)
+        first.complete(done, claimed.lease_id, [], {})
+        canceled = first.submit(SPEC, 0, 3, None)
+        first.cancel(canceled)
+        taken: list = []
+        threads = [threading.Thread(target=lambda s=s: taken.extend(s.due_webhooks())) for s in (first, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sorted((row.job_id, row.event, row.url) for row in taken) == [
+            (done, "job.done", "https://app.example.com/hook"), (done, "job.done", "https://app.example.com/own"),
+            (canceled, "job.canceled", "https://app.example.com/hook")]
+        assert json.loads(taken[0].body)["job"]["state"] in ("done", "canceled")
+        assert first.due_webhooks() == []  # held by whoever took them
+        row = next(r for r in taken if r.job_id == canceled)
+        first.webhook_sent(row.id, "the webhook answered 500", clock.now + 10)
+        clock.now += 11
+        again = second.due_webhooks()
+        assert [(r.id, r.attempts) for r in again] == [(row.id, 2)]
+        second.webhook_sent(row.id, None, None)
+        assert second.webhook_deliveries(canceled)[0]["delivered"] is not None
+    finally:
+        first.close()
+        second.close()
+
+
+def test_pages_and_changes_on_every_engine(store, clock):
+    ids = []
+    for _ in range(5):
+        clock.now += 1
+        ids.append(str(store.submit(SPEC, 0, 3, None)))
+    page, cursor = store.list(limit=2)
+    rest, end = store.list(limit=10, cursor=cursor)
+    assert [j["id"] for j in page + rest] == ids[::-1] and end is None
+    since = clock.now
+    clock.now += 1
+    store.cancel(int(ids[1]))
+    store.cancel(int(ids[3]))
+    changed, cursor = store.list(limit=1, updated_since=since)
+    more, end = store.list(limit=1, cursor=cursor)
+    assert [j["id"] for j in changed + more] == [ids[1], ids[3]] and end is None
+
+
+def test_retention_picks_what_is_due_on_every_engine(db_url, clock):
+    store = Store(db_url, clock=clock, keep_failed=3600, keep_outputs=86400)
+    try:
+        worker = store.register_worker("pc", BLENDER_4_2)
+        ends = {}
+        for end in ("done", "canceled"):
+            job = store.submit(SPEC, 0, 3, None)
+            claimed = store.claim(worker)
+            store.add_output(job, claimed.lease_id, "frame_0001.png", "c" * 64, 10)
+            if end == "done":
+                store.complete(job, claimed.lease_id, ["frame_0001.png"], {})
+            else:
+                store.cancel(job)
+            ends[end] = job
+        assert store.expired_outputs() == {}
+        clock.now += 3601
+        assert store.expired_outputs() == {ends["canceled"]: ["frame_0001.png"]}
+        store.outputs_removed([ends["canceled"]])
+        assert store.get(ends["canceled"])["outputs_deleted"] == clock.now
+        clock.now += 86400
+        assert store.expired_outputs() == {ends["done"]: ["frame_0001.png"]}
+    finally:
+        store.close()

@@ -620,13 +620,16 @@ class Store:
         compare-and-set on its time, so that two processes never send one at once."""
         now = self.clock()
         taken = []
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:  # a read first: nothing due takes no write lock (SQLite's is global)
             rows = conn.execute(sa.select(webhooks).where(webhooks.c.next_at <= now)
                                 .order_by(webhooks.c.next_at).limit(limit)).all()
+        if not rows:
+            return taken
+        with self.engine.begin() as conn:
             for row in rows:
                 if conn.execute(webhooks.update().where(webhooks.c.id == row.id, webhooks.c.next_at == row.next_at)
                                 .values(next_at=now + WEBHOOK_HOLD_S, attempts=row.attempts + 1)).rowcount:
-                    taken.append(row)
+                    taken.append(SimpleNamespace(**{**row._mapping, "attempts": row.attempts + 1}))
         return taken
 
     def webhook_sent(self, delivery: int, error: str | None, retry_at: float | None) -> None:
