@@ -44,6 +44,18 @@ def _owner() -> str | None:
     raise RuntimeError("no unprivileged user to run a database server as")
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs (zombies are gone for good: their sockets are closed)."""
+    import psutil
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
+
+
 def _as(user: str | None, argv: list[str]) -> list[str]:
     return ["runuser", "-u", user, "--", *argv] if user else argv
 
@@ -96,9 +108,13 @@ class Engine:
             pass
 
     def kill(self) -> None:
-        """Stops the server at once, as a crash would, keeping its data dir."""
+        """Stops the server at once, as a crash would, keeping its data dir; returns once every process of it is
+        gone (a killed process closes its sockets only when it next runs, later on a busy machine)."""
         self._signal(signal.SIGKILL)
         self.proc.wait(30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _group_alive(self.proc.pid):
+            time.sleep(0.02)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
