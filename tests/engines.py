@@ -296,7 +296,7 @@ class SeaweedS3:
             "name": "homefarm", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
         ports = {name: free_port() for name in ("master", "volume", "filer", "admin")}
-        log = open(root / "weed.log", "wb")
+        log = self.log = open(root / "weed.log", "wb")
         self.proc = subprocess.Popen(
             [binary, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
              f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
@@ -334,13 +334,20 @@ class SeaweedS3:
         return f"s3://{self.bucket}/{prefix}"
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+        def send(sig):
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                if hasattr(os, "killpg"):
+                    os.killpg(self.proc.pid, sig)
+                else:  # Windows: `weed mini` is one process
+                    self.proc.terminate() if sig == signal.SIGTERM else self.proc.kill()
             except ProcessLookupError:
                 pass
+
+        send(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            send(getattr(signal, "SIGKILL", signal.SIGTERM))
             self.proc.wait(5)
+        self.log.close()
         shutil.rmtree(self.root, ignore_errors=True)
