@@ -45,6 +45,8 @@ WARNING = "warning"  # message: something the web app should know (a missing tex
 ERROR = "error"  # message, kind ("job": the job's fault; "internal": ours)
 REDIRECTED = "redirected"  # what, from, to: a path the scene named, pointed into the job's folder
 MISSING = "missing"  # kind, path: a file the scene needs that is not there (library, image, font, cache, clip)
+WARM_READY = "warm_ready"  # warm.py is up and waits for a job file's path on stdin
+JOB_END = "job_end"  # ok: warm.py finished a job (done or failed) and waits for the next
 DEVICES = "devices"  # backend, devices: what probe_devices.py found
 PROBE_DONE = "probe_done"
 

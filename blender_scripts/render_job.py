@@ -260,7 +260,12 @@ def open_scene(job, confinement):
 
 
 def main():
-    job = read_job()
+    run(read_job())
+
+
+def run(job):
+    """Renders one job in this Blender: opens its .blend from scratch (Python off), applies the job, renders.
+    The cold mode runs it once per process; ``warm.py`` once per job in a process that stays open."""
     render = job[K.RENDER]
     out_dir = job[K.OUTPUT_DIR]
     confinement = confine.Confinement(job[K.JOB_DIR], out_dir, emit)

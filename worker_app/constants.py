@@ -39,6 +39,12 @@ BACKOFF_CAP = 30.0  # a worker back online within half a minute of its server
 BLENDER_VERSION_TIMEOUT = 20.0
 BLENDER_STOP_GRACE = 2.0  # asked to stop, it gets this long before the whole tree is killed
 BLENDER_KILL_WAIT = 5.0
+# A warm Blender (worker_app/render/warm.py) ends after this long without a job (an idle PC holds no Blender
+# and no VRAM), after this many jobs, or when its processes hold more than this much memory after a job.
+WARM_IDLE_S = 120.0
+WARM_MAX_JOBS = 500
+WARM_MAX_RSS = 4 * 1024**3
+WARM_QUIT_WAIT = 1.0  # an idle warm Blender asked to quit gets this long before it is stopped
 JOB_TIMEOUT_DEFAULT = 3600.0
 SILENCE_TIMEOUT_DEFAULT = 600.0
 LOG_TAIL_LINES = 40

@@ -72,6 +72,8 @@ class BlenderRun:
         self.proc: subprocess.Popen | None = None
         self._suspended_at: float | None = None
         self._suspended_total = 0.0  # time spent suspended does not count against the limits
+        self._job_ended = False  # a warm Blender said the job is over (its process goes on)
+        self._job_ok = False  # and whether it rendered
 
     def stop(self, reason: str) -> None:
         if self._stop_reason is None:
@@ -125,44 +127,9 @@ class BlenderRun:
         reader = threading.Thread(target=_pump, args=(self.proc.stdout, lines), daemon=True,
                                   name="blender-output")
         reader.start()
-        last_output = time.monotonic()
         eof = False
         try:
-            with open(log_path, "ab") as log_file:
-                while not eof:
-                    if self._stop_requested.is_set():
-                        break
-                    now = time.monotonic()
-                    if self.suspended:
-                        last_output = max(last_output, now - 0.25)  # silence while suspended is expected
-                    if now - started - self._paused_for() > self.total_timeout:
-                        self.stop(f"the render ran past its limit of {self.total_timeout:g} s "
-                                  "(timeouts.total_s)")
-                        break
-                    if now - last_output > self.silence_timeout:
-                        self.stop(f"Blender printed nothing for {self.silence_timeout:g} s "
-                                  "(timeouts.silence_s)")
-                        break
-                    try:
-                        raw = lines.get(timeout=0.25)
-                    except queue.Empty:
-                        continue
-                    if raw is None:
-                        eof = True
-                        break
-                    last_output = time.monotonic()
-                    log_file.write(raw)
-                    self._feed(raw.decode("utf-8", errors="replace"))
-                    while True:  # drain what is already there before checking the clocks again
-                        try:
-                            raw = lines.get_nowait()
-                        except queue.Empty:
-                            break
-                        if raw is None:
-                            eof = True
-                            break
-                        log_file.write(raw)
-                        self._feed(raw.decode("utf-8", errors="replace"))
+            eof = self._watch(lines, log_path, started)
         finally:
             if self.suspended:
                 self.resume()  # a suspended process cannot handle the request to stop
@@ -178,8 +145,46 @@ class BlenderRun:
             (self.job_dir / "blender.pid").unlink(missing_ok=True)
         return self._result(exit_code, time.monotonic() - started)
 
+    def _watch(self, lines: queue.Queue, log_path: Path, started: float) -> bool:
+        """Feeds Blender's lines to the tracker and the log until its output ends or the job ends (True), or
+        until a stop, a limit or a silence (False); time suspended counts against neither limit."""
+        last_output = time.monotonic()
+        with open(log_path, "ab") as log_file:
+            while not self._job_ended:
+                if self._stop_requested.is_set():
+                    return False
+                now = time.monotonic()
+                if self.suspended:
+                    last_output = max(last_output, now - 0.25)  # silence while suspended is expected
+                if now - started - self._paused_for() > self.total_timeout:
+                    self.stop(f"the render ran past its limit of {self.total_timeout:g} s (timeouts.total_s)")
+                    return False
+                if now - last_output > self.silence_timeout:
+                    self.stop(f"Blender printed nothing for {self.silence_timeout:g} s (timeouts.silence_s)")
+                    return False
+                try:
+                    raw = lines.get(timeout=0.25)
+                except queue.Empty:
+                    continue
+                while raw is not None:  # what is already there, before checking the clocks again
+                    last_output = time.monotonic()
+                    log_file.write(raw)
+                    self._feed(raw.decode("utf-8", errors="replace"))
+                    if self._job_ended:
+                        return True
+                    try:
+                        raw = lines.get_nowait()
+                    except queue.Empty:
+                        break
+                if raw is None:
+                    return True
+        return True
+
     def _feed(self, text: str) -> None:
         line = blender_output.parse_line(text)
+        if line.event is not None and line.event.get("event") == K.JOB_END:
+            self._job_ended = True
+            self._job_ok = bool(line.event.get("ok"))
         self.tail.append(line.text)
         self.tracker.feed(line)
         self.on_line(line)

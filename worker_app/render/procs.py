@@ -172,9 +172,10 @@ def backend():
 
 
 def start(cmd: list[str], *, cwd: Path, env: dict, pidfile: Path | None = None,
-          writable: list[Path] | None = None) -> subprocess.Popen:
-    """Starts ``cmd`` in its own group, stdin closed, stdout and stderr merged into one pipe; with ``writable``,
-    where the OS can confine it, the process may write only below those folders (and to devices)."""
+          writable: list[Path] | None = None, stdin: bool = False) -> subprocess.Popen:
+    """Starts ``cmd`` in its own group, stdin closed (a pipe with ``stdin``: a warm Blender reads its jobs
+    there), stdout and stderr merged into one pipe; with ``writable``, where the OS can confine it, the
+    process may write only below those folders (and to devices)."""
     os_backend = backend()
     kwargs = os_backend.popen_kwargs()
     confinement = os_backend.confine(writable) if writable else None
@@ -182,8 +183,8 @@ def start(cmd: list[str], *, cwd: Path, env: dict, pidfile: Path | None = None,
         first = kwargs.get("preexec_fn")
         kwargs["preexec_fn"] = (lambda: (first(), confinement.preexec())) if first else confinement.preexec
     try:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, bufsize=0, **kwargs)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0, **kwargs)
     finally:
         if confinement is not None:
             confinement.close()

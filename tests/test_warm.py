@@ -1,0 +1,148 @@
+"""The warm Blender with the real Blender: one process, jobs one after another, nothing leaking between them."""
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pngio import read_png
+from worker_app.blender_scripts import contract as K
+from worker_app.demo import sample_scene
+from worker_app.render.blender import BlenderRun
+from worker_app.render.warm import WarmBlender, WarmLimits, WarmRun
+
+pytestmark = pytest.mark.blender
+RENDER = {"engine": "CYCLES", "samples": 4, "resolution": [64, 36], "format": "PNG", "device": "CPU"}
+A = {}
+B = {"objects": {"Hero": {"location": [0, 0, -20]}}, "collections": {"Props": {"visible": False}},
+     "texts": {"Title": "warm"}, "materials": {"HeroMat": {"base_color": [0, 1, 0]}}}
+
+
+def job_of(tmp_path: Path, name: str, overrides: dict, frames=(1,)) -> tuple[Path, dict]:
+    job_dir = tmp_path / "jobs" / name
+    (job_dir / "out").mkdir(parents=True)
+    return job_dir, {K.RENDER: RENDER, K.FRAMES: list(frames), K.OUTPUT_DIR: str(job_dir / "out"),
+                     K.OVERRIDES: overrides}
+
+
+def render(kind, blender, tmp_path, name, overrides, warm=None, **limits):
+    job_dir, job = job_of(tmp_path, name, overrides)
+    args = (blender.path, sample_scene(), job, job_dir)
+    kwargs = dict(total_timeout=limits.get("total", 120), silence_timeout=60, user_dir=tmp_path / "user")
+    run = WarmRun(warm, *args, **kwargs) if kind == "warm" else BlenderRun(*args, **kwargs)
+    result = run.run()
+    return run, result
+
+
+def digest(result) -> str:
+    """The SHA-256 of the frame's pixels (the PNG's text chunks carry the render's date and time)."""
+    width, height, pixels = read_png(Path(result.saved[0]))
+    return hashlib.sha256(repr((width, height, pixels)).encode()).hexdigest()
+
+
+def test_jobs_in_one_warm_process_match_cold_renders_pixel_for_pixel(blender, tmp_path):
+    cold = {name: digest(render("cold", blender, tmp_path, f"cold-{name}", over)[1])
+            for name, over in (("A", A), ("B", B))}
+    assert cold["A"] != cold["B"]  # the overrides change the picture
+    warm = WarmBlender(tmp_path / "warm")
+    try:
+        seen = []
+        for name, over in (("A", A), ("B", B), ("A", A)):
+            run, result = render("warm", blender, tmp_path, f"warm-{name}-{len(seen)}", over, warm)
+            assert result.ok, result.reason
+            seen.append((name, digest(result), run.proc.pid))
+        assert [(n, d) for n, d, _ in seen] == [(n, cold[n]) for n, _, _ in seen]
+        assert len({pid for _, _, pid in seen}) == 1, "all three in one process"
+        assert warm.jobs_done == 3
+    finally:
+        warm.close("the test is over")
+
+
+def test_a_failing_job_reports_its_reason_and_the_process_serves_the_next(blender, tmp_path):
+    warm = WarmBlender(tmp_path / "warm")
+    try:
+        _, bad = render("warm", blender, tmp_path, "bad", {"objects": {"Ghost": {"visible": False}}}, warm)
+        assert not bad.ok and bad.exit_code == K.SCRIPT_EXIT_CODE
+        assert bad.reason.startswith("overrides.objects.Ghost: no object named 'Ghost'")
+        pid = warm.proc.pid
+        _, good = render("warm", blender, tmp_path, "good", A, warm)
+        assert good.ok and warm.proc.pid == pid
+    finally:
+        warm.close("the test is over")
+
+
+def test_the_process_is_recycled_after_n_jobs_and_above_the_memory_limit(blender, tmp_path):
+    warm = WarmBlender(tmp_path / "warm", WarmLimits(max_jobs=2))
+    try:
+        pids = []
+        for n in range(3):
+            run, result = render("warm", blender, tmp_path, f"n{n}", A, warm)
+            assert result.ok
+            pids.append(run.proc.pid)
+        assert pids[0] == pids[1] != pids[2]
+        assert not psutil.pid_exists(pids[0])
+    finally:
+        warm.close("the test is over")
+    small = WarmBlender(tmp_path / "warm-small", WarmLimits(max_rss=1))
+    run, result = render("warm", blender, tmp_path, "rss", A, small)
+    assert result.ok and not small.running, "above the memory limit, it ended after the job"
+
+
+def test_an_idle_warm_process_ends(blender, tmp_path):
+    warm = WarmBlender(tmp_path / "warm", WarmLimits(idle_s=1.0))
+    run, result = render("warm", blender, tmp_path, "idle", A, warm)
+    assert result.ok and warm.running
+    deadline = time.monotonic() + 20
+    while warm.proc is not None and time.monotonic() < deadline:  # closed: no process, no pid file
+        time.sleep(0.1)
+    assert warm.proc is None and run.proc.poll() is not None and not warm.pidfile.exists()
+
+
+def test_a_stop_mid_render_ends_the_process_at_once(blender, tmp_path):
+    """A pause for a game stops a warm job as it stops a cold one: the process goes, its memory with it."""
+    warm = WarmBlender(tmp_path / "warm")
+    job_dir, job = job_of(tmp_path, "long", A)
+    job[K.RENDER] = {**RENDER, "samples": 4000, "resolution": [320, 180]}
+    run = WarmRun(warm, blender.path, sample_scene(), job, job_dir, total_timeout=300, silence_timeout=60,
+                  user_dir=tmp_path / "user")
+    got = {}
+    thread = threading.Thread(target=lambda: got.update(result=run.run()))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not (run.proc is not None and (run.tracker.sample or 0) >= 1) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = run.proc.pid
+    stopped = time.monotonic()
+    run.stop("the owner started a game")
+    thread.join(30)
+    assert time.monotonic() - stopped < 5
+    assert got["result"].stopped == "the owner started a game" and not warm.running
+    assert run.proc.poll() is not None and run.proc.pid == pid
+
+
+def test_a_crash_is_retried_once_in_a_fresh_process(blender, tmp_path):
+    warm = WarmBlender(tmp_path / "warm")
+    try:
+        run, first = render("warm", blender, tmp_path, "before", A, warm)
+        pid = run.proc.pid
+        job_dir, job = job_of(tmp_path, "crash", A)
+        crashes = []
+        real_send = warm.send
+
+        def send_then_crash(job_file):
+            real_send(job_file)
+            if not crashes:  # the first try dies under the job, as a crash would
+                crashes.append(warm.proc.pid)
+                warm.proc.kill()
+
+        warm.send = send_then_crash
+        run = WarmRun(warm, blender.path, sample_scene(), job, job_dir, total_timeout=120, silence_timeout=60,
+                      user_dir=tmp_path / "user")
+        result = run.run()
+        assert result.ok, result.reason
+        assert crashes == [pid] and run.proc.pid != pid
+    finally:
+        warm.close("the test is over")

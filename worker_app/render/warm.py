@@ -1,0 +1,229 @@
+"""A warm Blender: one long-lived Blender process that renders jobs one after another.
+
+A small job (a 512 px preview, a thumbnail) spends most of a cold run starting Blender; a warm process
+skips that. It runs ``blender_scripts/warm.py``, which renders each job with the same ``render_job.run`` a
+cold Blender runs, opening the job's .blend from scratch with its Python disabled, so nothing of one job
+reaches the next (``tests/test_warm.py`` renders A, B, A and compares them with cold renders).
+
+The process is ended, and the next job starts a fresh one:
+- after ``max_jobs`` jobs, or when its process tree holds more than ``max_rss`` bytes after a job;
+- after ``idle_s`` without a job, so that an idle PC holds no Blender (and no VRAM);
+- when a job is stopped mid-render (pause for a game, cancel, a limit): stopping it is the only way to
+  stop a render, exactly as with a cold Blender;
+- when it dies (a crash); the job it was rendering is retried once in a fresh process;
+- when the job needs another Blender, or other settings (confinement, the user folder).
+
+Its writes are confined (Landlock, where the OS has it) to the jobs' folder, which holds every job's own
+folder, and its user folder: a cold Blender's fence is one job's folder. Inside Blender each job's paths
+are pointed into that job's folder as in a cold run, and a job that wrote outside it still fails.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from worker_app import constants as C
+from worker_app.blender_scripts import contract as K
+from worker_app.render import procs
+from worker_app.render.blender import BlenderRun, RenderResult, _pump
+from worker_app.render.environment import blender_env, script_path
+
+log = logging.getLogger("homefarm.blender")
+
+
+@dataclass(frozen=True)
+class WarmLimits:
+    idle_s: float = C.WARM_IDLE_S
+    max_jobs: int = C.WARM_MAX_JOBS
+    max_rss: int = C.WARM_MAX_RSS
+
+
+class WarmBlender:
+    """The warm process, shared by the jobs that run one after another; thread-safe."""
+
+    def __init__(self, folder: Path, limits: WarmLimits = WarmLimits()):
+        self.folder = folder  # its temp folder and pid file
+        self.limits = limits
+        self._lock = threading.RLock()
+        self.proc: subprocess.Popen | None = None
+        self.lines: queue.Queue[bytes | None] = queue.Queue()
+        self._key: tuple | None = None  # what the process was started with
+        self.jobs_done = 0
+        self.started_at: float | None = None
+        self.restarts = 0
+        self._idle_timer: threading.Timer | None = None
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        proc = self.proc
+        return proc is not None and proc.poll() is None
+
+    @property
+    def pidfile(self) -> Path:
+        return self.folder / "blender.pid"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.folder / "tmp"
+
+    def describe(self) -> str:
+        """For the tray and doctor: whether Blender is warm, in a few words."""
+        if not self.running:
+            return "cold (starts with the next job)"
+        return f"warm: {self.jobs_done} job(s) since it started"
+
+    # -- the process ---------------------------------------------------------------------------
+
+    def acquire(self, blender: str, jobs_root: Path, user_dir: Path | None, confine: bool) -> subprocess.Popen:
+        """The process for a job: the running one if it was started the same way, else a new one."""
+        key = (blender, str(jobs_root), str(user_dir), confine)
+        with self._lock:
+            self._cancel_idle()
+            if self.running and self._key != key:
+                self.close("the next job needs another Blender or other settings")
+            if not self.running:
+                self._start(blender, jobs_root, user_dir, confine)
+                self._key = key
+            return self.proc
+
+    def _start(self, blender: str, jobs_root: Path, user_dir: Path | None, confine: bool) -> None:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [blender, "--background", "--factory-startup", "--disable-autoexec",
+               "--python", str(script_path("warm.py"))]
+        writable = [jobs_root, self.folder] + ([user_dir] if user_dir else [])
+        self.lines = queue.Queue()
+        self.proc = procs.start(cmd, cwd=self.folder, env=blender_env(user_dir, self.tmp_dir),
+                                writable=writable if confine else None, pidfile=self.pidfile, stdin=True)
+        threading.Thread(target=_pump, args=(self.proc.stdout, self.lines), daemon=True,
+                         name="warm-blender-output").start()
+        self.jobs_done = 0
+        self.started_at = time.monotonic()
+        self.restarts += 1
+        log.info("warm Blender started (pid %d)", self.proc.pid)
+
+    def send(self, job_file: Path) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write((str(job_file) + "\n").encode("utf-8"))
+        self.proc.stdin.flush()
+
+    def job_finished(self, ok_process: bool) -> None:
+        """After a job: counts it, recycles the process if a limit says so, else arms the idle timer."""
+        with self._lock:
+            if not ok_process or not self.running:
+                self.close("it stopped with the job")
+                return
+            self.jobs_done += 1
+            rss = tree_rss(self.proc.pid)
+            if self.jobs_done >= self.limits.max_jobs:
+                self.close(f"it rendered {self.jobs_done} jobs")
+            elif rss > self.limits.max_rss:
+                self.close(f"it holds {rss // 2**20} MiB, more than {self.limits.max_rss // 2**20} MiB")
+            else:
+                self._arm_idle()
+
+    def close(self, reason: str) -> None:
+        """Ends the process now (any job in it too); the next job starts a fresh one."""
+        with self._lock:
+            self._cancel_idle()
+            proc = self.proc
+            if proc is None:
+                return
+            if proc.poll() is None:
+                try:
+                    proc.stdin.write(b"\n")  # asks an idle one to quit; a busy one is stopped below
+                    proc.stdin.flush()
+                    proc.wait(timeout=C.WARM_QUIT_WAIT)
+                except (OSError, subprocess.TimeoutExpired):
+                    procs.stop(proc)
+                log.info("warm Blender ended: %s", reason)
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+            self.pidfile.unlink(missing_ok=True)
+            self.proc = None
+
+    def _arm_idle(self) -> None:
+        self._cancel_idle()
+        self._idle_timer = threading.Timer(self.limits.idle_s, self.close,
+                                           args=(f"no job for {self.limits.idle_s:g} s",))
+        self._idle_timer.daemon = True
+        self._idle_timer.start()
+
+    def _cancel_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+
+def tree_rss(pid: int) -> int:
+    """The resident memory of a process and its children, in bytes."""
+    try:
+        root = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in (root, *root.children(recursive=True)))
+    except psutil.Error:
+        return 0
+
+
+class WarmRun(BlenderRun):
+    """One job in the warm Blender, with the same interface, limits, progress and stop as a cold run."""
+
+    def __init__(self, warm: WarmBlender, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.warm = warm
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.warm.tmp_dir
+
+    def run(self) -> RenderResult:
+        result, died = self._run_once()
+        if died and not result.saved:
+            # The process died under the job (a crash): once more in a fresh one, then the reason stands.
+            log.warning("warm Blender died during a job (%s); trying it once in a fresh process", result.reason)
+            self.tracker = type(self.tracker)(len(self.job["frames"]), self.job["render"].get("samples"))
+            self.tail.clear()
+            result, _ = self._run_once()
+        return result
+
+    def _run_once(self) -> tuple[RenderResult, bool]:
+        """One try; also whether the process died under it (not stopped by us, no end of job said)."""
+        self._job_ended = False
+        self._job_ok = False
+        job_file = self.job_dir / "job.json"
+        job = {K.JOB_DIR: str(self.job_dir.resolve()), **self.job,
+               K.SCENE_FILE: str(Path(self.blend_file).resolve())}
+        job_file.write_text(json.dumps(job, indent=2))
+        started = time.monotonic()
+        (self.tmp_dir / "blender.crash.txt").unlink(missing_ok=True)
+        self.proc = self.warm.acquire(self.blender, self.job_dir.parent, self.user_dir, self.confine_writes)
+        died = False
+        try:
+            self.warm.send(self.job_dir / "job.json")
+            self._watch(self.warm.lines, self.job_dir / "blender.log", started)
+        except OSError:  # it was gone before it read the job
+            pass
+        finally:
+            if self.suspended:
+                self.resume()
+            if self._job_ended:
+                # As a cold run exits: 0 when the job rendered, the script's code when the job failed.
+                exit_code = 0 if self._job_ok else K.SCRIPT_EXIT_CODE
+            else:
+                # Stopped, past a limit, or the process died: it cannot go on with a half-done job.
+                died = self._stop_reason is None
+                self.warm.close(self._stop_reason or "it died during a job")
+                exit_code = self.proc.poll() if self.proc.poll() is not None else -9
+            self.warm.job_finished(ok_process=self._job_ended)
+        return self._result(exit_code, time.monotonic() - started), died
