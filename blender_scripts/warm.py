@@ -14,6 +14,7 @@ next. An empty line or the end of stdin ends the process.
 import json
 import os
 import sys
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import contract as K  # noqa: E402
@@ -34,8 +35,10 @@ def serve():
                 render_job.run(json.load(handle))
             ok = True
         except render_job.JobError as error:
+            traceback.print_exc(file=sys.stdout)  # in the job's log, as a cold Blender prints it
             K.emit(K.ERROR, message=str(error), kind="job")
         except Exception as error:  # reported; the process goes on to the next job
+            traceback.print_exc(file=sys.stdout)
             K.emit(K.ERROR, message="%s: %s" % (type(error).__name__, error), kind="internal")
         K.emit(K.JOB_END, ok=ok)
 

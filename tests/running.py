@@ -1,5 +1,6 @@
 """Shared by the real-Blender suites: a Worker on its own thread with what it reported, and our Blenders."""
 
+import os
 import threading
 import time
 
@@ -14,12 +15,14 @@ SLOW_RENDER = {**FAST_RENDER, "samples": 4000, "resolution": [160, 90]}
 class Running:
     """A Worker on its own thread, with what it reported."""
 
-    def __init__(self, served: Served, blender, tmp_path, max_jobs=1, claim_wait=5):
+    def __init__(self, served: Served, blender, tmp_path, max_jobs=1, claim_wait=5, warm=None):
         self.reports, self.states, self.links = [], [], []
         self.ended = threading.Event()
         self.jobs_dir = tmp_path / "worker" / "jobs"
         self.worker = Worker(served.worker_client(), blender, Folders(self.jobs_dir, tmp_path / "worker" / "cache"),
-                             Settings(device="CPU", claim_wait=claim_wait, max_jobs=max_jobs),
+                             Settings(device="CPU", claim_wait=claim_wait, max_jobs=max_jobs,
+                                      # HOMEFARM_TEST_WARM=1 runs every suite's worker with a warm Blender
+                                      warm=os.environ.get("HOMEFARM_TEST_WARM") == "1" if warm is None else warm),
                              make_client=served.worker_client, on_snapshot=self._seen,
                              on_job_end=self._ended)
         self.thread = self.worker.start_thread()

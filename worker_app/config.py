@@ -81,6 +81,8 @@ class Config:
     device_type: str = ""  # empty: the best backend Blender offers
     gpu_indices: tuple[int, ...] = ()  # empty: every GPU of that backend
     confine_writes: bool = True  # Linux: Landlock lets Blender write only into the job's folder
+    warm: bool = False  # keep one Blender open between jobs: small jobs skip Blender's start-up
+    warm_idle_s: float = C.WARM_IDLE_S  # a warm Blender without a job ends after this long (memory, VRAM freed)
     # [guard]: when to step aside for the owner (worker_app/guard/)
     pause_while_gaming: bool = True
     games: tuple[str, ...] = ()
@@ -204,6 +206,8 @@ KEYS = {
     ("blender", "device_type"): ("device_type", _device_type),
     ("blender", "gpu_indices"): ("gpu_indices", _indices),
     ("blender", "confine_writes"): ("confine_writes", _bool),
+    ("blender", "warm"): ("warm", _bool),
+    ("blender", "warm_idle_s"): ("warm_idle_s", _number_in(5, 86400)),
     ("guard", "pause_while_gaming"): ("pause_while_gaming", _bool),
     ("guard", "games"): ("games", _strings),
     ("guard", "game_folders"): ("game_folders", _strings),

@@ -88,7 +88,8 @@ class Runtime:
 def settings(cfg: config_mod.Config, max_jobs: int | None = None) -> Settings:
     return Settings(name=cfg.worker_name, device=cfg.device, device_type=cfg.device_type,
                     gpu_indices=tuple(cfg.gpu_indices), claim_wait=cfg.claim_wait_s, pause_policy=cfg.pause_policy,
-                    confine_writes=cfg.confine_writes, max_jobs=max_jobs)
+                    confine_writes=cfg.confine_writes, warm=cfg.warm, warm_idle_s=cfg.warm_idle_s,
+                    max_jobs=max_jobs)
 
 
 def build(cfg: config_mod.Config, paths: config_mod.Paths, token: str, blenders: list[BlenderInstall], *,

@@ -10,6 +10,7 @@ commands (``stop``); nothing here imports Qt.
 
 from __future__ import annotations
 
+import functools
 import logging
 import platform
 import socket
@@ -35,6 +36,7 @@ from worker_app.core.outbox import Outbox, OutboxSender
 from worker_app.render import procs
 from worker_app.render.assets import SceneCache
 from worker_app.render.blender import BlenderRun
+from worker_app.render.warm import WarmBlender, WarmLimits, WarmRun
 from worker_app.render.discovery import BlenderInstall, BlenderNotFound, probe_devices
 from worker_app.system import gpu
 
@@ -57,7 +59,8 @@ class Worker(EventLoop):
         self.ledger = ledger
         self.outbox = outbox
         self.on_job_end = on_job_end or (lambda report: None)
-        self.make_run = make_run  # BlenderRun; the core's unit tests pass a fake of the same shape
+        self._make_run = make_run  # BlenderRun; the core's unit tests pass a fake of the same shape
+        self.warm = WarmBlender(folders.jobs.parent / "warm", WarmLimits(idle_s=settings.warm_idle_s))
         self.heartbeat_interval = C.HEARTBEAT_INTERVAL
         self.worker_id: str | None = None
         self.decision = PauseDecision()
@@ -88,7 +91,19 @@ class Worker(EventLoop):
         """Our Blender's processes: detectors must not take them for a game or a foreign GPU load."""
         job = self._job
         run = job.run if job is not None else None
-        return run.pids() if run is not None else set()
+        return (run.pids() if run is not None else set()) | self.warm.pids()
+
+    @property
+    def make_run(self):
+        """How a job's Blender runs: in the warm Blender when the owner has it on, else a Blender of its own."""
+        if self.settings.warm and self._make_run is BlenderRun:
+            return functools.partial(WarmRun, self.warm)
+        return self._make_run
+
+    def _end_warm(self, reason: str) -> None:
+        """Ends an idle warm Blender (its memory and VRAM with it) off the loop's thread."""
+        if self.warm.running:
+            threading.Thread(target=self.warm.close, args=(reason,), name="warm-close", daemon=True).start()
 
     @property
     def policy(self) -> PausePolicy:
@@ -114,6 +129,8 @@ class Worker(EventLoop):
                 self.show(pause=_pause_of(decision))
                 if decision.paused:
                     self._end_claim()
+                    if job is None:
+                        self._end_warm(f"paused: {decision.reason}")
                     if job is not None and not was_paused:
                         self.policy.on_pause(job, decision.reason)
                 elif job is not None and was_paused:
@@ -121,6 +138,9 @@ class Worker(EventLoop):
             case E.SettingsChanged(settings=settings, blenders=blenders):
                 # The server may have lowered the longest claim it allows: that limit stays.
                 self.settings = replace(settings, claim_wait=min(settings.claim_wait, self._claim_wait_max))
+                self.warm.limits = replace(self.warm.limits, idle_s=self.settings.warm_idle_s)
+                if not self.settings.warm and job is None:
+                    self._end_warm("warm Blender was turned off")
                 if blenders:
                     self.blenders = list(blenders)
             case E.GpuSampled(snapshot=sample):
@@ -190,7 +210,7 @@ class Worker(EventLoop):
     def run(self) -> None:
         self._loop_thread = self._loop_thread or threading.current_thread()
         self.folders.jobs.mkdir(parents=True, exist_ok=True)
-        reaped = procs.reap_orphans(list(self.folders.jobs.glob("*/blender.pid")))
+        reaped = procs.reap_orphans([*self.folders.jobs.glob("*/blender.pid"), self.warm.pidfile])
         if reaped:
             log.warning("ended %d Blender process(es) left by an earlier run", reaped)
         if self.outbox is None:
@@ -240,6 +260,7 @@ class Worker(EventLoop):
                     self._back_off(failures, LinkProblem.NONE, f"unexpected error ({type(error).__name__})")
         finally:
             sender.stop()
+            self.warm.close("the worker stopped")
             self.show(state=State.STOPPED, message="stopped", job=None)
 
     def _claim(self) -> P.Lease | None:

@@ -77,6 +77,12 @@ class WarmBlender:
     def tmp_dir(self) -> Path:
         return self.folder / "tmp"
 
+    def pids(self) -> set[int]:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return set()
+        return {proc.pid, *procs.descendant_pids(proc.pid)}
+
     def describe(self) -> str:
         """For the tray and doctor: whether Blender is warm, in a few words."""
         if not self.running:
@@ -99,8 +105,9 @@ class WarmBlender:
 
     def _start(self, blender: str, jobs_root: Path, user_dir: Path | None, confine: bool) -> None:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        # The jobs' folder on the command line says whose Blender it is (orphan checks, ps, the tests).
         cmd = [blender, "--background", "--factory-startup", "--disable-autoexec",
-               "--python", str(script_path("warm.py"))]
+               "--python", str(script_path("warm.py")), "--", str(jobs_root)]
         writable = [jobs_root, self.folder] + ([user_dir] if user_dir else [])
         self.lines = queue.Queue()
         self.proc = procs.start(cmd, cwd=self.folder, env=blender_env(user_dir, self.tmp_dir),
