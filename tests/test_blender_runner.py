@@ -78,7 +78,9 @@ def test_unknown_names_fail_the_job_with_the_name(served, blender, tmp_path, ove
 
 
 def test_animation_uploads_each_frame_while_the_next_renders(served, blender, tmp_path):
-    job = served.submit({**FAST_RENDER, "frames": "1-3"})
+    # Frames long enough (about 0.3 s each here) that an upload can be seen to overlap the next frame, with
+    # a warm Blender too (no start-up or exit around the frames).
+    job = served.submit({**FAST_RENDER, "frames": "1-3", "samples": 64})
     running = Running(served, blender, tmp_path)
     percents = []
     running.worker.on_snapshot = lambda s: percents.append(s.job.percent if s.job else None)
