@@ -146,3 +146,25 @@ def test_a_crash_is_retried_once_in_a_fresh_process(blender, tmp_path):
         assert crashes == [pid] and run.proc.pid != pid
     finally:
         warm.close("the test is over")
+
+
+def test_the_warm_process_outlives_the_thread_of_the_job_that_started_it(blender, tmp_path):
+    """Each job runs on a thread of its own, and Linux kills a Blender when the thread that started it ends
+    (so that none outlives a dead worker): the warm one is started from a thread that lives on."""
+    warm = WarmBlender(tmp_path / "warm")
+    try:
+        pids = []
+        for n in range(2):
+            got = {}
+            thread = threading.Thread(target=lambda: got.update(zip(("run", "result"),
+                                                                    render("warm", blender, tmp_path, f"t{n}", A,
+                                                                           warm))))
+            thread.start()
+            thread.join(120)
+            assert got["result"].ok
+            pids.append(got["run"].proc.pid)
+            time.sleep(0.3)  # the kernel's signal would come at once
+            assert warm.running
+        assert pids[0] == pids[1]
+    finally:
+        warm.close("the test is over")

@@ -61,6 +61,8 @@ class WarmBlender:
         self.started_at: float | None = None
         self.restarts = 0
         self._idle_timer: threading.Timer | None = None
+        self._spawner: threading.Thread | None = None
+        self._spawns: queue.Queue = queue.Queue()
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -98,6 +100,9 @@ class WarmBlender:
             self._cancel_idle()
             if self.running and self._key != key:
                 self.close("the next job needs another Blender or other settings")
+            elif self.proc is not None and not self.running:
+                log.warning("warm Blender had exited (code %s); starting another", self.proc.poll())
+                self.close("it had exited")
             if not self.running:
                 self._start(blender, jobs_root, user_dir, confine)
                 self._key = key
@@ -110,14 +115,40 @@ class WarmBlender:
                "--python", str(script_path("warm.py")), "--", str(jobs_root)]
         writable = [jobs_root, self.folder] + ([user_dir] if user_dir else [])
         self.lines = queue.Queue()
-        self.proc = procs.start(cmd, cwd=self.folder, env=blender_env(user_dir, self.tmp_dir),
-                                writable=writable if confine else None, pidfile=self.pidfile, stdin=True)
+        env = blender_env(user_dir, self.tmp_dir)
+        self.proc = self._on_spawner(lambda: procs.start(cmd, cwd=self.folder, env=env, stdin=True,
+                                                         writable=writable if confine else None,
+                                                         pidfile=self.pidfile))
         threading.Thread(target=_pump, args=(self.proc.stdout, self.lines), daemon=True,
                          name="warm-blender-output").start()
         self.jobs_done = 0
         self.started_at = time.monotonic()
         self.restarts += 1
         log.info("warm Blender started (pid %d)", self.proc.pid)
+
+    def _on_spawner(self, start):
+        """Runs ``start`` on a thread that lives as long as the worker. On Linux a Blender is killed when the
+        thread that started it ends (``PR_SET_PDEATHSIG``, so that no Blender outlives a dead worker); a warm
+        one must outlive the job's thread that asked for it."""
+        if self._spawner is None or not self._spawner.is_alive():
+            self._spawner = threading.Thread(target=self._spawn_loop, name="warm-blender-spawner", daemon=True)
+            self._spawner.start()
+        box: dict = {}
+        done = threading.Event()
+        self._spawns.put((start, box, done))
+        done.wait()
+        if "error" in box:
+            raise box["error"]
+        return box["proc"]
+
+    def _spawn_loop(self) -> None:
+        while True:
+            start, box, done = self._spawns.get()
+            try:
+                box["proc"] = start()
+            except BaseException as error:  # handed to the caller
+                box["error"] = error
+            done.set()
 
     def send(self, job_file: Path) -> None:
         assert self.proc is not None and self.proc.stdin is not None
