@@ -5,9 +5,11 @@ Two cases, interleaved in one run so that the machine's state is the same for ea
 - start-up-bound: the same scene at 128x128, 4 samples, as a web app's small preview.
 
 For each: bare `blender -b` with the same settings (the baseline), a homefarm job with a cold Blender and one
-with a warm Blender, each measured from the web app's side, submission to `done` (a reference server
-in this process on loopback, a worker on a thread: scene download, render, upload, complete). Then small
-jobs per second: 20 small jobs submitted at once to one warm worker.
+with a warm Blender, each from the web app's submission until the server has the job `done` (a reference
+server in this process on loopback, a worker on a thread: scene download, render, upload, complete). The end
+is taken when the server records the completion, as a webhook would tell the app at once: polling the job's
+status every few milliseconds would take CPU from Blender on a small machine and add its own delay. Then
+small jobs per second: 20 small jobs submitted at once to one warm worker.
 
     python bench/overhead.py [--runs 7] [--device CPU|GPU]
 """
@@ -48,6 +50,17 @@ class Farm:
                              Settings(device=device, claim_wait=20, warm=warm), make_client=make_client)
         self.thread = self.worker.start_thread()
         self.scene = self.app.upload_asset(sample_scene())
+        self.done: dict[str, float] = {}  # job id -> when the server recorded it done
+        self.changed = threading.Condition()
+        complete = self.server.store.complete
+
+        def recorded(job_id, *args, **kwargs):
+            complete(job_id, *args, **kwargs)
+            with self.changed:
+                self.done[str(job_id)] = time.perf_counter()
+                self.changed.notify_all()
+
+        self.server.store.complete = recorded
 
     def job(self, render: dict) -> float:
         started = time.perf_counter()
@@ -55,13 +68,14 @@ class Farm:
         return self.wait(job["id"], started)
 
     def wait(self, job_id: str, started: float) -> float:
-        while True:
-            state = self.app.job(job_id)["state"]
-            if state == "done":
-                return time.perf_counter() - started
-            if state in ("failed", "canceled"):
-                raise RuntimeError(f"job {job_id} {state}: {self.app.job(job_id)['error']}")
-            time.sleep(0.005)
+        deadline = time.monotonic() + 300
+        with self.changed:
+            while job_id not in self.done:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"job {job_id}: {self.app.job(job_id)['state']} after 300 s")
+                self.changed.wait(1.0)
+        assert self.app.job(job_id)["state"] == "done"
+        return self.done[job_id] - started
 
     def close(self) -> None:
         self.worker.stop()
