@@ -12,6 +12,15 @@ from worker_app.core import Folders, Settings, Worker
 SLOW_RENDER = {**FAST_RENDER, "samples": 4000, "resolution": [160, 90]}
 
 
+def _warm(asked: bool | None) -> bool:
+    """A test's choice, else HOMEFARM_TEST_WARM (0: every suite's worker runs a cold Blender per job), else
+    homefarm's default (warm)."""
+    if asked is not None:
+        return asked
+    chosen = os.environ.get("HOMEFARM_TEST_WARM")
+    return Settings().warm if chosen is None else chosen == "1"
+
+
 class Running:
     """A Worker on its own thread, with what it reported."""
 
@@ -20,9 +29,7 @@ class Running:
         self.ended = threading.Event()
         self.jobs_dir = tmp_path / "worker" / "jobs"
         self.worker = Worker(served.worker_client(), blender, Folders(self.jobs_dir, tmp_path / "worker" / "cache"),
-                             Settings(device="CPU", claim_wait=claim_wait, max_jobs=max_jobs,
-                                      # HOMEFARM_TEST_WARM=1 runs every suite's worker with a warm Blender
-                                      warm=os.environ.get("HOMEFARM_TEST_WARM") == "1" if warm is None else warm),
+                             Settings(device="CPU", claim_wait=claim_wait, max_jobs=max_jobs, warm=_warm(warm)),
                              make_client=served.worker_client, on_snapshot=self._seen,
                              on_job_end=self._ended)
         self.thread = self.worker.start_thread()

@@ -167,15 +167,22 @@ def test_server_gone_for_30_s_mid_job(blender, tmp_path):
 
 
 @posix_only("SIGKILL and signal exit codes")
-def test_blender_killed_by_a_signal_fails_the_job_and_the_worker_goes_on(served, blender, tmp_path):
+@pytest.mark.parametrize("warm", [False, True])
+def test_blender_killed_by_a_signal_fails_the_job_and_the_worker_goes_on(served, blender, tmp_path, warm):
+    """A cold Blender killed under a job fails it; a warm one is given one more try in a fresh process, so it
+    is killed twice (test_warm.py has the try that succeeds)."""
     doomed = served.submit({**FRAMES, "samples": 4000}, max_attempts=1)
     after = served.submit(FAST_RENDER)
-    running = Running(served, blender, tmp_path, max_jobs=2)
+    running = Running(served, blender, tmp_path, max_jobs=2, warm=warm)
     running.wait_for_state(State.RENDERING)
-    wait_until(lambda: blender_processes(running.jobs_dir), timeout=60, what="Blender")
-    time.sleep(0.5)
-    for proc in blender_processes(running.jobs_dir):
-        proc.send_signal(signal.SIGKILL)
+    killed: set[int] = set()
+    for _ in range(2 if warm else 1):
+        wait_until(lambda: {p.pid for p in blender_processes(running.jobs_dir)} - killed, timeout=60,
+                   what="a Blender to kill")
+        time.sleep(0.5)
+        for proc in blender_processes(running.jobs_dir):
+            killed.add(proc.pid)
+            proc.send_signal(signal.SIGKILL)
     running.finish(60)
     view = served.app.job(doomed["id"])
     assert view["state"] == "failed" and view["error"].startswith("Blender crashed (signal 9, SIGKILL)")

@@ -168,3 +168,36 @@ def test_the_warm_process_outlives_the_thread_of_the_job_that_started_it(blender
         assert pids[0] == pids[1]
     finally:
         warm.close("the test is over")
+
+
+def test_the_worker_shows_blender_warm_and_a_pause_ends_the_idle_warm_blender(served, blender, tmp_path):
+    from running import Running
+    from worker_app.core import State
+    from worker_app.core import events as E
+    from worker_app.guard.causes import PauseDecision
+
+    job = served.submit({**RENDER, "frames": "1"})
+    running = Running(served, blender, tmp_path, max_jobs=2, warm=True)
+    try:
+        wait_for(lambda: served.app.job(job["id"])["state"] == "done", "the job done")
+        running.wait_for_state(State.WAITING)
+        wait_for(lambda: running.worker.snapshot.blender_warm, "the tray to show Blender warm")
+        pids = running.worker.own_pids()
+        assert pids, "the idle warm Blender is ours: no detector takes it for a game"
+        started = time.monotonic()
+        running.worker.post(E.PauseChanged(PauseDecision(True, "Paused: eldenring.exe is running")))
+        wait_for(lambda: not running.worker.warm.running, "the warm Blender to end")
+        assert time.monotonic() - started < 3
+        wait_for(lambda: not running.worker.snapshot.blender_warm, "the tray to show it gone")
+        assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                       for pid in pids)
+    finally:
+        running.worker.stop()
+        running.finish(60)
+
+
+def wait_for(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

@@ -81,7 +81,7 @@ class Config:
     device_type: str = ""  # empty: the best backend Blender offers
     gpu_indices: tuple[int, ...] = ()  # empty: every GPU of that backend
     confine_writes: bool = True  # Linux: Landlock lets Blender write only into the job's folder
-    warm: bool = False  # keep one Blender open between jobs: small jobs skip Blender's start-up
+    warm: bool = True  # keep one Blender open between jobs: small jobs skip Blender's start-up
     warm_idle_s: float = C.WARM_IDLE_S  # a warm Blender without a job ends after this long (memory, VRAM freed)
     # [guard]: when to step aside for the owner (worker_app/guard/)
     pause_while_gaming: bool = True

@@ -49,6 +49,8 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None) -> lis
                             "`sudo apt install blender`), or set blender.path with "
                             "`homefarm config set blender.path /path/to/blender`"))
 
+    checks.append(_warm_check(cfg, paths))
+
     inv = gpu.inventory()
     if inv.available:
         names = ", ".join(g["name"] for g in inv.gpus) or "no GPUs"
@@ -117,6 +119,17 @@ def report(checks: list[Check], out=print) -> int:
             out(f"         fix: {check.fix}")
             failed += check.required
     return 1 if failed else 0
+
+
+def _warm_check(cfg: config_mod.Config, paths: config_mod.Paths) -> Check:
+    """Whether Blender stays open between jobs, and whether it is open now."""
+    if not cfg.warm:
+        return Check("warm blender", True, "off: every job starts its own Blender", required=False)
+    from worker_app.render.warm import running_pid
+    pid = running_pid(paths.jobs_dir.parent / "warm" / "blender.pid")
+    now = f"open now (pid {pid}), holding its memory until {cfg.warm_idle_s:g} s without a job" if pid \
+        else "not open now (it starts with the next job)"
+    return Check("warm blender", True, f"on: Blender stays open between jobs; {now}", required=False)
 
 
 def _pause_check(cfg: config_mod.Config, paths: config_mod.Paths) -> Check:

@@ -31,6 +31,12 @@ class PauseChanged:
 
 
 @dataclass(frozen=True)
+class WarmChanged:
+    """The warm Blender started or ended (from the thread that did it: a job's, its idle timer)."""
+    running: bool
+
+
+@dataclass(frozen=True)
 class GpuSampled:
     """From the GPU monitor's thread."""
     snapshot: GpuSnapshot

@@ -60,7 +60,8 @@ class Worker(EventLoop):
         self.outbox = outbox
         self.on_job_end = on_job_end or (lambda report: None)
         self._make_run = make_run  # BlenderRun; the core's unit tests pass a fake of the same shape
-        self.warm = WarmBlender(folders.jobs.parent / "warm", WarmLimits(idle_s=settings.warm_idle_s))
+        self.warm = WarmBlender(folders.jobs.parent / "warm", WarmLimits(idle_s=settings.warm_idle_s),
+                                on_change=lambda running: self.post(E.WarmChanged(running)))
         self.heartbeat_interval = C.HEARTBEAT_INTERVAL
         self.worker_id: str | None = None
         self.decision = PauseDecision()
@@ -143,6 +144,8 @@ class Worker(EventLoop):
                     self._end_warm("warm Blender was turned off")
                 if blenders:
                     self.blenders = list(blenders)
+            case E.WarmChanged(running=running):
+                self.show(blender_warm=running)
             case E.GpuSampled(snapshot=sample):
                 if job is not None:
                     job.meter.add(sample)

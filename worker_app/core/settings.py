@@ -17,6 +17,6 @@ class Settings:
     claim_wait: float = C.CLAIM_WAIT_DEFAULT
     pause_policy: str = "requeue"
     confine_writes: bool = True  # Landlock where the OS has it (worker_app/render/sandbox.py)
-    warm: bool = False  # one Blender renders job after job (worker_app/render/warm.py)
+    warm: bool = True  # one Blender renders job after job (worker_app/render/warm.py)
     warm_idle_s: float = C.WARM_IDLE_S  # a warm Blender without a job ends after this long
     max_jobs: int | None = None  # stop after this many jobs (tests, `homefarm run --max-jobs`)

@@ -121,6 +121,7 @@ class Snapshot:
     jobs_done: int = 0
     jobs_failed: int = 0
     last_job: LastJob | None = None
+    blender_warm: bool = False  # a warm Blender is open, waiting for the next job (it holds its memory)
 
     @property
     def job_id(self) -> str | None:

@@ -50,9 +50,10 @@ class WarmLimits:
 class WarmBlender:
     """The warm process, shared by the jobs that run one after another; thread-safe."""
 
-    def __init__(self, folder: Path, limits: WarmLimits = WarmLimits()):
+    def __init__(self, folder: Path, limits: WarmLimits = WarmLimits(), on_change=None):
         self.folder = folder  # its temp folder and pid file
         self.limits = limits
+        self.on_change = on_change or (lambda running: None)  # told when the process starts and ends
         self._lock = threading.RLock()
         self.proc: subprocess.Popen | None = None
         self.lines: queue.Queue[bytes | None] = queue.Queue()
@@ -125,6 +126,7 @@ class WarmBlender:
         self.started_at = time.monotonic()
         self.restarts += 1
         log.info("warm Blender started (pid %d)", self.proc.pid)
+        self.on_change(True)
 
     def _on_spawner(self, start):
         """Runs ``start`` on a thread that lives as long as the worker. On Linux a Blender is killed when the
@@ -191,6 +193,7 @@ class WarmBlender:
                 pass
             self.pidfile.unlink(missing_ok=True)
             self.proc = None
+            self.on_change(False)
 
     def _arm_idle(self) -> None:
         self._cancel_idle()
@@ -203,6 +206,18 @@ class WarmBlender:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
+
+
+def running_pid(pidfile: Path) -> int | None:
+    """The warm Blender's pid if the one its pid file names still runs (for `homefarm doctor`)."""
+    try:
+        record = json.loads(pidfile.read_text())
+        proc = psutil.Process(int(record["pid"]))
+        if record.get("create_time") is not None and abs(proc.create_time() - record["create_time"]) < 1:
+            return proc.pid
+    except (OSError, ValueError, KeyError, psutil.Error):
+        pass
+    return None
 
 
 def tree_rss(pid: int) -> int:

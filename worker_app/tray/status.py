@@ -67,7 +67,7 @@ def job_line(snapshot: Snapshot, now: float | None = None) -> str:
     if snapshot.state == State.UPLOADING:
         return "Sending results kept from before"
     if snapshot.state == State.WAITING:
-        return "Waiting for a job"
+        return "Waiting for a job (Blender is warm)" if snapshot.blender_warm else "Waiting for a job"
     if snapshot.state == State.CONNECTING:
         return "Connecting to the server"
     if snapshot.state == State.STOPPING:
