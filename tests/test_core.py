@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -413,3 +414,42 @@ def test_a_proxy_cutting_the_long_poll_shortens_the_wait_instead_of_backing_off(
     assert State.BACKING_OFF not in [s.state for s in c.snapshots]
     assert all(s.link.online for s in c.snapshots), "a proxy's timeout is not an outage"
     assert c.worker.settings.claim_wait == 5, "already shorter than 75 % of the cut: kept"
+
+
+def test_an_idle_warm_blender_holding_too_much_gpu_memory_ends(tmp_path):
+    from worker_app.core import events as E
+    from worker_app.system.gpu import GpuProcess, GpuSample, GpuSnapshot
+
+    class Warm:
+        running = True
+        closed: list = []
+        pidfile = tmp_path / "warm.pid"
+
+        def pids(self):
+            return {4242} if self.running else set()
+
+        def close(self, reason):
+            self.closed.append(reason)
+            self.running = False
+
+    core = Core(tmp_path, FakeClient())
+    try:
+        warm = core.worker.warm = Warm()
+        gib = 1024**3
+
+        def sample(held):
+            return GpuSnapshot(time=1.0, gpus=(GpuSample(0, "RTX 4070", vram_used=held, vram_total=12 * gib,
+                                                         processes=(GpuProcess(4242, "blender", "compute", held),
+                                                                    GpuProcess(7, "game.exe", "graphics", 11 * gib))),))
+
+        core.worker.post(E.GpuSampled(sample(2 * gib)))  # a game's memory is not the warm Blender's
+        time.sleep(0.3)
+        assert warm.closed == []
+        core.worker.post(E.GpuSampled(sample(7 * gib)))
+        deadline = time.monotonic() + 5
+        while not warm.closed and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert warm.closed == ["it holds 7168 MiB of RTX 4070's memory"]
+    finally:
+        core.worker.stop()
+        core.thread.join(10)

@@ -68,7 +68,7 @@ def test_requeue_stops_blender_releases_the_job_and_resumes_after_the_hold_off(q
         started = time.monotonic()
         wait_until(lambda: not blender_processes(tmp_path / "jobs"))
         gone = time.monotonic() - started
-        wait_until(lambda: quick_served.app.job(job["id"])["state"] == "queued")
+        wait_until(lambda: quick_served.app.job(job["id"])["state"] == "queued" and ended)
         assert gone < 5, f"Blender took {gone:.1f} s to go"
         assert ended[0].outcome == "released" and f"{GAME} is running" in ended[0].reason
         wait_until(lambda: worker.snapshot.state == State.PAUSED)

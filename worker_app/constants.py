@@ -44,6 +44,7 @@ BLENDER_KILL_WAIT = 5.0
 WARM_IDLE_S = 120.0
 WARM_MAX_JOBS = 500
 WARM_MAX_RSS = 4 * 1024**3
+WARM_MAX_VRAM_SHARE = 0.5  # an idle warm Blender holding more of a GPU's memory than this share ends
 WARM_QUIT_WAIT = 1.0  # an idle warm Blender asked to quit gets this long before it is stopped
 JOB_TIMEOUT_DEFAULT = 3600.0
 SILENCE_TIMEOUT_DEFAULT = 600.0

@@ -101,6 +101,17 @@ class Worker(EventLoop):
             return functools.partial(WarmRun, self.warm)
         return self._make_run
 
+    def _check_warm_vram(self, sample) -> None:
+        """An idle warm Blender that holds more than its share of a GPU's memory (where NVML tells) ends."""
+        pids = self.warm.pids()
+        if not pids:
+            return
+        for gpu in sample.gpus:
+            held = sum(p.vram_bytes or 0 for p in gpu.processes if p.pid in pids)
+            if gpu.vram_total and held > C.WARM_MAX_VRAM_SHARE * gpu.vram_total:
+                self._end_warm(f"it holds {held // 2**20} MiB of {gpu.name}'s memory")
+                return
+
     def _end_warm(self, reason: str) -> None:
         """Ends an idle warm Blender (its memory and VRAM with it) off the loop's thread."""
         if self.warm.running:
@@ -149,6 +160,8 @@ class Worker(EventLoop):
             case E.GpuSampled(snapshot=sample):
                 if job is not None:
                     job.meter.add(sample)
+                else:
+                    self._check_warm_vram(sample)
                 if sample.available and sample.gpus:
                     figures = sample.gpus[0].figures()
                     if figures != self._snapshot.gpu:

@@ -172,8 +172,9 @@ class WarmBlender:
             else:
                 self._arm_idle()
 
-    def close(self, reason: str) -> None:
-        """Ends the process now (any job in it too); the next job starts a fresh one."""
+    def close(self, reason: str, busy: bool = False) -> None:
+        """Ends the process now (any job in it too); the next job starts a fresh one. An idle one is asked to
+        quit first; a ``busy`` one (a job stopped mid-render) is stopped at once, as a cold Blender is."""
         with self._lock:
             self._cancel_idle()
             proc = self.proc
@@ -181,7 +182,9 @@ class WarmBlender:
                 return
             if proc.poll() is None:
                 try:
-                    proc.stdin.write(b"\n")  # asks an idle one to quit; a busy one is stopped below
+                    if busy:
+                        raise subprocess.TimeoutExpired("blender", 0)
+                    proc.stdin.write(b"\n")  # asks an idle one to quit
                     proc.stdin.flush()
                     proc.wait(timeout=C.WARM_QUIT_WAIT)
                 except (OSError, subprocess.TimeoutExpired):
@@ -276,7 +279,7 @@ class WarmRun(BlenderRun):
             else:
                 # Stopped, past a limit, or the process died: it cannot go on with a half-done job.
                 died = self._stop_reason is None
-                self.warm.close(self._stop_reason or "it died during a job")
+                self.warm.close(self._stop_reason or "it died during a job", busy=True)
                 exit_code = self.proc.poll() if self.proc.poll() is not None else -9
             self.warm.job_finished(ok_process=self._job_ended)
         return self._result(exit_code, time.monotonic() - started), died
