@@ -8,7 +8,7 @@ any pause can reach).
 
 Then the guard and the GPU monitor run alone for a while with no game, and their CPU time is reported.
 
-    python bench/pause_latency.py [--rounds 5]
+    python bench/pause_latency.py [--rounds 5] [--cold]   (the worker renders in its warm Blender by default)
 """
 
 from __future__ import annotations
@@ -63,14 +63,14 @@ def baseline_round(blender, tmp: Path) -> float:
     return time.monotonic() - started
 
 
-def pause_round(served: Served, blender, tmp: Path, index: int) -> float:
+def pause_round(served: Served, blender, tmp: Path, index: int, cold: bool = False) -> float:
     paths = config_mod.Paths(tmp / "cfg", tmp / f"data{index}", tmp / "cache", tmp / "logs")
     cfg = config_mod.Config(server_url=served.url, games=("fakegame.exe",), hold_off_s=60)
     monitor = GpuMonitor(FakeProvider(), interval=cfg.gpu_interval_s).start()
     holder = {}
     guard = build_guard(cfg, paths, lambda: holder["w"].own_pids(), [blender.path], monitor)
     worker = Worker(served.worker_client(), blender, Folders(paths.jobs_dir, paths.scene_cache),
-                    Settings(device="CPU", pause_policy=cfg.pause_policy, max_jobs=1),
+                    Settings(device="CPU", pause_policy=cfg.pause_policy, max_jobs=1, warm=not cold),
                     make_client=served.worker_client, guard=guard)
     holder["w"] = worker
     guard.evaluate()
@@ -120,6 +120,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument("--cold", action="store_true", help="a Blender per job instead of the warm one")
     args = parser.parse_args()
     import logging
     logging.basicConfig(level=logging.ERROR)  # the worker's own notes on each release are expected here
@@ -130,11 +131,12 @@ def main() -> int:
         served = Served(server)
         try:
             baseline = [baseline_round(blender, tmp) for _ in range(args.rounds)]
-            pauses = [pause_round(served, blender, tmp, i) for i in range(args.rounds)]
+            pauses = [pause_round(served, blender, tmp, i, args.cold) for i in range(args.rounds)]
         finally:
             server.stop()
         cost = idle_cost(args.idle_seconds, tmp)
-    print(f"Blender {blender.version}, {args.rounds} rounds, guard checks every 1 s, policy requeue")
+    print(f"Blender {blender.version} ({'cold' if args.cold else 'warm'}), {args.rounds} rounds, guard checks "
+          "every 1 s, policy requeue")
     print(f"baseline, stopping Blender directly:          median {statistics.median(baseline):.3f} s, "
           f"max {max(baseline):.3f} s")
     print(f"game starts -> Blender gone and job released: median {statistics.median(pauses):.3f} s, "
