@@ -6,14 +6,13 @@ endpoints from any language (docs/protocol.md).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import requests
 
 from worker_app import constants as C
 from worker_app import protocol as P
-from worker_app.client import part_hashes
+from worker_app.client import file_sha256, part_hashes
 
 
 class AppError(Exception):
@@ -50,7 +49,7 @@ class AppClient:
         server."""
         path = Path(path)
         size = path.stat().st_size
-        sha = _sha256_of(path)
+        sha = file_sha256(path)
         how = self._call("POST", "/assets/uploads", json={"sha256": sha, "size": size})
         if how.get("stored"):
             return {k: how[k] for k in ("sha256", "size", "url")}
@@ -103,11 +102,3 @@ class AppClient:
                 for chunk in response.iter_content(C.CHUNK_SIZE):
                     out.write(chunk)
         return dest
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(C.CHUNK_SIZE):
-            digest.update(chunk)
-    return digest.hexdigest()

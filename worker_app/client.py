@@ -431,6 +431,15 @@ class _UrlExpired(Exception):
     """Storage refused a presigned URL (403): it expired; the server signs new ones."""
 
 
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256, read in chunks: what the server checks an upload against."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(C.CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def part_hashes(path: Path, part_size: int) -> list[str]:
     """The SHA-256 of each part of the file, as storage checks them on arrival."""
     hashes = []

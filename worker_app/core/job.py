@@ -7,7 +7,6 @@ lease reaches ``end()`` within the loop's next turn and stops Blender at once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -19,6 +18,7 @@ from pathlib import Path
 from worker_app import constants as C
 from worker_app import protocol as P
 from worker_app.blender_scripts import contract as K
+from worker_app.client import file_sha256
 from worker_app.core.events import OutputSaved, RenderProgress
 from worker_app.core.downloads import Failed, fetch_images, fetch_scene
 from worker_app.core.heartbeat import Heartbeat
@@ -35,14 +35,6 @@ log = logging.getLogger("homefarm.worker")
 # Blender's own words for a scene it cannot read: the same file fails on every worker.
 _UNREADABLE = re.compile(r"File format is not supported|not a blend file|Failed to read blend file|"
                          r"cannot read file|Unable to open", re.IGNORECASE)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(C.CHUNK_SIZE):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass

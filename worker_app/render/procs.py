@@ -273,19 +273,30 @@ def _alive(pid: int) -> list[psutil.Process]:
         return []
 
 
+def recorded_process(pidfile: Path) -> psutil.Process | None:
+    """The process a pid file (written by ``start``) names, if it still runs: the PID alone may have been
+    reused by an unrelated process, so its start time must match too."""
+    try:
+        record = json.loads(pidfile.read_text())
+        proc = psutil.Process(int(record["pid"]))
+        if record.get("create_time") is not None and abs(proc.create_time() - record["create_time"]) < 1:
+            return proc
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        pass
+    return None
+
+
 def reap_orphans(pidfiles: list[Path]) -> int:
     """Ends children recorded in ``pidfiles`` that a dead worker left running; returns how many."""
     ended = 0
     for pidfile in pidfiles:
-        try:
-            record = json.loads(pidfile.read_text())
-            proc = psutil.Process(int(record["pid"]))
-            # The PID alone may have been reused by an unrelated process: the start time must match.
-            if record.get("create_time") is not None and abs(proc.create_time() - record["create_time"]) < 1:
-                log.warning("ending Blender process %d left by an earlier worker", proc.pid)
+        proc = recorded_process(pidfile)
+        if proc is not None:
+            log.warning("ending Blender process %d left by an earlier worker", proc.pid)
+            try:
                 kill_tree(proc.pid)
                 ended += 1
-        except (OSError, ValueError, KeyError, psutil.Error):
-            pass
+            except psutil.Error:
+                pass
         pidfile.unlink(missing_ok=True)
     return ended

@@ -213,14 +213,8 @@ class WarmBlender:
 
 def running_pid(pidfile: Path) -> int | None:
     """The warm Blender's pid if the one its pid file names still runs (for `homefarm doctor`)."""
-    try:
-        record = json.loads(pidfile.read_text())
-        proc = psutil.Process(int(record["pid"]))
-        if record.get("create_time") is not None and abs(proc.create_time() - record["create_time"]) < 1:
-            return proc.pid
-    except (OSError, ValueError, KeyError, psutil.Error):
-        pass
-    return None
+    proc = procs.recorded_process(pidfile)
+    return proc.pid if proc is not None else None
 
 
 def tree_rss(pid: int) -> int:
