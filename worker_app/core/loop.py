@@ -106,10 +106,10 @@ class Worker(EventLoop):
         pids = self.warm.pids()
         if not pids:
             return
-        for gpu in sample.gpus:
-            held = sum(p.vram_bytes or 0 for p in gpu.processes if p.pid in pids)
-            if gpu.vram_total and held > C.WARM_MAX_VRAM_SHARE * gpu.vram_total:
-                self._end_warm(f"it holds {held // 2**20} MiB of {gpu.name}'s memory")
+        for card in sample.gpus:
+            held = sum(p.vram_bytes or 0 for p in card.processes if p.pid in pids)
+            if card.vram_total and held > C.WARM_MAX_VRAM_SHARE * card.vram_total:
+                self._end_warm(f"it holds {held // 2**20} MiB of {card.name}'s memory")
                 return
 
     def _end_warm(self, reason: str) -> None:

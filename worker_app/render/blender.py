@@ -107,15 +107,17 @@ class BlenderRun:
 
     def pids(self) -> set[int]:
         """Blender's process and its children, for detectors that must not mistake it for a game."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return set()
-        return {proc.pid, *procs.descendant_pids(proc.pid)}
+        return procs.tree_pids(self.proc)
 
-    def run(self) -> RenderResult:
+    def write_job_file(self) -> Path:
+        """The job as the bundled script reads it, in the job's folder."""
         job_file = self.job_dir / "job.json"
         job = {K.JOB_DIR: str(self.job_dir.resolve()), **self.job, K.SCENE_FILE: str(Path(self.blend_file).resolve())}
         job_file.write_text(json.dumps(job, indent=2))
+        return job_file
+
+    def run(self) -> RenderResult:
+        job_file = self.write_job_file()
         log_path = self.job_dir / "blender.log"
         cmd = render_command(self.blender, job_file, self.script)
         started = time.monotonic()

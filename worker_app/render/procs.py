@@ -273,6 +273,13 @@ def _alive(pid: int) -> list[psutil.Process]:
         return []
 
 
+def tree_pids(proc: subprocess.Popen | None) -> set[int]:
+    """A running child's pid and its descendants' (none once it has exited)."""
+    if proc is None or proc.poll() is not None:
+        return set()
+    return {proc.pid, *descendant_pids(proc.pid)}
+
+
 def recorded_process(pidfile: Path) -> psutil.Process | None:
     """The process a pid file (written by ``start``) names, if it still runs: the PID alone may have been
     reused by an unrelated process, so its start time must match too."""

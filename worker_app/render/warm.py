@@ -20,7 +20,6 @@ are pointed into that job's folder as in a cold run, and a job that wrote outsid
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import subprocess
@@ -81,16 +80,7 @@ class WarmBlender:
         return self.folder / "tmp"
 
     def pids(self) -> set[int]:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return set()
-        return {proc.pid, *procs.descendant_pids(proc.pid)}
-
-    def describe(self) -> str:
-        """For the tray and doctor: whether Blender is warm, in a few words."""
-        if not self.running:
-            return "cold (starts with the next job)"
-        return f"warm: {self.jobs_done} job(s) since it started"
+        return procs.tree_pids(self.proc)
 
     # -- the process ---------------------------------------------------------------------------
 
@@ -251,16 +241,13 @@ class WarmRun(BlenderRun):
         """One try; also whether the process died under it (not stopped by us, no end of job said)."""
         self._job_ended = False
         self._job_ok = False
-        job_file = self.job_dir / "job.json"
-        job = {K.JOB_DIR: str(self.job_dir.resolve()), **self.job,
-               K.SCENE_FILE: str(Path(self.blend_file).resolve())}
-        job_file.write_text(json.dumps(job, indent=2))
+        job_file = self.write_job_file()
         started = time.monotonic()
         (self.tmp_dir / "blender.crash.txt").unlink(missing_ok=True)
         self.proc = self.warm.acquire(self.blender, self.job_dir.parent, self.user_dir, self.confine_writes)
         died = False
         try:
-            self.warm.send(self.job_dir / "job.json")
+            self.warm.send(job_file)
             self._watch(self.warm.lines, self.job_dir / "blender.log", started)
         except OSError:  # it was gone before it read the job
             pass

@@ -411,14 +411,19 @@ def _how_to_upload(server: JobServer) -> dict:
     return P.UploadPlan(direct=server.storage.direct, part_size=server.storage.part_size).to_json()
 
 
-@route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/outputs/{name:path}/uploads", auth="worker")
-async def plan_output_upload(server: JobServer, request: Request, job_id: str, name: str):
-    """Where to upload an output straight to storage: presigned PUTs for its parts (docs/protocol.md)."""
+async def _output_upload_call(request: Request, job_id: str, name: str, with_etags: bool):
+    """A direct upload's call for one output: the job, its lease, and the upload's fields."""
     job = job_id_of(job_id)
     P.check_output_name(name)
     body = await read_json(request)
     lease_id = P.check_str(body.get("lease_id"), "lease_id", max_len=64)
-    sha, size, parts, upload_id, done = _upload_request(body, MAX_OUTPUT_BYTES, with_etags=False)
+    return job, lease_id, *_upload_request(body, MAX_OUTPUT_BYTES, with_etags)
+
+
+@route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/outputs/{name:path}/uploads", auth="worker")
+async def plan_output_upload(server: JobServer, request: Request, job_id: str, name: str):
+    """Where to upload an output straight to storage: presigned PUTs for its parts (docs/protocol.md)."""
+    job, lease_id, sha, size, parts, upload_id, done = await _output_upload_call(request, job_id, name, False)
     existing = await db(server.store.upload_target, job, lease_id, name)
     if existing and existing["sha256"] == sha:
         return JSONResponse({**P.UploadPlan(stored=True).to_json(), "name": name, "sha256": sha,
@@ -432,11 +437,7 @@ async def plan_output_upload(server: JobServer, request: Request, job_id: str, n
 @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/outputs/{name:path}/commit", auth="worker")
 async def commit_output_upload(server: JobServer, request: Request, job_id: str, name: str):
     """The upload is in storage: the server checks its size and SHA-256, then counts it."""
-    job = job_id_of(job_id)
-    P.check_output_name(name)
-    body = await read_json(request)
-    lease_id = P.check_str(body.get("lease_id"), "lease_id", max_len=64)
-    sha, size, parts, upload_id, etags = _upload_request(body, MAX_OUTPUT_BYTES, with_etags=True)
+    job, lease_id, sha, size, parts, upload_id, etags = await _output_upload_call(request, job_id, name, True)
     if not server.storage.direct:
         raise HttpError(422, "invalid", "this server stores outputs itself; PUT them", field="upload_id")
     await db(server.store.check_lease, job, lease_id)
