@@ -124,12 +124,12 @@ def report(checks: list[Check], out=print) -> int:
 def _warm_check(cfg: config_mod.Config, paths: config_mod.Paths) -> Check:
     """Whether Blender stays open between jobs, and whether it is open now."""
     if not cfg.warm:
-        return Check("warm blender", True, "off: every job starts its own Blender", required=False)
+        return Check("warm", True, "off: every job starts its own Blender", required=False)
     from worker_app.render.warm import running_pid
     pid = running_pid(paths.jobs_dir.parent / "warm" / "blender.pid")
     now = f"open now (pid {pid}), holding its memory until {cfg.warm_idle_s:g} s without a job" if pid \
         else "not open now (it starts with the next job)"
-    return Check("warm blender", True, f"on: Blender stays open between jobs; {now}", required=False)
+    return Check("warm", True, f"on: Blender stays open between jobs; {now}", required=False)
 
 
 def _pause_check(cfg: config_mod.Config, paths: config_mod.Paths) -> Check:
