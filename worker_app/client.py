@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import re
 import socket
 import threading
 import time
@@ -195,7 +196,7 @@ class WorkerClient:
             except requests.RequestException as error:
                 if expired.is_set():
                     raise Unreachable(f"{method} {path}: no complete answer within {deadline:g} s") from None
-                raise Unreachable(f"{method} {path}: {type(error).__name__}: {_short(error)}") from None
+                raise _unreachable(error, method, url) from None
         if response.status_code >= 300:
             raise _error_for(response)
         return response
@@ -330,7 +331,7 @@ class WorkerClient:
             except requests.RequestException as error:
                 if expired.is_set():
                     raise Unreachable(f"storage: part {number} not sent within {limit:g} s") from None
-                raise Unreachable(f"storage: part {number}: {type(error).__name__}: {_short(error)}") from None
+                raise _unreachable(error, "PUT", url) from None
         if response.status_code == 403:
             raise _UrlExpired()
         if response.status_code == 404:
@@ -412,7 +413,7 @@ class WorkerClient:
             except requests.RequestException as error:
                 if expired.is_set():
                     raise Unreachable(f"GET {parts.path}: not complete within {limit:g} s") from None
-                raise Unreachable(f"GET {parts.path}: {type(error).__name__}: {_short(error)}") from None
+                raise _unreachable(error, "GET", full) from None
         return digest.hexdigest(), size
 
     def health(self) -> dict:
@@ -421,7 +422,7 @@ class WorkerClient:
                 response = self.session.get(self.server_url + "/api/health",
                                             timeout=(C.CONNECT_TIMEOUT, C.READ_TIMEOUT))
             except requests.RequestException as error:
-                raise Unreachable(f"{type(error).__name__}: {_short(error)}") from None
+                raise _unreachable(error, "GET", self.server_url + "/api/health") from None
         if response.status_code != 200:
             raise _error_for(response)
         return self._json(response)
@@ -465,6 +466,50 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
     return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _unreachable(error: requests.RequestException, method: str, url: str) -> Unreachable:
+    """The failure as a sentence a person can act on; the technical detail goes to the log."""
+    log.info("%s %s failed: %s: %s", method, urlsplit(url).path, type(error).__name__, _short(error))
+    return Unreachable(explain(error, url))
+
+
+def explain(error: requests.RequestException, url: str) -> str:
+    """What a network failure means for the person reading it: what happened and what to do, without the
+    exception's name, its errno or the library's repr (the tray, doctor, login and the log all show this)."""
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    where = f"{host}:{parts.port or {'https': 443, 'http': 80}.get(parts.scheme, '')}".rstrip(":")
+    text = str(error)
+    lowered = text.lower()
+    if isinstance(error, (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema,
+                          requests.exceptions.InvalidURL)):
+        return f"{url} is not an address homefarm can use: write it as https://host (http:// only for this PC)"
+    if isinstance(error, requests.exceptions.SSLError):
+        if "wrong_version_number" in lowered or "wrong version number" in lowered:
+            return (f"{where} answers in plain http, not https: use http:// for a server on this PC, or put the "
+                    "server behind a TLS proxy")
+        if "certificate_verify_failed" in lowered or "certificate verify failed" in lowered:
+            found = re.search(r"certificate verify failed: ([^(]+)", text)
+            why = found.group(1).strip().rstrip(".") if found else "it could not be verified"
+            return (f"the TLS certificate of {host} is not valid ({why}): the server needs a certificate from a "
+                    "known authority for that name")
+        return f"the secure connection to {where} failed: check that the server speaks https"
+    if isinstance(error, requests.exceptions.Timeout):
+        return f"{where} did not answer in time: the server or the network is slow or down; homefarm tries again"
+    if isinstance(error, requests.exceptions.ConnectionError):
+        if any(marker in lowered for marker in ("name or service not known", "nameresolution", "getaddrinfo",
+                                                "nodename nor servname", "temporary failure in name resolution",
+                                                "no address associated")):
+            return f"the name {host} does not resolve: check the server address and the network"
+        if "refused" in lowered:
+            return f"nothing answers at {where}: is the job server running?"
+        if any(marker in lowered for marker in ("reset", "aborted", "remotedisconnected", "broken pipe")):
+            return f"{where} closed the connection: the server may be restarting; homefarm tries again"
+        if "unreachable" in lowered:
+            return f"there is no route to {where}: check the network"
+        return f"could not reach {where}: check the network and the server address"
+    return f"could not talk to {where}; the log has the details"
 
 
 def _short(error: Exception) -> str:

@@ -91,7 +91,7 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None) -> lis
         health = client.health()
         checks.append(Check("server", True, f"{cfg.server_url} (server {health.get('version')})"))
     except ClientError as error:
-        checks.append(Check("server", False, f"{cfg.server_url}: {error}",
+        checks.append(Check("server", False, str(error),
                             "check the URL (`homefarm config set server.url ...`) and that the server runs"))
         return checks
     if token is None:
