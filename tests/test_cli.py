@@ -137,3 +137,16 @@ def test_stats_prints_totals_and_cost(tmp_path):
     out = homefarm(tmp_path, "stats").stdout
     assert "today" in out and "0.250" in out and "0.07 EUR" in out
     assert "job 7" in out and "250.00 Wh = 0.0750 EUR" in out
+
+
+def test_login_says_what_went_wrong_in_words(tmp_path, serve):
+    url = serve[0]
+    app_token = homefarm(tmp_path, "login", "--server", url, "--token-stdin", input="hfa_abc\n")
+    assert app_token.returncode != 0 and "that is the web app's token" in app_token.stderr
+    no_terminal = homefarm(tmp_path, "login", "--server", url, input="")
+    assert no_terminal.returncode != 0 and "--token-stdin" in no_terminal.stderr
+    assert "Traceback" not in no_terminal.stderr + app_token.stderr
+    gone = homefarm(tmp_path, "login", "--server", "http://127.0.0.1:9", "--token-stdin", input="hfw_x\n")
+    assert "nothing answers at 127.0.0.1:9: is the job server running?" in gone.stderr
+    assert "Error" not in gone.stderr
+    assert not (tmp_path / "test-keyring.json").exists()

@@ -245,14 +245,26 @@ def cmd_login(args, paths: config_mod.Paths) -> int:
     except config_mod.ConfigError as error:
         raise SystemExit(f"homefarm: {error}") from None
     # Read from stdin or a hidden prompt, never from the command line, where other users can see it.
-    token = sys.stdin.readline().strip() if args.token_stdin else getpass.getpass("Worker token: ").strip()
+    if args.token_stdin:
+        token = sys.stdin.readline().strip()
+    elif not sys.stdin.isatty():
+        raise SystemExit("homefarm: there is no terminal to type the token in; pipe it instead: "
+                         "`homefarm login --server URL --token-stdin < token.txt`")
+    else:
+        try:
+            token = getpass.getpass("Worker token: ").strip()
+        except (EOFError, KeyboardInterrupt):
+            raise SystemExit("\nhomefarm: no token given; nothing changed") from None
     if not token:
-        raise SystemExit("homefarm: no token given")
+        raise SystemExit("homefarm: no token given; nothing changed")
+    if token.startswith("hfa_"):
+        raise SystemExit("homefarm: that is the web app's token (it starts with hfa_); this PC needs a worker token, "
+                         "which starts with hfw_ (`homefarm serve tokens create --kind worker` makes one)")
     client = WorkerClient(url, token, cfg.allow_insecure_http)
     try:
         client.ping()
     except Unauthorized:
-        raise SystemExit(f"homefarm: {url} refused this token") from None
+        raise SystemExit(f"homefarm: {url} refused this token; ask its owner for a worker token") from None
     except ClientError as error:
         raise SystemExit(f"homefarm: could not check the token with {url}: {error}") from None
     finally:
@@ -352,7 +364,13 @@ def cmd_config(args, paths: config_mod.Paths) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="homefarm", description="The render worker that turns your "
-                                     "GPU PC into the Blender render node of your web app.")
+                                     "GPU PC into the Blender render node of your web app.\n"
+                                     "With no command, it opens the tray app.",
+                                     epilog="examples:\n  homefarm                 the tray app\n"
+                                            "  homefarm doctor          what works on this PC and what to fix\n"
+                                            "  homefarm login --server https://render.example.com\n"
+                                            "  homefarm serve           the job server, for a web app",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"homefarm {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     parser.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
@@ -460,5 +478,5 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("config set needs KEY VALUE, e.g. `homefarm config set blender.device GPU`")
     paths = config_mod.Paths.default()
     _setup_logging(args.verbose, paths.log_dir / "homefarm.log" if args.command == "run" else None,
-                   quiet=args.quiet or args.command in ("demo", "doctor"))
+                   quiet=args.quiet or args.command in ("demo", "doctor", "login", "logout", "config"))
     return args.func(args, paths)
