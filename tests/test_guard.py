@@ -491,3 +491,13 @@ def test_a_process_seen_before_its_exec_is_looked_at_again(monkeypatch):
     names[4242] = "renamed.exe"
     table.scan()
     assert table.scan()[4242][0] == "eldenring.exe", "an old process is not looked up again"
+
+
+@pytest.mark.parametrize("nvml, said", [
+    ("NVML Shared Library Not Found", "no NVIDIA driver found"),
+    ("Driver Not Loaded", "the NVIDIA driver is not loaded (restart the PC after installing it)"),
+    ("Unknown Error", "no NVIDIA GPU or driver found"),
+])
+def test_nvml_s_words_become_the_tray_s(nvml, said):
+    from worker_app.system.gpu import nvml_problem
+    assert nvml_problem(nvml) == said

@@ -92,7 +92,8 @@ class NvmlProvider:
         except ImportError:
             raise GpuUnavailable("nvidia-ml-py is not installed") from None
         except self.nvml.NVMLError as error:
-            raise GpuUnavailable(f"no NVIDIA GPU or driver ({_text(error)})") from None
+            log.info("NVML did not start: %s", _text(error))
+            raise GpuUnavailable(nvml_problem(_text(error))) from None
 
     def close(self) -> None:
         try:
@@ -164,6 +165,18 @@ def _process_name(pid: int) -> str:
         return psutil.Process(pid).name()
     except psutil.Error:
         return f"pid {pid}"
+
+
+def nvml_problem(text: str) -> str:
+    """Why NVML gave nothing, as the tray and doctor say it (NVML's own words go to the log)."""
+    lowered = text.lower()
+    if "library not found" in lowered or "function not found" in lowered:
+        return "no NVIDIA driver found"
+    if "driver not loaded" in lowered:
+        return "the NVIDIA driver is not loaded (restart the PC after installing it)"
+    if "no permission" in lowered:
+        return "no permission to read the NVIDIA GPU's figures"
+    return "no NVIDIA GPU or driver found"
 
 
 class GpuUnavailable(Exception):
