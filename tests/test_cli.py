@@ -150,3 +150,14 @@ def test_login_says_what_went_wrong_in_words(tmp_path, serve):
     assert "nothing answers at 127.0.0.1:9: is the job server running?" in gone.stderr
     assert "Error" not in gone.stderr
     assert not (tmp_path / "test-keyring.json").exists()
+
+
+def test_config_speaks_toml_and_shows_one_key(tmp_path):
+    everything = homefarm(tmp_path, "config").stdout
+    assert "blender.warm = true" in everything and "guard.games = []" in everything
+    assert "False" not in everything and "()" not in everything
+    assert homefarm(tmp_path, "config", "show", "blender.device").stdout.strip() == 'blender.device = "AUTO"'
+    changed = homefarm(tmp_path, "config", "set", "blender.warm_idle_s", "300").stdout
+    assert changed.startswith("blender.warm_idle_s = 300  (saved in ") and changed.count("\n") == 1
+    unknown = homefarm(tmp_path, "config", "show", "blender.colour")
+    assert unknown.returncode != 0 and "blender.colour: unknown key (allowed: server.url" in unknown.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import logging
 import logging.handlers
 import os
@@ -350,16 +351,35 @@ def cmd_autostart(args, paths: config_mod.Paths) -> int:
 
 
 def cmd_config(args, paths: config_mod.Paths) -> int:
+    """`config` shows every setting as TOML, `config show KEY` one, `config set KEY VALUE` changes one."""
+    names = {f"{section}.{key}": attr for (section, key), (attr, _) in config_mod.KEYS.items()}
+    if args.key is not None and args.key not in names:
+        raise SystemExit(f"homefarm: {args.key}: unknown key (allowed: {', '.join(names)})")
     if args.action == "set":
         try:
             config_mod.set_value(paths, args.key, args.value)
         except config_mod.ConfigError as error:
             raise SystemExit(f"homefarm: {error}") from None
     cfg = _load_config(paths)
+    if args.key is not None:
+        print(f"{args.key} = {_toml(getattr(cfg, names[args.key]))}"
+              + (f"  (saved in {paths.config_file})" if args.action == "set" else ""))
+        return 0
     print(f"# {paths.config_file}")
-    for (section, key), (attr, _) in config_mod.KEYS.items():
-        print(f"{section}.{key} = {getattr(cfg, attr)!r}")
+    for name, attr in names.items():
+        print(f"{name} = {_toml(getattr(cfg, attr))}")
     return 0
+
+
+def _toml(value) -> str:
+    """A setting's value as it is written in the config file."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -377,8 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the reference job server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8750)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="the address to listen on (default 127.0.0.1; 0.0.0.0 behind a TLS proxy)")
+    serve.add_argument("--port", type=int, default=8750, help="the port (default 8750; 0 picks a free one)")
     serve.add_argument("--data-dir", help="where the database and outputs live (default: the data dir)")
     serve.add_argument("--db", metavar="URL", help="the database: sqlite:///path (default: in the data dir), "
                        "postgresql://user:pass@host/db or mysql://user:pass@host/db (also HOMEFARM_DB_URL)")
