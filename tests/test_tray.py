@@ -122,7 +122,7 @@ def tray(qtbot, tmp_path, monkeypatch):
     app = TrayApp(services, require_tray=False)
     app.fake_runtime = runtime
     opened = []
-    monkeypatch.setattr("worker_app.tray.app.QDesktopServices.openUrl", lambda url: opened.append(url))
+    monkeypatch.setattr("worker_app.tray.app.QDesktopServices.openUrl", lambda url: opened.append(url) or True)
     app.opened = opened
     app.start()
     qtbot.waitUntil(lambda: app.runtime is runtime)
@@ -350,3 +350,40 @@ def test_closing_the_tray_closes_its_dialogs(qtbot):
     app.close()
     assert app.settings_dialog is None and app.sign_in_dialog is None
     assert not settings.isVisible() and not sign_in.isVisible()
+
+
+def test_pause_controls_follow_the_worker_and_sign_out_only_when_signed_in(qtbot, tmp_path, monkeypatch):
+    paths = config_mod.Paths.default()
+    tokens = TokenStore(MemoryKeyring())
+    services = Services(paths, tokens=tokens, autostart=FakeAutostart(),
+                        start_runtime=lambda cfg, token, on_snapshot, on_job_end: FakeRuntime())
+    app = TrayApp(services, require_tray=False)
+    try:
+        assert not app.sign_out_action.isVisible() and not app.sign_in_action.isVisible()  # not known yet
+        assert not app.pause_menu.isEnabled() and not app.resume_action.isEnabled()
+        app.start()
+        qtbot.waitUntil(lambda: app.sign_in_action.isVisible(), timeout=10000)
+        assert not app.sign_out_action.isVisible(), "never signed in: nothing to sign out of"
+        assert not app.pause_menu.isEnabled() and not app.resume_action.isEnabled()
+    finally:
+        app.close()
+
+    tokens.set("http://127.0.0.1:8750", "hfw_test")
+    broken = Services(paths, tokens=tokens, autostart=FakeAutostart(),
+                      start_runtime=lambda *args: (_ for _ in ()).throw(RuntimeError("Blender was not found")))
+    app = TrayApp(broken, require_tray=False)
+    try:
+        app.start()
+        qtbot.waitUntil(lambda: app.job_action.text().startswith("Cannot start"), timeout=10000)
+        assert app.sign_out_action.isVisible()
+        assert not app.pause_menu.isEnabled() and not app.resume_action.isEnabled(), "no worker to pause"
+    finally:
+        app.close()
+
+
+def test_a_folder_nothing_opens_is_told_in_words(tray, qtbot, monkeypatch):
+    monkeypatch.setattr("worker_app.tray.app.QDesktopServices.openUrl", lambda url: False)
+    tray.log_action.trigger()
+    background_done(qtbot, tray)
+    qtbot.waitUntil(lambda: tray.notifications and tray.notifications[-1][0] == "Nothing here opens it")
+    assert "homefarm doctor" in tray.notifications[-1][1]

@@ -40,7 +40,8 @@ class TrayApp(QObject):
         self.bridge.snapshot.connect(self.on_snapshot)
         self.bridge.job_ended.connect(self.on_job_ended)
         self.runtime = None
-        self.signed_in = False
+        self.signed_in: bool | None = None  # None until the token store has answered
+        self.owner_paused = False  # the owner chose a pause in this menu (the worker's snapshot follows)
         self.snapshot = Snapshot()
         self.quitting = False
         self.notices = Notices()
@@ -109,8 +110,15 @@ class TrayApp(QObject):
         self._update_sign_in_actions()
 
     def _update_sign_in_actions(self) -> None:
-        self.sign_in_action.setVisible(not self.signed_in)
-        self.sign_out_action.setVisible(self.signed_in)
+        self.sign_in_action.setVisible(self.signed_in is False)
+        self.sign_out_action.setVisible(self.signed_in is True)
+        self._update_pause_controls()
+
+    def _update_pause_controls(self) -> None:
+        """Pause and Resume act on a running worker: with none (signed out, cannot start) they are greyed."""
+        running = self.runtime is not None
+        self.pause_menu.setEnabled(running)
+        self.resume_action.setEnabled(running and (self.snapshot.pause is not None or self.owner_paused))
 
     # -- showing the worker -------------------------------------------------------------------
 
@@ -125,7 +133,7 @@ class TrayApp(QObject):
         self.tray.setToolTip(status.tooltip(snapshot, self.signed_in))
         self.job_action.setText(status.job_line(snapshot))
         self.gpu_action.setText(status.gpu_line(snapshot))
-        self.resume_action.setEnabled(snapshot.pause is not None)
+        self._update_pause_controls()
         program = snapshot.pause.program if snapshot.pause and snapshot.pause.kind == "game" else ""
         self.not_a_game_action.setText(f"Never pause for {program}")
         self.not_a_game_action.setVisible(bool(program))
@@ -178,6 +186,8 @@ class TrayApp(QObject):
             pause.pause(**when)
             if runtime is not None:
                 runtime.guard.evaluate()  # now, not at the next check: claiming stops at once
+        self.owner_paused = True
+        self._update_pause_controls()
         self.background.run(apply, self._pause_saved)
 
     def resume(self) -> None:
@@ -190,6 +200,7 @@ class TrayApp(QObject):
             if runtime is not None:
                 runtime.guard.resume_now()
                 runtime.guard.evaluate()
+        self.owner_paused = False
         self.background.run(apply, self._pause_saved)
 
     def _pause_saved(self, result) -> None:
@@ -271,8 +282,12 @@ class TrayApp(QObject):
         self.background.run(lambda: log_file if log_file.exists() else log_dir, self._open_path)
 
     def _open_path(self, path) -> None:
-        if not isinstance(path, Exception):
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+        if isinstance(path, Exception):
+            self.notify("homefarm could not open it", "The folder could not be made; the log has the details.")
+            log.warning("could not open a folder: %s", path)
+        elif not QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))):
+            self.notify("Nothing here opens it", "No program on this PC is set to open folders or text files; "
+                        "`homefarm doctor` shows where homefarm keeps them.")
 
     def open_settings(self) -> None:
         from worker_app.tray.settings import SettingsDialog

@@ -36,6 +36,12 @@ def build_menu(app) -> None:
     app.settings_action = _action(app, "Settings…", app.open_settings)
     app.sign_in_action = _action(app, "Sign in…", app.open_sign_in)
     app.sign_out_action = _action(app, "Sign out", app.sign_out)
+    # Until the token store has answered, neither: "Sign out" must not show for a PC never signed in.
+    app.sign_in_action.setVisible(False)
+    app.sign_out_action.setVisible(False)
+    # Pausing and resuming need a running worker.
+    app.pause_menu.setEnabled(False)
+    app.resume_action.setEnabled(False)
     app.about_action = _action(app, "About homefarm", app.about)
     m.addSeparator()
     app.quit_action = _action(app, "Quit", app.quit)
