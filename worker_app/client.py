@@ -442,22 +442,18 @@ def file_sha256(path: Path) -> str:
 
 
 def part_hashes(path: Path, part_size: int) -> list[str]:
-    """The SHA-256 of each part of the file, as storage checks them on arrival."""
+    """The SHA-256 of each part of the file, as storage checks them on arrival (an empty file is one part)."""
     hashes = []
     with open(path, "rb") as handle:
         while True:
-            digest = hashlib.sha256()
-            remaining = part_size
-            while remaining:
-                chunk = handle.read(min(C.CHUNK_SIZE, remaining))
-                if not chunk:
-                    break
+            digest, read = hashlib.sha256(), 0
+            while read < part_size and (chunk := handle.read(min(C.CHUNK_SIZE, part_size - read))):
                 digest.update(chunk)
-                remaining -= len(chunk)
-            if remaining == part_size and hashes:
+                read += len(chunk)
+            if read == 0 and hashes:
                 break
             hashes.append(digest.hexdigest())
-            if remaining:
+            if read < part_size:
                 break
     return hashes
 

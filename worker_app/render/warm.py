@@ -57,9 +57,7 @@ class WarmBlender:
         self.proc: subprocess.Popen | None = None
         self.lines: queue.Queue[bytes | None] = queue.Queue()
         self._key: tuple | None = None  # what the process was started with
-        self.jobs_done = 0
-        self.started_at: float | None = None
-        self.restarts = 0
+        self.jobs_done = 0  # since the process started
         self._idle_timer: threading.Timer | None = None
         self._spawner: threading.Thread | None = None
         self._spawns: queue.Queue = queue.Queue()
@@ -113,8 +111,6 @@ class WarmBlender:
         threading.Thread(target=_pump, args=(self.proc.stdout, self.lines), daemon=True,
                          name="warm-blender-output").start()
         self.jobs_done = 0
-        self.started_at = time.monotonic()
-        self.restarts += 1
         log.info("warm Blender started (pid %d)", self.proc.pid)
         self.on_change(True)
 

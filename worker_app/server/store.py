@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -107,8 +108,19 @@ def _driver_url(url: str) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000", "foreign_keys=OFF"):
+    for pragma in ("busy_timeout=10000", "synchronous=NORMAL", "foreign_keys=OFF"):
         dbapi_connection.execute(f"PRAGMA {pragma}")
+    # Switching a new file to WAL takes a lock that SQLite does not wait for: several server processes
+    # opening one new file at once would fail with "database is locked". Each tries again for a while.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class Store:
@@ -331,7 +343,8 @@ class Store:
         ``updated_since``, those changed after it, oldest change first, so a poller keeps the last ``updated``
         it saw. A cursor is opaque; it keeps the order it was made in."""
         after = _parse_cursor(cursor)
-        if updated_since is not None or (after and after[0] == "u"):
+        by_update = updated_since is not None or (after is not None and after[0] == "u")
+        if by_update:
             query = sa.select(jobs).order_by(jobs.c.updated, jobs.c.id)
             if updated_since is not None:
                 query = query.where(jobs.c.updated > updated_since)
@@ -356,8 +369,7 @@ class Store:
         if len(rows) > limit:
             rows = rows[:limit]
             last = rows[-1]
-            ordered_by_update = updated_since is not None or (after and after[0] == "u")
-            following = _make_cursor("u", last.updated, last.id) if ordered_by_update else \
+            following = _make_cursor("u", last.updated, last.id) if by_update else \
                 _make_cursor("i", 0.0, last.id)
         return [self.view(row, None) for row in rows], following
 
