@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -113,6 +115,13 @@ def run_load(urls, token, workers, mode, rounds=0) -> tuple[list, float]:
     return [item for out, _ in results for item in out], max(seconds for _, seconds in results)
 
 
+def _cpu_seconds(servers) -> tuple[float, float]:
+    """CPU time used so far by the server processes, and by the whole machine (all its busy time)."""
+    server = sum(sum(psutil.Process(s.proc.pid).cpu_times()[:4]) for s in servers)
+    times = psutil.cpu_times()
+    return server, sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
 def pickup_latency(urls: list[str], app_token: str, worker_token: str, rounds: int) -> list[float]:
     submitter, waiter = Http(urls[0], app_token), Http(urls[-1], worker_token)
     worker_id = waiter.call("POST", "/api/worker/v1/hello", {"name": "waiter", "os": "linux",
@@ -167,7 +176,9 @@ def main() -> int:
             app_token, worker_token = servers[0].app_token, servers[0].worker_token
             submitter = Http(urls[0], app_token)
             ids = [submitter.call("POST", "/api/v1/jobs", {"scene": SCENE})[1]["id"] for _ in range(args.jobs)]
+            cpu_before = _cpu_seconds(servers)
             done, elapsed = run_load(urls, worker_token, args.workers, "jobs")
+            server_cpu, machine_cpu = (after - before for after, before in zip(_cpu_seconds(servers), cpu_before))
             rounds = max(1, 3 * args.jobs // args.workers)
             _, ping_s = run_load(urls, worker_token, args.workers, "ping", rounds)
             states = {}
@@ -196,6 +207,9 @@ def main() -> int:
     print(f"{database}, {args.processes} server process(es), {args.workers} workers, {args.jobs} jobs")
     print(f"jobs: {jobs_s:.0f} jobs/s (claim + upload + complete); claim median {statistics.median(claims) * ms:.2f} ms, "
           f"p95 {percentile(claims, 0.95) * ms:.2f} ms")
+    print(f"CPU per job: server process(es) {server_cpu / len(done_ids) * ms:.2f} ms, whole machine "
+          f"{machine_cpu / len(done_ids) * ms:.2f} ms (of {psutil.cpu_count()} cores; the steadier figure when "
+          f"jobs/s varies from run to run)")
     print(f"baseline: {ping_jobs_s:.0f} jobs/s worth of authenticated pings (3 per job); ratio {jobs_s / ping_jobs_s:.2f}")
     across = "on another server process" if args.processes > 1 else "on the same server process"
     print(f"pick-up, worker waiting {across}: median {statistics.median(pickup) * ms:.2f} ms, "

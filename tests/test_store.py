@@ -57,6 +57,33 @@ def test_a_job_goes_from_queued_to_done(store):
     assert store.counts() == {"done": 1}
 
 
+def test_outputs_and_ends_hold_only_for_the_current_lease(store, clock):
+    """The one-statement upload and end check the lease, the outputs named and the job's state themselves."""
+    worker = store.register_worker("pc", {})
+    job = store.submit(SPEC, 0, 3, None)
+    first = store.claim(worker)
+    clock.now += store.first_lease_ttl + 1
+    with pytest.raises(LeaseLost):
+        store.add_output(job, first.lease_id, "frame_0001.png", "b" * 64, 1)
+    assert store.expire_leases() == 1
+    second = store.claim(worker)
+    assert second.outputs == [], "the upload of a lapsed lease recorded nothing"
+    with pytest.raises(LeaseLost):
+        store.complete(job, first.lease_id, [], {})
+    store.add_output(job, second.lease_id, "frame_0001.png", "b" * 64, 1)
+    store.complete(job, second.lease_id, ["frame_0001.png", "frame_0001.png"], {})  # a name given twice
+    assert store.get(job)["state"] == "done"
+
+    canceled = store.submit(SPEC, 0, 3, None)
+    claimed = store.claim(worker)
+    store.cancel(canceled)
+    with pytest.raises(Canceled):
+        store.add_output(canceled, claimed.lease_id, "frame_0001.png", "b" * 64, 1)
+    with pytest.raises(Canceled):
+        store.complete(canceled, claimed.lease_id, [], {})
+    assert store.get(canceled)["state"] == "canceled" and store.get(canceled)["outputs"] == []
+
+
 def test_a_long_spec_and_log_fit(store):
     """A spec may be 256 KiB and a log tail long: more than MySQL's TEXT holds."""
     spec = {**SPEC, "overrides": {"text": "x" * 200_000}}

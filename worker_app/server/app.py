@@ -293,7 +293,7 @@ async def _worker_of(server: JobServer, request: Request) -> str:
 @route("POST", P.WORKER_PREFIX + "/jobs/claim", auth="worker")
 async def claim(server: JobServer, request: Request):
     worker_id = await _worker_of(server, request)
-    if not await db(server.store.worker_exists, worker_id):
+    if not server.store.worker_seen_lately(worker_id) and not await db(server.store.worker_exists, worker_id):
         raise HttpError(422, "invalid", "unknown worker; POST /hello first", field="worker_id")
     try:
         wait = float(request.query_params.get("wait", C.CLAIM_WAIT_DEFAULT))
@@ -375,9 +375,13 @@ async def put_output(server: JobServer, request: Request, job_id: str, name: str
     if existing and existing["sha256"] == sha and await db(server.storage.stat, key) == existing["size"]:
         await drain(request, MAX_OUTPUT_BYTES)
         return JSONResponse({"name": name, "sha256": sha, "size": existing["size"], "stored": False})
-    sha, size = await receive_file(request, server.tmp_dir, lambda tmp, sha: server.storage.put_file(key, tmp, sha),
-                                   sha, MAX_OUTPUT_BYTES)
-    await db(server.store.add_output, job, lease_id, name, sha, size)
+
+    def keep(tmp: Path, sha: str) -> None:  # one trip to a thread: the bytes stored, then the output recorded
+        size = tmp.stat().st_size
+        server.storage.put_file(key, tmp, sha)
+        server.store.add_output(job, lease_id, name, sha, size)
+
+    sha, size = await receive_file(request, server.tmp_dir, keep, sha, MAX_OUTPUT_BYTES)
     return JSONResponse({"name": name, "sha256": sha, "size": size, "stored": True}, 201)
 
 

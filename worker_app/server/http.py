@@ -121,7 +121,10 @@ async def _authorize(server, request: Request, kind: str) -> None:
         return
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.startswith("Bearer ") else ""
-    if not token or not await db(server.store.check_token, token, kind):
+    if not token:
+        raise HttpError(401, "unauthorized", f"a valid {kind} token is required (Authorization: Bearer ...)")
+    known = server.store.known_token(token, kind)
+    if not (known if known is not None else await db(server.store.check_token, token, kind)):
         raise HttpError(401, "unauthorized", f"a valid {kind} token is required (Authorization: Bearer ...)")
 
 

@@ -20,10 +20,13 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import Callable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from worker_app import constants as C
 from worker_app.server.schema import (ANY_BLENDER, TOKEN_KINDS, blender_key, hash_token, jobs, migrate,
@@ -66,6 +69,83 @@ class Claimed:
     spec: dict
     expires: float
     outputs: list[dict]  # what an earlier attempt already uploaded: the worker skips those frames
+
+
+# The statements of a job's way from claim to done are built once, with bind parameters: SQLAlchemy then
+# neither builds nor keys them again on each call (about 60 µs of CPU a statement, measured on PostgreSQL).
+_bp = sa.bindparam
+_LEASE_HELD = sa.and_(jobs.c.id == _bp("w_job"), jobs.c.lease_id == _bp("w_lease"), jobs.c.state == "leased",
+                      jobs.c.lease_expires >= _bp("w_now"))
+_LEASE_ROW = sa.select(jobs.c.id, jobs.c.state, jobs.c.lease_id, jobs.c.lease_expires, jobs.c.attempts,
+                       jobs.c.max_attempts, jobs.c.min_blender, jobs.c.has_outputs).where(jobs.c.id == _bp("w_job"))
+_OUTPUT_ROW = sa.select(outputs.c.name, outputs.c.sha256, outputs.c.size).where(
+    outputs.c.job_id == _bp("w_job"), outputs.c.name == _bp("w_name"))
+_JOB_OUTPUTS = sa.select(outputs.c.name, outputs.c.sha256, outputs.c.size).where(
+    outputs.c.job_id == _bp("w_job")).order_by(outputs.c.name)
+_STORED_NAMES = sa.select(outputs.c.name).where(outputs.c.job_id == _bp("w_job"))
+_END_ROW = sa.select(jobs.c.tag, jobs.c.error, jobs.c.attempts, jobs.c.webhook_url).where(jobs.c.id == _bp("w_job"))
+
+
+def _finish(dialect: str) -> sa.Update:
+    """A job's usual end in one statement: its lease held, every output it names stored, no webhook to queue.
+    (On PostgreSQL the names go as one array: an expanding IN list is built anew on every call.)"""
+    named = outputs.c.name == sa.any_(_bp("w_names", type_=postgresql.ARRAY(sa.String))) \
+        if dialect == "postgresql" else outputs.c.name.in_(_bp("w_names", expanding=True))
+    stored = sa.select(sa.func.count()).where(outputs.c.job_id == _bp("w_job"), named).scalar_subquery()
+    return jobs.update().where(_LEASE_HELD, jobs.c.webhook_url.is_(None), stored == _bp("w_count")).values(
+        state="done", lease_id=None, lease_expires=None, stats=_bp("v_stats"), warnings=_bp("v_warnings"),
+        updated=_bp("v_now"), finished=_bp("v_now"), error=None)
+
+
+@lru_cache(maxsize=None)
+def _leased_update(columns: tuple[str, ...]) -> sa.Update:
+    """``UPDATE jobs SET <columns> WHERE <the lease is held>``, one statement per set of columns."""
+    return jobs.update().where(_LEASE_HELD).values({column: _bp("v_" + column) for column in columns})
+
+
+def _claim_statements(dialect: str) -> tuple:
+    """(pick, lease): the best queued job this worker can run, and its lease as a compare-and-set; on
+    PostgreSQL and SQLite the lease is one statement that picks too and returns the job."""
+    # A job that needs a newer Blender than this worker has waits for a worker that has it; when no worker
+    # seen lately has it, any worker takes it and fails it with the reason, rather than it waiting forever.
+    eligible = sa.and_(jobs.c.state == "queued",
+                       sa.or_(jobs.c.min_blender <= _bp("w_mine"), jobs.c.min_blender > _bp("w_newest")))
+    values = dict(state="leased", lease_id=_bp("v_lease"), worker_id=_bp("v_worker"),
+                  lease_expires=_bp("v_expires"), attempts=jobs.c.attempts + 1, claimed=_bp("v_now"),
+                  updated=_bp("v_now"), progress=None)
+    pick = sa.select(jobs.c.id).where(eligible).order_by(jobs.c.priority.desc(), jobs.c.id).limit(1)
+    if dialect != "sqlite":
+        pick = pick.with_for_update(skip_locked=True)
+    returned = (jobs.c.id, jobs.c.spec, jobs.c.attempts, jobs.c.has_outputs)
+    if dialect in ("postgresql", "sqlite"):
+        # SQLite has one writer at a time; PostgreSQL skips rows that other claims hold.
+        return pick, jobs.update().where(jobs.c.id == pick.scalar_subquery(), jobs.c.state == "queued") \
+            .values(**values).returning(*returned)
+    return pick, jobs.update().where(jobs.c.id == _bp("w_job"), jobs.c.state == "queued").values(**values)
+
+
+def _output_upsert(dialect: str):
+    """Records an output, replacing the row an earlier attempt left under the same name. On PostgreSQL in
+    one statement with the lease's check (a row comes back only if the lease was held); elsewhere the caller
+    checks the lease in the same transaction."""
+    # (Named unlike any column: an UPDATE would take a parameter named after one of its columns as a value.)
+    values = dict(job_id=_bp("o_job"), name=_bp("o_name"), sha256=_bp("o_sha256"), size=_bp("o_size"),
+                  created=_bp("o_created"))
+    if dialect == "postgresql":
+        held = jobs.update().where(_LEASE_HELD).values(has_outputs=1).returning(jobs.c.id).cte("held")
+        insert = postgresql.insert(outputs).from_select(
+            ["job_id", "name", "sha256", "size", "created"],
+            sa.select(held.c.id, values["name"], values["sha256"], values["size"], values["created"]))
+        return insert.on_conflict_do_update(index_elements=[outputs.c.job_id, outputs.c.name], set_={
+            "sha256": insert.excluded.sha256, "size": insert.excluded.size, "created": insert.excluded.created,
+        }).returning(outputs.c.job_id)
+    if dialect == "sqlite":
+        insert = sqlite_dialect.insert(outputs).values(**values)
+        return insert.on_conflict_do_update(index_elements=[outputs.c.job_id, outputs.c.name], set_={
+            "sha256": insert.excluded.sha256, "size": insert.excluded.size, "created": insert.excluded.created})
+    insert = mysql.insert(outputs).values(**values)
+    return insert.on_duplicate_key_update(sha256=insert.inserted.sha256, size=insert.inserted.size,
+                                          created=insert.inserted.created)
 
 
 def connect(url: str, pool_size: int = POOL_SIZE) -> sa.Engine:
@@ -148,7 +228,9 @@ class Store:
         self._touched: dict[str, float] = {}  # worker id -> when its last_seen was written
         self._blender: dict[str, int] = {}  # worker id -> its newest Blender (a hello makes a new id)
         self._newest: tuple[int, float] = (0, 0.0)  # newest Blender seen lately, and until when it holds
-        self._skip_locked = self.dialect != "sqlite"
+        self._pick, self._lease = _claim_statements(self.dialect)
+        self._upsert_output = _output_upsert(self.dialect)
+        self._finish = _finish(self.dialect)
         self.expired_total = 0  # leases this process expired, for the metrics
 
     def close(self) -> None:
@@ -220,6 +302,15 @@ class Store:
         with self.engine.connect() as conn:
             return conn.scalar(sa.select(sa.func.count()).select_from(tokens)) > 0
 
+    def known_token(self, token: str, kind: str) -> bool | None:
+        """The answer ``check_token`` gave lately, from memory (no query, so callers need no thread), or None
+        when there is none that still holds."""
+        with self._cache_lock:
+            cached = self._token_cache.get(hash_token(token))
+        if cached is None or cached[1] < time.monotonic():
+            return None
+        return cached[0] == kind
+
     def check_token(self, token: str, kind: str) -> bool:
         # Looked up by its SHA-256: a lookup's timing can at most tell a prefix of a hash, which gives
         # nothing towards a token. Answers are kept briefly, so a busy worker costs no query per request.
@@ -255,13 +346,18 @@ class Store:
                 self._newest = (blender, self._newest[1])
         return worker_id
 
-    def worker_exists(self, worker_id: str) -> bool:
-        """Whether the worker said hello; notes that it was seen (written at most every half minute)."""
-        now = time.monotonic()
+    def worker_seen_lately(self, worker_id: str) -> bool:
+        """Whether ``worker_exists`` found this worker lately, from memory (no query, so callers need no
+        thread); when not, ask ``worker_exists``."""
         with self._cache_lock:
             touched = self._touched.get(worker_id)
-        if touched is not None and now - touched < TOUCH_EVERY_S:
+        return touched is not None and time.monotonic() - touched < TOUCH_EVERY_S
+
+    def worker_exists(self, worker_id: str) -> bool:
+        """Whether the worker said hello; notes that it was seen (written at most every half minute)."""
+        if self.worker_seen_lately(worker_id):
             return True
+        now = time.monotonic()
         with self._single() as conn:
             found = conn.execute(workers.update().where(workers.c.id == worker_id)
                                  .values(last_seen=self.clock())).rowcount > 0
@@ -402,44 +498,24 @@ class Store:
         lease_id = "l_" + secrets.token_urlsafe(16)
         expires = now + self.first_lease_ttl
         with self._single() as conn:
-            mine = self._worker_blender(conn, worker_id)
-            newest = self._newest_known(conn)
-            # A job that needs a newer Blender than this worker has waits for a worker that has it; when no
-            # worker seen lately has it, any worker takes it and fails it with the reason, rather than it
-            # waiting forever.
-            eligible = sa.and_(jobs.c.state == "queued",
-                               sa.or_(jobs.c.min_blender <= mine, jobs.c.min_blender > newest))
-            values = dict(state="leased", lease_id=lease_id, worker_id=worker_id, lease_expires=expires,
-                          attempts=jobs.c.attempts + 1, claimed=now, updated=now, progress=None)
-            pick = sa.select(jobs.c.id).where(eligible).order_by(jobs.c.priority.desc(), jobs.c.id).limit(1)
-            if self._skip_locked:
-                pick = pick.with_for_update(skip_locked=True)
+            params = dict(w_mine=self._worker_blender(conn, worker_id), w_newest=self._newest_known(conn),
+                          v_lease=lease_id, v_worker=worker_id, v_expires=expires, v_now=now)
             if self.dialect in ("postgresql", "sqlite"):
-                # One statement: pick and lease (SQLite has one writer at a time; PostgreSQL skips rows that
-                # other claims hold), still checked against the state as a compare-and-set.
-                row = conn.execute(jobs.update().where(jobs.c.id == pick.scalar_subquery(), jobs.c.state == "queued")
-                                   .values(**values)
-                                   .returning(jobs.c.id, jobs.c.spec, jobs.c.attempts, jobs.c.has_outputs)).first()
+                row = conn.execute(self._lease, params).first()
             else:
-                row = self._claim_compare_and_set(conn, pick, values)
+                row = self._claim_compare_and_set(conn, params)
             if row is None:
                 return None
-            done = []
-            if row.has_outputs:
-                done = conn.execute(sa.select(outputs.c.name, outputs.c.sha256, outputs.c.size)
-                                    .where(outputs.c.job_id == row.id).order_by(outputs.c.name)).all()
+            done = conn.execute(_JOB_OUTPUTS, {"w_job": row.id}).all() if row.has_outputs else []
         return Claimed(row.id, lease_id, row.attempts, json.loads(row.spec), expires, [r._asdict() for r in done])
 
-    @staticmethod
-    def _claim_compare_and_set(conn: sa.Connection, pick, values: dict):
+    def _claim_compare_and_set(self, conn: sa.Connection, params: dict):
         """The MySQL family: pick, then lease only if still queued (TiDB's SKIP LOCKED does not lock)."""
         for _ in range(8):
-            job_id = conn.scalar(pick)
+            job_id = conn.scalar(self._pick, params)
             if job_id is None:
                 return None
-            won = conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.state == "queued")
-                               .values(**values)).rowcount
-            if won == 1:
+            if conn.execute(self._lease, {**params, "w_job": job_id}).rowcount == 1:
                 return conn.execute(sa.select(jobs.c.id, jobs.c.spec, jobs.c.attempts, jobs.c.has_outputs)
                                     .where(jobs.c.id == job_id)).one()
         return None
@@ -489,7 +565,7 @@ class Store:
 
     def _leased_row(self, conn: sa.Connection, job_id: int, lease_id: str):
         """The job's row if ``lease_id`` is its current, unexpired lease; else LeaseLost."""
-        row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+        row = conn.execute(_LEASE_ROW, {"w_job": job_id}).first()
         if row is None:
             raise NotFound(f"no job {job_id}")
         if row.lease_id != lease_id or row.state not in ("leased", "canceled"):
@@ -501,9 +577,9 @@ class Store:
     def _update_leased(self, conn: sa.Connection, job_id: int, lease_id: str, /, **values) -> None:
         """Changes the job only while ``lease_id`` is its current, unexpired lease: a compare-and-set, as another
         process may have expired it. Else LeaseLost, or Canceled if the web app canceled the job."""
-        changed = conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.lease_id == lease_id,
-                                                   jobs.c.state == "leased", jobs.c.lease_expires >= self.clock())
-                               .values(**values)).rowcount
+        params = {"w_job": job_id, "w_lease": lease_id, "w_now": self.clock()}
+        params.update(("v_" + column, value) for column, value in values.items())
+        changed = conn.execute(_leased_update(tuple(sorted(values))), params).rowcount
         if changed != 1:
             row = self._leased_row(conn, job_id, lease_id)
             if row.state == "canceled":
@@ -532,8 +608,7 @@ class Store:
                 raise Canceled(f"job {job_id} was canceled")
             if not row.has_outputs or name is None:
                 return None
-            found = conn.execute(sa.select(outputs.c.name, outputs.c.sha256, outputs.c.size)
-                                 .where(outputs.c.job_id == job_id, outputs.c.name == name)).first()
+            found = conn.execute(_OUTPUT_ROW, {"w_job": job_id, "w_name": name}).first()
         return found._asdict() if found else None
 
     def output(self, job_id: int, name: str) -> dict | None:
@@ -543,18 +618,31 @@ class Store:
         return row._asdict() if row else None
 
     def add_output(self, job_id: int, lease_id: str, name: str, sha256: str, size: int) -> None:
+        now = self.clock()
+        values = dict(o_job=job_id, o_name=name, o_sha256=sha256, o_size=size, o_created=now)
+        if self.dialect == "postgresql":
+            with self._single() as conn:
+                if conn.execute(self._upsert_output, dict(values, w_job=job_id, w_lease=lease_id, w_now=now)).first():
+                    return
+                self._update_leased(conn, job_id, lease_id, has_outputs=1)  # raises, saying why
+            raise LeaseLost(f"lease {lease_id} is not the current lease of job {job_id}")
         with self.engine.begin() as conn:
             self._update_leased(conn, job_id, lease_id, has_outputs=1)
-            conn.execute(outputs.delete().where(outputs.c.job_id == job_id, outputs.c.name == name))
-            conn.execute(outputs.insert().values(job_id=job_id, name=name, sha256=sha256, size=size,
-                                                 created=self.clock()))
+            conn.execute(self._upsert_output, values)
 
     def complete(self, job_id: int, lease_id: str, names: list[str], stats: dict,
                  warnings: list[dict] | None = None) -> None:
         now = self.clock()
+        if self.webhook_url is None:
+            with self._single() as conn:
+                if conn.execute(self._finish, dict(w_job=job_id, w_lease=lease_id, w_now=now, w_names=names,
+                                              w_count=len(set(names)), v_stats=json.dumps(stats),
+                                              v_warnings=json.dumps(warnings or []), v_now=now)).rowcount == 1:
+                    return
+        # A webhook to queue, or something to explain (an output missing, the lease lost or canceled).
         with self.engine.begin() as conn:  # the job's end and its webhooks commit together
             if names:
-                stored = set(conn.scalars(sa.select(outputs.c.name).where(outputs.c.job_id == job_id)))
+                stored = set(conn.scalars(_STORED_NAMES, {"w_job": job_id}))
                 missing = [name for name in names if name not in stored]
                 if missing:
                     row = self._leased_row(conn, job_id, lease_id)  # a lost lease is the first thing to say
@@ -613,8 +701,7 @@ class Store:
 
     def _ended(self, conn: sa.Connection, job_id: int, state: str, now: float) -> None:
         """Queues the job's end for the server's webhook and the job's own, in the ending transaction."""
-        row = conn.execute(sa.select(jobs.c.tag, jobs.c.error, jobs.c.attempts, jobs.c.webhook_url)
-                           .where(jobs.c.id == job_id)).one()
+        row = conn.execute(_END_ROW, {"w_job": job_id}).one()
         urls = list(dict.fromkeys(url for url in (self.webhook_url, row.webhook_url) if url))
         if not urls:
             return
