@@ -4,12 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench dist venv blender clean
+NODE_STAMP := clients/typescript/node_modules/.installed
+
+.PHONY: demo test bench dist venv blender node clean
 
 demo: $(STAMP) blender
 	$(BIN)/homefarm demo
 
-test: $(STAMP) blender
+test: $(STAMP) blender node
 	$(BIN)/python -m pytest -rP
 
 bench: $(STAMP)
@@ -31,5 +33,13 @@ $(STAMP): pyproject.toml
 blender:
 	@sh installer/ensure_blender.sh
 
+# The TypeScript client's packages and the OpenAPI linters, for its tests; without npm those tests say so and skip.
+node: $(NODE_STAMP)
+
+$(NODE_STAMP): clients/typescript/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: the TypeScript client's tests will be skipped (apt-get install nodejs npm)"; fi
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache tests/artifacts
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache tests/artifacts clients/typescript/node_modules clients/typescript/dist

@@ -142,3 +142,84 @@ def test_a_whole_job_s_answers_fit_the_document(served, tmp_path):
            json={"lease_id": lease["lease_id"], "reason": "x", "retryable": False})
     c.call("GET", "/api/v1/jobs?state=failed", "/api/v1/jobs", api)
     assert c.checked >= 20
+
+
+def _probes(path: str, method: str, body_kind: str | None):
+    """Requests that each draw an error from an operation: (what it tries, kwargs for requests)."""
+    yield "no token", {"headers": {"Authorization": ""}}
+    if "{job_id}" in path:
+        yield "unknown job", {"job_id": "987654"}
+        yield "job id not a number", {"job_id": "abc"}
+    if body_kind == "json":
+        yield "broken JSON", {"data": b"{not json", "headers": {"Content-Type": "application/json"}}
+        yield "empty object", {"json": {}}
+        yield "a list", {"json": [1, 2]}
+        yield "chunked", {"data": iter([b"{}"])}
+        yield "too long", {"data": b"x" * (2 * 1024 * 1024), "headers": {"Content-Type": "application/json"}}
+    if body_kind == "bytes":
+        yield "no checksum", {"data": b"bytes"}
+        yield "wrong checksum", {"data": b"bytes", "headers": {"X-Content-SHA256": "0" * 64, "X-Lease-Id": "l_x"}}
+        yield "chunked", {"data": iter([b"bytes"])}
+    if method == "get" and path == "/api/v1/jobs":
+        for query in ("limit=0", "limit=1001", "limit=x", "state=nope", "cursor=zz", "updated_since=soon"):
+            yield query, {"query": query}
+    if path == "/api/worker/v1/jobs/claim":
+        yield "unknown worker", {"json": {"worker_id": "w_nobody"}}
+        yield "wait not a number", {"json": {"worker_id": "w_nobody"}, "query": "wait=x"}
+
+
+def test_every_status_the_server_answers_is_documented(served):
+    """Each documented operation is called with each kind of bad request that fits it; every status that comes
+    back must be listed for that operation, with a body that fits what the document says of it."""
+    tokens = {"app": served.app_token, "worker": served.worker_token, "none": ""}
+    auth = {(m.lower(), p.replace(":path}", "}")): a for m, p, a, _ in ROUTES}
+    seen: dict[str, set[int]] = {}
+    for path, item in DOC["paths"].items():
+        for method, operation in item.items():
+            if method not in ("get", "post", "put"):
+                continue
+            content = operation.get("requestBody", {}).get("content", {})
+            body_kind = "json" if "application/json" in content else "bytes" if content else None
+            for what, probe in _probes(path, method, body_kind):
+                url = path.replace("{job_id}", probe.pop("job_id", "1")).replace("{name}", "frame_0001.png") \
+                    .replace("{sha256}", "a" * 64)
+                query = probe.pop("query", "")
+                headers = {"Authorization": f"Bearer {tokens[auth[(method, path)]]}", **probe.pop("headers", {})}
+                if not headers["Authorization"].strip().removeprefix("Bearer").strip():
+                    headers.pop("Authorization")
+                response = requests.request(method, served.url + url + (f"?{query}" if query else ""),
+                                            headers=headers, timeout=10, **probe)
+                status = str(response.status_code)
+                assert status in operation["responses"], f"{method.upper()} {path} ({what}) answered {status}"
+                documented = operation["responses"][status]
+                if "$ref" in documented:
+                    documented = DOC["components"]["responses"][documented["$ref"].rsplit("/", 1)[-1]]
+                if "application/json" in documented.get("content", {}):
+                    schema_validator(documented["content"]["application/json"]["schema"]).validate(response.json())
+                seen.setdefault(f"{method} {path}", set()).add(response.status_code)
+    answered = set().union(*seen.values())
+    assert {400, 401, 404, 411, 413, 422} <= answered, answered
+
+
+def test_every_error_code_the_server_sends_is_in_the_documented_enum():
+    import re
+    source = "\n".join(path.read_text() for path in (Path(__file__).parent.parent / "worker_app" / "server").glob("*.py"))
+    used = set(re.findall(r'HttpError\(\d+, "([a-z_]+)"', source)) | set(re.findall(r'"error": "([a-z_]+)"', source)) \
+        | set(re.findall(r'code="([a-z_]+)"', source))
+    assert used and used <= set(DOC["components"]["schemas"]["ErrorCode"]["enum"]), used
+
+
+def test_a_retried_submission_under_one_idempotency_key_makes_one_job(served):
+    headers = {"Authorization": f"Bearer {served.app_token}", "Idempotency-Key": "order-1234"}
+    spec = {"scene": {"url": "/api/worker/v1/assets/" + "a" * 64, "sha256": "a" * 64, "size": 1}, "tag": "t"}
+    first = requests.post(served.url + "/api/v1/jobs", json=spec, headers=headers, timeout=10)
+    again = requests.post(served.url + "/api/v1/jobs", json=spec, headers=headers, timeout=10)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
+    other = requests.post(served.url + "/api/v1/jobs", json={**spec, "tag": "u"}, headers=headers, timeout=10)
+    assert other.status_code == 422 and other.json()["error"] == "idempotency_key_reused"
+    assert other.json()["field"] == "Idempotency-Key"
+    bad = requests.post(served.url + "/api/v1/jobs", json=spec, timeout=10,
+                        headers={**headers, "Idempotency-Key": "a key with spaces"})
+    assert bad.status_code == 422 and bad.json()["field"] == "Idempotency-Key"
+    assert len(requests.get(served.url + "/api/v1/jobs", headers=headers, timeout=10).json()["jobs"]) == 1

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from worker_app.server.schema import SCHEMA_VERSION
-from worker_app.server.store import CANCEL, JOBS, Canceled, Conflict, LeaseLost, NotFound, Store
+from worker_app.server.store import CANCEL, JOBS, Canceled, Conflict, KeyReused, LeaseLost, NotFound, Store
 
 SPEC = {"scene": {"url": "/a", "sha256": "a" * 64, "size": 1}}
 BLENDER_4_2 = {"blender": [{"version": "4.2.3"}]}
@@ -381,3 +381,33 @@ def test_retention_picks_what_is_due_on_every_engine(db_url, clock):
         assert store.expired_outputs() == {ends["done"]: ["frame_0001.png"]}
     finally:
         store.close()
+
+
+def test_a_submission_with_an_idempotency_key_makes_one_job(db_url, clock):
+    """Two server processes get the same keyed submission at once, then once more: one job, the same id."""
+    stores = [Store(db_url, clock=clock) for _ in range(2)]
+    try:
+        barrier = threading.Barrier(2)
+        answers = []
+
+        def submit(store):
+            barrier.wait()
+            answers.append(store.submit_view(SPEC, 0, 3, None, ("retry-1", "a" * 64)))
+
+        threads = [threading.Thread(target=submit, args=(store,)) for store in stores]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        again, made = stores[0].submit_view(SPEC, 0, 3, None, ("retry-1", "a" * 64))
+        assert sorted(made for _, made in answers) == [False, True] and not made
+        assert {view["id"] for view, _ in answers} == {again["id"]}
+        assert stores[0].counts() == {"queued": 1}
+        with pytest.raises(KeyReused, match="retry-1"):
+            stores[1].submit_view(SPEC, 0, 3, None, ("retry-1", "b" * 64))
+        clock.now += 86400
+        assert stores[0].forget_idempotency_keys(clock.now - 3600) == 1
+        assert stores[0].submit_view(SPEC, 0, 3, None, ("retry-1", "b" * 64))[1], "a forgotten key is new"
+    finally:
+        for store in stores:
+            store.close()

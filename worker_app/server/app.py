@@ -27,7 +27,7 @@ from worker_app.server.http import (HttpError, db, drain, empty, job_id_of, leas
                                     route, starlette_routes)
 from worker_app.server.metrics import Metrics
 from worker_app.server.storage import PART_SIZE, asset_key, open_storage, output_key
-from worker_app.server.store import KEEP_FAILED_S, KEEP_OUTPUTS_S, BadCursor, Store
+from worker_app.server.store import KEEP_FAILED_S, KEEP_OUTPUTS_S, BadCursor, KeyReused, Store
 from worker_app.server.wakeups import Wakeups
 from worker_app.server.webhooks import BACKOFF_BASE_S, WebhookSender
 
@@ -38,6 +38,9 @@ MAX_ASSET_BYTES = C.MAX_SCENE_SIZE
 SHUTDOWN_GRACE_S = 30  # in-flight requests get this long after SIGTERM, as a container platform allows
 RETENTION_EVERY_S = 60.0
 BASE_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+IDEMPOTENCY_KEEP_S = 24 * 3600.0  # a retry comes within minutes; a key is remembered a day, as payment APIs do
+MAX_PAGE = 1000  # jobs in one page of GET /api/v1/jobs
 
 
 class JobServer:
@@ -112,6 +115,7 @@ class JobServer:
 
     def apply_retention(self) -> int:
         """Deletes the outputs that retention says are due (docs/server.md); returns how many jobs had some."""
+        self.store.forget_idempotency_keys(self.store.clock() - IDEMPOTENCY_KEEP_S)
         due = self.store.expired_outputs()
         if due:
             self.storage.delete([output_key(job, name) for job, names in due.items() for name in names])
@@ -497,12 +501,24 @@ async def get_asset(server: JobServer, request: Request, sha256: str):
 
 @route("POST", P.API_PREFIX + "/jobs", auth="app")
 async def submit(server: JobServer, request: Request):
-    spec = P.JobSpec.parse(await read_json(request))
+    """Queues a job. With an ``Idempotency-Key`` header, a retry of the same request (a serverless function
+    that timed out, say) answers 200 with the job the first one made instead of making a second."""
+    body = await read_json(request)
+    key = request.headers.get("idempotency-key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        raise HttpError(422, "invalid", "an Idempotency-Key is 1 to 255 printable ASCII characters (a UUID, "
+                        "say)", field="Idempotency-Key")
+    spec = P.JobSpec.parse(body)
     if spec.webhook_url and not server.webhooks.secret:
         raise HttpError(422, "invalid", "this server has no webhook secret to sign with; start it with "
                         "HOMEFARM_WEBHOOK_SECRET set", field="webhook_url")
-    view = await db(server.store.submit_view, spec.to_json(), spec.priority, spec.max_attempts, spec.tag)
-    return JSONResponse(view, 201)
+    keyed = None if key is None else (key, hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest())
+    try:
+        view, made = await db(server.store.submit_view, spec.to_json(), spec.priority, spec.max_attempts,
+                              spec.tag, keyed)
+    except KeyReused as error:
+        raise HttpError(422, "idempotency_key_reused", str(error), field="Idempotency-Key") from None
+    return JSONResponse(view, 201) if made else JSONResponse(view, 200, headers={"Idempotent-Replayed": "true"})
 
 
 @route("GET", P.API_PREFIX + "/jobs", auth="app")
@@ -511,9 +527,11 @@ async def list_jobs(server: JobServer, request: Request):
     if state is not None:
         P.check_choice(state, "state", P.JOB_STATES)
     try:
-        limit = min(max(int(request.query_params.get("limit", 100)), 1), 1000)
+        limit = int(request.query_params.get("limit", 100))
     except ValueError:
-        raise HttpError(422, "invalid", "limit must be an integer", field="limit") from None
+        limit = 0
+    if not 1 <= limit <= MAX_PAGE:
+        raise HttpError(422, "invalid", f"limit must be a whole number from 1 to {MAX_PAGE}", field="limit")
     since = request.query_params.get("updated_since")
     try:
         since = float(since) if since is not None else None

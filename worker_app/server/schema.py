@@ -13,7 +13,7 @@ import json
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 TOKEN_KINDS = ("app", "worker")
 
 # Epoch seconds as a double: MySQL's FLOAT is single precision, a second off in 2026.
@@ -106,6 +106,16 @@ tokens = sa.Table(
     sa.Column("last_used", Time),
 )
 
+# A submission's Idempotency-Key: a retried POST /api/v1/jobs answers with the job the first one made.
+idempotency = sa.Table(
+    "idempotency_keys", metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("job_id", sa.BigInteger, nullable=False),
+    sa.Column("request_sha256", sa.String(64), nullable=False),  # of the body, to refuse another under it
+    sa.Column("created", Time, nullable=False),
+    sa.Index("idempotency_created", "created"),
+)
+
 schema_version = sa.Table(
     "homefarm_schema", metadata,
     sa.Column("version", sa.Integer, nullable=False),
@@ -196,7 +206,12 @@ def _to_v3(conn: sa.Connection) -> None:
             index.create(conn)
 
 
-_STEPS = {2: _to_v2, 3: _to_v3}
+def _to_v4(conn: sa.Connection) -> None:
+    """Idempotency keys of submissions."""
+    idempotency.create(conn, checkfirst=True)
+
+
+_STEPS = {2: _to_v2, 3: _to_v3, 4: _to_v4}
 
 
 def blender_key(version: str | None) -> int:

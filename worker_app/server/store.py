@@ -29,8 +29,8 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from worker_app import constants as C
-from worker_app.server.schema import (ANY_BLENDER, TOKEN_KINDS, blender_key, hash_token, jobs, migrate,
-                                      newest_blender, outputs, tokens, webhooks, workers)
+from worker_app.server.schema import (ANY_BLENDER, TOKEN_KINDS, blender_key, hash_token, idempotency, jobs,
+                                      migrate, newest_blender, outputs, tokens, webhooks, workers)
 
 NOTIFY_CHANNEL = "homefarm"
 JOBS = "jobs"  # the announcement that work may be available
@@ -59,6 +59,10 @@ class NotFound(Exception):
 
 class Conflict(Exception):
     """The call does not fit the job's state (canceling a finished job, say)."""
+
+
+class KeyReused(Exception):
+    """An Idempotency-Key sent again with another request."""
 
 
 @dataclass
@@ -393,7 +397,10 @@ class Store:
     # -- jobs: the web app's side -------------------------------------------------------------
 
     def submit(self, spec: dict, priority: int, max_attempts: int, tag: str | None,
-               now: float | None = None) -> int:
+               now: float | None = None, key: tuple[str, str] | None = None) -> int:
+        """Queues a job. With ``key`` (an Idempotency-Key and the request's SHA-256) the job and the key are
+        written together; a key already there raises KeyReused, or IntegrityError in a race (see
+        ``submit_view``)."""
         now = self.clock() if now is None else now
         min_blender = blender_key((spec.get("blender") or {}).get("min_version"))
         with self.engine.begin() as conn:
@@ -401,19 +408,54 @@ class Store:
                                                        max_attempts=max_attempts, min_blender=min_blender,
                                                        webhook_url=spec.get("webhook_url"),
                                                        created=now, updated=now))
+            job_id = result.inserted_primary_key[0]
+            if key is not None:
+                conn.execute(idempotency.insert().values(key=key[0], request_sha256=key[1], job_id=job_id,
+                                                         created=now))
             self._announce(conn, JOBS)
         self._tell(JOBS)
-        return result.inserted_primary_key[0]
+        return job_id
 
-    def submit_view(self, spec: dict, priority: int, max_attempts: int, tag: str | None) -> dict:
-        """Submits and returns the new job as ``get`` shows it, without reading it back: the waiting claims
-        that the submission woke have the database to themselves."""
+    def _keyed_job(self, key: str, request_sha256: str) -> int | None:
+        """The job an earlier submission with this Idempotency-Key made, if any; KeyReused if it had
+        another request."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(idempotency.c.job_id, idempotency.c.request_sha256)
+                               .where(idempotency.c.key == key)).first()
+        if row is not None and row.request_sha256 != request_sha256:
+            raise KeyReused(f"the Idempotency-Key {key!r} was sent before with another request; use a new "
+                            f"key for a new job")
+        return None if row is None else row.job_id
+
+    def submit_view(self, spec: dict, priority: int, max_attempts: int, tag: str | None,
+                    key: tuple[str, str] | None = None) -> tuple[dict, bool]:
+        """Submits and returns (the new job as ``get`` shows it, True), without reading it back: the waiting
+        claims that the submission woke have the database to themselves. With an Idempotency-Key that an
+        earlier submission of the same request used: (that job, False)."""
+        if key is not None:
+            earlier = self._keyed_job(*key)
+            if earlier is not None:
+                return self.get(earlier), False
         now = self.clock()
-        job_id = self.submit(spec, priority, max_attempts, tag, now)
+        try:
+            job_id = self.submit(spec, priority, max_attempts, tag, now, key)
+        except sa.exc.IntegrityError:
+            if key is None:
+                raise
+            # The same key came twice at once: the other submission made the job (its transaction rolled
+            # this one's back whole).
+            earlier = self._keyed_job(*key)
+            if earlier is None:
+                raise
+            return self.get(earlier), False
         row = SimpleNamespace(**{column.name: None for column in jobs.c})
         row.__dict__.update(id=job_id, spec=json.dumps(spec), tag=tag, state="queued", priority=priority,
                             attempts=0, max_attempts=max_attempts, created=now, updated=now, has_outputs=0)
-        return self.view(row, [])
+        return self.view(row, []), True
+
+    def forget_idempotency_keys(self, before: float) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(idempotency.delete().where(idempotency.c.created < before)).rowcount
 
     def _lapsed(self, rows) -> bool:
         """Whether one of these jobs still shows a lease that ran out (the reaper runs once a second)."""
