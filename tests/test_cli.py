@@ -161,3 +161,37 @@ def test_config_speaks_toml_and_shows_one_key(tmp_path):
     assert changed.startswith("blender.warm_idle_s = 300  (saved in ") and changed.count("\n") == 1
     unknown = homefarm(tmp_path, "config", "show", "blender.colour")
     assert unknown.returncode != 0 and "blender.colour: unknown key (allowed: server.url" in unknown.stderr
+
+
+def test_scripts_get_json_from_doctor_stats_and_config(tmp_path):
+    import json
+
+    from worker_app.guard.energy import Ledger
+
+    homefarm(tmp_path, "config", "set", "server.url", "http://127.0.0.1:9")  # nothing answers there
+    doctor = homefarm(tmp_path, "doctor", "--json")
+    result = json.loads(doctor.stdout)
+    assert doctor.returncode == 1 and result["ok"] is False
+    checks = {check["name"]: check for check in result["checks"]}
+    assert checks["server"]["ok"] is False and "nothing answers at 127.0.0.1:9" in checks["server"]["detail"]
+    assert checks["token"] == {"name": "token", "ok": False, "required": True,
+                               "detail": "no worker token for http://127.0.0.1:9 in the keyring",
+                               "fix": "run `homefarm login --server http://127.0.0.1:9`"}, \
+        "a PC not signed in is told so even when the server does not answer"
+    Ledger(tmp_path / "home" / "data" / "stats.sqlite3").record("7", "http://s", "done", 65.0, 60.0, 250.0)
+    stats = json.loads(homefarm(tmp_path, "stats", "--json").stdout)
+    assert stats["totals"]["today"] == {"jobs": 1, "render_s": 60.0, "gpu_energy_wh": 250.0, "cost": 0.075}
+    assert stats["recent"][0]["job_id"] == "7" and stats["currency"] == "EUR"
+    assert json.loads(homefarm(tmp_path, "config", "show", "guard.games", "--json").stdout) == {"guard.games": []}
+    assert json.loads(homefarm(tmp_path, "config", "--json").stdout)["blender.warm"] is True
+
+
+def test_config_set_takes_one_word_for_a_list_and_explains_windows(tmp_path):
+    games = homefarm(tmp_path, "config", "set", "guard.games", "eldenring.exe")
+    assert games.stdout.startswith('guard.games = ["eldenring.exe"]')
+    weekends = homefarm(tmp_path, "config", "set", "guard.render_only", "weekends")
+    assert weekends.returncode == 1
+    assert "guard.render_only: 'weekends' is not a window such as 'mon-fri 01:00-08:00' or '18:00-23:00'" \
+        in weekends.stderr
+    number = homefarm(tmp_path, "config", "set", "guard.never", "3")
+    assert 'must be a list of strings, e.g. ["sat-sun 10:00-22:00"]' in number.stderr

@@ -4,6 +4,8 @@ import subprocess
 import sys
 import time
 
+import logging
+
 import pytest
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -12,7 +14,7 @@ from worker_app import config as config_mod
 from worker_app.system.credentials import TokenStore
 from worker_app.guard import ManualPause
 from worker_app.tray import status
-from worker_app.tray.app import Services, TrayApp
+from worker_app.tray.app import STATUS_WIDTH, Services, TrayApp
 from worker_app.tray.icons import icon
 from worker_app.tray.settings import SettingsDialog
 from worker_app.tray.single import SingleInstance
@@ -381,9 +383,75 @@ def test_pause_controls_follow_the_worker_and_sign_out_only_when_signed_in(qtbot
         app.close()
 
 
-def test_a_folder_nothing_opens_is_told_in_words(tray, qtbot, monkeypatch):
+def test_a_folder_nothing_opens_is_told_in_words_and_the_log_shows_in_a_window(tray, qtbot, monkeypatch):
     monkeypatch.setattr("worker_app.tray.app.QDesktopServices.openUrl", lambda url: False)
+    tray.outputs_action.trigger()
+    background_done(qtbot, tray)
+    qtbot.waitUntil(lambda: bool(tray.notifications) and tray.notifications[-1][0] == "Nothing here opens it")
+    assert "homefarm doctor" in tray.notifications[-1][1]
+    logging.getLogger("homefarm.tray").info("a line for the log window")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
     tray.log_action.trigger()
     background_done(qtbot, tray)
-    qtbot.waitUntil(lambda: tray.notifications and tray.notifications[-1][0] == "Nothing here opens it")
-    assert "homefarm doctor" in tray.notifications[-1][1]
+    qtbot.waitUntil(lambda: getattr(tray, "log_window", None) is not None)
+    background_done(qtbot, tray)
+    assert tray.log_window.isVisible() and tray.log_window.windowTitle() == "homefarm log"
+    assert "Reading the log" not in tray.log_window.text.toPlainText()
+
+
+def test_a_long_status_line_is_cut_to_the_menu_width_with_the_whole_text_in_its_tooltip(tray):
+    long = "Cannot start: " + "the server at render.example.com answered something very long " * 6
+    tray._line(tray.job_action, long)
+    shown = tray.job_action.text()
+    assert shown.endswith("…") and len(shown) < len(long)
+    assert tray.menu.fontMetrics().horizontalAdvance(shown) <= STATUS_WIDTH
+    assert tray.job_action.toolTip() == long and tray.menu.toolTipsVisible()
+    tray._line(tray.job_action, "Waiting for a job")
+    assert tray.job_action.text() == tray.job_action.toolTip() == "Waiting for a job"  # (a tooltip left empty shows the text)
+
+
+def test_a_config_with_a_mistake_starts_the_tray_in_an_error_state_until_it_is_fixed(qtbot, monkeypatch):
+    paths = config_mod.Paths.default()
+    config_mod.load(paths)  # writes the default file
+    good = paths.config_file.read_text()
+    assert "\nmax_gpu_temp_c = 85\n" in good
+    paths.config_file.write_text(good.replace("\nmax_gpu_temp_c = 85\n", '\nmax_gpu_temp_c = "hot"\n'))
+    tokens = TokenStore(MemoryKeyring())
+    tokens.set("http://127.0.0.1:8750", "hfw_test")
+    runtime = FakeRuntime()
+    services = Services(paths, tokens=tokens, autostart=FakeAutostart(),
+                        start_runtime=lambda cfg, token, on_snapshot, on_job_end: runtime)
+    app = TrayApp(services, require_tray=False)
+    opened = []
+    monkeypatch.setattr("worker_app.tray.app.QDesktopServices.openUrl", lambda url: opened.append(url) or True)
+    try:
+        app.start()
+        text = app.job_action.toolTip()  # the whole line (its text may be cut to the menu width)
+        assert text == 'Fix the config file: guard.max_gpu_temp_c = "hot" is not allowed; it must be a whole number ' \
+                       'from 0 to 120'
+        assert app.icon_state == "error" and app.runtime is None and app.config_file_action.isVisible()
+        assert app.notifications[-1][0] == "homefarm's settings need fixing"
+        app.config_file_action.trigger()
+        assert opened[-1].toLocalFile() == str(paths.config_file)
+        paths.config_file.write_text(good)  # the owner fixed it; the menu opens again
+        app.menu.aboutToShow.emit()
+        qtbot.waitUntil(lambda: app.runtime is runtime, timeout=10000)
+        assert not app.config_file_action.isVisible()
+    finally:
+        app.close()
+
+
+def test_a_job_s_end_is_logged_and_told_when_the_owner_asked(tray, qtbot, caplog):
+    from worker_app.core import Outcome
+    from worker_app.core.job import JobReport
+
+    caplog.set_level(logging.INFO, logger="homefarm.tray")
+    tray.bridge.job_ended.emit(JobReport("42", Outcome.DONE, stages={"render": 61.0, "upload": 2.0}))
+    assert "job 42 done" in caplog.text and not any(t.startswith("Job 42") for t, _ in tray.notifications)
+    tray.cfg = config_mod.Config(notify_jobs=True)
+    tray.bridge.job_ended.emit(JobReport("43", Outcome.FAILED, reason="render.camera: no camera named 'Cam2'"))
+    assert tray.notifications[-1] == ("Job 43 failed", "render.camera: no camera named 'Cam2'")
+    tray.bridge.job_ended.emit(JobReport("44", Outcome.DONE, stages={"render": 61.0, "upload": 2.0}))
+    assert tray.notifications[-1] == ("Job 44 done", "Rendered and sent in 1 min.")
+    background_done(qtbot, tray)

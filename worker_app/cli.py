@@ -168,6 +168,7 @@ def _load_config(paths: config_mod.Paths) -> config_mod.Config:
 def cmd_run(args, paths: config_mod.Paths) -> int:
     from worker_app.render.discovery import BlenderNotFound, find_all
     from worker_app import runtime as runtime_mod
+    from worker_app.core.activity import activity_log
     from worker_app.system.credentials import CredentialError, TokenStore
 
     cfg = _load_config(paths)
@@ -185,19 +186,7 @@ def cmd_run(args, paths: config_mod.Paths) -> int:
     for blender in blenders:
         log.info("Blender %s at %s", blender.version, blender.path)
 
-    last = {"state": None, "pause": None}
-
-    def on_snapshot(snapshot):
-        if snapshot.state != last["state"] or snapshot.pause != last["pause"]:
-            last["state"], last["pause"] = snapshot.state, snapshot.pause
-            log.info("%s: %s", snapshot.state.value, snapshot.message)
-
-    def on_job_end(report):
-        stages = ", ".join(f"{k} {v:.2f} s" for k, v in report.stages.items())
-        energy = f", GPU {report.energy_wh:.3f} Wh" if report.energy_wh is not None else ""
-        log.info("job %s %s%s (%s%s)", report.job_id, report.outcome,
-                 f": {report.reason}" if report.reason else "", stages, energy)
-
+    on_snapshot, on_job_end = activity_log(log)
     runtime = runtime_mod.build(cfg, paths, token, blenders, max_jobs=args.max_jobs, on_snapshot=on_snapshot,
                                 on_job_end=on_job_end)
     signal.signal(signal.SIGTERM, lambda *_: runtime.worker.stop())
@@ -230,9 +219,14 @@ def cmd_demo(args, paths: config_mod.Paths) -> int:
 
 
 def cmd_doctor(args, paths: config_mod.Paths) -> int:
-    from worker_app.doctor import report, run_checks
+    from worker_app.doctor import report, run_checks, to_json
 
-    return report(run_checks(paths))
+    checks = run_checks(paths)
+    if args.json:
+        result = to_json(checks)
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return 0 if result["ok"] else 1
+    return report(checks)
 
 
 def cmd_login(args, paths: config_mod.Paths) -> int:
@@ -321,6 +315,16 @@ def cmd_stats(args, paths: config_mod.Paths) -> int:
 
     cfg = _load_config(paths)
     book = ledger(paths)
+    if args.json:
+        print(json.dumps({
+            "currency": cfg.currency, "price_per_kwh": cfg.price_per_kwh,
+            "totals": {label: {"jobs": t.jobs, "render_s": round(t.render_s, 3), "gpu_energy_wh": round(t.energy_wh, 3),
+                               "cost": round(t.cost(cfg.price_per_kwh), 4)} for label, t in book.summary().items()},
+            "recent": [{"job_id": job_id, "finished": finished, "outcome": outcome, "wall_s": wall_s,
+                        "render_s": render_s, "gpu_energy_wh": energy_wh}
+                       for job_id, finished, outcome, wall_s, render_s, energy_wh in book.recent(args.last)],
+        }, indent=2))
+        return 0
     print(f"{'':<12}{'jobs':>6}{'render h':>10}{'GPU kWh':>10}{'cost':>12}")
     for label, totals in book.summary().items():
         cost = f"{totals.cost(cfg.price_per_kwh):.2f} {cfg.currency}"
@@ -361,6 +365,10 @@ def cmd_config(args, paths: config_mod.Paths) -> int:
         except config_mod.ConfigError as error:
             raise SystemExit(f"homefarm: {error}") from None
     cfg = _load_config(paths)
+    if args.json:
+        shown = [args.key] if args.key is not None else list(names)
+        print(json.dumps({name: _plain(getattr(cfg, names[name])) for name in shown}, indent=2, ensure_ascii=False))
+        return 0
     if args.key is not None:
         print(f"{args.key} = {_toml(getattr(cfg, names[args.key]))}"
               + (f"  (saved in {paths.config_file})" if args.action == "set" else ""))
@@ -369,6 +377,10 @@ def cmd_config(args, paths: config_mod.Paths) -> int:
     for name, attr in names.items():
         print(f"{name} = {_toml(getattr(cfg, attr))}")
     return 0
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _toml(value) -> str:
@@ -449,7 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", choices=config_mod.DEVICES)
     demo.set_defaults(func=cmd_demo)
 
-    doctor = sub.add_parser("doctor", help="check Blender, the GPU, the keyring, the server and the token")
+    doctor = sub.add_parser("doctor", help="check Blender, the GPU, the keyring, the server and the token",
+                            description="Checks what the worker needs and says what to fix. Exit status 1 when "
+                            "a required check fails.")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON, for a script")
     doctor.set_defaults(func=cmd_doctor)
 
     login = sub.add_parser("login", help="store the worker token for a server in the OS keyring")
@@ -460,25 +475,38 @@ def build_parser() -> argparse.ArgumentParser:
     logout = sub.add_parser("logout", help="remove the worker token from the OS keyring")
     logout.set_defaults(func=cmd_logout)
 
-    pause = sub.add_parser("pause", help="pause the worker: 30m, 1h, tomorrow or indefinitely")
-    pause.add_argument("duration", nargs="?", default="indefinitely")
+    pause = sub.add_parser("pause", help="pause the worker: 30m, 1h, tomorrow or indefinitely",
+                           description="Pauses the worker on this PC (the tray's or `homefarm run`'s); a "
+                           "render under way stops and its job goes back to the server.")
+    pause.add_argument("duration", nargs="?", default="indefinitely",
+                       help="how long: a number and a unit, such as 90s, 30m, 1.5h or 2d; tomorrow (until "
+                       "the next morning); or "
+                       "indefinitely, until `homefarm resume` (default)")
     pause.set_defaults(func=cmd_pause)
 
     resume = sub.add_parser("resume", help="end a pause you started")
     resume.set_defaults(func=cmd_resume)
 
     stats = sub.add_parser("stats", help="jobs, render time, GPU energy and its cost, per day and month")
-    stats.add_argument("--last", type=int, default=10, help="how many recent jobs to list")
+    stats.add_argument("--last", type=int, default=10, help="how many recent jobs to list (default 10)")
+    stats.add_argument("--json", action="store_true", help="print the figures as JSON, for a script")
     stats.set_defaults(func=cmd_stats)
 
     auto = sub.add_parser("autostart", help="start homefarm when you sign in: on, off or status")
     auto.add_argument("action", choices=("on", "off", "status"), nargs="?", default="status")
     auto.set_defaults(func=cmd_autostart)
 
-    cfg = sub.add_parser("config", help="show or change the configuration")
+    cfg = sub.add_parser("config", help="show or change the configuration",
+                         description="Shows every setting as TOML, or one; changes one, checked first.",
+                         epilog="examples:\n  homefarm config show guard.max_gpu_temp_c\n"
+                         "  homefarm config set guard.render_only 'mon-fri 01:00-08:00'\n"
+                         "  homefarm config set guard.games '[\"eldenring.exe\", \"cs2.exe\"]'\n"
+                         "  homefarm config show --json",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     cfg.add_argument("action", nargs="?", choices=("show", "set"), default="show")
-    cfg.add_argument("key", nargs="?")
-    cfg.add_argument("value", nargs="?")
+    cfg.add_argument("key", nargs="?", help="a key such as blender.device (all keys: homefarm config)")
+    cfg.add_argument("value", nargs="?", help="TOML, or a bare word for text; one word for a list is a list of one")
+    cfg.add_argument("--json", action="store_true", help="print the settings as JSON, for a script")
     cfg.set_defaults(func=cmd_config)
     return parser
 

@@ -103,6 +103,7 @@ class Config:
     gpu_interval_s: float = 2.0
     # [notify]
     notify_gaming: bool = True
+    notify_jobs: bool = False
     # [storage]
     cache_max_gb: float = 20.0
     min_free_gb: float = 2.0
@@ -154,9 +155,19 @@ def _indices(key, value):
     return tuple(value)
 
 
+# What a list of each key looks like, for its error message.
+LIST_EXAMPLES = {
+    "guard.games": '["eldenring.exe", "cs2.exe"]',
+    "guard.not_games": '["obs64.exe"]',
+    "guard.game_folders": '["D:\\Games"]',
+    "guard.render_only": '["mon-fri 01:00-08:00", "18:00-23:00"]',
+    "guard.never": '["sat-sun 10:00-22:00"]',
+}
+
+
 def _strings(key, value):
     if not isinstance(value, list) or len(value) > 500 or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(key, 'must be a list of strings, e.g. ["game.exe", "other.exe"]')
+        raise ConfigError(key, "must be a list of strings, e.g. " + LIST_EXAMPLES.get(key, '["one", "two"]'))
     return tuple(value)
 
 
@@ -226,6 +237,7 @@ KEYS = {
     ("guard", "check_interval_s"): ("check_interval_s", _number_in(0.2, 60)),
     ("guard", "gpu_interval_s"): ("gpu_interval_s", _number_in(0.5, 60)),
     ("notify", "gaming"): ("notify_gaming", _bool),
+    ("notify", "jobs"): ("notify_jobs", _bool),
     ("storage", "cache_max_gb"): ("cache_max_gb", _number_in(0.1, 100_000)),
     ("storage", "min_free_gb"): ("min_free_gb", _number_in(0, 100_000)),
     ("energy", "price_per_kwh"): ("price_per_kwh", _number_in(0, 100)),
@@ -261,7 +273,11 @@ def parse(data: dict) -> Config:
                 allowed = ", ".join(f"{s}.{k}" for s, k in KEYS)
                 raise ConfigError(name, f"unknown key (allowed: {allowed})")
             attr, checker = KEYS[(section, key)]
-            values[attr] = checker(name, value)
+            try:
+                values[attr] = checker(name, value)
+            except ConfigError as error:  # the file's value, named: the owner finds the line to change
+                message = str(error).split(": ", 1)[1]
+                raise ConfigError(name, f"{_toml_value(value)} is not allowed; it {message}") from None
     if not values.get("worker_name"):
         values.pop("worker_name", None)
     config = Config(**values)
@@ -287,6 +303,9 @@ def set_value(paths: Paths, dotted: str, raw: str) -> Config:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # a bare word is taken as a string
+    section, _, key = dotted.partition(".")
+    if isinstance(value, str) and KEYS.get((section, key), (None, None))[1] in (_strings, _windows):
+        value = [value]  # one item for a list: `config set guard.games eldenring.exe`
     return set_values(paths, {dotted: value})
 
 

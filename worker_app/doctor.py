@@ -82,10 +82,12 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None) -> lis
     else:
         checks.append(Check("keyring", False, "no OS keyring backend", NO_BACKEND_HELP))
 
+    login = f"run `homefarm login --server {cfg.server_url}`"
     try:
         client = WorkerClient(cfg.server_url, token or "", cfg.allow_insecure_http)
     except config_mod.ConfigError as error:
         checks.append(Check("server", False, str(error), "use an https:// server URL"))
+        checks.append(_unchecked_token(token, cfg.server_url, login))
         return checks
     try:
         health = client.health()
@@ -93,6 +95,7 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None) -> lis
     except ClientError as error:
         checks.append(Check("server", False, str(error),
                             "check the URL (`homefarm config set server.url ...`) and that the server runs"))
+        checks.append(_unchecked_token(token, cfg.server_url, login))
         return checks
     if token is None:
         checks.append(Check("token", False, f"no worker token for {cfg.server_url} in the keyring",
@@ -108,6 +111,20 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None) -> lis
             checks.append(Check("token", False, str(error), "try again when the server answers"))
     client.close()
     return checks
+
+
+def _unchecked_token(token: str | None, server_url: str, login: str) -> Check:
+    """The token line when the server cannot be asked: whether one is stored at all."""
+    if token is None:
+        return Check("token", False, f"no worker token for {server_url} in the keyring", login)
+    return Check("token", True, "stored; not checked, as the server does not answer", required=False)
+
+
+def to_json(checks: list[Check]) -> dict:
+    """`homefarm doctor --json`: every check, and whether all the required ones passed."""
+    return {"ok": not any(c.required and not c.ok for c in checks),
+            "checks": [{"name": c.name, "ok": c.ok, "required": c.required, "detail": c.detail,
+                        **({"fix": c.fix} if not c.ok and c.fix else {})} for c in checks]}
 
 
 def report(checks: list[Check], out=print) -> int:

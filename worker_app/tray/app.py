@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from PySide6.QtCore import QObject, QTimer, QUrl, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSystemTrayIcon
 
@@ -17,6 +17,7 @@ from worker_app import __version__
 from worker_app import config as config_mod
 from worker_app import constants as C
 from worker_app.core import Snapshot
+from worker_app.core.activity import activity_log
 from worker_app.tray import status
 from worker_app.tray.background import Background
 from worker_app.tray.icons import icon
@@ -25,6 +26,7 @@ from worker_app.tray.notices import Notices
 from worker_app.tray.services import Bridge, Services
 
 log = logging.getLogger("homefarm.tray")
+STATUS_WIDTH = 380  # px: the widest a status line in the menu gets before it is cut (with "…")
 
 
 class TrayApp(QObject):
@@ -33,7 +35,16 @@ class TrayApp(QObject):
         self.services = services
         self.paths = services.paths
         self.require_tray = require_tray
-        self.cfg = config_mod.load(self.paths)
+        # A config the owner broke must not make the tray vanish (launched at login, nobody sees stderr):
+        # it starts with the defaults, says what to fix, and starts the worker once the file is right.
+        self.config_problem = ""
+        try:
+            self.cfg = config_mod.load(self.paths)
+        except config_mod.ConfigError as error:
+            self.cfg = config_mod.Config()
+            self.config_problem = status.config_problem(error)
+            log.warning("config: %s", error)
+        self._log_snapshot, self._log_job_end = activity_log(log)
         self.closed = False
         self.background = Background()
         self.bridge = Bridge()
@@ -79,7 +90,49 @@ class TrayApp(QObject):
             log.info("no system tray yet; waiting for the panel")
             self._tray_timer.start(int(C.TRAY_RETRY * 1000))
 
+    def _line(self, action, text: str) -> None:
+        """A status line, cut to the menu's width with the whole text in its tooltip: a long error must not
+        make the menu as wide as the screen."""
+        shown = self.menu.fontMetrics().elidedText(text, Qt.ElideRight, STATUS_WIDTH)
+        action.setText(shown.replace("&", "&&"))
+        action.setToolTip(text if shown != text else "")
+
+    def _show_config_problem(self) -> None:
+        self._line(self.job_action, self.config_problem)
+        self._set_icon("error")
+        self.tray.setToolTip("homefarm — the settings need fixing")
+        self.config_file_action.setVisible(True)
+        self.notify("homefarm's settings need fixing", self.config_problem)
+
+    def recheck_config(self) -> None:
+        """While the config is broken: read it again (each time the menu opens); once it is right, start."""
+        if not self.config_problem:
+            return
+        paths = self.paths
+
+        def read():
+            return config_mod.load(paths)
+
+        def done(result):
+            if isinstance(result, config_mod.ConfigError):
+                problem = status.config_problem(result)
+                if problem != self.config_problem:
+                    self.config_problem = problem
+                    self._line(self.job_action, problem)
+                return
+            if isinstance(result, Exception) or not self.config_problem:
+                return
+            log.info("config fixed; starting")
+            self.config_problem = ""
+            self.config_file_action.setVisible(False)
+            self._line(self.job_action, "Starting")
+            self.apply_config(result)
+        self.background.run(read, done)
+
     def start_worker(self) -> None:
+        if self.config_problem:
+            self._show_config_problem()
+            return
         cfg = self.cfg
 
         def begin():
@@ -93,12 +146,12 @@ class TrayApp(QObject):
     def _worker_started(self, result) -> None:
         if isinstance(result, Exception):
             self.signed_in = True
-            self.job_action.setText(f"Cannot start: {result}")
+            self._line(self.job_action, f"Cannot start: {result}")
             self._set_icon("error")
             self.notify("homefarm cannot start", str(result))
         elif result is None:
             self.signed_in = False
-            self.job_action.setText("Sign in to start rendering")
+            self._line(self.job_action, "Sign in to start rendering")
             self._set_icon("error")
             self.tray.setToolTip(status.tooltip(self.snapshot, signed_in=False))
             self.notify("Sign in needed", "Choose “Sign in…” in the homefarm menu to connect to your server.")
@@ -131,15 +184,16 @@ class TrayApp(QObject):
         job = snapshot.job
         self._set_icon(kind, job.percent if kind == "rendering" and job else None)
         self.tray.setToolTip(status.tooltip(snapshot, self.signed_in))
-        self.job_action.setText(status.job_line(snapshot))
-        self.gpu_action.setText(status.gpu_line(snapshot))
+        self._log_snapshot(snapshot)
+        self._line(self.job_action, status.job_line(snapshot))
+        self._line(self.gpu_action, status.gpu_line(snapshot))
         self._update_pause_controls()
         program = snapshot.pause.program if snapshot.pause and snapshot.pause.kind == "game" else ""
         self.not_a_game_action.setText(f"Never pause for {program}")
         self.not_a_game_action.setVisible(bool(program))
         if snapshot.update.version:
-            self.update_action.setText(f"Update needed: homefarm {snapshot.update.version}" if snapshot.update.required
-                                       else f"A new version is available: homefarm {snapshot.update.version}")
+            self._line(self.update_action, f"Update needed: homefarm {snapshot.update.version}"
+                       if snapshot.update.required else f"A new version is available: homefarm {snapshot.update.version}")
             self.update_action.setVisible(True)
         for title, message in self.notices.changes(previous, snapshot, gaming_notices=self.cfg.notify_gaming,
                                                    server=self.cfg.server_url):
@@ -156,8 +210,14 @@ class TrayApp(QObject):
 
     @Slot(object)
     def on_job_ended(self, report) -> None:
-        if not self.closed:
-            self.refresh_stats()
+        if self.closed:
+            return
+        self._log_job_end(report)
+        self.refresh_stats()
+        if self.cfg.notify_jobs:
+            notice = status.job_notice(report)
+            if notice:
+                self.notify(*notice)
 
     def refresh_stats(self) -> None:
         from worker_app.runtime import ledger
@@ -169,8 +229,8 @@ class TrayApp(QObject):
 
         def show(today):
             if not isinstance(today, Exception):
-                self.today_action.setText(status.today_line(today.jobs, today.energy_wh, cfg.price_per_kwh,
-                                                            cfg.currency))
+                self._line(self.today_action, status.today_line(today.jobs, today.energy_wh, cfg.price_per_kwh,
+                                                                cfg.currency))
         self.background.run(read, show)
 
     # -- commands -----------------------------------------------------------------------------
@@ -279,13 +339,23 @@ class TrayApp(QObject):
 
     def view_log(self) -> None:
         log_file, log_dir = self.paths.log_dir / "tray.log", self.paths.log_dir
-        self.background.run(lambda: log_file if log_file.exists() else log_dir, self._open_path)
+        self.background.run(lambda: log_file if log_file.exists() else log_dir,
+                            lambda path: self._open_path(path, show_log=True))
 
-    def _open_path(self, path) -> None:
+    def open_config_file(self) -> None:
+        self._open_path(self.paths.config_file)
+
+    def _open_path(self, path, show_log: bool = False) -> None:
         if isinstance(path, Exception):
             self.notify("homefarm could not open it", "The folder could not be made; the log has the details.")
             log.warning("could not open a folder: %s", path)
         elif not QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))):
+            if show_log:  # no program opens text files here: show the log in a window of our own
+                from worker_app.tray.logview import LogWindow
+                self.log_window = LogWindow(self.paths.log_dir / "tray.log", self.background)
+                self.log_window.show()
+                self.log_window.raise_()
+                return
             self.notify("Nothing here opens it", "No program on this PC is set to open folders or text files; "
                         "`homefarm doctor` shows where homefarm keeps them.")
 
@@ -348,7 +418,7 @@ class TrayApp(QObject):
                 return
         self.quitting = True
         self.quit_action.setEnabled(False)
-        self.job_action.setText("Stopping…")
+        self._line(self.job_action, "Stopping…")
         runtime, self.runtime = self.runtime, None
 
         def stop():
@@ -368,7 +438,7 @@ class TrayApp(QObject):
         can go: the icon does not own the menu it shows, and Python may free the two in any order."""
         self.closed = True
         self.background.close()
-        for name in ("settings_dialog", "sign_in_dialog"):  # no dialog outlives the tray it belongs to
+        for name in ("settings_dialog", "sign_in_dialog", "log_window"):  # no dialog outlives the tray it belongs to
             dialog = getattr(self, name, None)
             if dialog is not None:
                 dialog.close()

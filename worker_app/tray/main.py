@@ -53,11 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     _setup_logging(paths)
     single.setup_mutex = hold_setup_mutex()  # held while the tray runs
-    try:
-        tray = TrayApp(Services(paths))
-    except config_mod.ConfigError as error:
-        print(f"homefarm: bad config in {paths.config_file}: {error}", file=sys.stderr)
-        return 2
+    tray = TrayApp(Services(paths))  # a config with a mistake shows in the tray, which starts anyway
     single.show_requested.connect(tray.show_yourself)
     # Ctrl+C and SIGTERM quit cleanly (Blender stopped, job released). Qt's loop does not run Python's
     # signal handlers by itself; a once-a-second timer lets them run, at no measurable cost.

@@ -7,6 +7,8 @@ from PySide6.QtGui import QAction
 
 def build_menu(app) -> None:
     m = app.menu
+    m.setToolTipsVisible(True)  # a status line cut to the menu's width has its whole text in its tooltip
+    m.aboutToShow.connect(app.recheck_config)
     app.job_action = _status_line(app, "Starting")
     app.gpu_action = _status_line(app, "GPU: no figures yet")
     app.today_action = _status_line(app, "Today: no jobs yet")
@@ -34,6 +36,8 @@ def build_menu(app) -> None:
     app.outputs_action = _action(app, "Open outputs folder", app.open_outputs)
     app.log_action = _action(app, "View log", app.view_log)
     app.settings_action = _action(app, "Settings…", app.open_settings)
+    app.config_file_action = _action(app, "Open config file", app.open_config_file)
+    app.config_file_action.setVisible(False)  # shown while the config file has a mistake
     app.sign_in_action = _action(app, "Sign in…", app.open_sign_in)
     app.sign_out_action = _action(app, "Sign out", app.sign_out)
     # Until the token store has answered, neither: "Sign out" must not show for a PC never signed in.

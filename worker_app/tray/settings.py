@@ -16,6 +16,17 @@ CHOICE_LABELS = {
     "finish": "Finish the job first",
 }
 
+# What to type, shown in an empty field before anything goes wrong.
+PLACEHOLDERS = {
+    "server.url": "https://render.example.com",
+    "worker.name": "this PC's name",
+    "blender.gpu_indices": "0, 1",
+    "guard.games": "eldenring.exe",
+    "guard.not_games": "obs64.exe",
+    "guard.render_only": "mon-fri 01:00-08:00\n18:00-23:00",
+    "guard.never": "sat-sun 10:00-22:00",
+}
+
 # (config key, label, kind); a kind is "text", "lines", "indices", "number", "blender" or a tuple of choices.
 FIELDS = [
     ("server.url", "Server URL", "text"),
@@ -51,8 +62,10 @@ class SettingsDialog(QDialog):
             error.setStyleSheet("color: #c62828;")
             error.setWordWrap(True)
             error.setVisible(False)
+            error.setContentsMargins(2, 0, 0, 0)
             box = QVBoxLayout()
-            box.setContentsMargins(0, 0, 0, 0)
+            box.setContentsMargins(0, 0, 0, 4)
+            box.setSpacing(3)  # the error sits below the field's border, never on it
             box.addWidget(widget)
             box.addWidget(error)
             holder = QWidget()
@@ -77,6 +90,7 @@ class SettingsDialog(QDialog):
         elif kind == "lines":
             widget = QPlainTextEdit("\n".join(value))
             widget.setFixedHeight(64)
+            widget.setPlaceholderText(PLACEHOLDERS.get(key, ""))
         elif kind == "number":
             widget = QDoubleSpinBox()
             widget.setRange(0, 100000)
@@ -88,12 +102,16 @@ class SettingsDialog(QDialog):
             return self._blender_input(value)
         else:
             widget = QLineEdit(str(value))
+        if isinstance(widget, QLineEdit):
+            widget.setPlaceholderText(PLACEHOLDERS.get(key, ""))
         self.inputs[key] = widget
         return widget
 
     def _blender_input(self, value: str) -> QWidget:
         edit = QLineEdit(value)
         edit.setPlaceholderText("found automatically")
+        # Wide enough for its placeholder beside the two buttons.
+        edit.setMinimumWidth(edit.fontMetrics().horizontalAdvance(edit.placeholderText()) + 24)
         self.inputs["blender.path"] = edit
         self.blender_version = QLabel("")
         detect, browse = QPushButton("Detect"), QPushButton("Browse…")
@@ -165,6 +183,7 @@ class SettingsDialog(QDialog):
         for key, label in self.errors.items():
             label.setText(problems.get(key, ""))
             label.setVisible(key in problems)
+        self.adjustSize()  # errors shown or gone: the dialog fits them
         return problems
 
     def try_save(self) -> None:

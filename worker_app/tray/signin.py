@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QVBoxLayout
 
 from worker_app import config as config_mod
@@ -17,7 +18,9 @@ class SignInDialog(QDialog):
         self.token.setEchoMode(QLineEdit.Password)
         self.token.setPlaceholderText("the worker token your server printed")
         self.message = QLabel("")
-        self.message.setWordWrap(True)
+        self.message.setWordWrap(True)  # an error wraps, and the dialog grows to show it whole
+        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.setMinimumWidth(460)
         form = QFormLayout()
         form.addRow("Server URL", self.url)
         form.addRow("Worker token", self.token)
@@ -30,6 +33,10 @@ class SignInDialog(QDialog):
         layout.addWidget(self.message)
         layout.addWidget(self.buttons)
 
+    def _say(self, text: str) -> None:
+        self.message.setText(text)
+        self.adjustSize()
+
     def sign_in(self) -> None:
         from worker_app.client import ClientError, Unauthorized, WorkerClient
         from worker_app.system.credentials import CredentialError
@@ -41,12 +48,12 @@ class SignInDialog(QDialog):
                 raise config_mod.ConfigError("server.url", problems["server.url"])
             config_mod.check_server_url(url, self.cfg.allow_insecure_http)
         except config_mod.ConfigError as error:
-            self.message.setText(str(error))
+            self._say(str(error))
             return
         if not token:
-            self.message.setText("Paste the worker token.")
+            self._say("Paste the worker token.")
             return
-        self.message.setText("Checking with the server…")
+        self._say("Checking with the server…")
         self.buttons.setEnabled(False)
         tokens = self.tokens
 
@@ -69,7 +76,7 @@ class SignInDialog(QDialog):
         def done(problem):
             self.buttons.setEnabled(True)
             if problem:
-                self.message.setText(str(problem))
+                self._say(str(problem))
                 return
             self.on_signed_in(url)
             self.accept()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from worker_app.core import LinkProblem, Snapshot, State
+from worker_app.core import LinkProblem, Outcome, Snapshot, State
 
 ICON_STATES = ("waiting", "rendering", "paused", "offline", "error")
 
@@ -103,3 +103,23 @@ def tooltip(snapshot: Snapshot, signed_in: bool = True) -> str:
     if snapshot.busy and not snapshot.link.online:
         text += " (server unreachable; results are kept)"
     return text[:127]  # Windows cuts tray tooltips at 127 characters
+
+
+def config_problem(error) -> str:
+    """The tray's line for a config file the owner must fix: the key, the value and what is allowed."""
+    detail = str(error).split(": ", 1)[1] if ": " in str(error) else str(error)
+    if detail.startswith("is not valid TOML"):
+        return "The config file is not valid TOML" + detail.removeprefix("is not valid TOML") + \
+            "; open it to fix it"
+    joiner = " = " if " is not allowed; it " in detail else ": "
+    return f"Fix the config file: {error.key}{joiner}{detail}"
+
+
+def job_notice(report) -> tuple[str, str] | None:
+    """The notice for a job that ended (when the owner asked for them): done or failed; None otherwise."""
+    took = sum(report.stages.values())
+    if report.outcome == Outcome.DONE:
+        return f"Job {report.job_id} done", f"Rendered and sent in {_duration(took)}."
+    if report.outcome == Outcome.FAILED:
+        return f"Job {report.job_id} failed", report.reason or "The log has the details."
+    return None
