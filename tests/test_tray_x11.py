@@ -83,7 +83,8 @@ def screenshot(display, path: Path) -> Path:
     return path
 
 
-def test_real_tray_menu_under_xvfb(x_display, served, tmp_path):
+def tray_env(x_display, tmp_path, server_url: str, token: str) -> dict:
+    """The environment of a real `homefarm` tray signed in to ``server_url``."""
     home = tmp_path / "home"
     env = {**os.environ, "DISPLAY": x_display, "QT_QPA_PLATFORM": "xcb", "HOMEFARM_HOME": str(home),
            "PYTHON_KEYRING_BACKEND": "keyring_file_backend.FileKeyring",
@@ -91,41 +92,65 @@ def test_real_tray_menu_under_xvfb(x_display, served, tmp_path):
            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     os.environ["HOMEFARM_TEST_KEYRING"] = env["HOMEFARM_TEST_KEYRING"]
     from keyring_file_backend import FileKeyring
-    FileKeyring().set_password("homefarm", f"worker-token@{served.url}", served.worker_token)
+    FileKeyring().set_password("homefarm", f"worker-token@{server_url}", token)
     paths = config_mod.Paths(home / "config", home / "data", home / "cache", home / "logs")
-    config_mod.set_values(paths, {"server.url": served.url, "blender.device": "CPU"})
+    config_mod.set_values(paths, {"server.url": server_url, "blender.device": "CPU"})
+    return env
 
+
+def find_icon(x_display, app, tmp_path, deadline):
+    icon = None
+    while time.monotonic() < deadline and icon is None:
+        panel_children = [w for w in windows(x_display) if w[1] == "homefarm" and w[6] >= 9 and w[4] <= 64]
+        icon = panel_children[0] if panel_children else None
+        time.sleep(0.25)
+    if icon is None:
+        app.kill()
+        raise AssertionError("the tray icon never appeared in trayer; windows: "
+                             f"{windows(x_display)}\napp output:\n{app.communicate()[0]}\nXvfb:\n"
+                             f"{(tmp_path / 'xvfb.log').read_text()}")
+    return icon
+
+
+def open_menu(x_display, icon, deadline):
+    """Right-clicks the icon; returns the menu's window."""
+    _, _, x, y, w, h, _ = icon
+    subprocess.run(["xdotool", "mousemove", str(x + w // 2), str(y + h // 2), "click", "3"],
+                   env={**os.environ, "DISPLAY": x_display}, check=True, timeout=10)
+    menu = None
+    while time.monotonic() < deadline and menu is None:
+        menus = [win for win in windows(x_display) if win[5] >= 150 and win[4] >= 120 and win[6] == 5
+                 and win[1] in ("", "homefarm")]
+        menu = menus[0] if menus else None
+        time.sleep(0.2)
+    assert menu is not None, "no menu window opened"
+    time.sleep(0.8)
+    return menu
+
+
+def stop(app) -> str:
+    app.send_signal(signal.SIGTERM)
+    try:
+        return app.communicate(timeout=30)[0]
+    except subprocess.TimeoutExpired:
+        app.kill()
+        return app.communicate()[0]
+
+
+def test_real_tray_menu_under_xvfb(x_display, served, tmp_path):
+    env = tray_env(x_display, tmp_path, served.url, served.worker_token)
     app = subprocess.Popen([sys.executable, "-m", "worker_app"], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
-        icon = None
-        while time.monotonic() < deadline and icon is None:
-            panel_children = [w for w in windows(x_display) if w[1] == "homefarm" and w[6] >= 9 and w[4] <= 64]
-            icon = panel_children[0] if panel_children else None
-            time.sleep(0.25)
-        if icon is None:
-            app.kill()
-            raise AssertionError("the tray icon never appeared in trayer; windows: "
-                                 f"{windows(x_display)}\napp output:\n{app.communicate()[0]}\nXvfb:\n"
-                                 f"{(tmp_path / 'xvfb.log').read_text()}")
+        icon = find_icon(x_display, app, tmp_path, deadline)
         while time.monotonic() < deadline and not served.app.session.get(
                 served.url + "/api/v1/workers", timeout=5).json()["workers"]:
             time.sleep(0.25)
         time.sleep(1.5)  # the first snapshots reach the menu
         ARTIFACTS.mkdir(exist_ok=True)
         before = screenshot(x_display, tmp_path / "before.png")
-        _, _, x, y, w, h, _ = icon
-        subprocess.run(["xdotool", "mousemove", str(x + w // 2), str(y + h // 2), "click", "3"],
-                       env={**os.environ, "DISPLAY": x_display}, check=True, timeout=10)
-        menu = None
-        while time.monotonic() < deadline and menu is None:
-            menus = [win for win in windows(x_display) if win[5] >= 150 and win[4] >= 120 and win[6] == 5
-                     and win[1] in ("", "homefarm")]
-            menu = menus[0] if menus else None
-            time.sleep(0.2)
-        assert menu is not None, "no menu window opened"
-        time.sleep(0.8)
+        menu = open_menu(x_display, icon, deadline)
         after = screenshot(x_display, ARTIFACTS / "tray-menu.png")
         _, _, mx, my, mw, mh, _ = menu
         _, _, old = read_png(before)
@@ -134,10 +159,63 @@ def test_real_tray_menu_under_xvfb(x_display, served, tmp_path):
                       if old[j][i] != new[j][i])
         assert changed > 0.3 * mw * mh, f"the menu's area barely changed ({changed} of {mw * mh} pixels)"
     finally:
-        app.send_signal(signal.SIGTERM)
-        try:
-            output = app.communicate(timeout=30)[0]
-        except subprocess.TimeoutExpired:
-            app.kill()
-            output = app.communicate()[0]
+        output = stop(app)
     assert app.returncode == 0, output
+
+
+MENU_MAX_WIDTH = 560  # px: the status lines are cut at 380 px; icons, margins and the shortcut column add the rest
+
+
+def test_a_long_error_keeps_the_real_menu_narrow(x_display, tmp_path):
+    """The worker cannot reach its server (https to a plain-http one: a long sentence); the menu shows it cut
+    to a bounded width, on screen. tests/artifacts/tray-menu-long-error.png is for a person to look at."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Plain(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    plain = ThreadingHTTPServer(("127.0.0.1", 0), Plain)
+    threading.Thread(target=plain.serve_forever, daemon=True).start()
+    env = tray_env(x_display, tmp_path, f"https://127.0.0.1:{plain.server_address[1]}", "hfw_x")
+    app = subprocess.Popen([sys.executable, "-m", "worker_app"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        icon = find_icon(x_display, app, tmp_path, deadline)
+        time.sleep(3)  # the worker's first try failed and its back-off reached the menu
+        menu = open_menu(x_display, icon, deadline)
+        ARTIFACTS.mkdir(exist_ok=True)
+        screenshot(x_display, ARTIFACTS / "tray-menu-long-error.png")
+        _, _, mx, my, mw, mh, _ = menu
+        assert mw <= MENU_MAX_WIDTH, f"the menu is {mw} px wide"
+        assert mx + mw <= 1024, "the menu runs off the screen"
+    finally:
+        output = stop(app)
+        plain.shutdown()
+        plain.server_close()
+    assert "answers in plain http" in output, "the whole sentence is in the log"
+
+
+def test_the_sign_in_dialog_shows_a_long_error_whole(x_display, tmp_path):
+    """The Sign-in dialog on a real X server after a failed sign-in: the error wraps, the dialog grows to
+    show it whole, its width stays bounded. tests/artifacts/sign-in-error.png is for a person to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "sign-in-error.png"
+    script = TESTS / "x11_sign_in.py"
+    result = subprocess.run([sys.executable, str(script), str(shot)], capture_output=True, text=True, timeout=90,
+                            env={**os.environ, "DISPLAY": x_display, "QT_QPA_PLATFORM": "xcb",
+                                 "HOMEFARM_HOME": str(tmp_path / "home"),
+                                 "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])})
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    assert "answers in plain http" in seen["message"]
+    assert int(seen["dialog_width"]) <= 700, seen
+    assert int(seen["label_height"]) >= int(seen["label_needs"]), f"the error is cut: {seen}"
+    assert int(seen["lines"]) >= 3, "a long error wraps over several lines"
+    assert shot.stat().st_size > 5000

@@ -231,7 +231,7 @@ def cmd_doctor(args, paths: config_mod.Paths) -> int:
 
 def cmd_login(args, paths: config_mod.Paths) -> int:
     from worker_app.client import ClientError, Unauthorized, WorkerClient
-    from worker_app.system.credentials import CredentialError, TokenStore
+    from worker_app.system.credentials import CredentialError, TokenStore, token_kind_problem
 
     cfg = _load_config(paths)
     url = (args.server or cfg.server_url).rstrip("/")
@@ -252,9 +252,8 @@ def cmd_login(args, paths: config_mod.Paths) -> int:
             raise SystemExit("\nhomefarm: no token given; nothing changed") from None
     if not token:
         raise SystemExit("homefarm: no token given; nothing changed")
-    if token.startswith("hfa_"):
-        raise SystemExit("homefarm: that is the web app's token (it starts with hfa_); this PC needs a worker token, "
-                         "which starts with hfw_ (`homefarm serve tokens create --kind worker` makes one)")
+    if token_kind_problem(token):
+        raise SystemExit(f"homefarm: {token_kind_problem(token)}")
     client = WorkerClient(url, token, cfg.allow_insecure_http)
     try:
         client.ping()

@@ -8,7 +8,7 @@ from worker_app import config as config_mod
 from worker_app.system import gpu
 from worker_app.render.discovery import BlenderNotFound, find_installs, probe_devices
 from worker_app.client import ClientError, Unauthorized, WorkerClient
-from worker_app.system.credentials import NO_BACKEND_HELP, CredentialError, TokenStore
+from worker_app.system.credentials import NO_BACKEND_HELP, CredentialError, TokenStore, token_kind_problem
 
 
 @dataclass
@@ -105,7 +105,7 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None) -> lis
             client.ping()
             checks.append(Check("token", True, "accepted by the server"))
         except Unauthorized:
-            checks.append(Check("token", False, "the server refused the stored token",
+            checks.append(Check("token", False, token_kind_problem(token) or "the server refused the stored token",
                                 f"ask for a new worker token and run `homefarm login --server {cfg.server_url}`"))
         except ClientError as error:
             checks.append(Check("token", False, str(error), "try again when the server answers"))

@@ -269,7 +269,7 @@ class Worker(EventLoop):
                     failures += 1
                     if isinstance(error, Rejected) and "worker_id" in str(error):
                         self.worker_id = None  # the server forgot us (a new database): sign on again
-                    self._back_off(failures, LinkProblem.UNREACHABLE, f"server unreachable: {error}")
+                    self._back_off(failures, LinkProblem.UNREACHABLE, f"server unreachable: {error}", str(error))
                 except Exception as error:  # a bug or the OS: logged, and the loop goes on after a pause
                     failures += 1
                     log.exception("the worker loop hit an unexpected error")
@@ -412,11 +412,12 @@ class Worker(EventLoop):
         self.worker_id = None  # sign on again: the server may accept this version by now
         return True
 
-    def _back_off(self, failures: int, problem: LinkProblem, message: str) -> None:
+    def _back_off(self, failures: int, problem: LinkProblem, message: str, said: str = "") -> None:
+        """Waits before the next try; ``said`` is what happened in a person's words, for the tray."""
         delay = backoff_delay(failures - 1)
         log.warning("%s; retrying in %.0f s", message, delay)
         if problem != LinkProblem.NONE:
-            self._set_link(False, problem, message, time.time() + delay)
+            self._set_link(False, problem, said or message, time.time() + delay)
         self.show(state=State.BACKING_OFF, message=f"{message}; retrying in {delay:.0f} s")
         self._sleep(delay)
 

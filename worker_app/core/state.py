@@ -50,7 +50,7 @@ class Link:
     problem: LinkProblem = LinkProblem.NONE
     since: float | None = None  # time.time() when the problem began; kept through every retry
     retry_at: float | None = None  # time.time() of the next try
-    detail: str = ""  # the technical detail, for the log
+    detail: str = ""  # what happened, as a sentence a person reads ("nothing answers at …"); the log has more
 
     @property
     def online(self) -> bool:

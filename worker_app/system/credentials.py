@@ -25,6 +25,14 @@ NO_BACKEND_HELP = (
 )
 
 
+def token_kind_problem(token: str) -> str | None:
+    """What is wrong with ``token`` as this PC's token, when its prefix says it is the web app's."""
+    if token.startswith("hfa_"):
+        return ("that is the web app's token (it starts with hfa_); this PC needs a worker token, which starts "
+                "with hfw_ (`homefarm serve tokens create --kind worker` makes one)")
+    return None
+
+
 def _key(server_url: str) -> str:
     return f"worker-token@{server_url.rstrip('/')}"
 

@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QVBoxLayout
 
 from worker_app import config as config_mod
+from worker_app.system.credentials import token_kind_problem
 
 
 class SignInDialog(QDialog):
@@ -53,6 +54,9 @@ class SignInDialog(QDialog):
         if not token:
             self._say("Paste the worker token.")
             return
+        if token_kind_problem(token):
+            self._say(token_kind_problem(token)[0].upper() + token_kind_problem(token)[1:] + ".")
+            return
         self._say("Checking with the server…")
         self.buttons.setEnabled(False)
         tokens = self.tokens
@@ -62,7 +66,7 @@ class SignInDialog(QDialog):
             try:
                 client.ping()
             except Unauthorized:
-                return "The server refused this token."
+                return "The server refused this token: ask the server's owner for a worker token (it starts with hfw_)."
             except ClientError as error:
                 return f"Could not reach the server: {error}"
             finally:

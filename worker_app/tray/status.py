@@ -63,7 +63,12 @@ def job_line(snapshot: Snapshot, now: float | None = None) -> str:
     if snapshot.state == State.BACKING_OFF and snapshot.link.online:
         return "homefarm hit an error and tries again shortly; the log has the details"
     if snapshot.state == State.BACKING_OFF or (snapshot.state == State.UPLOADING and not snapshot.link.online):
-        return "Server unreachable" + _retry(snapshot, now) + "; rendered results are kept"
+        line = "Server unreachable"
+        if snapshot.link.detail:  # what happened, in words: "nothing answers at …: is the job server running?"
+            line += ": " + snapshot.link.detail.rstrip(".")
+        rest = _retry(snapshot, now).removeprefix("; ") + ("; " if _retry(snapshot, now) else "") + \
+            "rendered results are kept"
+        return f"{line} {rest[0].upper()}{rest[1:]}" if line.endswith("?") else f"{line}; {rest}"
     if snapshot.state == State.UPLOADING:
         return "Sending results kept from before"
     if snapshot.state == State.WAITING:
