@@ -14,7 +14,7 @@ from worker_app import config as config_mod
 from worker_app.system.credentials import TokenStore
 from worker_app.guard import ManualPause
 from worker_app.tray import status
-from worker_app.tray.app import STATUS_WIDTH, Services, TrayApp
+from worker_app.tray.app import STATUS_CHARS, STATUS_WIDTH, Services, TrayApp
 from worker_app.tray.icons import icon
 from worker_app.tray.settings import SettingsDialog
 from worker_app.tray.single import SingleInstance
@@ -403,6 +403,8 @@ def test_a_folder_nothing_opens_is_told_in_words_and_the_log_shows_in_a_window(t
 def test_a_long_status_line_is_cut_to_the_menu_width_with_the_whole_text_in_its_tooltip(tray):
     long = "Cannot start: " + "the server at render.example.com answered something very long " * 6
     tray._line(tray.job_action, long)
+    assert tray.job_action.text().endswith("…") and len(tray.job_action.text()) <= STATUS_CHARS
+    tray.menu.aboutToShow.emit()  # as the menu opens, each line is cut to the pixel
     shown = tray.job_action.text()
     assert shown.endswith("…") and len(shown) < len(long)
     assert tray.menu.fontMetrics().horizontalAdvance(shown) <= STATUS_WIDTH

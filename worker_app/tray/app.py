@@ -27,6 +27,7 @@ from worker_app.tray.services import Bridge, Services
 
 log = logging.getLogger("homefarm.tray")
 STATUS_WIDTH = 380  # px: the widest a status line in the menu gets before it is cut (with "…")
+STATUS_CHARS = 64  # the same, roughly, in characters, until the menu first opens
 
 
 class TrayApp(QObject):
@@ -61,6 +62,7 @@ class TrayApp(QObject):
         self.tray = QSystemTrayIcon(icon("offline"), self)
         self.tray.setToolTip("homefarm — starting")
         self.menu = QMenu()
+        self._lines = {}  # status line -> its whole text
         build_menu(self)
         self._update_sign_in_actions()
         self.tray.setContextMenu(self.menu)
@@ -92,7 +94,22 @@ class TrayApp(QObject):
 
     def _line(self, action, text: str) -> None:
         """A status line, cut to the menu's width with the whole text in its tooltip: a long error must not
-        make the menu as wide as the screen."""
+        make the menu as wide as the screen. Cut by characters here and to the pixel when the menu opens:
+        measuring text loads the fonts, which a tray whose menu nobody opened does not need (3 MiB)."""
+        self._lines[action] = text
+        if self.menu.isVisible():
+            self._fit(action, text)
+            return
+        shown = text if len(text) <= STATUS_CHARS else text[:STATUS_CHARS - 1].rstrip() + "…"
+        action.setText(shown.replace("&", "&&"))
+        action.setToolTip(text if shown != text else "")
+
+    def fit_lines(self) -> None:
+        """Cuts each status line to the pixel, as the menu opens."""
+        for action, text in self._lines.items():
+            self._fit(action, text)
+
+    def _fit(self, action, text: str) -> None:
         shown = self.menu.fontMetrics().elidedText(text, Qt.ElideRight, STATUS_WIDTH)
         action.setText(shown.replace("&", "&&"))
         action.setToolTip(text if shown != text else "")

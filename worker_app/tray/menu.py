@@ -8,6 +8,7 @@ from PySide6.QtGui import QAction
 def build_menu(app) -> None:
     m = app.menu
     m.setToolTipsVisible(True)  # a status line cut to the menu's width has its whole text in its tooltip
+    m.aboutToShow.connect(app.fit_lines)
     m.aboutToShow.connect(app.recheck_config)
     app.job_action = _status_line(app, "Starting")
     app.gpu_action = _status_line(app, "GPU: no figures yet")
