@@ -271,17 +271,19 @@ def test_a_late_background_result_never_touches_a_closed_tray(qtbot, tmp_path):
     assert not thread.is_alive() and applied == []
 
 
+class Now:
+    """Runs background work at once, on the calling thread (a dialog's tests need no threads)."""
+
+    def run(self, fn, on_done=None):
+        result = fn()
+        if on_done:
+            on_done(result)
+
+
 def test_settings_refuse_bad_values_beside_the_field(qtbot, tmp_path):
     paths = config_mod.Paths.default()
     cfg = config_mod.load(paths)
     saved = []
-
-    class Now:
-        def run(self, fn, on_done=None):
-            result = fn()
-            if on_done:
-                on_done(result)
-
     dialog = SettingsDialog(cfg, Now(), save=lambda values, on_saved=None: saved.append(values))
     qtbot.addWidget(dialog)
     dialog.inputs["server.url"].setText("http://render.example.com")
@@ -457,3 +459,23 @@ def test_a_job_s_end_is_logged_and_told_when_the_owner_asked(tray, qtbot, caplog
     tray.bridge.job_ended.emit(JobReport("44", Outcome.DONE, stages={"render": 61.0, "upload": 2.0}))
     assert tray.notifications[-1] == ("Job 44 done", "Rendered and sent in 1 min.")
     background_done(qtbot, tray)
+
+
+def test_settings_errors_sit_below_their_fields_and_fields_show_their_format(qtbot):
+    dialog = SettingsDialog(config_mod.Config(), Now(), save=lambda values, on_saved=None: None)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog.inputs["guard.render_only"].placeholderText() == "mon-fri 01:00-08:00\n18:00-23:00"
+    blender = dialog.inputs["blender.path"]
+    assert blender.width() >= blender.fontMetrics().horizontalAdvance(blender.placeholderText()), "not cut"
+    dialog.inputs["guard.render_only"].setPlainText("weekends")
+    dialog.inputs["server.url"].setText("render.example.com")
+    dialog.try_save()
+    for key in ("guard.render_only", "server.url"):
+        field, error = dialog.inputs[key], dialog.errors[key]
+        assert error.isVisible()
+        top_of_error = error.mapTo(dialog.content, error.rect().topLeft()).y()
+        bottom_of_field = field.mapTo(dialog.content, field.rect().bottomLeft()).y()
+        assert top_of_error > bottom_of_field, (key, top_of_error, bottom_of_field)
+        assert error.height() >= error.heightForWidth(error.width()), f"{key}: the error is cut"
+    assert "'weekends' is not a window such as 'mon-fri 01:00-08:00'" in dialog.errors["guard.render_only"].text()

@@ -393,6 +393,13 @@ def _toml(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _command(subparsers, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A command whose --help opens with what it does, as a sentence (its one-line help, unless it has more)."""
+    if "help" in kwargs and "description" not in kwargs:
+        kwargs["description"] = kwargs["help"][0].upper() + kwargs["help"][1:] + "."
+    return subparsers.add_parser(name, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="homefarm", description="The render worker that turns your "
                                      "GPU PC into the Blender render node of your web app.\n"
@@ -400,14 +407,17 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="examples:\n  homefarm                 the tray app\n"
                                             "  homefarm doctor          what works on this PC and what to fix\n"
                                             "  homefarm login --server https://render.example.com\n"
-                                            "  homefarm serve           the job server, for a web app",
+                                            "  homefarm serve           the job server, for a web app\n\n"
+                                            "exit status: 0 done; 1 it did not work (the message says why; "
+                                            "doctor: a required check failed); 2 a command line homefarm cannot "
+                                            "read.\n`homefarm COMMAND --help` says more of each command.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"homefarm {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     parser.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the reference job server")
+    serve = _command(sub, "serve", help="run the reference job server")
     serve.add_argument("--host", default="127.0.0.1",
                        help="the address to listen on (default 127.0.0.1; 0.0.0.0 behind a TLS proxy)")
     serve.add_argument("--port", type=int, default=8750, help="the port (default 8750; 0 picks a free one)")
@@ -438,43 +448,53 @@ def build_parser() -> argparse.ArgumentParser:
                        help="on the first start, print the new tokens instead of writing them to a file")
     serve.add_argument("--new-token", choices=("app", "worker"), help=argparse.SUPPRESS)
     serve_sub = serve.add_subparsers(dest="serve_action", metavar="ACTION")
-    tokens = serve_sub.add_parser("tokens", help="create, list or revoke the server's tokens")
+    tokens = _command(serve_sub, "tokens", help="create, list or revoke the server's tokens")
     tokens_sub = tokens.add_subparsers(dest="tokens_action", required=True, metavar="create|list|revoke")
-    create = tokens_sub.add_parser("create", help="make a token (shown once)")
+    create = _command(tokens_sub, "create", help="make a token (shown once)")
     create.add_argument("--kind", choices=("app", "worker"), required=True,
                         help="app: the web app's API; worker: a PC's `homefarm login`")
     create.add_argument("--label", default="", help="what it is for, e.g. 'studio PC'")
-    tokens_sub.add_parser("list", help="the tokens: id, kind, label, created, last used")
-    revoke = tokens_sub.add_parser("revoke", help="revoke a token by its id")
+    _command(tokens_sub, "list", help="the tokens: id, kind, label, created, last used")
+    revoke = _command(tokens_sub, "revoke", help="revoke a token by its id")
     revoke.add_argument("token_id", metavar="ID", help="the id `tokens list` shows (6 characters or more)")
     serve.add_argument("--latest-worker-version", help="tell workers older than this that an update exists")
     serve.add_argument("--min-worker-version", help="workers older than this stop claiming and ask for an update")
     serve.set_defaults(func=cmd_serve)
 
-    run = sub.add_parser("run", help="run the worker without a GUI")
+    run = _command(sub, "run", help="run the worker without a GUI",
+                         description="Runs the worker in this terminal, without the tray: for a render box or a "
+                         "service. Ctrl+C or SIGTERM stops it cleanly: a render under way stops and its job goes "
+                         "back to the server. It logs to homefarm.log in the log folder (`homefarm doctor` shows "
+                         "where).")
     run.add_argument("--max-jobs", type=int, help="exit after this many jobs")
     run.set_defaults(func=cmd_run)
 
-    demo = sub.add_parser("demo", help="render the sample scene through a local server, end to end")
+    demo = _command(sub, "demo", help="render the sample scene through a local server, end to end")
     demo.add_argument("--blender", help="the Blender executable to use")
     demo.add_argument("--device", choices=config_mod.DEVICES)
     demo.set_defaults(func=cmd_demo)
 
-    doctor = sub.add_parser("doctor", help="check Blender, the GPU, the keyring, the server and the token",
+    doctor = _command(sub, "doctor", help="check Blender, the GPU, the keyring, the server and the token",
                             description="Checks what the worker needs and says what to fix. Exit status 1 when "
                             "a required check fails.")
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON, for a script")
     doctor.set_defaults(func=cmd_doctor)
 
-    login = sub.add_parser("login", help="store the worker token for a server in the OS keyring")
+    login = _command(sub, "login", help="store the worker token for a server in the OS keyring",
+                           description="Checks a worker token with the server and keeps it in the OS keyring. "
+                           "The token is typed at a hidden prompt or piped with --token-stdin; never give it as "
+                           "an argument, where other users of the PC can see it.",
+                           epilog="example:\n  homefarm login --server https://render.example.com\n"
+                           "  homefarm login --server https://render.example.com --token-stdin < token.txt",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     login.add_argument("--server", help="the job server's URL")
     login.add_argument("--token-stdin", action="store_true", help="read the token from standard input")
     login.set_defaults(func=cmd_login)
 
-    logout = sub.add_parser("logout", help="remove the worker token from the OS keyring")
+    logout = _command(sub, "logout", help="remove the worker token from the OS keyring")
     logout.set_defaults(func=cmd_logout)
 
-    pause = sub.add_parser("pause", help="pause the worker: 30m, 1h, tomorrow or indefinitely",
+    pause = _command(sub, "pause", help="pause the worker: 30m, 1h, tomorrow or indefinitely",
                            description="Pauses the worker on this PC (the tray's or `homefarm run`'s); a "
                            "render under way stops and its job goes back to the server.")
     pause.add_argument("duration", nargs="?", default="indefinitely",
@@ -483,19 +503,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "indefinitely, until `homefarm resume` (default)")
     pause.set_defaults(func=cmd_pause)
 
-    resume = sub.add_parser("resume", help="end a pause you started")
+    resume = _command(sub, "resume", help="end a pause you started")
     resume.set_defaults(func=cmd_resume)
 
-    stats = sub.add_parser("stats", help="jobs, render time, GPU energy and its cost, per day and month")
+    stats = _command(sub, "stats", help="jobs, render time, GPU energy and its cost, per day and month")
     stats.add_argument("--last", type=int, default=10, help="how many recent jobs to list (default 10)")
     stats.add_argument("--json", action="store_true", help="print the figures as JSON, for a script")
     stats.set_defaults(func=cmd_stats)
 
-    auto = sub.add_parser("autostart", help="start homefarm when you sign in: on, off or status")
+    auto = _command(sub, "autostart", help="start homefarm when you sign in: on, off or status")
     auto.add_argument("action", choices=("on", "off", "status"), nargs="?", default="status")
     auto.set_defaults(func=cmd_autostart)
 
-    cfg = sub.add_parser("config", help="show or change the configuration",
+    cfg = _command(sub, "config", help="show or change the configuration",
                          description="Shows every setting as TOML, or one; changes one, checked first.",
                          epilog="examples:\n  homefarm config show guard.max_gpu_temp_c\n"
                          "  homefarm config set guard.render_only 'mon-fri 01:00-08:00'\n"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
-                               QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
+                               QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton,
+                               QScrollArea, QVBoxLayout, QWidget)
 
 from worker_app import config as config_mod
 
@@ -55,31 +56,43 @@ class SettingsDialog(QDialog):
         self.save = save
         self.inputs: dict[str, QWidget] = {}
         self.errors: dict[str, QLabel] = {}
-        form = QFormLayout()
+        self.form = form = QFormLayout()
         for key, label, kind in FIELDS:
-            widget = self._input(key, kind, config_mod.value_of(cfg, key))
+            form.addRow(label, self._input(key, kind, config_mod.value_of(cfg, key)))
+            # Each field's error is a row of its own below it, shown only with an error: the form lays it
+            # out at its wrapped height, never on the field.
             error = QLabel("")
             error.setStyleSheet("color: #c62828;")
             error.setWordWrap(True)
+            form.addRow(error)  # spans the row under its field; hidden, it takes no room
             error.setVisible(False)
-            error.setContentsMargins(2, 0, 0, 0)
-            box = QVBoxLayout()
-            box.setContentsMargins(0, 0, 0, 4)
-            box.setSpacing(3)  # the error sits below the field's border, never on it
-            box.addWidget(widget)
-            box.addWidget(error)
-            holder = QWidget()
-            holder.setLayout(box)
-            form.addRow(label, holder)
             self.errors[key] = error
         buttons = QDialogButtonBox(QDialogButtonBox.Save | QDialogButtonBox.Cancel)
         buttons.accepted.connect(self.try_save)
         buttons.rejected.connect(self.reject)
         self.status = QLabel("")
+        # The form scrolls when the screen is too small for it (or for its errors): rows are never squeezed
+        # into one another.
+        self.content = QWidget()
+        self.content.setLayout(form)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(self.content)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.NoFrame)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addWidget(self.scroll)
         layout.addWidget(self.status)
         layout.addWidget(buttons)
+        self.fit_to_screen()
+
+    def fit_to_screen(self) -> None:
+        """As tall as the form wants, within the screen; wide enough for it without a horizontal scroll."""
+        hint = self.content.sizeHint()
+        bar = self.scroll.verticalScrollBar().sizeHint().width()
+        screen = (self.screen() or QApplication.primaryScreen()).availableGeometry()
+        chrome = self.sizeHint().height() - self.scroll.sizeHint().height()
+        self.resize(min(hint.width() + bar + 40, screen.width()),
+                    min(hint.height() + chrome + 8, int(screen.height() * 0.9)))
 
     def _input(self, key, kind, value) -> QWidget:
         if isinstance(kind, tuple):
@@ -183,7 +196,7 @@ class SettingsDialog(QDialog):
         for key, label in self.errors.items():
             label.setText(problems.get(key, ""))
             label.setVisible(key in problems)
-        self.adjustSize()  # errors shown or gone: the dialog fits them
+        self.fit_to_screen()  # errors shown or gone: the dialog fits them, or its form scrolls
         return problems
 
     def try_save(self) -> None:
