@@ -28,6 +28,10 @@ for size in 16 32 64; do
 done
 mkdir -p "$PKG/usr/share/icons/hicolor/scalable/apps"
 cp "$ROOT/resources/icons/waiting.svg" "$PKG/usr/share/icons/hicolor/scalable/apps/homefarm.svg"
+# The headless render box's service (not enabled: it needs a token first) and the user it runs as.
+mkdir -p "$PKG/lib/systemd/system"
+install -m 644 "$ROOT/installer/homefarm-worker.service" "$PKG/lib/systemd/system/homefarm-worker.service"
+install -m 755 "$ROOT/installer/deb/postinst" "$PKG/DEBIAN/postinst"
 cat > "$PKG/usr/share/applications/homefarm.desktop" <<DESKTOP
 [Desktop Entry]
 Type=Application
@@ -46,7 +50,7 @@ Version: $VERSION
 Architecture: $ARCH
 Maintainer: homefarm <hello@homefarm.dev>
 Installed-Size: $SIZE
-Depends: libc6, libfontconfig1, libfreetype6, libdbus-1-3, libegl1, libgl1, libxkbcommon0, libxkbcommon-x11-0, libxcb-cursor0, libxcb-icccm4, libxcb-image0, libxcb-keysyms1, libxcb-randr0, libxcb-render-util0, libxcb-shape0, libxcb-xinerama0, libxcb-xkb1
+Depends: passwd, libc6, libfontconfig1, libfreetype6, libdbus-1-3, libegl1, libgl1, libxkbcommon0, libxkbcommon-x11-0, libxcb-cursor0, libxcb-icccm4, libxcb-image0, libxcb-keysyms1, libxcb-randr0, libxcb-render-util0, libxcb-shape0, libxcb-xinerama0, libxcb-xkb1
 Recommends: blender
 Section: graphics
 Priority: optional

@@ -169,16 +169,19 @@ def cmd_run(args, paths: config_mod.Paths) -> int:
     from worker_app.render.discovery import BlenderNotFound, find_all
     from worker_app import runtime as runtime_mod
     from worker_app.core.activity import activity_log
-    from worker_app.system.credentials import CredentialError, TokenStore
+    from worker_app.system.credentials import CredentialError, find_token
 
     cfg = _load_config(paths)
     try:
-        token = TokenStore().get(cfg.server_url)
+        found = find_token(cfg.server_url, args.token_file)
     except CredentialError as error:
         raise SystemExit(f"homefarm: {error}") from None
-    if not token:
+    if found is None:
         raise SystemExit(f"homefarm: no worker token for {cfg.server_url}; run "
-                         f"`homefarm login --server {cfg.server_url}` first")
+                         f"`homefarm login --server {cfg.server_url}` first (on a headless box: --token-file or "
+                         "the systemd unit's credential, README \"A headless render box\")")
+    token = found.token
+    log.info("the worker token comes from %s", found.source)
     try:
         blenders = find_all(cfg.blender_path)
     except BlenderNotFound as error:
@@ -221,7 +224,7 @@ def cmd_demo(args, paths: config_mod.Paths) -> int:
 def cmd_doctor(args, paths: config_mod.Paths) -> int:
     from worker_app.doctor import report, run_checks, to_json
 
-    checks = run_checks(paths)
+    checks = run_checks(paths, token_file=args.token_file)
     if args.json:
         result = to_json(checks)
         print(json.dumps(result, indent=2, ensure_ascii=False))
@@ -467,6 +470,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "back to the server. It logs to homefarm.log in the log folder (`homefarm doctor` shows "
                          "where).")
     run.add_argument("--max-jobs", type=int, help="exit after this many jobs")
+    run.add_argument("--token-file", metavar="PATH",
+                     help="read the worker token from this file (only its owner may read it), for a service "
+                     "without a keyring; also HOMEFARM_TOKEN_FILE. Under systemd, the unit's credential "
+                     "homefarm-token is read by itself")
     run.set_defaults(func=cmd_run)
 
     demo = _command(sub, "demo", help="render the sample scene through a local server, end to end")
@@ -478,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Checks what the worker needs and says what to fix. Exit status 1 when "
                             "a required check fails.")
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON, for a script")
+    doctor.add_argument("--token-file", metavar="PATH", help="check the token in this file, as `run --token-file`")
     doctor.set_defaults(func=cmd_doctor)
 
     login = _command(sub, "login", help="store the worker token for a server in the OS keyring",

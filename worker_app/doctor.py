@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from worker_app import config as config_mod
 from worker_app.system import gpu
 from worker_app.render.discovery import BlenderNotFound, find_installs, probe_devices
 from worker_app.client import ClientError, Unauthorized, WorkerClient
-from worker_app.system.credentials import NO_BACKEND_HELP, CredentialError, TokenStore, token_kind_problem
+from worker_app.system.credentials import (NO_BACKEND_HELP, CredentialError, TokenStore, service_token,
+                                           token_kind_problem)
 
 
 @dataclass
@@ -20,7 +22,8 @@ class Check:
     required: bool = True
 
 
-def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None) -> list[Check]:
+def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None, token_file: str | None = None,
+               environ=None) -> list[Check]:
     tokens = tokens or TokenStore()
     checks: list[Check] = []
     try:
@@ -73,7 +76,15 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None) -> lis
                             "it sends them before taking new jobs", required=False))
 
     token = None
-    if tokens.available():
+    try:
+        handed = service_token(token_file, os.environ if environ is None else environ)
+    except CredentialError as error:
+        handed = None
+        checks.append(Check("token", False, str(error), "fix the token file, or start the worker without it"))
+    if handed is not None:
+        token = handed.token
+        checks.append(Check("keyring", True, f"not needed: the token comes from {handed.source}", required=False))
+    elif tokens.available():
         checks.append(Check("keyring", True, tokens.backend_name()))
         try:
             token = tokens.get(cfg.server_url)
@@ -103,7 +114,8 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None) -> lis
     else:
         try:
             client.ping()
-            checks.append(Check("token", True, "accepted by the server"))
+            checks.append(Check("token", True, f"accepted by the server; it comes from "
+                                f"{handed.source if handed else 'the OS keyring'}"))
         except Unauthorized:
             checks.append(Check("token", False, token_kind_problem(token) or "the server refused the stored token",
                                 f"ask for a new worker token and run `homefarm login --server {cfg.server_url}`"))
