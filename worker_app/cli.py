@@ -337,7 +337,7 @@ def cmd_stats(args, paths: config_mod.Paths) -> int:
         print(f"\nlast {len(recent)} jobs (electricity at {cfg.price_per_kwh:g} {cfg.currency}/kWh):")
         for job_id, finished, outcome, wall_s, render_s, energy_wh in recent:
             when = dt.datetime.fromtimestamp(finished).strftime("%Y-%m-%d %H:%M")
-            energy = "no GPU figures" if energy_wh is None else \
+            energy = "no power reading for this GPU" if energy_wh is None else \
                 f"{energy_wh:.2f} Wh = {energy_wh / 1000 * cfg.price_per_kwh:.4f} {cfg.currency}"
             print(f"  {when}  job {job_id:<8} {outcome:<9} wall {wall_s:7.1f} s  render {render_s:7.1f} s  "
                   f"{energy}")

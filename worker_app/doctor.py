@@ -54,13 +54,22 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None, token_
 
     checks.append(_warm_check(cfg, paths))
 
-    inv = gpu.inventory()
+    provider, why = gpu.choose_provider()
+    inv = gpu.inventory(provider)
     if inv.available:
         names = ", ".join(g["name"] for g in inv.gpus) or "no GPUs"
-        checks.append(Check("gpu", True, f"NVIDIA driver {inv.driver}: {names}", required=False))
+        driver = f" (driver {inv.driver})" if inv.driver else ""
+        checks.append(Check("gpu", True, f"{names}, read through {gpu.provider_name(provider)}{driver}: {why}",
+                            required=False))
+        missing = gpu.missing_figures(provider)
+        if missing:
+            checks.append(Check("gpu", False, f"no {missing} reading for this GPU", "nothing to do: homefarm "
+                                "shows no such figure rather than a made-up one (energy and cost stay empty "
+                                "without a power reading)", required=False))
     else:
-        checks.append(Check("gpu", False, inv.problem or "", "GPU monitoring needs an NVIDIA GPU and "
-                            "driver; rendering still works on the CPU or another GPU", required=False))
+        checks.append(Check("gpu", False, why, "GPU monitoring needs an NVIDIA driver, or on Linux the amdgpu, "
+                            "i915 or xe driver, or Windows 10 1709 or newer; rendering still works without it",
+                            required=False))
 
     checks.append(_pause_check(cfg, paths))
 
@@ -164,9 +173,9 @@ def _warm_check(cfg: config_mod.Config, paths: config_mod.Paths) -> Check:
 def _pause_check(cfg: config_mod.Config, paths: config_mod.Paths) -> Check:
     """Would the worker step aside right now, and for which program? (A launcher taken for a game shows.)"""
     from worker_app.runtime import build_guard
-    from worker_app.system.gpu import GpuMonitor, NvmlProvider
+    from worker_app.system.gpu import GpuMonitor, choose_provider
 
-    guard = build_guard(cfg, paths, lambda: set(), [], GpuMonitor(NvmlProvider()))
+    guard = build_guard(cfg, paths, lambda: set(), [], GpuMonitor(choose_provider()[0]))
     decision = guard.evaluate()
     if not decision.paused:
         return Check("pause", True, "nothing asks homefarm to step aside now", required=False)

@@ -12,7 +12,7 @@ from worker_app import guard as G
 from worker_app.render.discovery import BlenderInstall
 from worker_app.client import WorkerClient
 from worker_app.guard.energy import Ledger
-from worker_app.system.gpu import GpuMonitor, NvmlProvider
+from worker_app.system.gpu import GpuMonitor, choose_provider
 from worker_app.core import Folders, Settings, Worker
 
 
@@ -97,7 +97,7 @@ def build(cfg: config_mod.Config, paths: config_mod.Paths, token: str, blenders:
     def make_client():
         return WorkerClient(cfg.server_url, token, cfg.allow_insecure_http)
 
-    monitor = GpuMonitor(provider or NvmlProvider(), interval=cfg.gpu_interval_s)
+    monitor = GpuMonitor(provider or choose_provider()[0], interval=cfg.gpu_interval_s)
     holder: dict = {}
     own_pids = lambda: holder["worker"].own_pids()  # noqa: E731 - the worker exists by the first check
     guard = build_guard(cfg, paths, own_pids, [b.path for b in blenders], monitor)

@@ -69,6 +69,7 @@ class Worker(EventLoop):
         self._job: JobRun | None = None
         self._claiming = False
         self._devices: list[str] | None = None
+        self._gpus: gpu.GpuInventory | None = None  # what hello reports, listed once
         self._claim_wait_max = float("inf")  # what the server allows, from its hello
         self._sender: OutboxSender | None = None
         self._sent: dict[str, str] = {}  # job id -> how its results left the outbox: complete, fail, lost...
@@ -374,7 +375,9 @@ class Worker(EventLoop):
         return self._devices
 
     def _hello(self) -> None:
-        gpus = gpu.inventory()
+        if self._gpus is None or not self._gpus.available:  # GPUs do not change while the worker runs
+            self._gpus = gpu.inventory()
+        gpus = self._gpus
         hello = P.Hello(name=self.settings.name or socket.gethostname(),
                         os=f"{platform.system()} {platform.release()}", app_version=__version__,
                         blender=[{"version": b.version, "path": b.path} for b in self.blenders],

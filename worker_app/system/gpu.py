@@ -1,16 +1,22 @@
-"""The GPUs, through NVML (``pynvml`` from the nvidia-ml-py distribution), behind a small provider interface.
+"""The GPUs, behind a small provider interface, one provider chosen per machine (``choose_provider``):
+
+- NVML (``pynvml`` from the nvidia-ml-py distribution) for NVIDIA cards, on Linux and Windows;
+- on Windows, the performance counters Task Manager reads, for every vendor (``gpu_windows.py``), with NVML
+  adding temperature, power and energy on an NVIDIA card;
+- on Linux, the kernel's amdgpu, i915 and xe drivers through sysfs, hwmon and fdinfo (``gpu_linux.py``).
 
 ``GpuMonitor`` samples every GPU on its own thread: load, VRAM, temperature, power, the energy counter
-and the processes on the GPU. Without an NVIDIA GPU or driver it reports that plainly and homefarm carries
-on: Blender renders on the CPU or another vendor's GPU. A call an older GPU does not support leaves that
-one figure empty, never the whole sample. Tests use a fake provider with the same interface.
+and the processes on the GPU. A figure a GPU does not give stays empty (the tray and doctor say so), never a
+made-up number; without any provider homefarm says so plainly and carries on. Tests use fake providers and
+recorded real data through the same interfaces.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from worker_app.periodic import Periodic
 
@@ -74,6 +80,8 @@ def _text(value) -> str:
 
 class NvmlProvider:
     """The real thing: NVML through pynvml. Every method may raise ``GpuUnavailable``."""
+
+    label = "NVML (NVIDIA)"
 
     def __init__(self, nvml=None):
         self._nvml = nvml
@@ -183,9 +191,106 @@ class GpuUnavailable(Exception):
     pass
 
 
+class CombinedProvider:
+    """Windows with an NVIDIA card: the performance counters give every adapter's and every program's load
+    (NVML often has no per-program figures under WDDM); NVML adds the NVIDIA card's name, temperature, power
+    and energy. The adapters the counters list come with the most dedicated memory in use first; NVML's GPUs
+    are matched to them in that order (a PC with one NVIDIA card and an integrated GPU: the NVIDIA card)."""
+
+    label = "Windows performance counters, with NVML for the NVIDIA card's temperature, power and energy"
+
+    def __init__(self, counters, nvml):
+        self.counters, self.nvml = counters, nvml
+
+    def open(self) -> None:
+        self.counters.open()
+        self.nvml.open()
+
+    def close(self) -> None:
+        self.counters.close()
+        self.nvml.close()
+
+    def driver(self) -> str | None:
+        return self.nvml.driver()
+
+    def count(self) -> int:
+        return self.counters.count()
+
+    def sample(self, index: int, since_us: int = 0) -> GpuSample:
+        sample = self.counters.sample(index, since_us)
+        if index >= self.nvml.count():
+            return sample
+        card = self.nvml.sample(index, since_us)
+        return replace(sample, name=card.name, vram_total=card.vram_total, temp_c=card.temp_c,
+                       power_w=card.power_w, energy_mj=card.energy_mj)
+
+
+def choose_provider(platform: str = sys.platform, nvml=None, drm=None, pdh=None):
+    """The GPU provider for this machine, and why, in words (doctor shows both). Each candidate is opened once
+    to see whether it works, then closed; the monitor opens the one chosen."""
+    nvml = nvml or NvmlProvider()
+    nvml_problem_text = _works(nvml)
+    if platform == "win32":
+        if pdh is None:
+            from worker_app.system.gpu_windows import PdhProvider
+            pdh = PdhProvider()
+        pdh_problem = _works(pdh)
+        if pdh_problem is None:
+            if nvml_problem_text is None:
+                return CombinedProvider(pdh, nvml), "an NVIDIA driver is there, and Windows counts every GPU's use"
+            return pdh, f"Windows counts every GPU's use; {nvml_problem_text}, so no temperature or power reading"
+        if nvml_problem_text is None:
+            return nvml, f"the NVIDIA driver answers ({pdh_problem})"
+        return nvml, f"{nvml_problem_text}; {pdh_problem}"
+    if nvml_problem_text is None:
+        return nvml, "the NVIDIA driver answers"
+    if platform.startswith("linux"):
+        if drm is None:
+            from worker_app.system.gpu_linux import DrmProvider
+            drm = DrmProvider()
+        drm_problem = _works(drm)
+        if drm_problem is None:
+            return drm, f"{nvml_problem_text}; the kernel's amdgpu/i915/xe driver shows the GPU"
+        return nvml, f"{nvml_problem_text}; {drm_problem}"
+    return nvml, nvml_problem_text
+
+
+def _works(provider) -> str | None:
+    """None when the provider opens and finds a GPU; else why not, in words."""
+    try:
+        provider.open()
+        try:
+            if provider.count() < 1:
+                return "no GPU found"
+        finally:
+            provider.close()
+    except GpuUnavailable as error:
+        return str(error)
+    return None
+
+
+def provider_name(provider) -> str:
+    return getattr(provider, "label", "NVML (NVIDIA)")
+
+
+def missing_figures(provider) -> str:
+    """The figures a working provider does not give for its first GPU, in words ("power", "temperature and
+    power"); empty when it gives all of them."""
+    try:
+        provider.open()
+        try:
+            sample = provider.sample(0)
+        finally:
+            provider.close()
+    except (GpuUnavailable, IndexError):
+        return ""
+    missing = [name for name, value in (("temperature", sample.temp_c), ("power", sample.power_w)) if value is None]
+    return " and ".join(missing)
+
+
 def inventory(provider=None) -> GpuInventory:
-    """Lists the NVIDIA GPUs once (for hello and doctor)."""
-    provider = provider or NvmlProvider()
+    """Lists the GPUs once (for hello and doctor)."""
+    provider = provider or choose_provider()[0]
     try:
         provider.open()
     except GpuUnavailable as error:

@@ -93,6 +93,8 @@ def gpu_line(snapshot: Snapshot) -> str:
         parts.append(f"{g['power_w']:.0f} W")
     if g.get("vram_used") is not None and g.get("vram_total"):
         parts.append(f"{g['vram_used'] / 1024**3:.1f}/{g['vram_total'] / 1024**3:.0f} GB")
+    if g.get("power_w") is None:
+        parts.append("no power reading")  # said, rather than a made-up figure: energy and cost stay empty
     return f"{g.get('name', 'GPU')}: " + ", ".join(parts)
 
 
