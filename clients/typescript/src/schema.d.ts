@@ -547,7 +547,7 @@ export interface components {
         HelloReply: {
             worker_id: string;
             protocol: number;
-            server_version?: string;
+            server_version: string;
             claim_wait_max_s: number;
             lease_ttl_s: number;
             heartbeat_interval_s: number;
