@@ -23,8 +23,8 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from worker_app import __version__
 from worker_app import constants as C
 from worker_app import protocol as P
-from worker_app.server.http import (HttpError, db, drain, empty, job_id_of, lease_header, read_json, receive_file,
-                                    route, starlette_routes)
+from worker_app.server.http import (HttpError, content_length, db, drain, empty, job_id_of, lease_header, read_json,
+                                    receive_file, route, starlette_routes)
 from worker_app.server.metrics import Metrics
 from worker_app.server.storage import PART_SIZE, asset_key, open_storage, output_key
 from worker_app.server.store import KEEP_FAILED_S, KEEP_OUTPUTS_S, BadCursor, KeyReused, Store
@@ -41,6 +41,7 @@ BASE_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 IDEMPOTENCY_KEEP_S = 24 * 3600.0  # a retry comes within minutes; a key is remembered a day, as payment APIs do
 MAX_PAGE = 1000  # jobs in one page of GET /api/v1/jobs
+EARLY_CHECK_BYTES = 1024**2  # an output larger than this has its lease checked before its bytes are read
 
 
 class JobServer:
@@ -321,6 +322,12 @@ async def claim(server: JobServer, request: Request):
 
 async def _wait_for_job(server: JobServer, request: Request, worker_id: str, wait: float):
     """Claims at once, else waits until woken (a job, a cancel, shutdown), the wait is over or the client left."""
+    if server.wakeups.closing:
+        return None  # shutting down: no more jobs offered
+    # A job queued already (a busy farm): taken at once, with no watch on the connection and no waiter.
+    claimed = await db(server.store.claim, worker_id)
+    if claimed is not None or wait <= 0:
+        return claimed
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     gone = asyncio.ensure_future(_disconnected(request))
@@ -374,19 +381,31 @@ async def put_output(server: JobServer, request: Request, job_id: str, name: str
     P.check_output_name(name)
     lease_id = lease_header(request)
     sha = P.check_sha256(request.headers.get("x-content-sha256", ""), "X-Content-SHA256")
-    existing = await db(server.store.upload_target, job, lease_id, name)
     key = output_key(job, name)
-    if existing and existing["sha256"] == sha and await db(server.storage.stat, key) == existing["size"]:
-        await drain(request, MAX_OUTPUT_BYTES)
-        return JSONResponse({"name": name, "sha256": sha, "size": existing["size"], "stored": False})
+
+    def already_stored(existing) -> bool:
+        return bool(existing) and existing["sha256"] == sha and server.storage.stat(key) == existing["size"]
+
+    # A large output's lease is checked before its bytes come, so that a lost lease costs no transfer; a small
+    # one's in the same trip to a thread that stores it.
+    early = content_length(request, MAX_OUTPUT_BYTES) > EARLY_CHECK_BYTES
+    if early:
+        existing = await db(server.store.upload_target, job, lease_id, name)
+        if await db(already_stored, existing):
+            await drain(request, MAX_OUTPUT_BYTES)
+            return JSONResponse({"name": name, "sha256": sha, "size": existing["size"], "stored": False})
+    new = {"stored": True}
 
     def keep(tmp: Path, sha: str) -> None:  # one trip to a thread: the bytes stored, then the output recorded
+        if not early and already_stored(server.store.upload_target(job, lease_id, name)):
+            new["stored"] = False  # the same bytes again: nothing to do
+            return
         size = tmp.stat().st_size
         server.storage.put_file(key, tmp, sha)
         server.store.add_output(job, lease_id, name, sha, size)
 
     sha, size = await receive_file(request, server.tmp_dir, keep, sha, MAX_OUTPUT_BYTES)
-    return JSONResponse({"name": name, "sha256": sha, "size": size, "stored": True}, 201)
+    return JSONResponse({"name": name, "sha256": sha, "size": size, **new}, 201 if new["stored"] else 200)
 
 
 def _upload_request(body: dict, max_size: int, with_etags: bool) -> tuple[str, int, list[str], str | None, dict]:
