@@ -173,11 +173,13 @@ def test_each_machine_gets_the_provider_it_can_use_and_says_why():
 
 
 def test_doctor_names_the_provider_this_machine_would_use(tmp_path):
+    from keyring_file_backend import MemoryKeyring
     from worker_app import config as config_mod
     from worker_app.doctor import run_checks
+    from worker_app.system.credentials import TokenStore
 
     provider, why = choose_provider()
-    checks = [c for c in run_checks(config_mod.Paths.default()) if c.name == "gpu"]
+    checks = [c for c in run_checks(config_mod.Paths.default(), TokenStore(MemoryKeyring())) if c.name == "gpu"]
     assert checks, "a gpu line"
     if gpu.inventory(provider).available:
         assert gpu.provider_name(provider) in checks[0].detail and why in checks[0].detail

@@ -3,6 +3,8 @@ manager (a systemd credential, or a private token file) and renders; a token fil
 refused; the token shows in no file, log or command line. The systemd unit is checked as shipped."""
 
 import configparser
+import re
+import shutil
 import os
 import stat
 import subprocess
@@ -133,3 +135,17 @@ def test_the_systemd_unit_runs_the_worker_as_its_own_user_and_releases_the_job_o
     postinst = (ROOT / "installer" / "deb" / "postinst").read_text()
     assert "useradd --system" in postinst and "render" in postinst and "video" in postinst
     assert stat.S_IMODE((ROOT / "installer" / "deb" / "postinst").stat().st_mode) & 0o111
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze (Debian: systemd)")
+def test_systemd_accepts_the_unit_and_rates_its_sandbox(tmp_path):
+    unit = tmp_path / UNIT.name
+    # The executable is the .deb's; here a stand-in that exists, so that verify checks everything else.
+    unit.write_text(UNIT.read_text().replace("ExecStart=/usr/bin/homefarm-cli run", "ExecStart=/bin/true run"))
+    verify = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True,
+                            timeout=60)
+    assert verify.returncode == 0 and not (verify.stdout + verify.stderr).strip(), verify.stdout + verify.stderr
+    security = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True,
+                              text=True, timeout=60)
+    exposure = float(re.search(r"Overall exposure level for \S+: (\d+\.\d)", security.stdout)[1])
+    assert exposure <= 4.0, security.stdout[-2000:]
