@@ -48,7 +48,7 @@ def test_uninstall_keeps_the_owner_s_data_unless_asked():
 
 
 def test_the_spec_bundles_scripts_resources_and_keyring_metadata():
-    for needed in ('"render_job.py"', '"probe_devices.py"', '"sample_scene.blend"', '"default_config.toml"',
+    for needed in ('(ROOT / "blender_scripts").glob("*.py")', '"sample_scene.blend"', '"default_config.toml"',
                    'copy_metadata("keyring")', 'collect_submodules("keyring.backends")', '"pynvml"',
                    '"LSUIElement": True', "console=False", "console=True"):
         assert needed in SPEC, needed
@@ -97,3 +97,14 @@ def test_the_ci_workflow_is_valid():
     result = subprocess.run([actionlint, str(ROOT / ".github" / "workflows" / "ci.yml")], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_script_the_worker_starts_blender_with_is_a_file_the_bundle_takes():
+    """The spec bundles blender_scripts/*.py; each script the code names must be one of them."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    source = "\n".join(p.read_text() for p in (root / "worker_app").rglob("*.py"))
+    named = set(re.findall(r'script_path\("([\w.]+)"\)', source))
+    assert {"render_job.py", "probe_devices.py", "warm.py"} <= named, named
+    assert all((root / "blender_scripts" / name).is_file() for name in named)
