@@ -4,10 +4,11 @@ exception's name, an errno or a library's repr (those go to the log)."""
 import logging
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+
+import plain_server
 
 from worker_app.client import Unreachable, WorkerClient, explain
 
@@ -38,16 +39,7 @@ def test_nothing_listening(caplog):
 
 @pytest.fixture
 def plain_http_server():
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = plain_server.serve()
     yield server.server_address[1]
     server.shutdown()
     server.server_close()
@@ -115,19 +107,9 @@ def self_signed_server(tmp_path):
                     "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
                    check=True, capture_output=True)
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = plain_server.serve(context)
     yield server.server_address[1]
     server.shutdown()
     server.server_close()

@@ -113,19 +113,24 @@ class FakeAutostart:
         self.on = False
 
 
-@pytest.fixture
-def tray(qtbot, tmp_path, monkeypatch):
-    paths = config_mod.Paths.default()
+def signed_in_tray(monkeypatch) -> TrayApp:
+    """A tray signed in to a server, its worker a FakeRuntime (``fake_runtime``), what it opened in ``opened``."""
     tokens = TokenStore(MemoryKeyring())
     tokens.set("http://127.0.0.1:8750", "hfw_test")
     runtime = FakeRuntime()
-    services = Services(paths, tokens=tokens, autostart=FakeAutostart(),
+    services = Services(config_mod.Paths.default(), tokens=tokens, autostart=FakeAutostart(),
                         start_runtime=lambda cfg, token, on_snapshot, on_job_end: runtime)
     app = TrayApp(services, require_tray=False)
     app.fake_runtime = runtime
-    opened = []
-    monkeypatch.setattr("worker_app.tray.app.QDesktopServices.openUrl", lambda url: opened.append(url) or True)
-    app.opened = opened
+    app.opened = []
+    monkeypatch.setattr("worker_app.tray.app.QDesktopServices.openUrl", lambda url: app.opened.append(url) or True)
+    return app
+
+
+@pytest.fixture
+def tray(qtbot, tmp_path, monkeypatch):
+    app = signed_in_tray(monkeypatch)
+    runtime = app.fake_runtime
     app.start()
     qtbot.waitUntil(lambda: app.runtime is runtime)
     yield app
@@ -421,14 +426,8 @@ def test_a_config_with_a_mistake_starts_the_tray_in_an_error_state_until_it_is_f
     good = paths.config_file.read_text()
     assert "\nmax_gpu_temp_c = 85\n" in good
     paths.config_file.write_text(good.replace("\nmax_gpu_temp_c = 85\n", '\nmax_gpu_temp_c = "hot"\n'))
-    tokens = TokenStore(MemoryKeyring())
-    tokens.set("http://127.0.0.1:8750", "hfw_test")
-    runtime = FakeRuntime()
-    services = Services(paths, tokens=tokens, autostart=FakeAutostart(),
-                        start_runtime=lambda cfg, token, on_snapshot, on_job_end: runtime)
-    app = TrayApp(services, require_tray=False)
-    opened = []
-    monkeypatch.setattr("worker_app.tray.app.QDesktopServices.openUrl", lambda url: opened.append(url) or True)
+    app = signed_in_tray(monkeypatch)
+    runtime, opened = app.fake_runtime, app.opened
     try:
         app.start()
         text = app.job_action.toolTip()  # the whole line (its text may be cut to the menu width)

@@ -169,19 +169,9 @@ MENU_MAX_WIDTH = 560  # px: the status lines are cut at 380 px; icons, margins a
 def test_a_long_error_keeps_the_real_menu_narrow(x_display, tmp_path):
     """The worker cannot reach its server (https to a plain-http one: a long sentence); the menu shows it cut
     to a bounded width, on screen. tests/artifacts/tray-menu-long-error.png is for a person to look at."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import plain_server
 
-    class Plain(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    plain = ThreadingHTTPServer(("127.0.0.1", 0), Plain)
-    threading.Thread(target=plain.serve_forever, daemon=True).start()
+    plain = plain_server.serve()
     env = tray_env(x_display, tmp_path, f"https://127.0.0.1:{plain.server_address[1]}", "hfw_x")
     app = subprocess.Popen([sys.executable, "-m", "worker_app"], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)

@@ -3,12 +3,11 @@ server), its geometry printed as key=value lines and a screenshot of the screen 
 
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from PySide6.QtWidgets import QApplication
 
+import plain_server
 from keyring_file_backend import MemoryKeyring
 from worker_app import config as config_mod
 from worker_app.system.credentials import TokenStore
@@ -16,18 +15,8 @@ from worker_app.tray.background import Background
 from worker_app.tray.signin import SignInDialog
 
 
-class Plain(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 def main() -> int:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Plain)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = plain_server.serve()
     app = QApplication([])
     background = Background()
     dialog = SignInDialog(config_mod.Config(server_url=f"https://127.0.0.1:{server.server_address[1]}"),
