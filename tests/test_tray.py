@@ -7,6 +7,7 @@ import time
 import logging
 
 import pytest
+from PySide6.QtCore import QPoint
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from keyring_file_backend import MemoryKeyring
@@ -478,3 +479,16 @@ def test_settings_errors_sit_below_their_fields_and_fields_show_their_format(qtb
         assert top_of_error > bottom_of_field, (key, top_of_error, bottom_of_field)
         assert error.height() >= error.heightForWidth(error.width()), f"{key}: the error is cut"
     assert "'weekends' is not a window such as 'mon-fri 01:00-08:00'" in dialog.errors["guard.render_only"].text()
+
+
+def test_an_open_menu_that_grows_stays_on_the_screen(tray, qtbot):
+    tray._line(tray.job_action, "Connecting to the server")
+    screen = tray.menu.screen().availableGeometry()
+    tray.menu.popup(QPoint(screen.right() - 10, screen.top() + 10))
+    qtbot.waitUntil(tray.menu.isVisible)
+    narrow = tray.menu.geometry()
+    assert narrow.right() <= screen.right()
+    tray._line(tray.job_action, "Server unreachable: " + "127.0.0.1:8757 answers in plain http, not https " * 3)
+    grown = tray.menu.geometry()
+    assert grown.width() > narrow.width() and grown.right() <= screen.right(), (narrow, grown, screen)
+    tray.menu.hide()

@@ -99,6 +99,7 @@ class TrayApp(QObject):
         self._lines[action] = text
         if self.menu.isVisible():
             self._fit(action, text)
+            self._keep_menu_on_screen()  # a longer line came while the menu is open: it grew
             return
         shown = text if len(text) <= STATUS_CHARS else text[:STATUS_CHARS - 1].rstrip() + "…"
         action.setText(shown.replace("&", "&&"))
@@ -108,6 +109,16 @@ class TrayApp(QObject):
         """Cuts each status line to the pixel, as the menu opens."""
         for action, text in self._lines.items():
             self._fit(action, text)
+
+    def _keep_menu_on_screen(self) -> None:
+        """Moves an open menu that grew past the screen's edge back within it."""
+        self.menu.adjustSize()
+        screen = self.menu.screen().availableGeometry()
+        geometry = self.menu.geometry()
+        x = max(screen.x(), min(geometry.x(), screen.x() + screen.width() - geometry.width()))
+        y = max(screen.y(), min(geometry.y(), screen.y() + screen.height() - geometry.height()))
+        if (x, y) != (geometry.x(), geometry.y()):
+            self.menu.move(x, y)
 
     def _fit(self, action, text: str) -> None:
         shown = self.menu.fontMetrics().elidedText(text, Qt.ElideRight, STATUS_WIDTH)
