@@ -52,11 +52,11 @@ def test_https_to_a_plain_http_server(plain_http_server):
         f"127.0.0.1:{plain_http_server} answers in plain http, not https")
 
 
-def test_a_server_that_closes_the_connection():
+@pytest.fixture
+def closing_server():
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
-    port = listener.getsockname()[1]
 
     def close_each():
         try:
@@ -68,10 +68,14 @@ def test_a_server_that_closes_the_connection():
             pass
 
     threading.Thread(target=close_each, daemon=True).start()
-    with pytest.raises(Unreachable) as caught:
-        WorkerClient(f"http://127.0.0.1:{port}", "hfw_x").health()
+    yield listener.getsockname()[1]
     listener.close()
-    assert read_as_a_person(str(caught.value)).startswith(f"127.0.0.1:{port} closed the connection")
+
+
+def test_a_server_that_closes_the_connection(closing_server):
+    with pytest.raises(Unreachable) as caught:
+        WorkerClient(f"http://127.0.0.1:{closing_server}", "hfw_x").health()
+    assert read_as_a_person(str(caught.value)).startswith(f"127.0.0.1:{closing_server} closed the connection")
 
 
 @pytest.mark.parametrize("error, url, expected", [
@@ -113,26 +117,6 @@ def self_signed_server(tmp_path):
     yield server.server_address[1]
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def closing_server():
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-
-    def close_each():
-        try:
-            while True:
-                conn, _ = listener.accept()
-                conn.recv(100)
-                conn.close()
-        except OSError:
-            pass
-
-    threading.Thread(target=close_each, daemon=True).start()
-    yield listener.getsockname()[1]
-    listener.close()
 
 
 @pytest.fixture
