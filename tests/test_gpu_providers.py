@@ -12,7 +12,7 @@ from gpu_trees import (AMD_AND_INTEL_SYS, ARC_SYS, INTEL_LUID, NVIDIA_LUID, WIND
                        FakeFiles, fdinfo_amdgpu, fdinfo_i915, fdinfo_xe, link, proc_tree)
 from worker_app.guard.detectors import ForeignGpuLoad
 from worker_app.system import gpu
-from worker_app.system.gpu import CombinedProvider, GpuMonitor, GpuUnavailable, choose_provider, missing_figures
+from worker_app.system.gpu import CombinedProvider, GpuMonitor, GpuUnavailable, choose_provider
 from worker_app.system.gpu_linux import DrmProvider, parse_fdinfo
 from worker_app.system.gpu_windows import PdhProvider, adapter_figures, adapters_in
 
@@ -96,7 +96,7 @@ def test_an_arc_card_has_energy_but_no_temperature_or_power_and_says_so():
     sample = provider.sample(0)
     assert (sample.name, sample.energy_mj, sample.temp_c, sample.power_w) == ("Intel GPU (8086:56a0)", 912345678, None,
                                                                                None)
-    assert sample.vram_total is None and missing_figures(DrmProvider(FakeFiles(tree))) == "temperature and power"
+    assert sample.vram_total is None and gpu.inventory(DrmProvider(FakeFiles(tree))).missing == "temperature and power"
 
 
 def test_fdinfo_lines_of_each_driver_parse():

@@ -369,7 +369,7 @@ def cmd_config(args, paths: config_mod.Paths) -> int:
     cfg = _load_config(paths)
     if args.json:
         shown = [args.key] if args.key is not None else list(names)
-        print(json.dumps({name: _plain(getattr(cfg, names[name])) for name in shown}, indent=2, ensure_ascii=False))
+        print(json.dumps({name: config_mod.value_of(cfg, name) for name in shown}, indent=2, ensure_ascii=False))
         return 0
     if args.key is not None:
         print(f"{args.key} = {_toml(getattr(cfg, names[args.key]))}"
@@ -379,10 +379,6 @@ def cmd_config(args, paths: config_mod.Paths) -> int:
     for name, attr in names.items():
         print(f"{name} = {_toml(getattr(cfg, attr))}")
     return 0
-
-
-def _plain(value):
-    return list(value) if isinstance(value, tuple) else value
 
 
 def _toml(value) -> str:

@@ -61,9 +61,8 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None, token_
         driver = f" (driver {inv.driver})" if inv.driver else ""
         checks.append(Check("gpu", True, f"{names}, read through {gpu.provider_name(provider)}{driver}: {why}",
                             required=False))
-        missing = gpu.missing_figures(provider)
-        if missing:
-            checks.append(Check("gpu", False, f"no {missing} reading for this GPU", "nothing to do: homefarm "
+        if inv.missing:
+            checks.append(Check("gpu", False, f"no {inv.missing} reading for this GPU", "nothing to do: homefarm "
                                 "shows no such figure rather than a made-up one (energy and cost stay empty "
                                 "without a power reading)", required=False))
     else:

@@ -121,10 +121,11 @@ async def _authorize(server, request: Request, kind: str) -> None:
         return
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.startswith("Bearer ") else ""
-    if not token:
-        raise HttpError(401, "unauthorized", f"a valid {kind} token is required (Authorization: Bearer ...)")
-    known = server.store.known_token(token, kind)
-    if not (known if known is not None else await db(server.store.check_token, token, kind)):
+    # A token answered lately is checked from memory, on the event loop; another one on a thread.
+    known = server.store.known_token(token, kind) if token else False
+    if known is None:
+        known = await db(server.store.check_token, token, kind)
+    if not known:
         raise HttpError(401, "unauthorized", f"a valid {kind} token is required (Authorization: Bearer ...)")
 
 

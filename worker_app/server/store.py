@@ -87,6 +87,8 @@ _OUTPUT_ROW = sa.select(outputs.c.name, outputs.c.sha256, outputs.c.size).where(
 _JOB_OUTPUTS = sa.select(outputs.c.name, outputs.c.sha256, outputs.c.size).where(
     outputs.c.job_id == _bp("w_job")).order_by(outputs.c.name)
 _STORED_NAMES = sa.select(outputs.c.name).where(outputs.c.job_id == _bp("w_job"))
+_CLAIMED = (jobs.c.id, jobs.c.spec, jobs.c.attempts, jobs.c.has_outputs)  # what a claim reads of its job
+_CLAIMED_ROW = sa.select(*_CLAIMED).where(jobs.c.id == _bp("w_job"))
 _END_ROW = sa.select(jobs.c.tag, jobs.c.error, jobs.c.attempts, jobs.c.webhook_url).where(jobs.c.id == _bp("w_job"))
 
 
@@ -120,11 +122,10 @@ def _claim_statements(dialect: str) -> tuple:
     pick = sa.select(jobs.c.id).where(eligible).order_by(jobs.c.priority.desc(), jobs.c.id).limit(1)
     if dialect != "sqlite":
         pick = pick.with_for_update(skip_locked=True)
-    returned = (jobs.c.id, jobs.c.spec, jobs.c.attempts, jobs.c.has_outputs)
     if dialect in ("postgresql", "sqlite"):
         # SQLite has one writer at a time; PostgreSQL skips rows that other claims hold.
         return pick, jobs.update().where(jobs.c.id == pick.scalar_subquery(), jobs.c.state == "queued") \
-            .values(**values).returning(*returned)
+            .values(**values).returning(*_CLAIMED)
     return pick, jobs.update().where(jobs.c.id == _bp("w_job"), jobs.c.state == "queued").values(**values)
 
 
@@ -318,21 +319,19 @@ class Store:
     def check_token(self, token: str, kind: str) -> bool:
         # Looked up by its SHA-256: a lookup's timing can at most tell a prefix of a hash, which gives
         # nothing towards a token. Answers are kept briefly, so a busy worker costs no query per request.
+        known = self.known_token(token, kind)
+        if known is not None:
+            return known
         digest = hash_token(token)
-        now = time.monotonic()
+        with self._single() as conn:
+            found = conn.scalar(sa.select(tokens.c.kind).where(tokens.c.hash == digest))
+            if found is not None:
+                conn.execute(tokens.update().where(tokens.c.hash == digest).values(last_used=self.clock()))
         with self._cache_lock:
-            cached = self._token_cache.get(digest)
-        if cached is None or cached[1] < now:
-            with self._single() as conn:
-                found = conn.scalar(sa.select(tokens.c.kind).where(tokens.c.hash == digest))
-                if found is not None:
-                    conn.execute(tokens.update().where(tokens.c.hash == digest).values(last_used=self.clock()))
-            cached = (found, now + TOKEN_CACHE_S)
-            with self._cache_lock:
-                if len(self._token_cache) > 10_000:
-                    self._token_cache.clear()
-                self._token_cache[digest] = cached
-        return cached[0] == kind
+            if len(self._token_cache) > 10_000:
+                self._token_cache.clear()
+            self._token_cache[digest] = (found, time.monotonic() + TOKEN_CACHE_S)
+        return found == kind
 
     # -- workers ------------------------------------------------------------------------------
 
@@ -558,8 +557,7 @@ class Store:
             if job_id is None:
                 return None
             if conn.execute(self._lease, {**params, "w_job": job_id}).rowcount == 1:
-                return conn.execute(sa.select(jobs.c.id, jobs.c.spec, jobs.c.attempts, jobs.c.has_outputs)
-                                    .where(jobs.c.id == job_id)).one()
+                return conn.execute(_CLAIMED_ROW, {"w_job": job_id}).one()
         return None
 
     def cancel_claims(self, worker_id: str) -> None:

@@ -67,7 +67,8 @@ class GpuSnapshot:
 class GpuInventory:
     gpus: list[dict] = field(default_factory=list)  # [{"name", "vram_bytes", "uuid"}]
     driver: str | None = None
-    problem: str | None = None  # why NVML gave nothing, in words
+    problem: str | None = None  # why no provider gave anything, in words
+    missing: str = ""  # the figures the first GPU does not give, in words ("temperature and power")
 
     @property
     def available(self) -> bool:
@@ -273,21 +274,6 @@ def provider_name(provider) -> str:
     return getattr(provider, "label", "NVML (NVIDIA)")
 
 
-def missing_figures(provider) -> str:
-    """The figures a working provider does not give for its first GPU, in words ("power", "temperature and
-    power"); empty when it gives all of them."""
-    try:
-        provider.open()
-        try:
-            sample = provider.sample(0)
-        finally:
-            provider.close()
-    except (GpuUnavailable, IndexError):
-        return ""
-    missing = [name for name, value in (("temperature", sample.temp_c), ("power", sample.power_w)) if value is None]
-    return " and ".join(missing)
-
-
 def inventory(provider=None) -> GpuInventory:
     """Lists the GPUs once (for hello and doctor)."""
     provider = provider or choose_provider()[0]
@@ -299,6 +285,9 @@ def inventory(provider=None) -> GpuInventory:
         out = GpuInventory(driver=provider.driver())
         for index in range(provider.count()):
             sample = provider.sample(index)
+            if index == 0:
+                out.missing = " and ".join(name for name, value in (("temperature", sample.temp_c),
+                                                                    ("power", sample.power_w)) if value is None)
             gpu = {"name": sample.name}
             if sample.vram_total is not None:
                 gpu["vram_bytes"] = sample.vram_total

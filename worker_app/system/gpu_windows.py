@@ -140,9 +140,8 @@ class PdhProvider:
 
     label = "Windows performance counters (GPU Engine)"
 
-    def __init__(self, counters=None, names: list[str] | None = None, process_name=_process_name):
+    def __init__(self, counters=None, process_name=_process_name):
         self.counters = counters
-        self.names = names  # the adapters' names, in the order adapters_in() gives, where known
         self.process_name = process_name
         self.adapters: list[str] = []
         self._values: dict[str, dict[str, float]] = {}
@@ -171,8 +170,8 @@ class PdhProvider:
             self._values = self.counters.read()
         adapter = self.adapters[index]
         load, used, processes = adapter_figures(self._values, adapter)
-        name = self.names[index] if self.names and index < len(self.names) else f"GPU {index}"
-        return GpuSample(index=index, name=name, load=load, vram_used=used,
+        # The counters carry no adapter names; NVML names an NVIDIA card (CombinedProvider).
+        return GpuSample(index=index, name=f"GPU {index}", load=load, vram_used=used,
                          processes=tuple(GpuProcess(pid=pid, name=self.process_name(pid), kind="graphics",
                                                     vram_bytes=vram, load=share)
                                          for pid, (share, vram) in sorted(processes.items())))

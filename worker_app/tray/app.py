@@ -63,6 +63,7 @@ class TrayApp(QObject):
         self.tray.setToolTip("homefarm — starting")
         self.menu = QMenu()
         self._lines = {}  # status line -> its whole text
+        self._measured = False  # the menu has opened: lines are cut to the pixel
         build_menu(self)
         self._update_sign_in_actions()
         self.tray.setContextMenu(self.menu)
@@ -94,21 +95,27 @@ class TrayApp(QObject):
 
     def _line(self, action, text: str) -> None:
         """A status line, cut to the menu's width with the whole text in its tooltip: a long error must not
-        make the menu as wide as the screen. Cut by characters here and to the pixel when the menu opens:
-        measuring text loads the fonts, which a tray whose menu nobody opened does not need (3 MiB)."""
+        make the menu as wide as the screen."""
         self._lines[action] = text
+        self._show_line(action, text)
         if self.menu.isVisible():
-            self._fit(action, text)
             self._keep_menu_on_screen()  # a longer line came while the menu is open: it grew
-            return
-        shown = text if len(text) <= STATUS_CHARS else text[:STATUS_CHARS - 1].rstrip() + "…"
-        action.setText(shown.replace("&", "&&"))
-        action.setToolTip(text if shown != text else "")
 
     def fit_lines(self) -> None:
-        """Cuts each status line to the pixel, as the menu opens."""
+        """As the menu opens: from now on lines are cut to the pixel."""
+        self._measured = True
         for action, text in self._lines.items():
-            self._fit(action, text)
+            self._show_line(action, text)
+
+    def _show_line(self, action, text: str) -> None:
+        # By characters until the menu first opens: measuring text loads the fonts, which a tray whose menu
+        # nobody opened does not need (3 MiB).
+        if self._measured:
+            shown = self.menu.fontMetrics().elidedText(text, Qt.ElideRight, STATUS_WIDTH)
+        else:
+            shown = text if len(text) <= STATUS_CHARS else text[:STATUS_CHARS - 1].rstrip() + "…"
+        action.setText(shown.replace("&", "&&"))
+        action.setToolTip(text if shown != text else "")
 
     def _keep_menu_on_screen(self) -> None:
         """Moves an open menu that grew past the screen's edge back within it."""
@@ -119,11 +126,6 @@ class TrayApp(QObject):
         y = max(screen.y(), min(geometry.y(), screen.y() + screen.height() - geometry.height()))
         if (x, y) != (geometry.x(), geometry.y()):
             self.menu.move(x, y)
-
-    def _fit(self, action, text: str) -> None:
-        shown = self.menu.fontMetrics().elidedText(text, Qt.ElideRight, STATUS_WIDTH)
-        action.setText(shown.replace("&", "&&"))
-        action.setToolTip(text if shown != text else "")
 
     def _show_config_problem(self) -> None:
         self._line(self.job_action, self.config_problem)
