@@ -101,6 +101,8 @@ class Config:
     pause_policy: str = "requeue"
     check_interval_s: float = 1.0
     gpu_interval_s: float = 2.0
+    # [power]
+    keep_awake: bool = True  # keep the PC from sleeping while a job is held (never the display)
     # [notify]
     notify_gaming: bool = True
     notify_jobs: bool = False
@@ -236,6 +238,7 @@ KEYS = {
     ("guard", "pause_policy"): ("pause_policy", _choice("requeue", "suspend", "finish")),
     ("guard", "check_interval_s"): ("check_interval_s", _number_in(0.2, 60)),
     ("guard", "gpu_interval_s"): ("gpu_interval_s", _number_in(0.5, 60)),
+    ("power", "keep_awake"): ("keep_awake", _bool),
     ("notify", "gaming"): ("notify_gaming", _bool),
     ("notify", "jobs"): ("notify_jobs", _bool),
     ("storage", "cache_max_gb"): ("cache_max_gb", _number_in(0.1, 100_000)),

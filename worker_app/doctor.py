@@ -23,7 +23,7 @@ class Check:
 
 
 def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None, token_file: str | None = None,
-               environ=None) -> list[Check]:
+               environ=None, awake_backend=None) -> list[Check]:
     tokens = tokens or TokenStore()
     checks: list[Check] = []
     try:
@@ -71,6 +71,7 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None, token_
                             required=False))
 
     checks.append(_pause_check(cfg, paths))
+    checks.append(_awake_check(cfg, awake_backend))
 
     outbox_file = paths.data_dir / "outbox.sqlite3"
     if outbox_file.exists():
@@ -167,6 +168,16 @@ def _warm_check(cfg: config_mod.Config, paths: config_mod.Paths) -> Check:
     now = f"open now (pid {pid}), holding its memory until {cfg.warm_idle_s:g} s without a job" if pid \
         else "not open now (it starts with the next job)"
     return Check("warm", True, f"on: Blender stays open between jobs; {now}", required=False)
+
+
+def _awake_check(cfg: config_mod.Config, backend=None) -> Check:
+    """Which mechanism keeps the PC awake while a job is held: taken and released once, as the worker would."""
+    from worker_app.system import power
+    if not cfg.keep_awake:
+        return Check("awake", True, "keep awake: off (power.keep_awake = false); the PC may sleep in the middle "
+                                    "of a render", required=False)
+    found = power.probe(backend)
+    return Check("awake", found.ok, f"keep awake: {found.detail}", found.fix, required=False)
 
 
 def _pause_check(cfg: config_mod.Config, paths: config_mod.Paths) -> Check:

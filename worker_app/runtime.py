@@ -13,6 +13,7 @@ from worker_app.render.discovery import BlenderInstall
 from worker_app.client import WorkerClient
 from worker_app.guard.energy import Ledger
 from worker_app.system.gpu import GpuMonitor, choose_provider
+from worker_app.system.power import KeepAwake
 from worker_app.core import Folders, Settings, Worker
 
 
@@ -89,11 +90,11 @@ def settings(cfg: config_mod.Config, max_jobs: int | None = None) -> Settings:
     return Settings(name=cfg.worker_name, device=cfg.device, device_type=cfg.device_type,
                     gpu_indices=tuple(cfg.gpu_indices), claim_wait=cfg.claim_wait_s, pause_policy=cfg.pause_policy,
                     confine_writes=cfg.confine_writes, warm=cfg.warm, warm_idle_s=cfg.warm_idle_s,
-                    max_jobs=max_jobs)
+                    keep_awake=cfg.keep_awake, max_jobs=max_jobs)
 
 
 def build(cfg: config_mod.Config, paths: config_mod.Paths, token: str, blenders: list[BlenderInstall], *,
-          provider=None, max_jobs: int | None = None, on_snapshot=None, on_job_end=None) -> Runtime:
+          provider=None, awake_backend=None, max_jobs: int | None = None, on_snapshot=None, on_job_end=None) -> Runtime:
     def make_client():
         return WorkerClient(cfg.server_url, token, cfg.allow_insecure_http)
 
@@ -103,7 +104,7 @@ def build(cfg: config_mod.Config, paths: config_mod.Paths, token: str, blenders:
     guard = build_guard(cfg, paths, own_pids, [b.path for b in blenders], monitor)
     worker = Worker(make_client(), blenders, Folders(paths.jobs_dir, paths.scene_cache), settings(cfg, max_jobs),
                     make_client=make_client, guard=guard, monitor=monitor, ledger=ledger(paths),
-                    on_snapshot=on_snapshot, on_job_end=on_job_end)
+                    on_snapshot=on_snapshot, on_job_end=on_job_end, keep_awake=KeepAwake(awake_backend))
     worker.cache.max_bytes = int(cfg.cache_max_gb * 1024**3)
     holder["worker"] = worker
     return Runtime(worker, guard, monitor, cfg, paths)

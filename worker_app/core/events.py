@@ -37,6 +37,12 @@ class WarmChanged:
 
 
 @dataclass(frozen=True)
+class AwakeChanged:
+    """The OS now keeps the PC awake for a job (True), or no longer (False)."""
+    held: bool
+
+
+@dataclass(frozen=True)
 class GpuSampled:
     """From the GPU monitor's thread."""
     snapshot: GpuSnapshot

@@ -39,6 +39,7 @@ from worker_app.render.blender import BlenderRun
 from worker_app.render.warm import WarmBlender, WarmLimits, WarmRun
 from worker_app.render.discovery import BlenderInstall, BlenderNotFound, probe_devices
 from worker_app.system import gpu
+from worker_app.system.power import KeepAwake
 
 log = logging.getLogger("homefarm.worker")
 
@@ -46,7 +47,8 @@ log = logging.getLogger("homefarm.worker")
 class Worker(EventLoop):
     def __init__(self, client: WorkerClient, blenders: BlenderInstall | list[BlenderInstall], folders: Folders,
                  settings: Settings = Settings(), *, make_client=None, guard=None, monitor=None, ledger=None,
-                 outbox: Outbox | None = None, on_snapshot=None, on_job_end=None, make_run=BlenderRun):
+                 outbox: Outbox | None = None, on_snapshot=None, on_job_end=None, make_run=BlenderRun,
+                 keep_awake: KeepAwake | None = None):
         super().__init__(on_snapshot)
         self.client = client
         self.blenders = blenders if isinstance(blenders, list) else [blenders]
@@ -77,6 +79,9 @@ class Worker(EventLoop):
             guard.add_listener(lambda decision: self.post(E.PauseChanged(decision)))
         if monitor is not None:
             monitor.on_sample = lambda sample: self.post(E.GpuSampled(sample))
+        self.keep_awake = keep_awake
+        if keep_awake is not None:
+            keep_awake.on_change = lambda held: self.post(E.AwakeChanged(held))
 
     # -- from any thread ------------------------------------------------------------------------
 
@@ -130,6 +135,22 @@ class Worker(EventLoop):
     # -- events ---------------------------------------------------------------------------------
 
     def _apply_one(self, event) -> None:
+        self._apply_event(event)
+        self._sync_awake()
+
+    def _sync_awake(self) -> None:
+        """The PC is kept awake while a job is held and worked on: not once it ends, while a pause stops or
+        freezes it (``finish`` renders on), nor while the worker stops."""
+        if self.keep_awake is None:
+            return
+        job = self._job
+        if (self.settings.keep_awake and job is not None and job.ended is None and not self._stopping.is_set()
+                and not (self.decision.paused and self.settings.pause_policy != "finish")):
+            self.keep_awake.hold(f"rendering job {job.job_id}")
+        else:
+            self.keep_awake.release()
+
+    def _apply_event(self, event) -> None:
         job = self._job
         match event:
             case E.StopRequested():
@@ -158,6 +179,8 @@ class Worker(EventLoop):
                     self.blenders = list(blenders)
             case E.WarmChanged(running=running):
                 self.show(blender_warm=running)
+            case E.AwakeChanged(held=held):
+                self.show(keeping_awake=held)
             case E.GpuSampled(snapshot=sample):
                 if job is not None:
                     job.meter.add(sample)
@@ -276,6 +299,8 @@ class Worker(EventLoop):
                     log.exception("the worker loop hit an unexpected error")
                     self._back_off(failures, LinkProblem.NONE, f"unexpected error ({type(error).__name__})")
         finally:
+            if self.keep_awake is not None:
+                self.keep_awake.close()
             sender.stop()
             self.warm.close("the worker stopped")
             self.show(state=State.STOPPED, message="stopped", job=None)
@@ -304,10 +329,12 @@ class Worker(EventLoop):
         self._job = job
         if self.decision.paused and job.ended is None:
             self.policy.on_pause(job, self.decision.reason)
+        self._sync_awake()
         try:
             report = job.execute()
         finally:
             self._job = None
+            self._sync_awake()
         if report.outcome == Outcome.DONE:
             self.show(jobs_done=self._snapshot.jobs_done + 1, message=f"job {lease.job_id} done")
         elif report.outcome == Outcome.FAILED:

@@ -122,6 +122,7 @@ class Snapshot:
     jobs_failed: int = 0
     last_job: LastJob | None = None
     blender_warm: bool = False  # a warm Blender is open, waiting for the next job (it holds its memory)
+    keeping_awake: bool = False  # the OS keeps the PC from sleeping while a job is held (power.keep_awake)
 
     @property
     def job_id(self) -> str | None:

@@ -109,7 +109,8 @@ def tooltip(snapshot: Snapshot, signed_in: bool = True) -> str:
     text = "homefarm — " + job_line(snapshot)
     if snapshot.busy and not snapshot.link.online:
         text += " (server unreachable; results are kept)"
-    return text[:127]  # Windows cuts tray tooltips at 127 characters
+    awake = "; keeping the PC awake" if snapshot.keeping_awake else ""
+    return text[:127 - len(awake)] + awake  # Windows cuts tray tooltips at 127 characters
 
 
 def config_problem(error) -> str:
