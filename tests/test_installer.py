@@ -1,8 +1,14 @@
 """The installer files agree with the app: names, paths, version, and the autostart registry value."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
+from conftest import TESTS, posix_only
 from worker_app import __version__
 from worker_app.system import autostart
 
@@ -108,3 +114,47 @@ def test_every_script_the_worker_starts_blender_with_is_a_file_the_bundle_takes(
     named = set(re.findall(r'script_path\("([\w.]+)"\)', source))
     assert {"render_job.py", "probe_devices.py", "warm.py"} <= named, named
     assert all((root / "blender_scripts" / name).is_file() for name in named)
+
+
+def _smoke_env(tmp_path) -> dict:
+    """The smoke's environment here: the test keyring (no OS keyring on CI) and a temp folder reached through a
+    link, as Windows hands out C:\\Users\\RUNNER~1\\... while the worker resolves the long name."""
+    real = tmp_path / "real-temp"
+    real.mkdir()
+    (tmp_path / "linked-temp").symlink_to(real)
+    return {**os.environ, "TMPDIR": str(tmp_path / "linked-temp"), "PYTHONPATH": str(TESTS),
+            "PYTHON_KEYRING_BACKEND": "keyring_file_backend.FileKeyring",
+            "HOMEFARM_TEST_KEYRING": str(tmp_path / "keyring.json")}
+
+
+@pytest.mark.blender
+@posix_only("a symlinked temp folder stands for Windows' short names")
+def test_the_installers_smoke_passes_with_the_server_from_another_python_and_a_linked_temp_folder(tmp_path):
+    cli = Path(sys.executable).with_name("homefarm")
+    smoke = subprocess.run([sys.executable, str(ROOT / "installer" / "smoke.py"), str(cli), "--server-python",
+                            sys.executable, "--blend", str(ROOT / "resources" / "sample_scene.blend")],
+                           env=_smoke_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+    for step in ("ok: serve on http://127.0.0.1:", "ok: the worker renders the job",
+                 "ok: pausing ends Blender and gives the job back", "smoke test passed"):
+        assert step in smoke.stdout
+
+
+def test_a_smoke_that_fails_says_what_it_saw(tmp_path):
+    # A "Python" that cannot serve, as the PC's bundle could not: the smoke says so and shows its output.
+    fake = tmp_path / "no-server"
+    fake.write_text("#!/bin/sh\necho 'homefarm serve needs the server extra: pip install homefarm[server]'\nexit 2\n")
+    fake.chmod(0o755)
+    smoke = subprocess.run([sys.executable, str(ROOT / "installer" / "smoke.py"), "homefarm-cli", "--server-python",
+                            str(fake), "--blend", str(ROOT / "resources" / "sample_scene.blend")],
+                           env=_smoke_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert smoke.returncode == 1
+    assert "FAILED: the job server did not start (exit 2)" in smoke.stdout
+    assert "needs the server extra" in smoke.stdout and "Traceback" not in smoke.stderr
+
+
+def test_the_windows_ci_runs_the_server_from_the_suites_environment_and_the_worker_installed():
+    ci = (ROOT / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8")
+    line = next(line for line in ci.splitlines() if "installer\\smoke.py" in line)
+    assert '"$env:HOMEFARM_APP\\homefarm-cli.exe"' in line and "--server-python .venv\\Scripts\\python.exe" in line
+    assert 'pip install -e ".[dev]"' in ci, "the suite's environment has homefarm[server]"
