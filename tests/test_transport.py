@@ -12,15 +12,40 @@ from worker_app.client import Unreachable, WorkerClient
 from worker_app.config import ConfigError
 
 
+def _openssl(*args) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
 @pytest.fixture
 def self_signed_https(tmp_path):
     """An HTTPS server on loopback with a certificate no authority signed."""
     if not shutil.which("openssl"):
         pytest.skip("openssl is needed to make a certificate")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
+    yield from _https(cert, key)
+
+
+@pytest.fixture
+def rescanned_https(tmp_path):
+    """An HTTPS server whose certificate a private root signed, as an antivirus that scans HTTPS re-signs every
+    site with a root it puts in the OS's store only; yields the URL and that root's file."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make a certificate")
+    ca_key, ca, key, csr, cert = (tmp_path / name for name in ("ca.key", "ca.pem", "key.pem", "csr.pem", "cert.pem"))
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "1",
+             "-subj", "/CN=Antivirus Web Shield Root")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    ext = tmp_path / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n", encoding="utf-8")
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out",
+             str(cert), "-days", "1", "-extfile", str(ext))
+    for url, seen in _https(cert, key):
+        yield url, ca
+
+
+def _https(cert, key):
     seen = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -123,3 +148,25 @@ def test_a_gateway_timeout_on_a_claim_is_told_apart_from_a_failing_server(monkey
         assert not isinstance(quick.value, GatewayCut)
     finally:
         server.shutdown()
+
+
+def test_the_os_certificate_store_is_trusted_as_a_browser_trusts_it(rescanned_https, monkeypatch):
+    # SSL_CERT_FILE stands for the OS's store here (OpenSSL's default verify paths on Linux); on Windows and
+    # macOS truststore asks CryptoAPI and Security.framework the same question.
+    url, root = rescanned_https
+    with pytest.raises(Unreachable) as refused:  # the root is nowhere this PC looks: refused, in words
+        WorkerClient(url, "hfw_secret").ping()
+    assert "no authority this PC trusts signed it" in str(refused.value)
+    assert "an antivirus or proxy that scans HTTPS connections may be re-signing them" in str(refused.value)
+    monkeypatch.setenv("SSL_CERT_FILE", str(root))
+    import requests
+    with pytest.raises(requests.exceptions.SSLError):  # certifi's bundle alone would never trust it
+        requests.get(url + "/api/worker/v1/ping", timeout=5)
+    WorkerClient(url, "hfw_secret").ping()  # the OS store trusts it: so does homefarm
+
+
+def test_the_os_store_still_checks_the_host_name(rescanned_https, monkeypatch):
+    url, root = rescanned_https
+    monkeypatch.setenv("SSL_CERT_FILE", str(root))
+    with pytest.raises(Unreachable, match="the TLS certificate of localhost is not valid"):
+        WorkerClient(url.replace("127.0.0.1", "localhost"), "hfw_secret").ping()

@@ -16,6 +16,7 @@ import logging
 import random
 import re
 import socket
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -107,10 +108,32 @@ class _TrackedHTTPSPool(urllib3.HTTPSConnectionPool):
         return conn
 
 
+def os_trust_context() -> ssl.SSLContext:
+    """A TLS context that verifies against the OS's own certificate store (and certifi's, which requests adds).
+
+    An antivirus that scans HTTPS (Avast, AVG, Kaspersky, ESET…) or a company proxy re-signs every site with a
+    root it adds to the Windows or macOS store only: a browser trusts it, certifi's bundle does not, and every
+    connection would fail with "unable to get local issuer certificate" (curl#11268). truststore asks the OS,
+    as the browser does; verification stays on, chain and host name alike."""
+    import truststore
+    return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
 class _DeadlineAdapter(HTTPAdapter):
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, **kwargs):
+        self._ssl_context = ssl_context  # the OS store's, for https; set before the pool manager is made
+        super().__init__(**kwargs)
+
     def init_poolmanager(self, *args, **kwargs):
+        if self._ssl_context is not None:
+            kwargs.setdefault("ssl_context", self._ssl_context)
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
+
+    def proxy_manager_for(self, proxy, **kwargs):
+        if self._ssl_context is not None:
+            kwargs.setdefault("ssl_context", self._ssl_context)
+        return super().proxy_manager_for(proxy, **kwargs)
 
 
 @contextlib.contextmanager
@@ -171,9 +194,8 @@ class WorkerClient:
         # Set by hello when the server keeps outputs in S3: outputs go straight there, in parts of this size.
         self.upload_part_size: int | None = None
         self.session = requests.Session()
-        adapter = _DeadlineAdapter()
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.session.mount("http://", _DeadlineAdapter())
+        self.session.mount("https://", _DeadlineAdapter(os_trust_context()))
         self.session.headers["User-Agent"] = f"homefarm/{__version__}"
         # TLS verification is requests' default; nothing here ever turns it off.
 
@@ -488,6 +510,13 @@ def explain(error: requests.RequestException, url: str) -> str:
         if "certificate_verify_failed" in lowered or "certificate verify failed" in lowered:
             found = re.search(r"certificate verify failed: ([^(]+)", text)
             why = found.group(1).strip().rstrip(".") if found else "it could not be verified"
+            if why in ("unable to get local issuer certificate", "self-signed certificate in certificate chain",
+                       "self signed certificate in certificate chain"):
+                # What an antivirus or proxy that re-signs HTTPS looks like from here, when the OS store lacks
+                # its root too: the browser may still open the site.
+                return (f"the TLS certificate of {host} is not valid ({why}): no authority this PC trusts signed it. "
+                        "If your browser opens the server, an antivirus or proxy that scans HTTPS connections may "
+                        "be re-signing them: exclude the server's address from its HTTPS scanning")
             return (f"the TLS certificate of {host} is not valid ({why}): the server needs a certificate from a "
                     "known authority for that name")
         return f"the secure connection to {where} failed: check that the server speaks https"
