@@ -86,3 +86,36 @@ def test_quitting_during_a_render_leaves_no_blender_and_requeues_the_job(live_tr
     assert blender_processes(jobs_dir) == []
     view = served.app.job(job["id"])
     assert view["state"] == "queued" and view["attempts"] == 0
+
+
+def test_the_session_ending_mid_render_gives_the_job_back_before_the_process_can_be_killed(live_tray, served,
+                                                                                          qtbot):
+    # Sign-out, shutdown or an upgrade end the app through Qt's aboutToQuit, not our Quit; on Windows the
+    # process dies right after. The job must be back in the queue by the time the handler returns.
+    job = served.submit(SLOW_RENDER)
+    jobs_dir = live_tray.paths.jobs_dir
+    qtbot.waitUntil(lambda: live_tray.snapshot.state == State.RENDERING and bool(blender_processes(jobs_dir)),
+                    timeout=30000)
+    started = time.monotonic()
+    live_tray.on_about_to_quit()
+    took = time.monotonic() - started
+    view = served.app.job(job["id"])  # at once: nothing runs after the handler on a real sign-out
+    assert view["state"] == "queued" and view["attempts"] == 0, view
+    assert blender_processes(jobs_dir) == []
+    from worker_app import constants as C
+    assert took < C.SESSION_END_STOP_S + 0.5, f"took {took:.1f} s"
+
+
+def test_the_tray_program_stops_its_worker_when_qt_says_the_app_is_about_to_quit(qtbot):
+    # main() connects aboutToQuit; Qt emits it when the main loop ends, however it was ended.
+    import inspect
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+    from worker_app.tray import main as tray_main
+    assert "app.aboutToQuit.connect(tray.on_about_to_quit)" in inspect.getsource(tray_main.main)
+    stopped = []
+    app = QApplication.instance()
+    app.aboutToQuit.connect(lambda: stopped.append(1))
+    QTimer.singleShot(0, app.quit)
+    app.exec()
+    assert stopped == [1]

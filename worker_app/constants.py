@@ -37,6 +37,9 @@ BACKOFF_CAP = 30.0  # a worker back online within half a minute of its server
 
 # Blender.
 BLENDER_VERSION_TIMEOUT = 20.0
+# The session ends (sign-out, shutdown, an installer closing homefarm): Windows kills the process soon after Qt's
+# aboutToQuit (qtbase qwindowscontext.cpp, WM_ENDSESSION), so the worker stops within this, job released.
+SESSION_END_STOP_S = 4.0
 BLENDER_STOP_GRACE = 2.0  # asked to stop, it gets this long before the whole tree is killed
 BLENDER_KILL_WAIT = 5.0
 # A warm Blender (worker_app/render/warm.py) ends after this long without a job (an idle PC holds no Blender

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 
 from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QDesktopServices
@@ -462,6 +463,18 @@ class TrayApp(QObject):
 
     def app_quit(self) -> None:
         QApplication.instance().quit()
+
+    def on_about_to_quit(self) -> None:
+        """The application is ending without our Quit: the session ends (sign-out, shutdown, restart), or an
+        installer closes homefarm to upgrade it. On Windows the process is killed right after this returns
+        (qtbase qwindowscontext.cpp answers WM_ENDSESSION by quitting), so the worker stops here, bounded in
+        time: Blender ends and the job goes back to the server at once instead of waiting out its lease. The
+        one place the GUI thread waits on work: nothing is left to draw."""
+        runtime, self.runtime = self.runtime, None
+        if runtime is not None:
+            started = time.monotonic()
+            runtime.stop(timeout=C.SESSION_END_STOP_S)
+            log.info("the session ends: the worker stopped in %.1f s", time.monotonic() - started)
 
     def close(self) -> None:
         """Ends the tray's work: nothing pending is applied after this. Takes the icon down before its menu

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     tick = QTimer()
     tick.start(1000)
     tick.timeout.connect(lambda: None)
+    app.aboutToQuit.connect(tray.on_about_to_quit)  # sign-out and shutdown end the app without our Quit
     tray.start()
     code = app.exec()
     tray.close()
