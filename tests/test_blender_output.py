@@ -116,3 +116,33 @@ def test_tracker_eta():
     tracker.feed(parse_line('@homefarm {"event": "frame_done", "frame": 1}'))
     assert tracker.percent == 25.0
     assert tracker.eta_s == pytest.approx(30.0)
+
+
+# Blender's Windows crash log, as its crash handler writes it (blender/source/creator/creator_signals.cc).
+WINDOWS_CRASH_LOG = """# Blender 4.2.3, Commit date: 2024-10-14 14:15, Hash 2b1a7ea53a9c
+Exception Record:
+
+ExceptionCode         : EXCEPTION_ACCESS_VIOLATION
+Exception Address     : 0x00007FF6A1B2C3D4
+Exception Module      : nvoglv64.dll
+"""
+
+
+@pytest.mark.parametrize("exit_code, crashed, platform, reason", [
+    # Blender's Windows crash handler ends with TerminateProcess(..., SIGSEGV): exit code 11.
+    (11, True, "win32", "Blender crashed (access violation; its crash log is in the job's log tail)"),
+    (11, False, "win32", "Blender crashed (a memory access fault; its crash log is in the job's log tail)"),
+    # A warm Blender that died reads -9 on Windows too, where the signal module has no SIGKILL.
+    (-9, False, "win32", "Blender crashed (signal 9, SIGKILL): it was killed; the system may have run out of memory"),
+    (-11, True, "linux", "Blender crashed (signal 11, SIGSEGV): a memory access fault"),
+    (-6, True, "darwin", "Blender crashed (signal 6, SIGABRT): it aborted"),
+    (0xC0000005, False, "win32", "Blender crashed (access violation, 0xC0000005)"),
+    (1, True, "linux", "Blender crashed (exit code 1; its crash log is in the job's log tail)"),
+    (11, False, "linux", "Blender exited with code 11"),  # elsewhere a plain exit code stays one
+])
+def test_a_crash_is_named_a_crash_on_every_os(exit_code, crashed, platform, reason):
+    from worker_app.render.blender import explain_failure
+    from worker_app.render.output import ProgressTracker
+    text = WINDOWS_CRASH_LOG if crashed else ""
+    assert explain_failure(exit_code, ProgressTracker(1, 4), crashed=crashed, crash_text=text,
+                           platform=platform) == reason

@@ -264,3 +264,13 @@ def test_the_kernel_keeps_blenders_writes_in_the_job_folder(blender, tmp_path, c
     assert outside.exists() is not confined, seen
     if confined:
         assert {"event": "refused", "path": str(outside), "errno": 13} in seen
+
+
+def test_a_crash_is_named_a_crash_and_its_log_named_after_the_scene_is_read(blender, tmp_path):
+    run, result = run_script(blender, tmp_path, "crashes.py")
+    assert not result.ok
+    assert result.reason.startswith("Blender crashed (signal 11, SIGSEGV): a memory access fault"), result.reason
+    # Once a scene is loaded Blender names its log after it (sample_scene.crash.txt), not blender.crash.txt.
+    logs = [p.name for p in (tmp_path / "job" / "tmp").glob("*.crash.txt")]
+    assert logs == ["sample_scene.crash.txt"], logs
+    assert "--- sample_scene.crash.txt ---" in result.log_tail

@@ -10,8 +10,9 @@ import collections
 import json
 import logging
 import queue
-import signal
+import re
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -201,26 +202,45 @@ class BlenderRun:
         """Blender's temporary folder (render buffers, its crash report): inside the job's folder."""
         return self.job_dir / "tmp"
 
-    def crash_report(self) -> str:
-        """What Blender wrote in ``blender.crash.txt`` when it crashed, the last lines."""
-        try:
-            text = (self.tmp_dir / "blender.crash.txt").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-C.LOG_TAIL_LINES:])
+    def crash_report(self) -> tuple[str, str]:
+        """The crash log Blender wrote, by name, with its last lines; ("", "") when there is none.
+
+        Blender names it ``blender.crash.txt`` until a scene is loaded and ``<scene>.crash.txt`` after (every
+        OS), so the newest ``*.crash.txt`` in its temporary folder is the one."""
+        reports = sorted(self.tmp_dir.glob("*.crash.txt"), key=_mtime, reverse=True)
+        for path in reports:
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            return path.name, "\n".join(text.splitlines()[-C.LOG_TAIL_LINES:])
+        return "", ""
 
     def _result(self, exit_code: int | None, seconds: float) -> RenderResult:
         tail = "\n".join(self.tail)
-        crash = self.crash_report() if exit_code != 0 else ""
+        name, crash = self.crash_report() if exit_code != 0 else ("", "")
         if crash:
-            tail += "\n--- blender.crash.txt ---\n" + crash
+            tail += f"\n--- {name} ---\n" + crash
         saved = list(self.tracker.saved)
         if self._stop_reason:
             return RenderResult(False, exit_code, self._stop_reason, tail, saved, self._stop_reason, seconds)
         if exit_code == 0 and self.tracker.frames_done == len(self.job["frames"]):
             return RenderResult(True, 0, "", tail, saved, None, seconds)
-        return RenderResult(False, exit_code, explain_failure(exit_code, self.tracker), tail, saved,
-                            None, seconds)
+        return RenderResult(False, exit_code, explain_failure(exit_code, self.tracker, crashed=bool(crash),
+                                                              crash_text=crash), tail, saved, None, seconds)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def clear_crash_reports(folder: Path) -> None:
+    """Removes earlier crash logs, so that one found after a run is that run's."""
+    for path in folder.glob("*.crash.txt"):
+        path.unlink(missing_ok=True)
 
 
 # Windows reports a crash as an NTSTATUS exit code.
@@ -228,24 +248,45 @@ _WINDOWS_CRASHES = {0xC0000005: "access violation", 0xC00000FD: "stack overflow"
                     0xC0000409: "stack buffer overrun", 0xC000001D: "illegal instruction",
                     0xC0000017: "out of memory", 0xC000013A: "interrupted (Ctrl+C)"}
 
+# POSIX signal numbers by name, on every OS: Windows' signal module lacks most of them, yet a warm Blender that
+# died is reported as -9 there too, and Blender's Windows crash handler exits with SIGSEGV's number.
+_SIGNALS = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS",
+            8: "SIGFPE", 9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE", 15: "SIGTERM"}
+_SIGNAL_WORDS = {"SIGSEGV": "a memory access fault", "SIGABRT": "it aborted", "SIGBUS": "a memory access fault",
+                 "SIGILL": "an illegal instruction", "SIGFPE": "an arithmetic fault",
+                 "SIGKILL": "it was killed; the system may have run out of memory"}
+# Blender's Windows crash handler writes its log, then TerminateProcess(GetCurrentProcess(), SIGSEGV): the
+# exit code is 11, not 0xC0000005 (blender/source/creator/creator_signals.cc).
+WINDOWS_CRASH_HANDLER_EXIT = 11
+_EXCEPTION_CODE = re.compile(r"ExceptionCode\s*:\s*(EXCEPTION_\w+)")
 
-def explain_failure(exit_code: int | None, tracker: blender_output.ProgressTracker) -> str:
-    """Turns an exit code and what Blender said into a reason a person understands."""
+
+def explain_failure(exit_code: int | None, tracker: blender_output.ProgressTracker, *, crashed: bool = False,
+                    crash_text: str = "", platform: str | None = None) -> str:
+    """Turns an exit code and what Blender said into a reason a person understands. ``crashed``: Blender
+    wrote a crash log; ``crash_text`` is its tail."""
+    platform = platform or sys.platform
     said = (tracker.script_errors or tracker.exceptions or tracker.errors or [""])[-1]
     hints = []
     if tracker.out_of_memory:
         hints.append(f"out of GPU memory ({tracker.out_of_memory})")
     hints += [w for w in tracker.warnings if w.startswith("missing texture")][:3]
     extra = ("; " + "; ".join(hints)) if hints else ""
+    after = f" after: {said}" if said else ""
     if exit_code is not None and exit_code < 0:
-        try:
-            name = signal.Signals(-exit_code).name
-        except ValueError:
-            name = "unknown"
-        return f"Blender crashed (signal {-exit_code}, {name})" + (f" after: {said}" if said else "") + extra
+        name = _SIGNALS.get(-exit_code, "unknown")
+        words = _SIGNAL_WORDS.get(name)
+        return f"Blender crashed (signal {-exit_code}, {name}){': ' + words if words else ''}{after}{extra}"
     if exit_code is not None and (exit_code & 0xFFFFFFFF) in _WINDOWS_CRASHES:
         code = exit_code & 0xFFFFFFFF
-        return f"Blender crashed ({_WINDOWS_CRASHES[code]}, 0x{code:08X})" + extra
+        return f"Blender crashed ({_WINDOWS_CRASHES[code]}, 0x{code:08X}){after}{extra}"
+    if platform == "win32" and exit_code == WINDOWS_CRASH_HANDLER_EXIT and (crashed or not said):
+        found = _EXCEPTION_CODE.search(crash_text)
+        what = found.group(1).removeprefix("EXCEPTION_").replace("_", " ").lower() if found else \
+            "a memory access fault"
+        return f"Blender crashed ({what}; its crash log is in the job's log tail){after}{extra}"
+    if crashed and exit_code not in (0, SCRIPT_EXIT_CODE):
+        return f"Blender crashed (exit code {exit_code}; its crash log is in the job's log tail){after}{extra}"
     if tracker.out_of_memory and not said:
         return f"out of GPU memory: {tracker.out_of_memory}"
     if exit_code == SCRIPT_EXIT_CODE:

@@ -33,7 +33,7 @@ import psutil
 from worker_app import constants as C
 from worker_app.blender_scripts import contract as K
 from worker_app.render import procs
-from worker_app.render.blender import BlenderRun, RenderResult, _pump
+from worker_app.render.blender import BlenderRun, RenderResult, _pump, clear_crash_reports
 from worker_app.render.environment import blender_env, script_path
 
 log = logging.getLogger("homefarm.blender")
@@ -239,7 +239,7 @@ class WarmRun(BlenderRun):
         self._job_ok = False
         job_file = self.write_job_file()
         started = time.monotonic()
-        (self.tmp_dir / "blender.crash.txt").unlink(missing_ok=True)
+        clear_crash_reports(self.tmp_dir)
         self.proc = self.warm.acquire(self.blender, self.job_dir.parent, self.user_dir, self.confine_writes)
         died = False
         try:
