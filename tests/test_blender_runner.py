@@ -274,3 +274,13 @@ def test_a_crash_is_named_a_crash_and_its_log_named_after_the_scene_is_read(blen
     logs = [p.name for p in (tmp_path / "job" / "tmp").glob("*.crash.txt")]
     assert logs == ["sample_scene.crash.txt"], logs
     assert "--- sample_scene.crash.txt ---" in result.log_tail
+
+
+def test_blender_from_steam_is_found_in_a_library_on_another_drive(tmp_path):
+    from test_guard import _steam_install
+    from worker_app.system.desktop import WindowsSteamStatus
+    registry, folder = _steam_install(tmp_path, 365670, "Blender", "Blender")
+    (folder / "blender.exe").write_text("")
+    found = candidate_paths(association=WindowsFileAssociation(FakeRegistry({})), environ={}, platform="win32",
+                            which=lambda name: None, steam=WindowsSteamStatus(registry))
+    assert found == [str(folder / "blender.exe")]

@@ -501,3 +501,58 @@ def test_a_process_seen_before_its_exec_is_looked_at_again(monkeypatch):
 def test_nvml_s_words_become_the_tray_s(nvml, said):
     from worker_app.system.gpu import nvml_problem
     assert nvml_problem(nvml) == said
+
+
+def _steam_install(tmp_path, app_id: int, name: str, installdir: str):
+    """A Steam folder on one "drive" and a library on another (libraryfolders.vdf), with the app's manifest in
+    the second, as Steam writes them; and the registry values Steam keeps (HKCU\\Software\\Valve\\Steam)."""
+    from test_autostart import FakeWinreg
+    steam, library = tmp_path / "C" / "Steam", tmp_path / "D" / "SteamLibrary"
+    (steam / "steamapps").mkdir(parents=True)
+    (library / "steamapps" / "common" / installdir).mkdir(parents=True)
+    escaped = lambda path: str(path).replace("\\", "\\\\")  # noqa: E731 - VDF escapes backslashes
+    (steam / "steamapps" / "libraryfolders.vdf").write_text(
+        '"libraryfolders"\n{\n\t"0"\n\t{\n\t\t"path"\t\t"%s"\n\t}\n\t"1"\n\t{\n\t\t"path"\t\t"%s"\n'
+        '\t\t"apps"\n\t\t{\n\t\t\t"%d"\t\t"123"\n\t\t}\n\t}\n}\n' % (escaped(steam), escaped(library), app_id),
+        encoding="utf-8")
+    (library / "steamapps" / f"appmanifest_{app_id}.acf").write_text(
+        '"AppState"\n{\n\t"appid"\t\t"%d"\n\t"name"\t\t"%s"\n\t"installdir"\t\t"%s"\n}\n' % (app_id, name, installdir),
+        encoding="utf-8")
+    registry = FakeWinreg()
+    registry.keys[r"Software\Valve\Steam"] = {"RunningAppID": app_id, "SteamPath": str(steam)}
+    registry.keys[rf"Software\Valve\Steam\Apps\{app_id}"] = {"Name": name, "Running": 1}
+    return registry, library / "steamapps" / "common" / installdir
+
+
+def test_steam_names_the_running_app_and_finds_its_folder_in_any_library(tmp_path):
+    from worker_app.system.desktop import WindowsSteamStatus
+    registry, folder = _steam_install(tmp_path, 993090, "Lossless Scaling", "Lossless Scaling")
+    info = WindowsSteamStatus(registry).app_info(993090)
+    assert (info.name, info.folder) == ("Lossless Scaling", str(folder))
+    assert WindowsSteamStatus(registry).app_info(12345).folder == ""  # no manifest: no folder, no error
+
+
+def test_a_steam_app_the_owner_exempted_pauses_nothing_and_one_not_exempted_is_named(tmp_path):
+    from worker_app.system.desktop import WindowsSteamStatus
+    registry, folder = _steam_install(tmp_path, 993090, "Lossless Scaling", "Lossless Scaling")
+    steam = WindowsSteamStatus(registry)
+    table = FakeTable({10: ("steam.exe", "C:/Program Files (x86)/Steam/steam.exe"),
+                       20: ("LosslessScaling.exe", str(folder / "LosslessScaling.exe"))})
+    cause = G.GameDetector(names=[], table=table, steam=steam).check(NOW)
+    assert cause.reason == "LosslessScaling.exe is running" and cause.program == "LosslessScaling.exe"
+    # "Never pause for LosslessScaling.exe": neither its process nor Steam's RunningAppID pauses any more.
+    assert G.GameDetector(names=[], table=table, steam=steam, not_games=["LosslessScaling.exe"]).check(NOW) is None
+    # An app whose programs are not found (started elsewhere) is named by Steam's name, which exempts it too.
+    steam_only = FakeTable({10: ("steam.exe", "C:/Program Files (x86)/Steam/steam.exe")})
+    cause = G.GameDetector(names=[], table=steam_only, steam=steam).check(NOW)
+    assert cause.reason == "Lossless Scaling is running (Steam)" and cause.program == "Lossless Scaling"
+    assert G.GameDetector(names=[], table=steam_only, steam=steam, not_games=["Lossless Scaling"]).check(NOW) is None
+
+
+def test_blender_started_from_steam_is_no_steam_game(tmp_path):
+    from worker_app.system.desktop import WindowsSteamStatus
+    registry, folder = _steam_install(tmp_path, 365670, "Blender", "Blender")
+    table = FakeTable({10: ("steam.exe", "C:/Program Files (x86)/Steam/steam.exe"),
+                       30: ("blender.exe", str(folder / "blender.exe"))})
+    detector = G.GameDetector(names=[], table=table, steam=WindowsSteamStatus(registry), own_pids=lambda: {30})
+    assert detector.check(NOW) is None

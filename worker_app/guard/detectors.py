@@ -131,8 +131,23 @@ class GameDetector:
         # it counts only for an app that is no known tool, while Steam itself runs.
         if app_id and app_id not in STEAM_TOOL_APPS and any(name.lower() in ("steam.exe", "steam", "steam_osx")
                                                              for _pid, (name, _exe) in processes):
-            return Cause("game", f"Steam game {app_id} is running")
+            return self._steam_app(app_id, processes)
         return None
+
+    def _steam_app(self, app_id: int, processes) -> Cause | None:
+        """Steam says an app runs. Its programs (those running from its folder) were judged above: if any runs,
+        each was ours or one the owner never pauses for, and Steam's word adds nothing. Otherwise the app
+        counts by its name, which "Never pause for" can exempt too (Lossless Scaling, Soundpad: apps, not
+        games, that Steam reports all the same)."""
+        info = self.steam.app_info(app_id) if hasattr(self.steam, "app_info") else desktop.SteamApp(app_id)
+        folder = info.folder.replace("\\", "/").lower().rstrip("/") + "/" if info.folder else ""
+        if folder and any(exe.replace("\\", "/").lower().startswith(folder) for _pid, (_name, exe) in processes):
+            return None
+        if info.label.lower() in self.not_games:
+            return None
+        if not info.name:
+            return Cause("game", f"Steam game {app_id} is running", program=info.label)
+        return Cause("game", f"{info.name} is running (Steam)", program=info.label)
 
 
 class ForeignGpuLoad:

@@ -78,7 +78,8 @@ def file_association() -> FileAssociation:
 
 
 def candidate_paths(configured: str = "", association: FileAssociation | None = None,
-                    environ=os.environ, platform: str = sys.platform, which=shutil.which) -> list[str]:
+                    environ=os.environ, platform: str = sys.platform, which=shutil.which,
+                    steam=None) -> list[str]:
     """Where Blender may live, best first: the configured path, PATH, then where installers put it."""
     found: list[str] = []
     if configured:
@@ -95,6 +96,10 @@ def candidate_paths(configured: str = "", association: FileAssociation | None = 
             found += sorted(glob.glob(os.path.join(root, "Blender Foundation", "*", "blender.exe")),
                             key=_version_in_path, reverse=True)
             found += glob.glob(os.path.join(root, "Steam", "steamapps", "common", "Blender", "blender.exe"))
+        # Blender from Steam, in whichever library holds it: Steam's own folder or one on another drive.
+        from worker_app.system import desktop
+        for library in (steam or desktop.steam_status()).libraries():
+            found += glob.glob(os.path.join(str(library), "steamapps", "common", "Blender", "blender.exe"))
     elif platform == "darwin":
         found.append("/Applications/Blender.app/Contents/MacOS/Blender")
         found += glob.glob(os.path.expanduser("~/Applications/Blender*.app/Contents/MacOS/Blender"))

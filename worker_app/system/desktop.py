@@ -13,28 +13,104 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import re
 import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SteamApp:
+    """A Steam app as the owner knows it: its name, and the folder its programs run from."""
+    app_id: int
+    name: str = ""  # as Steam's library shows it ("Lossless Scaling"); "" when Steam does not say
+    folder: str = ""  # steamapps/common/<installdir> in the library that holds it; "" when not found
+
+    @property
+    def label(self) -> str:
+        return self.name or f"Steam app {self.app_id}"
 
 
 class SteamStatus:
     def running_app_id(self) -> int | None:
         return None
 
+    def app_info(self, app_id: int) -> SteamApp:
+        """The app's name and folder, as far as this OS's Steam tells."""
+        return SteamApp(app_id)
+
+    def libraries(self) -> list[Path]:
+        """Steam's folder and its other libraries, where this OS's Steam tells."""
+        return []
+
 
 class WindowsSteamStatus(SteamStatus):
+    KEY = r"Software\Valve\Steam"
+
     def __init__(self, registry=None):
         self.registry = registry  # winreg, or a fake with the same functions
 
-    def running_app_id(self) -> int | None:
-        reg = self.registry
-        if reg is None:
-            import winreg as reg
+    def _reg(self):
+        if self.registry is None:
+            import winreg
+            self.registry = winreg
+        return self.registry
+
+    def _value(self, key: str, name: str):
+        reg = self._reg()
         try:
-            with reg.OpenKey(reg.HKEY_CURRENT_USER, r"Software\Valve\Steam") as key:
-                value = int(reg.QueryValueEx(key, "RunningAppID")[0])
-        except (OSError, ValueError):
+            with reg.OpenKey(reg.HKEY_CURRENT_USER, key) as opened:
+                return reg.QueryValueEx(opened, name)[0]
+        except OSError:
+            return None
+
+    def running_app_id(self) -> int | None:
+        try:
+            value = int(self._value(self.KEY, "RunningAppID") or 0)
+        except (TypeError, ValueError):
             return None
         return value or None
+
+    def libraries(self) -> list[Path]:
+        steam = self._value(self.KEY, "SteamPath")
+        return steam_libraries(Path(steam)) if isinstance(steam, str) and steam else []
+
+    def app_info(self, app_id: int) -> SteamApp:
+        """``HKCU\\Software\\Valve\\Steam\\Apps\\<id>``'s Name, and the app's folder from its
+        ``appmanifest_<id>.acf`` in whichever library (``libraryfolders.vdf``) holds it."""
+        name = self._value(f"{self.KEY}\\Apps\\{app_id}", "Name")
+        folder = ""
+        for library in self.libraries():
+            installdir = vdf_value(library / "steamapps" / f"appmanifest_{app_id}.acf", "installdir")
+            if installdir:
+                folder = str(library / "steamapps" / "common" / installdir)
+                break
+        return SteamApp(app_id, name if isinstance(name, str) else "", folder)
+
+
+def vdf_value(path: Path, key: str) -> str:
+    """The first ``"key" "value"`` in a Valve KeyValues file (an .acf, a .vdf); "" when absent or unreadable."""
+    return next(iter(vdf_values(path, key)), "")
+
+
+def vdf_values(path: Path, key: str) -> list[str]:
+    """Every value of ``key`` in a Valve KeyValues file, unescaped; [] when it cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    pattern = re.compile(r'"' + re.escape(key) + r'"\s+"((?:[^"\\]|\\.)*)"', re.IGNORECASE)
+    return [re.sub(r"\\(.)", r"\1", found) for found in pattern.findall(text)]
+
+
+def steam_libraries(steam_folder: Path) -> list[Path]:
+    """Steam's own folder and every library the owner added on other drives (``libraryfolders.vdf``)."""
+    libraries = [steam_folder]
+    for path in vdf_values(steam_folder / "steamapps" / "libraryfolders.vdf", "path"):
+        library = Path(path)
+        if os.path.normcase(str(library)) not in {os.path.normcase(str(p)) for p in libraries}:
+            libraries.append(library)
+    return libraries
 
 
 class FullScreenState:
