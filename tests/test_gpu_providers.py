@@ -186,3 +186,50 @@ def test_doctor_names_the_provider_this_machine_would_use(tmp_path):
     else:
         assert checks[0].detail == why and not checks[0].ok
     print(checks[0].detail)
+
+
+def test_video_and_copy_engines_are_no_program_s_load_on_windows():
+    # OBS on NVENC, NVIDIA Instant Replay, a 4K video: busy video and copy engines, idle 3D and compute.
+    from worker_app.system.gpu_windows import ENGINE
+    counters = {ENGINE: {
+        f"pid_7001_luid_{NVIDIA_LUID}_phys_0_eng_4_engtype_VideoEncode": 64.0,
+        f"pid_7002_luid_{NVIDIA_LUID}_phys_0_eng_5_engtype_VideoDecode": 48.0,
+        f"pid_7002_luid_{NVIDIA_LUID}_phys_0_eng_1_engtype_Copy": 35.0,
+        f"pid_7003_luid_{NVIDIA_LUID}_phys_0_eng_3_engtype_Cuda": 41.0,
+        f"pid_7004_luid_{NVIDIA_LUID}_phys_0_eng_2_engtype_Graphics_1": 33.0,
+        f"pid_7005_luid_{NVIDIA_LUID}_phys_0_eng_0_engtype_High Priority 3D": 31.0,
+    }}
+    load, _used, processes = adapter_figures(counters, f"{NVIDIA_LUID}_0")
+    assert load == 64, "the adapter's own load stays its busiest engine, as Task Manager shows it"
+    assert processes == {7001: (0, None), 7002: (0, None), 7003: (41, None), 7004: (33, None), 7005: (31, None)}
+
+
+def test_video_and_copy_engines_are_no_program_s_load_on_linux():
+    clock = Clock()
+    tree = {**AMD_AND_INTEL_SYS, **proc_tree({7001: ("obs", {"5": fdinfo_amdgpu(20, 0, 65_536)})})}
+    provider = DrmProvider(FakeFiles(tree), clock=clock)
+    provider.open()
+    provider.sample(0), provider.sample(1)
+    clock.now += 2.0
+    busy_video = fdinfo_amdgpu(20, 0, 65_536).replace("drm-engine-enc:\t0 ns", "drm-engine-enc:\t1600000000 ns") \
+        .replace("drm-engine-dma:\t58231 ns", "drm-engine-dma:\t900058231 ns")
+    provider.files.tree.update(proc_tree({7001: ("obs", {"5": busy_video})}))
+    radeon = provider.sample(0) and provider.sample(1)
+    assert [(p.name, p.load) for p in radeon.processes] == [("obs", 0)], "encode and copy: no render load"
+    assert radeon.load == 97, "the card's own busy figure is unchanged"
+
+
+def test_foreign_load_honours_never_pause_for_and_names_the_program():
+    provider = PdhProvider(FakeCounters(WINDOWS_COUNTERS), process_name=lambda pid: {6120: "obs64.exe"}.get(pid, "x"))
+    monitor = GpuMonitor(provider)
+    monitor.sample_now()
+    now = dt.datetime(2026, 12, 7, 12, 0)
+    cause = ForeignGpuLoad(lambda: monitor.latest, threshold=30, seconds=0, own_pids=lambda: {4312}).check(now)
+    assert cause.reason == "obs64.exe is using the GPU (72 %)" and cause.program == "obs64.exe"
+    exempt = ForeignGpuLoad(lambda: monitor.latest, threshold=30, seconds=0, own_pids=lambda: {4312},
+                            not_games=["OBS64.exe"])
+    assert exempt.check(now) is None and exempt.busy() is None
+    wallpaper = PdhProvider(FakeCounters(WINDOWS_COUNTERS), process_name=lambda pid: {6120: "wallpaper64.exe"}.get(pid, "x"))
+    monitor = GpuMonitor(wallpaper)
+    monitor.sample_now()
+    assert ForeignGpuLoad(lambda: monitor.latest, threshold=30, seconds=0, own_pids=lambda: {4312}).check(now) is None

@@ -28,7 +28,8 @@ def ledger(paths: config_mod.Paths) -> Ledger:
 def build_guard(cfg: config_mod.Config, paths: config_mod.Paths, own_pids, own_paths, monitor: GpuMonitor,
                 table: G.ProcessTable | None = None) -> G.Guard:
     snapshot = lambda: monitor.latest  # noqa: E731 - read at each check
-    gpu_load = G.ForeignGpuLoad(snapshot, cfg.foreign_gpu_load_percent, cfg.foreign_gpu_seconds, own_pids)
+    gpu_load = G.ForeignGpuLoad(snapshot, cfg.foreign_gpu_load_percent, cfg.foreign_gpu_seconds, own_pids,
+                                not_games=cfg.not_games)
     detectors: list = [manual_pause(paths), G.Schedule(cfg.render_only, cfg.never),
                        G.DiskSpace(paths.data_dir, int(cfg.min_free_gb * 1024**3))]
     if cfg.pause_while_gaming:

@@ -154,8 +154,11 @@ class ForeignGpuLoad:
     """Another program (not our Blender) keeps the GPU busy above ``threshold`` % for ``seconds``."""
 
     def __init__(self, snapshot=lambda: GpuSnapshot(0.0), threshold: int = 30, seconds: float = 5.0,
-                 own_pids=lambda: set(), clock=time.monotonic):
+                 own_pids=lambda: set(), clock=time.monotonic, not_games=()):
         self.snapshot = snapshot
+        # Programs the owner never pauses for (guard.not_games, "Never pause for…"), and the launchers and tools
+        # kept open all day, whatever they do on the GPU.
+        self.exempt = DESKTOP_PROCESSES | NOT_GAMES | {n.lower() for n in not_games}
         self.threshold = threshold
         self.seconds = seconds
         self.own_pids = own_pids
@@ -172,11 +175,11 @@ class ForeignGpuLoad:
         best = None
         for gpu in snapshot.gpus:
             for proc in gpu.processes:
-                if proc.pid in ours or proc.name.lower() in DESKTOP_PROCESSES or proc.load is None:
+                if proc.pid in ours or proc.name.lower() in self.exempt or proc.load is None:
                     continue
                 if proc.load >= threshold and (best is None or proc.load > best[1]):
                     best = (proc.name, proc.load)
-            others = [p for p in gpu.processes if p.pid not in ours and p.name.lower() not in DESKTOP_PROCESSES]
+            others = [p for p in gpu.processes if p.pid not in ours and p.name.lower() not in self.exempt]
             if best is None and others and gpu.load is not None and gpu.load >= threshold \
                     and all(proc.load is None for proc in gpu.processes) \
                     and not any(proc.pid in ours for proc in gpu.processes):
@@ -196,7 +199,7 @@ class ForeignGpuLoad:
         since = self._since.setdefault(name, self.clock())
         if self.clock() - since < self.seconds:
             return None
-        return Cause("gpu", f"{name} is using the GPU ({load} %)")
+        return Cause("gpu", f"{name} is using the GPU ({load} %)", program=name)
 
 
 class FullScreenHint:

@@ -5,7 +5,8 @@
   ``power1_average`` or ``power1_input`` (µW). No energy counter: the energy meter integrates the power.
 - i915 and xe (Intel Arc and integrated): hwmon ``energy1_input`` (µJ) and ``power1_input`` where the card
   has them (discrete cards); the load is the busiest engine's time summed over the programs using it.
-- Each program's load is the busiest of its engines (``drm-engine-<name>: <ns>``, or xe's
+- Each program's load is the busiest of its render engines (3D and compute, ``RENDER_ENGINES``: a video being
+  decoded or a screen being recorded does not slow Cycles) (``drm-engine-<name>: <ns>``, or xe's
   ``drm-cycles-<name>``/``drm-total-cycles-<name>``) between two samples; its VRAM is ``drm-memory-vram``
   (amdgpu) or ``drm-total-local0``/``drm-resident-local0`` (Intel).
 
@@ -32,6 +33,10 @@ _UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 # "memory", then total (allocated).
 _VRAM_KEY = re.compile(r"^drm-(resident|memory|total)-(vram\d*|local\d+)$")
 _VRAM_KINDS = ("resident", "memory", "total")
+# The engines a render competes for, by the drivers' fdinfo names: amdgpu gfx and compute; i915 render and
+# compute; xe rcs (render) and ccs (compute). Video decode/encode (dec, enc, jpeg, video, vcs, vecs) and copy
+# (dma, copy, bcs) engines are other hardware, and count for no program's load.
+RENDER_ENGINES = frozenset({"gfx", "compute", "render", "rcs", "ccs"})
 FD_RESCAN_S = 10.0  # a process's descriptors are listed again this often to find new DRM clients
 
 
@@ -223,7 +228,8 @@ class DrmProvider:
                 if before is not None and now > before[0]:
                     for engine, value in usage.engines.items():
                         share = self._share(engine, value, usage, before, now)
-                        load = max(load, round(min(share, 1.0) * 100))
+                        if engine in RENDER_ENGINES:  # a program's load: what a render competes for
+                            load = max(load, round(min(share, 1.0) * 100))
                         engine_busy.setdefault(pdev, {}).setdefault(engine, 0.0)
                         engine_busy[pdev][engine] += share
                 old_load, old_vram = loads.setdefault(pdev, {}).get(pid, (0, None))

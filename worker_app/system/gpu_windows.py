@@ -46,6 +46,19 @@ def adapters_in(values: dict[str, dict[str, float]]) -> list[str]:
     return sorted(found, key=lambda a: (-found[a], a))
 
 
+# The engine types a render competes for: 3D and compute (Cycles on CUDA, OptiX, HIP or oneAPI). Video decode
+# and encode, copy and overlay engines are separate hardware: a 4K video, OBS on NVENC or NVIDIA Instant Replay
+# keep them busy without slowing a render, so they are no program's "load" here. Types as the counters name
+# them: "3D", "Compute_0", "Cuda", "Graphics_1" (AMD), "High Priority 3D"; the rest (VideoDecode, VideoEncode,
+# Copy, LegacyOverlay, Security, VR) never count.
+RENDER_ENGINE_TYPES = ("3d", "compute", "cuda", "graphics", "high priority 3d", "high priority compute")
+
+
+def is_render_engine(kind: str) -> bool:
+    """Whether an engine type (``engtype_...``) is one Cycles renders on."""
+    return re.sub(r"_\d+$", "", kind.strip().lower()) in RENDER_ENGINE_TYPES
+
+
 def adapter_figures(values: dict[str, dict[str, float]], adapter: str) -> tuple[int | None, int | None,
                                                                                dict[int, tuple[int, int | None]]]:
     """(the adapter's load %, its dedicated memory in use, {pid: (load %, dedicated bytes)}) from one read."""
@@ -56,8 +69,11 @@ def adapter_figures(values: dict[str, dict[str, float]], adapter: str) -> tuple[
         if not match or f"{match[2]}_{match[3]}" != adapter:
             continue
         pid, engine, kind = int(match[1]), match[4], match[5]
-        per_engine[engine] += value
-        per_process[pid][kind] += value
+        per_engine[engine] += value  # the adapter's load, as Task Manager shows it: its busiest engine
+        if is_render_engine(kind):
+            per_process[pid][kind] += value
+        else:
+            per_process[pid]  # a program that only decodes video is listed, with no load
     memory: dict[int, int] = {}
     for instance, value in values.get(PROCESS_MEMORY, {}).items():
         match = _PROCESS_INSTANCE.match(instance)
@@ -69,7 +85,7 @@ def adapter_figures(values: dict[str, dict[str, float]], adapter: str) -> tuple[
         if match and f"{match[1]}_{match[2]}" == adapter:
             used = int(value)
     load = round(min(max(per_engine.values()), 100.0)) if per_engine else None
-    processes = {pid: (round(min(max(kinds.values()), 100.0)), memory.get(pid))
+    processes = {pid: (round(min(max(kinds.values(), default=0.0), 100.0)), memory.get(pid))
                  for pid, kinds in per_process.items() if pid}  # pid 0: the system's own work
     for pid, used_bytes in memory.items():
         processes.setdefault(pid, (0, used_bytes))

@@ -219,7 +219,7 @@ class TrayApp(QObject):
         self._line(self.job_action, status.job_line(snapshot))
         self._line(self.gpu_action, status.gpu_line(snapshot))
         self._update_pause_controls()
-        program = snapshot.pause.program if snapshot.pause and snapshot.pause.kind == "game" else ""
+        program = snapshot.pause.program if snapshot.pause and snapshot.pause.kind in ("game", "gpu") else ""
         self.not_a_game_action.setText(f"Never pause for {program}")
         self.not_a_game_action.setVisible(bool(program))
         if snapshot.update.version:
