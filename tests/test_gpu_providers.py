@@ -233,3 +233,91 @@ def test_foreign_load_honours_never_pause_for_and_names_the_program():
     monitor = GpuMonitor(wallpaper)
     monitor.sample_now()
     assert ForeignGpuLoad(lambda: monitor.latest, threshold=30, seconds=0, own_pids=lambda: {4312}).check(now) is None
+
+
+class FakeGdi32:
+    """D3DKMT's three calls, over {LUID (high, low): (bus, device, function)}, recorded."""
+
+    def __init__(self, addresses):
+        self.addresses, self.calls, self.handles = addresses, [], {}
+
+    def D3DKMTOpenAdapterFromLuid(self, ref):
+        opened = ref._obj
+        luid = (opened.AdapterLuid.HighPart, opened.AdapterLuid.LowPart)
+        self.calls.append(("open", luid))
+        if luid not in self.addresses:
+            return 0xC000000D  # STATUS_INVALID_PARAMETER
+        opened.hAdapter = 0x40000000 + len(self.handles)
+        self.handles[opened.hAdapter] = luid
+        return 0
+
+    def D3DKMTQueryAdapterInfo(self, ref):
+        import ctypes
+        from worker_app.system.gpu_windows import KMTQAITYPE_ADAPTERADDRESS, _ADAPTERADDRESS
+        query = ref._obj
+        assert query.Type == KMTQAITYPE_ADAPTERADDRESS and query.PrivateDriverDataSize == 12
+        out = ctypes.cast(query.pPrivateDriverData, ctypes.POINTER(_ADAPTERADDRESS)).contents
+        out.BusNumber, out.DeviceNumber, out.FunctionNumber = self.addresses[self.handles[query.hAdapter]]
+        return 0
+
+    def D3DKMTCloseAdapter(self, ref):
+        self.calls.append(("close", self.handles.pop(ref._obj.hAdapter)))
+        return 0
+
+
+class TwoCards(FakeProvider):
+    """NVML with two cards, listed in an order of its own (NVML guarantees none), each with its PCI address."""
+
+    def __init__(self, cards):
+        super().__init__(gpus=len(cards))
+        self.cards = cards  # [(name, temp, "domain:bus:device.function")]
+
+    def pci_address(self, index):
+        return gpu.parse_pci_bus_id(self.cards[index][2])
+
+    def sample(self, index, since_us=0):
+        from dataclasses import replace
+        name, temp, _ = self.cards[index]
+        return replace(super().sample(index, since_us), name=name, temp_c=temp)
+
+
+SECOND_LUID = "0x00000000_0x0000E0B7"
+
+
+def two_nvidia_counters():
+    from worker_app.system.gpu_windows import ADAPTER_MEMORY, ENGINE
+    return {ENGINE: {f"pid_6120_luid_{NVIDIA_LUID}_phys_0_eng_0_engtype_3D": 70.0,
+                     f"pid_4312_luid_{SECOND_LUID}_phys_0_eng_3_engtype_Compute_0": 95.0},
+            ADAPTER_MEMORY: {f"luid_{NVIDIA_LUID}_phys_0": 9e9, f"luid_{SECOND_LUID}_phys_0": 2e9}}
+
+
+def test_two_nvidia_cards_are_paired_with_their_adapters_by_pci_address():
+    from worker_app.system.gpu_windows import adapter_address
+    gdi32 = FakeGdi32({(0, 0xD1C5): (1, 0, 0), (0, 0xE0B7): (8, 0, 0)})
+    assert adapter_address(NVIDIA_LUID, gdi32) == (0, 1, 0, 0)
+    assert [c[0] for c in gdi32.calls] == ["open", "close"], "every adapter opened is closed"
+    # NVML lists the render card (bus 8) first; the counters list the game's card (bus 1, most memory) first.
+    nvml = TwoCards([("RTX 4090 (render)", 61, "00000000:08:00.0"), ("RTX 3060 (display)", 48, "00000000:01:00.0")])
+    pdh = PdhProvider(FakeCounters(two_nvidia_counters()), process_name=str,
+                      address_of=lambda luid: adapter_address(luid, gdi32))
+    combined = CombinedProvider(pdh, nvml)
+    combined.open()
+    assert combined.pairing == "pci"
+    display, render = combined.sample(0), combined.sample(1)
+    assert (display.name, display.temp_c, display.load) == ("RTX 3060 (display)", 48, 70)
+    assert (render.name, render.temp_c, render.load) == ("RTX 4090 (render)", 61, 95)
+
+
+def test_without_pci_addresses_the_pairing_is_a_guess_and_doctor_says_so(monkeypatch, tmp_path):
+    nvml = TwoCards([("RTX 4090", 61, "00000000:08:00.0"), ("RTX 3060", 48, "00000000:01:00.0")])
+    pdh = PdhProvider(FakeCounters(two_nvidia_counters()), process_name=str, address_of=lambda luid: None)
+    combined = CombinedProvider(pdh, nvml)
+    combined.open()
+    assert combined.pairing == "guess"
+    from worker_app import doctor
+    monkeypatch.setattr(gpu, "choose_provider", lambda: (combined, "Windows counts every GPU's use"))
+    from keyring_file_backend import MemoryKeyring
+    from worker_app.system.credentials import TokenStore
+    checks = [c for c in doctor.run_checks(doctor.config_mod.Paths.default(), tokens=TokenStore(MemoryKeyring()))
+              if c.name == "gpu"]
+    assert any("which NVIDIA card is which Windows adapter is a guess" in c.detail and not c.ok for c in checks)

@@ -61,6 +61,11 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None, token_
         driver = f" (driver {inv.driver})" if inv.driver else ""
         checks.append(Check("gpu", True, f"{names}, read through {gpu.provider_name(provider)}{driver}: {why}",
                             required=False))
+        if getattr(provider, "pairing", "pci") == "guess":
+            checks.append(Check("gpu", False, "which NVIDIA card is which Windows adapter is a guess (by memory in "
+                                "use): a temperature, power or name may belong to the other card",
+                                "nothing to do: rendering is not affected; update the graphics driver if it "
+                                "persists", required=False))
         if inv.missing:
             checks.append(Check("gpu", False, f"no {inv.missing} reading for this GPU", "nothing to do: homefarm "
                                 "shows no such figure rather than a made-up one (energy and cost stay empty "

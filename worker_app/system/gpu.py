@@ -14,6 +14,7 @@ recorded real data through the same interfaces.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -119,6 +120,15 @@ class NvmlProvider:
         except self.nvml.NVMLError as error:
             raise GpuUnavailable(f"NVML failed: {_text(error)}") from None
 
+    def pci_address(self, index: int) -> tuple[int, int, int, int] | None:
+        """The card's PCI domain, bus, device and function (``nvmlDeviceGetPciInfo``), to pair it with what
+        another source lists; None where NVML does not say."""
+        try:
+            info = self.nvml.nvmlDeviceGetPciInfo(self.nvml.nvmlDeviceGetHandleByIndex(index))
+        except self.nvml.NVMLError:
+            return None
+        return parse_pci_bus_id(_text(info.busId))
+
     def _try(self, call, convert=lambda v: v, *args):
         """One figure: None where this GPU or driver does not support the call."""
         try:
@@ -192,20 +202,53 @@ class GpuUnavailable(Exception):
     pass
 
 
+def parse_pci_bus_id(text: str) -> tuple[int, int, int, int] | None:
+    """"00000000:01:00.0" (NVML's busId) -> (domain, bus, device, function); None when it is not one."""
+    found = re.fullmatch(r"\s*(?:([0-9a-fA-F]+):)?([0-9a-fA-F]+):([0-9a-fA-F]+)\.([0-7])\s*", text or "")
+    if not found:
+        return None
+    return (int(found.group(1) or "0", 16), int(found.group(2), 16), int(found.group(3), 16), int(found.group(4)))
+
+
 class CombinedProvider:
     """Windows with an NVIDIA card: the performance counters give every adapter's and every program's load
     (NVML often has no per-program figures under WDDM); NVML adds the NVIDIA card's name, temperature, power
-    and energy. The adapters the counters list come with the most dedicated memory in use first; NVML's GPUs
-    are matched to them in that order (a PC with one NVIDIA card and an integrated GPU: the NVIDIA card)."""
+    and energy. Each NVML card is paired with the adapter at the same PCI address (D3DKMT's, for the adapter's
+    LUID); NVML documents that its own order is no guarantee. Where an address cannot be read, the remaining
+    cards are paired by memory in use, most first, and ``pairing`` says it is a guess (doctor shows it)."""
 
     label = "Windows performance counters, with NVML for the NVIDIA card's temperature, power and energy"
 
     def __init__(self, counters, nvml):
         self.counters, self.nvml = counters, nvml
+        self.nvml_for: dict[int, int] = {}  # counters' adapter index -> NVML index
+        self.pairing = "pci"  # "pci": every NVIDIA card found by its PCI address; "guess": some by memory order
 
     def open(self) -> None:
         self.counters.open()
         self.nvml.open()
+        self.nvml_for, self.pairing = self._pair()
+
+    def _pair(self) -> tuple[dict[int, int], str]:
+        adapters = {i: getattr(self.counters, "pci_address", lambda i: None)(i) for i in range(self.counters.count())}
+        by_address = {address[1:]: i for i, address in adapters.items() if address is not None}
+        pairs: dict[int, int] = {}
+        left: list[int] = []
+        for card in range(self.nvml.count()):
+            address = getattr(self.nvml, "pci_address", lambda i: None)(card)
+            adapter = by_address.get(address[1:]) if address is not None else None  # Windows gives no domain
+            if adapter is not None and adapter not in pairs:
+                pairs[adapter] = card
+            else:
+                left.append(card)
+        free = [i for i in range(self.counters.count()) if i not in pairs]  # most memory in use first
+        for adapter, card in zip(free, left):
+            pairs[adapter] = card
+        guessed = bool(left) and (self.nvml.count() > 1 or self.counters.count() > 1)
+        if guessed:
+            log.info("NVML's cards paired with Windows' adapters by memory in use: %d of %d without a PCI address",
+                     len(left), self.nvml.count())
+        return pairs, "guess" if guessed else "pci"
 
     def close(self) -> None:
         self.counters.close()
@@ -219,9 +262,9 @@ class CombinedProvider:
 
     def sample(self, index: int, since_us: int = 0) -> GpuSample:
         sample = self.counters.sample(index, since_us)
-        if index >= self.nvml.count():
+        if index not in self.nvml_for:
             return sample
-        card = self.nvml.sample(index, since_us)
+        card = self.nvml.sample(self.nvml_for[index], since_us)
         return replace(sample, name=card.name, vram_total=card.vram_total, temp_c=card.temp_c,
                        power_w=card.power_w, energy_mj=card.energy_mj)
 

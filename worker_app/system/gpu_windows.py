@@ -151,14 +151,61 @@ class Counters:
         return out
 
 
+# D3DKMT (d3dkmthk.h): an adapter's PCI address from its LUID, to pair the counters' adapters with NVML's cards.
+class _LUID(ctypes.Structure):
+    _fields_ = [("LowPart", ctypes.c_uint32), ("HighPart", ctypes.c_int32)]
+
+
+class _OPENADAPTERFROMLUID(ctypes.Structure):
+    _fields_ = [("AdapterLuid", _LUID), ("hAdapter", ctypes.c_uint32)]
+
+
+class _ADAPTERADDRESS(ctypes.Structure):
+    _fields_ = [("BusNumber", ctypes.c_uint32), ("DeviceNumber", ctypes.c_uint32),
+                ("FunctionNumber", ctypes.c_uint32)]
+
+
+class _QUERYADAPTERINFO(ctypes.Structure):
+    _fields_ = [("hAdapter", ctypes.c_uint32), ("Type", ctypes.c_int), ("pPrivateDriverData", ctypes.c_void_p),
+                ("PrivateDriverDataSize", ctypes.c_uint32)]
+
+
+class _CLOSEADAPTER(ctypes.Structure):
+    _fields_ = [("hAdapter", ctypes.c_uint32)]
+
+
+KMTQAITYPE_ADAPTERADDRESS = 6
+
+
+def adapter_address(luid: str, gdi32=None) -> tuple[int, int, int, int] | None:
+    """(0, bus, device, function) of the adapter with this LUID ("0x00000000_0x0000D1C5", high part first, as
+    the counters name it); None where the OS does not say (a software adapter has no PCI address)."""
+    high, low = (int(part, 16) for part in luid.split("_"))
+    if gdi32 is None:
+        gdi32 = ctypes.WinDLL("gdi32")  # type: ignore[attr-defined]
+    opened = _OPENADAPTERFROMLUID(_LUID(low, ctypes.c_int32(high).value))
+    if gdi32.D3DKMTOpenAdapterFromLuid(ctypes.byref(opened)) != 0:  # an NTSTATUS: 0 is success
+        return None
+    try:
+        address = _ADAPTERADDRESS()
+        query = _QUERYADAPTERINFO(opened.hAdapter, KMTQAITYPE_ADAPTERADDRESS,
+                                  ctypes.cast(ctypes.pointer(address), ctypes.c_void_p), ctypes.sizeof(address))
+        if gdi32.D3DKMTQueryAdapterInfo(ctypes.byref(query)) != 0:
+            return None
+        return 0, address.BusNumber, address.DeviceNumber, address.FunctionNumber
+    finally:
+        gdi32.D3DKMTCloseAdapter(ctypes.byref(_CLOSEADAPTER(opened.hAdapter)))
+
+
 class PdhProvider:
     """Every GPU of any vendor on Windows, with the GpuMonitor provider interface."""
 
     label = "Windows performance counters (GPU Engine)"
 
-    def __init__(self, counters=None, process_name=_process_name):
+    def __init__(self, counters=None, process_name=_process_name, address_of=adapter_address):
         self.counters = counters
         self.process_name = process_name
+        self.address_of = address_of  # LUID -> PCI address (D3DKMT), to pair an adapter with NVML's card
         self.adapters: list[str] = []
         self._values: dict[str, dict[str, float]] = {}
 
@@ -180,6 +227,14 @@ class PdhProvider:
 
     def count(self) -> int:
         return len(self.adapters)
+
+    def pci_address(self, index: int) -> tuple[int, int, int, int] | None:
+        luid = self.adapters[index].rsplit("_", 1)[0]
+        try:
+            return self.address_of(luid)
+        except (OSError, AttributeError, ValueError) as error:  # no gdi32 (not Windows), an odd LUID
+            log.debug("no PCI address for adapter %s: %s", luid, error)
+            return None
 
     def sample(self, index: int, since_us: int = 0) -> GpuSample:
         if index == 0:
