@@ -291,7 +291,7 @@ def parse(data: dict) -> Config:
 def load(paths: Paths) -> Config:
     """Reads the config file, writing the commented default on first use."""
     if not paths.config_file.exists():
-        default = resources.files("worker_app.resources").joinpath("default_config.toml").read_text()
+        default = resources.files("worker_app.resources").joinpath("default_config.toml").read_text(encoding="utf-8")
         write_atomic(paths.config_file, default)
     try:
         data = tomllib.loads(paths.config_file.read_text(encoding="utf-8"))

@@ -32,7 +32,7 @@ def interrupted_jobs(jobs_dir: Path, outbox: Outbox) -> list[str]:
     found = []
     for lease_file in sorted(jobs_dir.glob("*/lease.json")):
         try:
-            held = json.loads(lease_file.read_text())
+            held = json.loads(lease_file.read_text(encoding="utf-8"))
             job_id, lease_id = str(held["job_id"]), str(held["lease_id"])
         except (OSError, ValueError, KeyError):
             lease_file.unlink(missing_ok=True)

@@ -204,7 +204,7 @@ class JobRun:
         self._fresh_dir()
         # Written before any work: a crash from here on is found at the next start and the job given back.
         (self.dir / "lease.json").write_text(json.dumps({"job_id": job_id, "lease_id": self.lease.lease_id,
-                                                         "server": self.w.client.server_url}))
+                                                         "server": self.w.client.server_url}), encoding="utf-8")
 
     def _fresh_dir(self) -> None:
         """A fresh folder for each attempt. What an earlier attempt left and cannot be removed now (Windows
@@ -293,7 +293,7 @@ class JobRun:
         if redirected:
             log.warning("job %s: %d path(s) of the scene pointed into the job's folder: %s", self.job_id,
                         len(redirected), "; ".join(f"{r['what']}: {r['from']!r}" for r in redirected[:10]))
-            (self.dir / "redirected.json").write_text(json.dumps(redirected, indent=2))
+            (self.dir / "redirected.json").write_text(json.dumps(redirected, indent=2), encoding="utf-8")
 
     def before_render(self) -> None:
         self.check()

@@ -36,7 +36,7 @@ class ManualPause:
             return None
         if mtime != self._cache[0]:
             try:
-                self._cache = (mtime, json.loads(self.path.read_text()))
+                self._cache = (mtime, json.loads(self.path.read_text(encoding="utf-8")))
             except (OSError, ValueError):
                 self._cache = (mtime, {"until": None})
         return self._cache[1]

@@ -114,7 +114,7 @@ class BlenderRun:
         """The job as the bundled script reads it, in the job's folder."""
         job_file = self.job_dir / "job.json"
         job = {K.JOB_DIR: str(self.job_dir.resolve()), **self.job, K.SCENE_FILE: str(Path(self.blend_file).resolve())}
-        job_file.write_text(json.dumps(job, indent=2))
+        job_file.write_text(json.dumps(job, indent=2), encoding="utf-8")
         return job_file
 
     def run(self) -> RenderResult:

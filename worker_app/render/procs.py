@@ -194,7 +194,7 @@ def start(cmd: list[str], *, cwd: Path, env: dict, pidfile: Path | None = None,
             created = psutil.Process(proc.pid).create_time()
         except psutil.Error:
             created = None
-        pidfile.write_text(json.dumps({"pid": proc.pid, "create_time": created}))
+        pidfile.write_text(json.dumps({"pid": proc.pid, "create_time": created}), encoding="utf-8")
     return proc
 
 
@@ -284,7 +284,7 @@ def recorded_process(pidfile: Path) -> psutil.Process | None:
     """The process a pid file (written by ``start``) names, if it still runs: the PID alone may have been
     reused by an unrelated process, so its start time must match too."""
     try:
-        record = json.loads(pidfile.read_text())
+        record = json.loads(pidfile.read_text(encoding="utf-8"))
         proc = psutil.Process(int(record["pid"]))
         if record.get("create_time") is not None and abs(proc.create_time() - record["create_time"]) < 1:
             return proc
