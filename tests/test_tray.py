@@ -492,3 +492,29 @@ def test_an_open_menu_that_grows_stays_on_the_screen(tray, qtbot):
     grown = tray.menu.geometry()
     assert grown.width() > narrow.width() and grown.right() <= screen.right(), (narrow, grown, screen)
     tray.menu.hide()
+
+
+def test_open_config_file_falls_back_to_notepad_then_explorer_where_no_program_opens_toml(qtbot, monkeypatch):
+    # A fresh Windows has no program for .toml (ShellExecute: error 1155); "Open config file" is the tray's
+    # only way to mend a broken config, so it must lead somewhere.
+    from worker_app.system.desktop import TextFileOpener
+    started = []
+    notepad = r"C:\Windows\System32\notepad.exe"
+    opener = TextFileOpener("win32", spawn=started.append, environ={"SystemRoot": r"C:\Windows"},
+                            exists=lambda path: True)
+    tray = signed_in_tray(monkeypatch)
+    tray.services.text_opener = opener
+    monkeypatch.setattr("worker_app.tray.app.QDesktopServices.openUrl", lambda url: False)
+    try:
+        tray.open_config_file()
+        config = str(tray.paths.config_file)
+        assert started == [[notepad, config]] and not tray.notifications
+        # No Notepad (removed as an optional feature): Explorer shows the file in its folder.
+        opener.exists = lambda path: path != notepad
+        tray.open_config_file()
+        assert started[-1] == [r"C:\Windows\explorer.exe", f"/select,{config}"]
+        # macOS opens it in the default text editor, whatever opens .toml there.
+        assert TextFileOpener("darwin").commands("/Users/kim/config.toml")[0] == ["/usr/bin/open", "-t",
+                                                                                   "/Users/kim/config.toml"]
+    finally:
+        tray.close()

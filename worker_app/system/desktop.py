@@ -208,3 +208,43 @@ def input_idle() -> InputIdle:
     if sys.platform.startswith("linux"):
         return X11InputIdle()
     return InputIdle()
+
+
+def _spawn(command: list[str]) -> None:
+    """Starts a program of the owner's desktop and leaves it running (never waited for)."""
+    import subprocess
+    subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     close_fds=True)
+
+
+class TextFileOpener:
+    """Opens a text file for the owner to edit where no program is set to open its kind (.toml has none on a
+    fresh Windows: ShellExecute fails with error 1155), so "Open config file", the tray's only way to fix a
+    broken config, always leads somewhere: Windows' Notepad, else Explorer with the file selected; macOS's
+    default text editor (``open -t``); on Linux the file's folder."""
+
+    def __init__(self, platform: str | None = None, spawn=_spawn, environ=None, exists=os.path.isfile):
+        self.platform = platform or sys.platform
+        self.spawn, self.exists = spawn, exists
+        self.environ = os.environ if environ is None else environ
+
+    def commands(self, path: str) -> list[list[str]]:
+        """What to try, in order."""
+        if self.platform == "win32":
+            # By full path: a notepad.exe earlier on PATH, or in the current folder, is not the one meant.
+            windows = self.environ.get("SystemRoot", r"C:\Windows")
+            return [[f"{windows}\\System32\\notepad.exe", path], [f"{windows}\\explorer.exe", f"/select,{path}"]]
+        if self.platform == "darwin":
+            return [["/usr/bin/open", "-t", path], ["/usr/bin/open", "-R", path]]
+        return [["xdg-open", os.path.dirname(path)]]
+
+    def open(self, path: str) -> bool:
+        for command in self.commands(path):
+            if ("/" in command[0] or "\\" in command[0]) and not self.exists(command[0]):
+                continue  # a program named by its full path that this PC lacks
+            try:
+                self.spawn(command)
+                return True
+            except OSError:
+                continue
+        return False

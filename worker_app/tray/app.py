@@ -374,13 +374,15 @@ class TrayApp(QObject):
                             lambda path: self._open_path(path, show_log=True))
 
     def open_config_file(self) -> None:
-        self._open_path(self.paths.config_file)
+        self._open_path(self.paths.config_file, text_file=True)
 
-    def _open_path(self, path, show_log: bool = False) -> None:
+    def _open_path(self, path, show_log: bool = False, text_file: bool = False) -> None:
         if isinstance(path, Exception):
             self.notify("homefarm could not open it", "The folder could not be made; the log has the details.")
             log.warning("could not open a folder: %s", path)
         elif not QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))):
+            if text_file and self.services.text_opener.open(str(path)):
+                return  # no program is set for .toml files: Notepad, or the file shown in its folder
             if show_log:  # no program opens text files here: show the log in a window of our own
                 from worker_app.tray.logview import LogWindow
                 self.log_window = LogWindow(self.paths.log_dir / "tray.log", self.background)

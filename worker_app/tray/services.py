@@ -22,11 +22,14 @@ class Bridge(QObject):
 class Services:
     """What the tray needs from the outside world; tests replace parts of it."""
 
-    def __init__(self, paths: config_mod.Paths, tokens=None, autostart=None, start_runtime=None):
+    def __init__(self, paths: config_mod.Paths, tokens=None, autostart=None, start_runtime=None,
+                 text_opener=None):
         from worker_app.system import autostart as autostart_mod
         from worker_app.system.credentials import TokenStore
+        from worker_app.system.desktop import TextFileOpener
 
         self.paths = paths
+        self.text_opener = text_opener or TextFileOpener()
         self.tokens = tokens or TokenStore()
         self.autostart = autostart or autostart_mod.for_this_os()
         self.start_runtime = start_runtime or self._start_runtime
