@@ -1,9 +1,13 @@
-# Builds homefarm's Windows setup on a Windows machine with Python 3.11+ and Inno Setup 6.
+# Builds homefarm's Windows setup on a Windows machine with Python 3.11+ and Inno Setup 6 or 7.
 #   powershell -ExecutionPolicy Bypass -File installer\build_windows.ps1
 # Output: dist\homefarm\ (the onedir bundle) and dist\homefarm-<version>-setup.exe
 # Signing (recommended: SmartScreen and Defender flag unsigned PyInstaller programs): set
 #   HOMEFARM_SIGN_PFX (a code-signing certificate, .pfx) and HOMEFARM_SIGN_PASSWORD, and have signtool.exe
-#   (Windows SDK) on PATH; the programs and the setup are then signed and timestamped.
+#   (Windows SDK) on PATH; the bundle's programs are signed, and Inno Setup signs the setup, the temporary
+#   copies it unpacks and unins000.exe through its SignTool (Defender's prevalence rule blocks unsigned ones).
+# HOMEFARM_BUILD_BOOTLOADER=1 compiles PyInstaller's bootloader from source (needs MSVC, as on GitHub's
+#   runners): the prebuilt one is shared by every PyInstaller program, malware included, and antivirus
+#   engines flag onedir bundles built with it as Wacatac.B!ml (pyinstaller#5854). CI sets it.
 $ErrorActionPreference = "Stop"
 
 # A native program's failure does not stop PowerShell: check each one, or an old build gets packaged.
@@ -25,6 +29,11 @@ Set-Location $Root
 Remove-Item -Recurse -Force dist\homefarm, build\pyinstaller -ErrorAction SilentlyContinue
 Invoke-Checked "venv" { python -m venv .venv-build }
 Invoke-Checked "pip" { .\.venv-build\Scripts\python -m pip install --upgrade pip }
+if ($env:HOMEFARM_BUILD_BOOTLOADER -eq "1") {
+    # pip builds PyInstaller from its sdist, which compiles the bootloader with the compiler it finds.
+    $env:PYINSTALLER_COMPILE_BOOTLOADER = "1"
+    Invoke-Checked "install" { .\.venv-build\Scripts\python -m pip install --no-binary pyinstaller "pyinstaller>=6.5" }
+}
 Invoke-Checked "install" { .\.venv-build\Scripts\python -m pip install ".[tray]" "pyinstaller>=6.5" pillow }
 $Version = .\.venv-build\Scripts\python -c "import worker_app; print(worker_app.__version__)"
 if ($LASTEXITCODE -ne 0) { throw "reading the version failed" }
@@ -49,9 +58,14 @@ VSVersionInfo(
 Invoke-Checked "PyInstaller" { .\.venv-build\Scripts\python -m PyInstaller --noconfirm --distpath dist --workpath build\pyinstaller installer\homefarm.spec }
 Invoke-Sign @("dist\homefarm\homefarm.exe", "dist\homefarm\homefarm-cli.exe")
 
-$Iscc = "${env:ProgramFiles(x86)}\Inno Setup 6\ISCC.exe"
-if (-not (Test-Path $Iscc)) { $Iscc = "$env:LOCALAPPDATA\Programs\Inno Setup 6\ISCC.exe" }
-# The script itself refuses Inno Setup older than 6.3 (#error in homefarm.iss).
-Invoke-Checked "Inno Setup" { & $Iscc "/DAppVersion=$Version" installer\homefarm.iss }
-Invoke-Sign @("dist\homefarm-$Version-setup.exe")
+# Inno Setup 7 or 6, installed for all users or for this one; the script itself refuses one older than 6.3.
+$Iscc = @(7, 6) | ForEach-Object { "${env:ProgramFiles(x86)}\Inno Setup $_\ISCC.exe", "$env:ProgramFiles\Inno Setup $_\ISCC.exe",
+    "$env:LOCALAPPDATA\Programs\Inno Setup $_\ISCC.exe" } | Where-Object { Test-Path $_ } | Select-Object -First 1
+if (-not $Iscc) { throw "Inno Setup 6 or 7 was not found (ISCC.exe): install it from https://jrsoftware.org/isinfo.php" }
+$IsccArgs = @("/DAppVersion=$Version")
+if ($env:HOMEFARM_SIGN_PFX) {
+    # SignTool: Inno Setup signs the setup, its uninstaller and what it unpacks with this command ($f: the file).
+    $IsccArgs += @("/DSign", "/Shomefarm=signtool sign /fd SHA256 /td SHA256 /tr http://timestamp.digicert.com /f `$q$env:HOMEFARM_SIGN_PFX`$q /p `$q$env:HOMEFARM_SIGN_PASSWORD`$q `$f")
+}
+Invoke-Checked "Inno Setup" { & $Iscc @IsccArgs installer\homefarm.iss }
 Write-Host "Built dist\homefarm-$Version-setup.exe"

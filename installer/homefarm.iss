@@ -42,6 +42,12 @@ WizardStyle=modern
 ArchitecturesAllowed=x64compatible
 ArchitecturesInstallIn64BitMode=x64compatible
 CloseApplications=yes
+#ifdef Sign
+; Signs the setup, the copies of itself it unpacks and unins000.exe with the "homefarm" sign tool that
+; build_windows.ps1 defines on ISCC's command line (/Shomefarm=signtool ...) when a certificate is given.
+SignTool=homefarm
+SignedUninstaller=yes
+#endif
 AppMutex={#TrayMutex}
 
 [InstallDelete]

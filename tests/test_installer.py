@@ -158,3 +158,38 @@ def test_the_windows_ci_runs_the_server_from_the_suites_environment_and_the_work
     line = next(line for line in ci.splitlines() if "installer\\smoke.py" in line)
     assert '"$env:HOMEFARM_APP\\homefarm-cli.exe"' in line and "--server-python .venv\\Scripts\\python.exe" in line
     assert 'pip install -e ".[dev]"' in ci, "the suite's environment has homefarm[server]"
+
+
+def test_the_windowed_program_given_a_command_says_to_use_the_console_program():
+    from worker_app.windowed import console_missing
+    shown = []
+    assert console_missing(["homefarm.exe", "login", "--server", "https://r.example.com"], stdout=None,
+                           show=lambda title, text: shown.append(text)) == 2
+    assert "homefarm-cli login --server https://r.example.com" in shown[0] and "terminal" in shown[0]
+    assert console_missing(["homefarm.exe"], stdout=None, show=shown.append) is None, "no command: the tray starts"
+    assert console_missing(["homefarm", "doctor"], stdout=sys.stdout, show=shown.append) is None, "a console"
+    spec = (ROOT / "installer" / "homefarm.spec").read_text(encoding="utf-8")
+    assert "entry_tray.py" in spec and "console_missing(sys.argv)" in (ROOT / "installer" / "entry_tray.py").read_text(
+        encoding="utf-8")
+
+
+def test_login_without_any_standard_input_says_where_to_type_the_token(tmp_path):
+    env = {**os.environ, "HOMEFARM_HOME": str(tmp_path / "home")}
+    code = "import sys; sys.stdin = None; sys.argv = ['homefarm', 'login', '--server', 'http://127.0.0.1:9']; " \
+           "from worker_app.cli import main; sys.exit(main())"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "no console to read the token from; run `homefarm-cli login --server URL`" in run.stderr
+
+
+def test_inno_setup_signs_the_setup_its_copies_and_the_uninstaller_and_ci_builds_its_own_bootloader():
+    script = (ROOT / "installer" / "build_windows.ps1").read_text(encoding="utf-8")
+    signed = ISS.split("#ifdef Sign", 1)[1].split("#endif", 1)[0]
+    assert "SignTool=homefarm" in signed and "SignedUninstaller=yes" in signed
+    # The tool the .iss names is the one the build defines, with Inno Setup's $f (the file) and $q (a quote),
+    # escaped so that PowerShell does not take them for its own variables.
+    assert '"/Shomefarm=signtool sign' in script and "`$f" in script and "`$q" in script and '"/DSign"' in script
+    assert "Inno Setup $_" in script and "@(7, 6)" in script, "Inno Setup 7 or 6"
+    assert "PYINSTALLER_COMPILE_BOOTLOADER" in script and "--no-binary pyinstaller" in script
+    ci = (ROOT / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8")
+    assert 'HOMEFARM_BUILD_BOOTLOADER: "1"' in ci

@@ -243,6 +243,9 @@ def cmd_login(args, paths: config_mod.Paths) -> int:
     except config_mod.ConfigError as error:
         raise SystemExit(f"homefarm: {error}") from None
     # Read from stdin or a hidden prompt, never from the command line, where other users can see it.
+    if sys.stdin is None:  # a windowed program (homefarm.exe) has no standard input at all
+        raise SystemExit("homefarm: this program has no console to read the token from; run "
+                         "`homefarm-cli login --server URL` in a terminal")
     if args.token_stdin:
         token = sys.stdin.readline().strip()
     elif not sys.stdin.isatty():
