@@ -480,6 +480,9 @@ def test_a_process_seen_before_its_exec_is_looked_at_again(monkeypatch):
         def create_time(self):
             return 1000.0
 
+        def ppid(self):
+            return 1
+
     monkeypatch.setattr(G.detectors.psutil, "pids", lambda: [4242])
     monkeypatch.setattr(G.detectors.psutil, "Process", Proc)
     clock = [1000.5]
@@ -556,3 +559,52 @@ def test_blender_started_from_steam_is_no_steam_game(tmp_path):
                        30: ("blender.exe", str(folder / "blender.exe"))})
     detector = G.GameDetector(names=[], table=table, steam=WindowsSteamStatus(registry), own_pids=lambda: {30})
     assert detector.check(NOW) is None
+
+
+class TableWithParents(FakeTable):
+    def __init__(self, processes: dict, parents: dict):
+        super().__init__(processes)
+        self.parents = parents
+
+
+def test_minecraft_bedrock_java_and_game_pass_games_are_games(tmp_path):
+    bedrock = FakeTable({5: ("Minecraft.Windows.exe", "C:/XboxGames/Minecraft/Content/Minecraft.Windows.exe")})
+    assert G.GameDetector(table=bedrock, steam=Steam(None)).check(NOW).program == "Minecraft.Windows.exe"
+    # Java Edition: javaw.exe is a game when a Minecraft launcher started it, and only then.
+    java = {7: ("MinecraftLauncher.exe", "C:/Program Files (x86)/Minecraft Launcher/MinecraftLauncher.exe"),
+            8: ("javaw.exe", "C:/Users/kim/AppData/Roaming/.minecraft/runtime/java-runtime-gamma/bin/javaw.exe"),
+            9: ("idea64.exe", "C:/Program Files/JetBrains/IDEA/bin/idea64.exe"),
+            10: ("javaw.exe", "C:/Program Files/Java/jdk-21/bin/javaw.exe")}
+    cause = G.GameDetector(table=TableWithParents(java, {8: 7, 10: 9}), steam=Steam(None)).check(NOW)
+    assert cause.reason == "javaw.exe is running"
+    ide_only = TableWithParents({k: v for k, v in java.items() if k in (9, 10)}, {10: 9})
+    assert G.GameDetector(table=ide_only, steam=Steam(None)).check(NOW) is None, "an IDE's Java is no game"
+    # Game Pass: a package under WindowsApps is a game when it carries MicrosoftGame.config.
+    apps = tmp_path / "Program Files" / "WindowsApps"
+    game = apps / "Contoso.HaloInfinite_1.2.3.0_x64__8wekyb3d8bbwe"
+    music = apps / "SpotifyAB.SpotifyMusic_1.2.3.0_x86__zpdnekdrzrea0"
+    for package in (game, music):
+        package.mkdir(parents=True)
+    (game / "MicrosoftGame.config").write_text("<Game/>", encoding="utf-8")
+    store = FakeTable({11: ("Spotify.exe", str(music / "Spotify.exe")), 12: ("HaloInfinite.exe", str(game / "HaloInfinite.exe"))})
+    assert G.GameDetector(table=store, steam=Steam(None)).check(NOW).program == "HaloInfinite.exe"
+    assert G.GameDetector(table=FakeTable({11: store.processes[11]}), steam=Steam(None)).check(NOW) is None
+
+
+def test_the_real_process_table_knows_each_process_s_parent():
+    import os
+    table = G.ProcessTable()
+    table.scan()
+    assert table.parents[os.getpid()] == os.getppid()
+
+
+def test_paths_are_resolved_once_not_every_second(monkeypatch):
+    calls = []
+    real = G.detectors.os.path.realpath
+    monkeypatch.setattr(G.detectors.os.path, "realpath", lambda p: calls.append(p) or real(p))
+    G.detectors.resolved.cache_clear()
+    table = FakeTable({i: (f"tool{i}.exe", f"C:/Tools/tool{i}.exe") for i in range(300)})
+    detector = G.GameDetector(names=[], table=table, steam=Steam(None), own_paths=["C:/Blender/blender.exe"])
+    for _ in range(10):  # ten guard ticks
+        assert detector.check(NOW) is None
+    assert len(calls) == 301, f"{len(calls)} realpath calls for 300 processes over 10 ticks"

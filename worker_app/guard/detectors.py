@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import time
 from pathlib import Path
@@ -50,7 +51,36 @@ DEFAULT_GAMES = ("eldenring.exe", "cs2.exe", "valorant.exe", "valorant-win64-shi
                  "fortnitelauncher.exe", "fortniteclient-win64-shipping.exe", "rocketleague.exe",
                  "league of legends.exe", "overwatch.exe", "dota2.exe", "gta5.exe",
                  "rdr2.exe", "cyberpunk2077.exe", "bg3.exe", "bg3_dx11.exe", "starfield.exe",
-                 "minecraft.exe", "r5apex.exe", "destiny2.exe", "cod.exe", "helldivers2.exe")
+                 "minecraft.exe", "minecraft.windows.exe", "r5apex.exe", "destiny2.exe", "cod.exe",
+                 "helldivers2.exe")
+
+# Minecraft Java Edition runs as javaw.exe (java on Linux and macOS), which many programs use: it is the game
+# when a Minecraft launcher started it.
+JAVA_PROGRAMS = frozenset({"javaw.exe", "java.exe", "java"})
+MINECRAFT_LAUNCHERS = frozenset({"minecraftlauncher.exe", "minecraft.exe", "minecraft launcher", "minecraft-launcher",
+                                 "prismlauncher.exe", "prismlauncher", "multimc.exe", "multimc",
+                                 "curseforge.exe", "modrinth app.exe", "atlauncher.exe", "tlauncher.exe"})
+# Games from the Xbox app and Game Pass that install under WindowsApps (other Store apps live there too): the
+# package of a game built with Microsoft's Game Development Kit carries MicrosoftGame.config at its root.
+GAME_PACKAGE_MARKER = "MicrosoftGame.config"
+
+
+@functools.lru_cache(maxsize=4096)
+def resolved(exe: str) -> str:
+    """An executable's real, case-folded path, once per path: resolving opens the file on Windows, and the
+    guard asks for every process every second (some 300 a second on a desktop)."""
+    return os.path.normcase(os.path.realpath(exe))
+
+
+@functools.lru_cache(maxsize=1024)
+def is_store_game(exe: str) -> bool:
+    """Whether ``exe`` lies in a WindowsApps package that is a game (its MicrosoftGame.config); asked once."""
+    parts = exe.replace("\\", "/").split("/")
+    lowered = [p.lower() for p in parts]
+    if "windowsapps" not in lowered:
+        return False
+    package = lowered.index("windowsapps") + 2  # .../WindowsApps/<package>/...
+    return package < len(parts) and os.path.isfile("/".join(parts[:package]) + "/" + GAME_PACKAGE_MARKER)
 
 
 
@@ -64,6 +94,7 @@ class ProcessTable:
     def __init__(self, clock=time.time):
         self.clock = clock
         self._known: dict[int, tuple[str, str]] = {}
+        self.parents: dict[int, int] = {}  # pid -> its parent's pid
         self._young: dict[int, float] = {}  # pid -> when it started, while it is young
 
     def scan(self) -> dict[int, tuple[str, str]]:
@@ -72,6 +103,7 @@ class ProcessTable:
             if pid not in pids:
                 del self._known[pid]
                 self._young.pop(pid, None)
+                self.parents.pop(pid, None)
         now = self.clock()
         for pid in list(self._young):
             if now - self._young[pid] > self.YOUNG_S:
@@ -87,6 +119,7 @@ class ProcessTable:
                 if pid not in self._known and now - proc.create_time() < self.YOUNG_S:
                     self._young[pid] = proc.create_time()
                 self._known[pid] = (name, exe)
+                self.parents[pid] = proc.ppid()  # Minecraft's javaw.exe is known by its launcher
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         return self._known
@@ -103,28 +136,34 @@ class GameDetector:
         self.folders = tuple(str(Path(f)).replace("\\", "/").lower().rstrip("/") + "/" for f in folders)
         self.own_pids = own_pids
         # Blender itself may be installed through Steam: never pause for our own renderer.
-        self.own_paths = {os.path.normcase(os.path.realpath(p)) for p in own_paths if p}
+        self.own_paths = {resolved(p) for p in own_paths if p}
         self.table = table or ProcessTable()
         self.steam = steam or desktop.steam_status()
 
-    def is_game(self, name: str, exe: str) -> bool:
+    def is_game(self, name: str, exe: str, parent: str = "") -> bool:
+        """By name, by where it is installed, or (Minecraft Java) by the launcher that started it."""
         if name.lower() in self.not_games:
             return False
         if name.lower() in self.names:
             return True
+        if name.lower() in JAVA_PROGRAMS and parent.lower() in MINECRAFT_LAUNCHERS:
+            return True
         path = exe.replace("\\", "/").lower()
-        if not path or os.path.normcase(os.path.realpath(exe)) in self.own_paths:
+        if not path or resolved(exe) in self.own_paths:
             return False
         if any(marker in path for marker in LAUNCHER_FOLDERS):
             return False
         return any(marker in path for marker in GAME_FOLDER_MARKERS) or any(
-            path.startswith(folder) for folder in self.folders)
+            path.startswith(folder) for folder in self.folders) or is_store_game(exe)
 
     def check(self, now: dt.datetime) -> Cause | None:
         ours = self.own_pids() | {os.getpid()}
         processes = sorted(self.table.scan().items())
+        parents = getattr(self.table, "parents", {})  # pid -> parent pid, where the table knows them
+        known = dict(processes)
         for pid, (name, exe) in processes:
-            if pid not in ours and self.is_game(name, exe):
+            parent = known.get(parents.get(pid, -1), ("", ""))[0]
+            if pid not in ours and self.is_game(name, exe, parent):
                 return Cause("game", f"{name} is running", program=name)
         app_id = self.steam.running_app_id()
         # Steam's RunningAppID is set for tools too (Wallpaper Engine), and can stay set after Steam crashed:
