@@ -321,3 +321,15 @@ def test_without_pci_addresses_the_pairing_is_a_guess_and_doctor_says_so(monkeyp
     checks = [c for c in doctor.run_checks(doctor.config_mod.Paths.default(), tokens=TokenStore(MemoryKeyring()))
               if c.name == "gpu"]
     assert any("which NVIDIA card is which Windows adapter is a guess" in c.detail and not c.ok for c in checks)
+
+
+def test_a_pdh_error_reads_as_microsoft_writes_it():
+    from worker_app.system.gpu_windows import Counters
+
+    class Pdh:  # PdhOpenQueryW returns a PDH_STATUS, a LONG: PDH_CSTATUS_NO_OBJECT comes back negative
+        def PdhOpenQueryW(self, source, user, query):
+            return 0xC0000BB8 - 2**32
+
+    counters = Counters(Pdh())
+    with pytest.raises(gpu.GpuUnavailable, match=r"PDH error 0xC0000BB8\)"):
+        counters.open()

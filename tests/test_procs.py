@@ -1,10 +1,12 @@
 """Process trees: a stop ends every descendant, and orphans of a dead worker are found again."""
 
+import os
 import subprocess
 import sys
 import time
 
 import psutil
+import pytest
 from pathlib import Path
 
 from conftest import posix_only
@@ -100,17 +102,57 @@ def test_windows_job_object_kills_the_tree_with_the_worker():
 
         def AssignProcessToJobObject(self, job, handle):
             self.calls.append(("assign", job, handle))
+            return handle != 503  # 503: refused (a job of its own it may not leave, on old Windows)
+
+        def SetDllDirectoryW(self, path):
             return 1
+
+        def SetErrorMode(self, mode):
+            return 0
 
     _WindowsBackend._job = None
     k32 = Kernel32()
-    backend = _WindowsBackend(k32)
-    for handle in (501, 502):
+    backend = _WindowsBackend(k32, resume=lambda pid: k32.calls.append(("resume", pid)))
+    # Blender starts suspended, so that nothing it starts can run before it is in the job.
+    assert backend.popen_kwargs()["creationflags"] & procs.CREATE_SUSPENDED
+    for handle in (501, 502, 503):
         backend.after_start(type("Proc", (), {"_handle": handle, "pid": handle})())
     assert k32.calls == ["create", ("set", 77, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION,
                                     JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, 144),
-                         ("assign", 77, 501), ("assign", 77, 502)]
+                         ("assign", 77, 501), ("resume", 501), ("assign", 77, 502), ("resume", 502),
+                         ("assign", 77, 503), ("resume", 503)], "assigned, then resumed; resumed even if refused"
     _WindowsBackend._job = None
+
+
+def test_a_child_that_cannot_be_resumed_is_ended_not_left_frozen():
+    from worker_app.render.procs import _WindowsBackend
+
+    class Kernel32:
+        def CreateJobObjectW(self, attributes, name):
+            return 0  # no job at all
+
+    killed = []
+
+    def gone(pid):
+        raise psutil.NoSuchProcess(pid)
+
+    _WindowsBackend._job = None
+    proc = type("Proc", (), {"_handle": 9, "pid": 9, "kill": lambda self: killed.append(9)})()
+    with pytest.raises(psutil.NoSuchProcess):
+        _WindowsBackend(Kernel32(), resume=gone).after_start(proc)
+    assert killed == [9]
+    _WindowsBackend._job = None
+
+
+def test_blender_s_path_leaves_out_the_frozen_bundle(monkeypatch, tmp_path):
+    from worker_app.render.environment import blender_env, without_bundle
+    bundle = tmp_path / "homefarm" / "_internal"
+    path = os.pathsep.join([str(bundle), str(bundle / "PySide6"), "/usr/bin", str(tmp_path / "homefarm-tools")])
+    assert without_bundle(path, str(bundle)) == os.pathsep.join(["/usr/bin", str(tmp_path / "homefarm-tools")])
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(bundle), raising=False)
+    monkeypatch.setenv("PATH", path)
+    assert str(bundle) not in blender_env()["PATH"]
 
 
 class ConsolelessPopen(subprocess.Popen):

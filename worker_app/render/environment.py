@@ -12,6 +12,21 @@ def script_path(name: str) -> Path:
     return Path(str(resources.files("worker_app.blender_scripts").joinpath(name)))
 
 
+def without_bundle(path: str, bundle: str, sep: str = os.pathsep) -> str:
+    """PATH less the frozen bundle's folders (``_internal`` and below): Windows finds DLLs on PATH, and
+    Blender or a driver it loads must not pick up the bundle's Qt, OpenSSL or Python DLLs."""
+    if not bundle:
+        return path
+    root = os.path.normcase(os.path.normpath(bundle))
+    kept = []
+    for entry in path.split(sep):
+        folder = os.path.normcase(os.path.normpath(entry)) if entry else ""
+        if folder and (folder == root or folder.startswith(root + os.sep)):
+            continue
+        kept.append(entry)
+    return sep.join(kept)
+
+
 def blender_env(user_dir: Path | None = None, tmp_dir: Path | None = None) -> dict:
     """The environment Blender starts with: ours, less what would confuse its Python or its Qt-free UI.
 
@@ -41,6 +56,7 @@ def blender_env(user_dir: Path | None = None, tmp_dir: Path | None = None) -> di
             env.pop(key, None)
             if orig:
                 env[key] = orig
+        env["PATH"] = without_bundle(env.get("PATH", ""), getattr(sys, "_MEIPASS", ""))
     if tmp_dir is not None:
         # Blender's temporary files and its crash report go into the job's folder, not the owner's temp.
         tmp_dir.mkdir(parents=True, exist_ok=True)

@@ -96,6 +96,26 @@ JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
 
 
 SEM_FAILCRITICALERRORS, SEM_NOGPFAULTERRORBOX, SEM_NOOPENFILEERRORBOX = 0x0001, 0x0002, 0x8000
+# winbase.h's process creation flags (subprocess names only some of them, and only on Windows).
+CREATE_SUSPENDED = 0x00000004
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_NO_WINDOW = 0x08000000
+
+
+def _declare_kernel32(k32) -> None:
+    """Handles as HANDLE (pointer-sized): ctypes' default int would cut a 64-bit handle."""
+    from ctypes import wintypes
+    k32.CreateJobObjectW.argtypes = [ctypes.c_void_p, wintypes.LPCWSTR]
+    k32.CreateJobObjectW.restype = wintypes.HANDLE
+    k32.SetInformationJobObject.argtypes = [wintypes.HANDLE, ctypes.c_int, ctypes.c_void_p, wintypes.DWORD]
+    k32.SetInformationJobObject.restype = wintypes.BOOL
+    k32.AssignProcessToJobObject.argtypes = [wintypes.HANDLE, wintypes.HANDLE]
+    k32.AssignProcessToJobObject.restype = wintypes.BOOL
+
+
+def _resume(pid: int) -> None:
+    """Resumes a process created suspended (NtResumeProcess, through psutil)."""
+    psutil.Process(pid).resume()
 
 
 class _WindowsBackend:
@@ -105,12 +125,15 @@ class _WindowsBackend:
 
     _job = None
 
-    def __init__(self, kernel32=None):
+    def __init__(self, kernel32=None, resume=_resume):
         self.kernel32 = kernel32
+        self.resume = resume
 
     def popen_kwargs(self) -> dict:
         self.prepare_children()
-        flags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
+        # Suspended until it is in the Job Object (after_start): a process that ran first could start a child
+        # outside the job, which a crash of the worker would then leave running.
+        flags = CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW | CREATE_SUSPENDED
         return {"creationflags": flags}
 
     def prepare_children(self) -> None:
@@ -129,7 +152,8 @@ class _WindowsBackend:
 
     def _kernel32(self):
         if self.kernel32 is None:
-            self.kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+            self.kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+            _declare_kernel32(self.kernel32)
         return self.kernel32
 
     def job(self):
@@ -148,11 +172,19 @@ class _WindowsBackend:
         return _WindowsBackend._job
 
     def after_start(self, proc) -> None:
-        job = self.job()
-        handle = getattr(proc, "_handle", None)
-        if job is None or handle is None or not self._kernel32().AssignProcessToJobObject(job, int(handle)):
-            log.warning("Blender %d is not tied to the worker's lifetime (no Job Object); a crash of the "
-                        "worker leaves it to the next start", proc.pid)
+        """Puts the suspended Blender in the Job Object, then lets it run: nothing it starts escapes the job."""
+        try:
+            job = self.job()
+            handle = getattr(proc, "_handle", None)
+            if job is None or handle is None or not self._kernel32().AssignProcessToJobObject(job, int(handle)):
+                log.warning("Blender %d is not tied to the worker's lifetime (no Job Object); a crash of the "
+                            "worker leaves it to the next start", proc.pid)
+        finally:
+            try:
+                self.resume(proc.pid)
+            except psutil.Error:
+                proc.kill()  # it never ran: better no Blender than a frozen one
+                raise
 
     def ask_to_stop(self, proc: subprocess.Popen) -> None:
         """Ends Blender's tree with TerminateProcess. No console event: the tray has no console, so

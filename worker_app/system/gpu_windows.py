@@ -92,6 +92,12 @@ def adapter_figures(values: dict[str, dict[str, float]], adapter: str) -> tuple[
     return load, used, processes
 
 
+def pdh_code(status: int) -> str:
+    """A PDH status as Microsoft's documentation writes it: PDH_CSTATUS_NO_OBJECT is 0xC0000BB8, which a
+    signed return value would show as -0x3ffff448."""
+    return f"0x{status & 0xFFFFFFFF:08X}"
+
+
 class Counters:
     """The GPU counters through PDH (pdh.dll), read with wildcard instances; Windows only."""
 
@@ -106,21 +112,21 @@ class Counters:
 
     _Item._fields_ = [("szName", ctypes.c_wchar_p), ("FmtValue", _Value)]
 
-    def __init__(self):
-        self.pdh = ctypes.WinDLL("pdh")  # type: ignore[attr-defined]
+    def __init__(self, pdh=None):
+        self.pdh = pdh or ctypes.WinDLL("pdh")  # type: ignore[attr-defined]
         self.query = ctypes.c_void_p()
         self.counters: dict[str, ctypes.c_void_p] = {}
 
     def open(self) -> None:
         status = self.pdh.PdhOpenQueryW(None, None, ctypes.byref(self.query))
         if status:
-            raise GpuUnavailable(f"Windows' performance counters did not open (PDH error {status:#x})")
+            raise GpuUnavailable(f"Windows' performance counters did not open (PDH error {pdh_code(status)})")
         for path in COUNTERS:
             handle = ctypes.c_void_p()
             status = self.pdh.PdhAddEnglishCounterW(self.query, path, None, ctypes.byref(handle))
             if status:
                 raise GpuUnavailable("this Windows has no GPU performance counters (Windows 10 1709 or newer "
-                                     f"has them; PDH error {status:#x})")
+                                     f"has them; PDH error {pdh_code(status)})")
             self.counters[path] = handle
         self.pdh.PdhCollectQueryData(self.query)  # utilization is a rate: the first read only starts it
 
