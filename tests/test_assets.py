@@ -138,3 +138,27 @@ def test_zip_members_with_paths_too_long_for_windows_are_refused(tmp_path):
     archive.write_bytes(make_zip({"scene.blend": b"BLENDER-v304", deep: b"1"}))
     with pytest.raises(AssetError, match="more than 150; Windows cannot unpack it"):
         unpack_zip(archive, tmp_path / "job" / "scene", "scene.blend")
+
+
+def test_a_download_an_antivirus_holds_open_for_a_moment_is_still_cached(tmp_path, monkeypatch):
+    # Windows: an antivirus scanning the new file makes os.replace fail with "access denied" (WinError 5) for
+    # a moment; the cache tries again, as every other replace in homefarm does (system/files.py).
+    import os
+    real_replace, real_unlink, refusals = os.replace, os.unlink, []
+
+    def held_replace(src, dst):
+        if len(refusals) < 3:
+            refusals.append(dst)
+            raise PermissionError(13, "Access is denied")
+        real_replace(src, dst)
+
+    monkeypatch.setattr("worker_app.render.assets.os.replace", held_replace)
+    cache, data = SceneCache(tmp_path / "cache"), b"blend bytes" * 100
+    path, hit = cache.fetch(asset_for(data), downloader(data, []))
+    assert path.read_bytes() == data and len(refusals) == 3
+    # Eviction of a scene held open leaves it for next time instead of failing the job.
+    cache.max_bytes = 0
+    monkeypatch.setattr("pathlib.Path.unlink", lambda self, missing_ok=False: (_ for _ in ()).throw(
+        PermissionError(13, "Access is denied")))
+    monkeypatch.setattr("worker_app.system.files.FIRST_DELAY", 0.0)
+    assert cache.evict() == [] and path.exists()

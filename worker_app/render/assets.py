@@ -8,6 +8,7 @@ are refused before anything is written.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import tempfile
@@ -16,6 +17,9 @@ from pathlib import Path, PurePosixPath
 
 from worker_app import constants as C
 from worker_app import protocol as P
+from worker_app.system.files import retrying
+
+log = logging.getLogger("homefarm.worker")
 
 
 class AssetError(Exception):
@@ -47,8 +51,13 @@ class SceneCache:
                 break
             if keep is not None and path == keep:
                 continue
-            total -= path.stat().st_size
-            path.unlink(missing_ok=True)
+            size = path.stat().st_size
+            try:
+                retrying(path.unlink, True)  # missing_ok: another worker may have evicted it
+            except PermissionError:  # still held open (an antivirus scan): evicted next time
+                log.info("scene cache: %s is in use; it is removed later", path.name)
+                continue
+            total -= size
             removed.append(path)
         return removed
 
@@ -74,10 +83,11 @@ class SceneCache:
             if sha != asset.sha256:
                 raise AssetError("scene.sha256", f"the download's SHA-256 is {sha}, the job declared "
                                                  f"{asset.sha256}; nothing was rendered")
-            os.replace(tmp, target)
+            # An antivirus scans a new download and holds it open for a moment (WinError 5 or 32).
+            retrying(os.replace, tmp, target)
         finally:
             if os.path.exists(tmp):
-                os.unlink(tmp)
+                retrying(os.unlink, tmp)
         self.evict(keep=target)
         return target, False
 

@@ -17,7 +17,8 @@ RETRIES = 10  # about 2.5 s in all, doubling from 10 ms
 FIRST_DELAY = 0.01
 
 
-def _retrying(action, *args) -> None:
+def retrying(action, *args) -> None:
+    """``action(*args)``, tried again for a moment while another program holds the file (PermissionError)."""
     delay = FIRST_DELAY
     for attempt in range(RETRIES):
         try:
@@ -39,7 +40,7 @@ def write_atomic(path: Path, data: str | bytes) -> None:
             handle.write(data.encode("utf-8") if isinstance(data, str) else data)
             handle.flush()
             os.fsync(handle.fileno())
-        _retrying(os.replace, tmp, path)
+        retrying(os.replace, tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -49,4 +50,4 @@ def remove(path: Path) -> None:
     """Removes ``path`` if it is there, retrying while another program holds it."""
     def unlink(p: Path) -> None:
         p.unlink(missing_ok=True)
-    _retrying(unlink, path)
+    retrying(unlink, path)
