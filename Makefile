@@ -6,12 +6,12 @@ STAMP := $(VENV)/.installed
 
 NODE_STAMP := clients/typescript/node_modules/.installed
 
-.PHONY: demo test bench dist venv blender node clean
+.PHONY: demo test bench dist venv blender tools node clean
 
 demo: $(STAMP) blender
 	$(BIN)/homefarm demo
 
-test: $(STAMP) blender node
+test: $(STAMP) blender tools node
 	$(BIN)/python -m pytest -rP
 
 bench: $(STAMP)
@@ -32,6 +32,11 @@ $(STAMP): pyproject.toml
 
 blender:
 	@sh installer/ensure_blender.sh
+
+# What the suites start for real (Blender, PostgreSQL, MariaDB, nginx, Xvfb and a tray host, dbus-daemon): installed
+# with apt where it can be, else the suites that need them skip and say why (installer/ensure_test_tools.sh).
+tools:
+	@sh installer/ensure_test_tools.sh
 
 # The TypeScript client's packages and the OpenAPI linters, for its tests; without npm those tests say so and skip.
 node: $(NODE_STAMP)

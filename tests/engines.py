@@ -61,8 +61,14 @@ def _as(user: str | None, argv: list[str]) -> list[str]:
 
 
 def _need(path: str | None, package: str) -> str:
+    """The program's path; without it the suites that need it skip with the reason (fail under CI, which
+    installs everything: .ci/run)."""
     if not path:
-        raise RuntimeError(f"{package} is not installed: apt-get install {package} (.ci/run does)")
+        reason = f"{package} is not installed: apt-get install {package} (make test installs it where it can)"
+        if os.environ.get("CI"):
+            raise RuntimeError(reason)
+        import pytest
+        pytest.skip(reason)
     return path
 
 

@@ -140,6 +140,7 @@ def test_the_installers_smoke_passes_with_the_server_from_another_python_and_a_l
         assert step in smoke.stdout
 
 
+@posix_only("the stand-in for a Python without the server is a shell script")
 def test_a_smoke_that_fails_says_what_it_saw(tmp_path):
     # A "Python" that cannot serve, as the PC's bundle could not: the smoke says so and shows its output.
     fake = tmp_path / "no-server"
@@ -193,3 +194,27 @@ def test_inno_setup_signs_the_setup_its_copies_and_the_uninstaller_and_ci_builds
     assert "PYINSTALLER_COMPILE_BOOTLOADER" in script and "--no-binary pyinstaller" in script
     ci = (ROOT / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8")
     assert 'HOMEFARM_BUILD_BOOTLOADER: "1"' in ci
+
+
+def test_make_test_and_ci_install_the_suites_programs_with_one_script():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^test: .*\btools\b", makefile, re.M) and "sh installer/ensure_test_tools.sh" in makefile
+    assert "sh installer/ensure_test_tools.sh" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    script = (ROOT / "installer" / "ensure_test_tools.sh").read_text(encoding="utf-8")
+    for package in ("blender", "postgresql", "mariadb-server", "nginx-light", "xvfb", "trayer", "dbus-daemon",
+                    "libxcb-cursor0"):
+        assert package in script.split("PACKAGES=", 1)[1].split('"', 2)[1].split(), package
+
+
+@posix_only("a shell script with stand-ins for dpkg-query, apt-get and id")
+def test_without_root_the_tool_script_names_what_is_missing_and_exits_0(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("dpkg-query", "exit 1"), ("apt-get", "echo apt-get must not run; exit 3"),
+                       ("id", "echo 1000"), ("sudo", "exit 1")):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
+        (bin_dir / name).chmod(0o755)
+    run = subprocess.run(["sh", str(ROOT / "installer" / "ensure_test_tools.sh")], capture_output=True, text=True,
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, timeout=60)
+    assert run.returncode == 0 and "apt-get must not run" not in run.stdout + run.stderr
+    assert "installing them needs root" in run.stderr and "postgresql" in run.stderr and "skip" in run.stderr
