@@ -453,3 +453,41 @@ def test_an_idle_warm_blender_holding_too_much_gpu_memory_ends(tmp_path):
     finally:
         core.worker.stop()
         core.thread.join(10)
+
+
+def test_a_result_added_just_after_the_sender_found_the_outbox_empty_goes_out_at_once(tmp_path, monkeypatch):
+    # The race, made to happen every time: right after the sender's look finds no row, another thread adds one.
+    # A look and a wait under two separate locks let that row sit out the sender's 5 s wait.
+    from worker_app.core.outbox import Outbox, OutboxSender
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    real_first, raced = Outbox._first, []
+
+    def first_then_race(self):
+        row = real_first(self)
+        if row is None and not raced:
+            adder = threading.Thread(target=outbox.add_report,
+                                     args=("7", "lease-7", P.ReleaseReport(reason="paused")))
+            raced.append(adder)
+            adder.start()
+            time.sleep(0.2)  # the adder has run, or waits for the lock, before the sender may wait
+        return row
+
+    monkeypatch.setattr(Outbox, "_first", first_then_race)
+    sent = []
+
+    class Client:
+        def report(self, job_id, lease_id, report):
+            sent.append(time.monotonic())
+
+    sender = OutboxSender(outbox, Client())
+    started = time.monotonic()
+    sender.start()
+    try:
+        deadline = time.monotonic() + 8
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert raced and sent, "the row was never sent"
+        assert sent[0] - started < 1.0, f"the result waited {sent[0] - started:.1f} s in the outbox"
+    finally:
+        sender.stop()
+        outbox.close()

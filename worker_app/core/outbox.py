@@ -107,8 +107,23 @@ class Outbox:
     def next(self) -> Entry | None:
         """The oldest row: a job's outputs go before its report, jobs in the order they were written."""
         with self._lock:
-            row = self._db.execute("SELECT * FROM outbox ORDER BY id LIMIT 1").fetchone()
+            row = self._first()
         return None if row is None else _entry(row)
+
+    def wait_next(self, timeout: float) -> Entry | None:
+        """The oldest row; when there is none, waits up to ``timeout`` for one to be added. The look and the
+        wait hold one lock, which ``add_*`` take to notify: a row added just after an empty look wakes the
+        wait instead of sitting out the timeout (a looked-then-waited outbox once held a job's results 5 s)."""
+        with self.changed:
+            row = self._first()
+            if row is None:
+                self.changed.wait(timeout)
+                row = self._first()
+        return None if row is None else _entry(row)
+
+    def _first(self):
+        """The oldest row as stored; the caller holds the lock."""
+        return self._db.execute("SELECT * FROM outbox ORDER BY id LIMIT 1").fetchone()
 
     def done(self, entry: Entry) -> None:
         with self.changed:
@@ -155,10 +170,6 @@ class Outbox:
                     return False
                 self.changed.wait(min(remaining, 0.5))
 
-    def wait_for_new(self, timeout: float) -> None:
-        with self.changed:
-            self.changed.wait(timeout)
-
 
 def _entry(row) -> Entry:
     return Entry(id=row[0], job_id=row[1], lease_id=row[2], kind=row[3], name=row[4], path=row[5], sha256=row[6],
@@ -196,11 +207,9 @@ class OutboxSender:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            entry = self.outbox.next()
-            if entry is None:
-                self.outbox.wait_for_new(5.0)
-                continue
-            self.send_one(entry)
+            entry = self.outbox.wait_next(5.0)
+            if entry is not None and not self._stop.is_set():
+                self.send_one(entry)
 
     def send_one(self, entry: Entry) -> bool:
         """One attempt at one row; True when it left the outbox (sent, or dropped as hopeless)."""
