@@ -1,0 +1,35 @@
+"""The job server and the worker share the protocol and nothing else: the server deployed on a cloud instance
+never loads the worker's parts (Blender, the guard, the OS backends, the keyring, the config), and the worker
+on the owner's PC never loads the server's. Each import is checked in a fresh interpreter."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+WORKER_PARTS = ("worker_app.core", "worker_app.render", "worker_app.guard", "worker_app.system", "worker_app.tray",
+                "worker_app.client", "worker_app.config", "worker_app.runtime", "worker_app.doctor")
+SHARED = ("worker_app.protocol", "worker_app.constants", "worker_app.blender_scripts")
+
+
+def loaded_after(statement: str) -> list[str]:
+    code = f"import sys, json\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+def test_the_server_loads_none_of_the_worker():
+    loaded = loaded_after("import worker_app.server; from worker_app.server import JobServer")
+    ours = [m for m in loaded if m.startswith("worker_app")]
+    assert [m for m in ours if m.startswith(WORKER_PARTS)] == [], ours
+    assert not {"PySide6", "pynvml", "keyring", "psutil"} & {m.split(".")[0] for m in loaded}
+
+
+@pytest.mark.parametrize("statement", ["import worker_app.core.loop", "import worker_app.runtime",
+                                       "import worker_app.doctor", "import worker_app.client"])
+def test_the_worker_loads_none_of_the_server(statement):
+    loaded = loaded_after(statement)
+    assert [m for m in loaded if m.startswith("worker_app.server")] == []
+    assert not {"sqlalchemy", "starlette", "uvicorn", "boto3", "psycopg", "pymysql"} & {m.split(".")[0]
+                                                                                      for m in loaded}
