@@ -51,9 +51,7 @@ def x_display(tmp_path):
     os.close(read_fd)
     number = number.decode().strip()
     display = f":{number}"
-    trayer = subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
-                               "--height", "32", "--transparent", "false", "--tint", "0x303030", "--SetDockType",
-                               "true"], env={**os.environ, "DISPLAY": display}, stderr=subprocess.DEVNULL)
+    trayer = start_trayer(display, tmp_path)
     try:
         yield display
     finally:
@@ -61,6 +59,25 @@ def x_display(tmp_path):
         xvfb.terminate()
         trayer.wait(5)
         xvfb.wait(5)
+
+
+def start_trayer(display: str, tmp_path: Path) -> subprocess.Popen:
+    """trayer on ``display``, once its panel window is up: the tray app must find a tray host to embed in. A
+    trayer that died at start (seen once beside a busy machine) is started again, and what it said is kept."""
+    log = open(tmp_path / "trayer.log", "a")
+    for _attempt in range(3):
+        trayer = subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
+                                   "--height", "32", "--transparent", "false", "--tint", "0x303030",
+                                   "--SetDockType", "true"], env={**os.environ, "DISPLAY": display},
+                                  stdout=log, stderr=log)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and trayer.poll() is None:
+            if any(title == "panel" for _, title, *_ in windows(display)):
+                return trayer
+            time.sleep(0.1)
+        trayer.kill()
+        trayer.wait(5)
+    raise AssertionError(f"trayer never showed its panel: {(tmp_path / 'trayer.log').read_text()}")
 
 
 def windows(display):
