@@ -53,6 +53,7 @@ class Running:
     def finish(self, timeout=120):
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "the worker did not finish"
+        assert self.worker.refused == [], "every state was entered by a move the table allows"
 
 
 def blender_processes(jobs_dir):

@@ -73,6 +73,7 @@ class Core:
         self.worker.stop()
         self.thread.join(10)
         assert not self.thread.is_alive(), "the worker loop did not end"
+        assert self.worker.refused == [], "every state was entered by a move the table allows"
 
 
 @pytest.fixture(autouse=True)
@@ -491,3 +492,25 @@ def test_a_result_added_just_after_the_sender_found_the_outbox_empty_goes_out_at
     finally:
         sender.stop()
         outbox.close()
+
+
+def test_a_move_the_table_does_not_allow_is_refused_and_the_rest_still_shows(caplog):
+    from worker_app.core.state import TRANSITIONS, allowed
+    worker = Worker(FakeClient(), BLENDER, Folders(Path("/nonexistent/jobs"), Path("/nonexistent/cache")))
+    assert worker.enter(State.WAITING, message="waiting")
+    assert worker.enter(State.STOPPING, message="stopping")
+    assert not worker.enter(State.WAITING, message="claimed anyway", job=None)
+    assert worker.snapshot.state == State.STOPPING and worker.snapshot.message == "claimed anyway"
+    assert worker.refused == [(State.STOPPING, State.WAITING)]
+    assert "refused a move of the worker from stopping to waiting" in caplog.text
+    assert set(TRANSITIONS) == set(State), "every state has its row"
+    assert not allowed(State.WAITING, State.RENDERING), "a job is downloaded before it renders"
+    with pytest.raises(AssertionError, match="enter"):
+        worker.show(state=State.WAITING)
+
+
+def test_the_architecture_doc_draws_the_transition_table():
+    from worker_app.core.state import diagram
+    doc = (Path(__file__).parent.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    assert f"```mermaid\n{diagram()}\n```" in doc, "regenerate with: python -c 'from worker_app.core.state " \
+                                                  "import diagram; print(diagram())'"

@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 
 from worker_app.core.events import CallDone
-from worker_app.core.state import Snapshot
+from worker_app.core.state import Snapshot, State, allowed
 
 log = logging.getLogger("homefarm.worker")
 
@@ -27,6 +27,7 @@ class EventLoop:
         self._events: queue.Queue = queue.Queue()
         self._snapshot = Snapshot()
         self._loop_thread: threading.Thread | None = None
+        self.refused: list[tuple[State, State]] = []  # moves enter() refused: none, in a correct worker
 
     def post(self, event) -> None:
         """From any thread: hands ``event`` to the owner."""
@@ -37,7 +38,25 @@ class EventLoop:
         return self._snapshot
 
     def show(self, **changes) -> None:
-        """Changes the snapshot and hands it to the display. Only the loop's thread calls this."""
+        """Changes the snapshot (anything but its state: ``enter``) and hands it to the display. Only the loop's
+        thread calls this."""
+        assert "state" not in changes, "a state is entered through enter(), which checks the move"
+        self._publish(changes)
+
+    def enter(self, state: State, **changes) -> bool:
+        """Moves to ``state`` with ``changes``: the one way into a state, checked against
+        ``core/state.TRANSITIONS``. A move the table does not allow is refused (logged; the other changes still
+        apply) and returns False: a stopping worker never shows "waiting" again."""
+        old = self._snapshot.state
+        if not allowed(old, state):
+            log.error("refused a move of the worker from %s to %s", old.value, state.value)
+            self.refused.append((old, state))
+            self._publish(changes)
+            return False
+        self._publish({**changes, "state": state})
+        return True
+
+    def _publish(self, changes: dict) -> None:
         assert self._loop_thread in (None, threading.current_thread()), "the worker's state has one writer"
         self._snapshot = snapshot = replace(self._snapshot, **changes)
         try:

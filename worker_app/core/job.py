@@ -152,7 +152,7 @@ class JobRun:
                 stats.update(gpu_energy_wh=round(energy.wh, 4), energy_source=energy.source)
             t0 = time.monotonic()
             w.report(self, "complete", {"outputs": outputs, "stats": stats, "warnings": self.warnings()})
-            w.show(state=State.UPLOADING, job=JobProgress(self.job_id, "uploading", percent=100.0),
+            w.enter(State.UPLOADING, job=JobProgress(self.job_id, "uploading", percent=100.0),
                    message=f"job {self.job_id}: uploading")
             self.beat.progress = P.Progress(stage="uploading", percent=100.0)
             sent = w.flush(self.job_id)  # the heartbeat keeps the lease while the outputs go out
@@ -221,7 +221,7 @@ class JobRun:
         w, lease = self.w, self.lease
         stages: dict[str, float] = {}
         t0 = time.monotonic()
-        w.show(state=State.DOWNLOADING, job=JobProgress(self.job_id, "downloading"),
+        w.enter(State.DOWNLOADING, job=JobProgress(self.job_id, "downloading"),
                message=f"job {self.job_id}: downloading the scene")
         self.beat.progress = P.Progress(stage="downloading")
         blend = w.call(fetch_scene, w.cache, w.client, spec.scene, self.dir)
@@ -247,7 +247,7 @@ class JobRun:
         job = {K.RENDER: render, K.FRAMES: todo, K.OUTPUT_DIR: str((self.dir / "out").resolve()),
                K.OVERRIDES: {k: v for k, v in spec.overrides.items() if k != "images"}, K.IMAGES: images,
                K.DEVICE_TYPE: w.settings.device_type or None, K.GPU_INDICES: list(w.settings.gpu_indices)}
-        w.show(state=State.RENDERING, job=JobProgress(self.job_id, "rendering", frame_count=len(todo)),
+        w.enter(State.RENDERING, job=JobProgress(self.job_id, "rendering", frame_count=len(todo)),
                message=f"job {self.job_id}: rendering")
         result = self._render(blender, blend, job, spec)
         stages["render"] = time.monotonic() - t0

@@ -154,7 +154,7 @@ class Worker(EventLoop):
         job = self._job
         match event:
             case E.StopRequested():
-                self.show(state=State.STOPPING, message="stopping")
+                self.enter(State.STOPPING, message="stopping")
                 if job is not None:
                     job.end(Outcome.RELEASED, "the worker is shutting down")
                 self._end_claim()
@@ -268,8 +268,10 @@ class Worker(EventLoop):
                         self._send_kept_results()
                         continue
                     if self.worker_id is None:
-                        self.show(state=State.CONNECTING, message=f"connecting to {self.client.server_url}")
+                        self.enter(State.CONNECTING, message=f"connecting to {self.client.server_url}")
                         self._hello()
+                    if self._stopping.is_set():  # asked to stop while signing on: no pause, no claim
+                        continue
                     if self._update_required() or self._paused():
                         continue
                     lease = self._claim()
@@ -303,10 +305,10 @@ class Worker(EventLoop):
                 self.keep_awake.close()
             sender.stop()
             self.warm.close("the worker stopped")
-            self.show(state=State.STOPPED, message="stopped", job=None)
+            self.enter(State.STOPPED, message="stopped", job=None)
 
     def _claim(self) -> P.Lease | None:
-        self.show(state=State.WAITING, message="waiting for a job", job=None)
+        self.enter(State.WAITING, message="waiting for a job", job=None)
         self._claiming = True
         try:
             lease = self.call(self.client.claim, self.worker_id, self.settings.claim_wait, name="claim")
@@ -360,9 +362,9 @@ class Worker(EventLoop):
         """Before claiming anything new, the results kept from before go out."""
         count = self.outbox.pending()
         if self._snapshot.link.online:
-            self.show(state=State.UPLOADING, message=f"sending {count} result(s) kept from before", job=None)
+            self.enter(State.UPLOADING, message=f"sending {count} result(s) kept from before", job=None)
         else:
-            self.show(state=State.BACKING_OFF, message=f"{count} result(s) wait for the server", job=None)
+            self.enter(State.BACKING_OFF, message=f"{count} result(s) wait for the server", job=None)
         self.wait_until(lambda: self._stopping.is_set() or not self.outbox.pending(), 1.0)
 
     def report(self, job: JobRun, kind: str, payload: dict) -> None:
@@ -387,7 +389,7 @@ class Worker(EventLoop):
         if self.guard is None or not self.decision.paused:
             return False
         self.decision = self.guard.decision  # the hold-off's countdown changes its words every second
-        self.show(state=State.PAUSED, message=self.decision.reason, pause=_pause_of(self.decision), job=None)
+        self.enter(State.PAUSED, message=self.decision.reason, pause=_pause_of(self.decision), job=None)
         self.wait_until(lambda: self._stopping.is_set() or not self.decision.paused, 1.0)
         return True
 
@@ -436,7 +438,7 @@ class Worker(EventLoop):
         if not update.required:
             return False
         reason = f"Paused: this server needs homefarm {update.version} or newer"
-        self.show(state=State.PAUSED, job=None, pause=Pause("update", reason),
+        self.enter(State.PAUSED, job=None, pause=Pause("update", reason),
                   message=f"homefarm {__version__} is too old for this server: install {update.version} or newer")
         self._sleep(C.UPDATE_RECHECK)
         self.worker_id = None  # sign on again: the server may accept this version by now
@@ -444,11 +446,13 @@ class Worker(EventLoop):
 
     def _back_off(self, failures: int, problem: LinkProblem, message: str, said: str = "") -> None:
         """Waits before the next try; ``said`` is what happened in a person's words, for the tray."""
+        if self._stopping.is_set():  # no next try: the worker is stopping
+            return
         delay = backoff_delay(failures - 1)
         log.warning("%s; retrying in %.0f s", message, delay)
         if problem != LinkProblem.NONE:
             self._set_link(False, problem, said or message, time.time() + delay)
-        self.show(state=State.BACKING_OFF, message=f"{message}; retrying in {delay:.0f} s")
+        self.enter(State.BACKING_OFF, message=f"{message}; retrying in {delay:.0f} s")
         self._sleep(delay)
 
 

@@ -27,6 +27,45 @@ class State(str, enum.Enum):
 
 BUSY_STATES = (State.DOWNLOADING, State.RENDERING, State.UPLOADING)
 
+# Where the loop's turn begins: kept results first (uploading, or backing off while the server is away), signing
+# on, pausing, waiting in a claim. Any state may go back there once what it did is over.
+_LOOP = frozenset({State.CONNECTING, State.WAITING, State.UPLOADING, State.BACKING_OFF, State.PAUSED})
+_END = frozenset({State.STOPPING, State.STOPPED})
+
+# The states each state may go to (entering the same state again is always allowed: a new message, a new
+# countdown). ``Worker.enter`` is the one way into a state and refuses any other move; docs/architecture.md
+# draws this table (tests check that the drawing is this table's).
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.STOPPED: _LOOP | _END,  # a start
+    State.CONNECTING: _LOOP | _END,
+    State.WAITING: _LOOP | _END | {State.DOWNLOADING},  # a claim brought a job
+    State.DOWNLOADING: _LOOP | _END | {State.RENDERING},
+    State.RENDERING: _LOOP | _END,  # uploading the outputs, or the job ended early
+    State.UPLOADING: _LOOP | _END,
+    State.BACKING_OFF: _LOOP | _END,
+    State.PAUSED: _LOOP | _END,
+    State.STOPPING: frozenset({State.STOPPED}),  # nothing new starts once the worker stops
+}
+
+
+def allowed(old: State, new: State) -> bool:
+    """Whether the worker may go from ``old`` to ``new``."""
+    return new == old or new in TRANSITIONS[old]
+
+
+def diagram() -> str:
+    """The transitions as a Mermaid state diagram, for docs/architecture.md."""
+    lines = ["stateDiagram-v2", "    [*] --> stopped"]
+    for old, targets in TRANSITIONS.items():
+        for new in sorted(targets, key=list(State).index):
+            if new != old:
+                lines.append(f"    {_node(old)} --> {_node(new)}")
+    return "\n".join(lines)
+
+
+def _node(state: State) -> str:
+    return state.value.replace(" ", "_")
+
 
 class Outcome(str, enum.Enum):
     """How one job's attempt on this PC ended."""
