@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from worker_app.server.schema import SCHEMA_VERSION
-from worker_app.server.store import CANCEL, JOBS, Canceled, Conflict, KeyReused, LeaseLost, NotFound, Store
+from worker_app.server.store import JOBS, Canceled, WakeKind, Wakeup, Conflict, KeyReused, LeaseLost, NotFound, Store
 
 SPEC = {"scene": {"url": "/a", "sha256": "a" * 64, "size": 1}}
 BLENDER_4_2 = {"blender": [{"version": "4.2.3"}]}
@@ -228,7 +228,9 @@ def test_announcements_reach_listeners_and_cancels_are_kept(store, clock):
     claimed = store.claim(worker)
     store.release(job, claimed.lease_id, "paused")
     store.cancel_claims(worker)
-    assert heard == [JOBS, JOBS, CANCEL + worker]
+    assert heard == [JOBS, JOBS, Wakeup(WakeKind.CANCEL, worker)]
+    assert [message.text() for message in heard] == ["jobs", "jobs", f"cancel {worker}"], "NOTIFY's payloads"
+    assert Wakeup.parse(f"cancel {worker}") == heard[2] and Wakeup.parse("something newer") is None
     assert store.canceled_since(clock.now) == [worker] and store.canceled_since(clock.now + 1) == []
     assert store.has_queued()
 

@@ -41,6 +41,12 @@ class ClientError(Exception):
         self.status = status
         self.body = body or {}
 
+    @property
+    def field(self) -> str | None:
+        """The request field the server named as at fault (its error body's ``field``), if any."""
+        field = self.body.get("field")
+        return field if isinstance(field, str) else None
+
 
 class Unreachable(ClientError):
     """The server could not be reached or failed (5xx); worth retrying later."""

@@ -29,11 +29,12 @@ DEVICE_TYPES = ("", *K.GPU_BACKENDS)
 
 
 class ConfigError(ValueError):
-    """A config value that is not allowed; the message names the key."""
+    """A config value that is not allowed: ``key`` names it, ``detail`` says what is wrong (the message is both)."""
 
     def __init__(self, key: str, message: str):
         super().__init__(f"{key}: {message}")
         self.key = key
+        self.detail = message
 
 
 @dataclass(frozen=True)
@@ -279,7 +280,7 @@ def parse(data: dict) -> Config:
             try:
                 values[attr] = checker(name, value)
             except ConfigError as error:  # the file's value, named: the owner finds the line to change
-                message = str(error).split(": ", 1)[1]
+                message = error.detail
                 raise ConfigError(name, f"{_toml_value(value)} is not allowed; it {message}") from None
     if not values.get("worker_name"):
         values.pop("worker_name", None)
@@ -324,7 +325,7 @@ def check_values(values: dict) -> dict[str, str]:
         try:
             KEYS[(section, key)][1](dotted, value)
         except ConfigError as error:
-            problems[dotted] = str(error).split(": ", 1)[1]
+            problems[dotted] = error.detail
     return problems
 
 

@@ -4,6 +4,7 @@ loop alone applies it to the worker's state (``loop.Worker._apply``)."""
 from __future__ import annotations
 
 import threading
+import enum
 from dataclasses import dataclass, field
 
 from worker_app import protocol as P
@@ -57,12 +58,21 @@ class LinkChanged:
     retry_at: float | None = None
 
 
+class SentKind(enum.StrEnum):
+    """How a job's results left the outbox."""
+    COMPLETE = "complete"  # the final reports, acknowledged by the server
+    FAIL = "fail"
+    RELEASE = "release"
+    LOST = "lost"  # dropped: the server gave the lease to someone else
+    CANCELED = "canceled"  # dropped: the web app canceled the job
+
+
 @dataclass(frozen=True)
 class ResultsSent:
     """From the outbox's sender: a job's final report was acknowledged (complete, fail, release) or the job
     was dropped because its lease is gone (lost, canceled)."""
     job_id: str
-    kind: str
+    kind: SentKind
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from worker_app import constants as C
 from worker_app import protocol as P
 from worker_app.blender_scripts import contract as K
 from worker_app.client import file_sha256
-from worker_app.core.events import OutputSaved, RenderProgress
+from worker_app.core.events import OutputSaved, RenderProgress, SentKind
 from worker_app.core.downloads import Failed, fetch_images, fetch_scene
 from worker_app.core.heartbeat import Heartbeat
 from worker_app.core.redact import Redactor
@@ -157,11 +157,11 @@ class JobRun:
             self.beat.progress = P.Progress(stage="uploading", percent=100.0)
             sent = w.flush(self.job_id)  # the heartbeat keeps the lease while the outputs go out
             report.stages["upload"] = time.monotonic() - t0
-            if sent == "complete":
+            if sent == SentKind.COMPLETE:
                 report.outcome = Outcome.DONE
             elif sent is None:
                 report.outcome, report.reason = Outcome.KEPT, "the results are kept on disk and sent at the next start"
-            elif sent == "canceled":
+            elif sent == SentKind.CANCELED:
                 report.outcome, report.reason = Outcome.CANCELED, "the job was canceled on the server"
             else:
                 report.outcome, report.reason = Outcome.LOST, "the server gave the job to someone else meanwhile"

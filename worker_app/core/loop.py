@@ -31,7 +31,7 @@ from worker_app.core.folders import Folders, interrupted_jobs, prune_job_dirs
 from worker_app.core.policies import POLICIES, PausePolicy
 from worker_app.core.settings import Settings
 from worker_app.core.state import LastJob, Link, LinkProblem, Outcome, Pause, State, Update
-from worker_app.guard.causes import PauseDecision
+from worker_app.guard.causes import PauseDecision, PauseKind
 from worker_app.core.outbox import Outbox, OutboxSender
 from worker_app.render import procs
 from worker_app.render.assets import SceneCache
@@ -74,7 +74,7 @@ class Worker(EventLoop):
         self._gpus: gpu.GpuInventory | None = None  # what hello reports, listed once
         self._claim_wait_max = float("inf")  # what the server allows, from its hello
         self._sender: OutboxSender | None = None
-        self._sent: dict[str, str] = {}  # job id -> how its results left the outbox: complete, fail, lost...
+        self._sent: dict[str, E.SentKind] = {}  # job id -> how its results left the outbox
         if guard is not None:
             guard.add_listener(lambda decision: self.post(E.PauseChanged(decision)))
         if monitor is not None:
@@ -199,9 +199,9 @@ class Worker(EventLoop):
                 if job is not None and job.job_id == job_id:
                     self._sent[job_id] = kind  # what the current job's flush waits for
                 prune_job_dirs(self.folders.jobs, self.outbox, keep=job.job_id if job else None)
-                if job is not None and job.job_id == job_id and kind in ("lost", "canceled"):
-                    job.end(Outcome.CANCELED if kind == "canceled" else Outcome.LOST,
-                            "the job was canceled on the server" if kind == "canceled"
+                if job is not None and job.job_id == job_id and kind in (E.SentKind.LOST, E.SentKind.CANCELED):
+                    job.end(Outcome.CANCELED if kind == E.SentKind.CANCELED else Outcome.LOST,
+                            "the job was canceled on the server" if kind == E.SentKind.CANCELED
                             else "the server gave the job to someone else")
             case E.LeaseEnded(job_id=job_id):
                 if job is not None and job.job_id == job_id:
@@ -293,7 +293,7 @@ class Worker(EventLoop):
                                    f"the server refused the worker token; sign in again ({error})")
                 except (Unreachable, Rejected, NotFound) as error:
                     failures += 1
-                    if isinstance(error, Rejected) and "worker_id" in str(error):
+                    if isinstance(error, Rejected) and error.field == "worker_id":
                         self.worker_id = None  # the server forgot us (a new database): sign on again
                     self._back_off(failures, LinkProblem.UNREACHABLE, f"server unreachable: {error}", str(error))
                 except Exception as error:  # a bug or the OS: logged, and the loop goes on after a pause
@@ -372,7 +372,7 @@ class Worker(EventLoop):
         self.outbox.add_report(job.job_id, job.lease.lease_id, P.REPORTS[kind](**payload))
         (job.dir / "lease.json").unlink(missing_ok=True)
 
-    def flush(self, job_id: str, timeout: float | None = None) -> str | None:
+    def flush(self, job_id: str, timeout: float | None = None) -> E.SentKind | None:
         """Waits until the job's results have left the outbox; returns how (complete, fail, lost...)."""
         self._sent.pop(job_id, None)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -438,7 +438,7 @@ class Worker(EventLoop):
         if not update.required:
             return False
         reason = f"Paused: this server needs homefarm {update.version} or newer"
-        self.enter(State.PAUSED, job=None, pause=Pause("update", reason),
+        self.enter(State.PAUSED, job=None, pause=Pause(PauseKind.UPDATE, reason),
                   message=f"homefarm {__version__} is too old for this server: install {update.version} or newer")
         self._sleep(C.UPDATE_RECHECK)
         self.worker_id = None  # sign on again: the server may accept this version by now
@@ -460,7 +460,7 @@ def _pause_of(decision: PauseDecision) -> Pause | None:
     if not decision.paused:
         return None
     cause = decision.causes[0] if decision.causes else None
-    kind = cause.kind if cause else "hold-off"
+    kind = cause.kind if cause else PauseKind.HOLD_OFF
     return Pause(kind, decision.reason, cause.until if cause else None, decision.resume_at,
                  cause.program if cause else "")
 

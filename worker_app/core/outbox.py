@@ -21,7 +21,7 @@ from pathlib import Path
 from worker_app import constants as C
 from worker_app import protocol as P
 from worker_app.client import LeaseLost, NotFound, Rejected, Unauthorized, Unreachable, backoff_delay
-from worker_app.core.events import LinkChanged, ResultsSent
+from worker_app.core.events import LinkChanged, ResultsSent, SentKind
 
 log = logging.getLogger("homefarm.outbox")
 
@@ -229,7 +229,7 @@ class OutboxSender:
             dropped = self.outbox.forget(entry.job_id, entry.lease_id)
             log.warning("job %s: %s; %d unsent result(s) dropped: %s", entry.job_id, error, dropped,
                         "the job was canceled" if canceled else "the server hands the job out again")
-            self.post(ResultsSent(entry.job_id, "canceled" if canceled else "lost"))
+            self.post(ResultsSent(entry.job_id, SentKind.CANCELED if canceled else SentKind.LOST))
             return True
         except Unauthorized as error:
             self.failures += 1
@@ -246,7 +246,7 @@ class OutboxSender:
         self.failures = 0
         self.outbox.done(entry)
         if entry.kind in TERMINAL:
-            self.post(ResultsSent(entry.job_id, entry.kind))
+            self.post(ResultsSent(entry.job_id, SentKind(entry.kind)))
         return True
 
     def _send(self, entry: Entry) -> None:

@@ -10,6 +10,7 @@ import datetime as dt
 import enum
 from dataclasses import dataclass, field
 
+from worker_app.guard.causes import PauseKind
 from worker_app.protocol.fields import version_tuple
 
 
@@ -99,7 +100,7 @@ class Link:
 @dataclass(frozen=True)
 class Pause:
     """Why the worker steps aside for the owner."""
-    kind: str  # manual, game, gpu, fullscreen, active, schedule, thermal, disk, hold-off, update
+    kind: PauseKind
     reason: str  # "Paused: eldenring.exe is running", for a person
     until: dt.datetime | None = None  # a known end (manual, schedule)
     resume_at: float | None = None  # time.time() when a hold-off ends

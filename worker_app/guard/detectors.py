@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from worker_app.guard.causes import Cause
+from worker_app.guard.causes import Cause, PauseKind
 from worker_app.system import desktop
 from worker_app.system.gpu import GpuSnapshot
 
@@ -164,7 +164,7 @@ class GameDetector:
         for pid, (name, exe) in processes:
             parent = known.get(parents.get(pid, -1), ("", ""))[0]
             if pid not in ours and self.is_game(name, exe, parent):
-                return Cause("game", f"{name} is running", program=name)
+                return Cause(PauseKind.GAME, f"{name} is running", program=name)
         app_id = self.steam.running_app_id()
         # Steam's RunningAppID is set for tools too (Wallpaper Engine), and can stay set after Steam crashed:
         # it counts only for an app that is no known tool, while Steam itself runs.
@@ -185,8 +185,8 @@ class GameDetector:
         if info.label.lower() in self.not_games:
             return None
         if not info.name:
-            return Cause("game", f"Steam game {app_id} is running", program=info.label)
-        return Cause("game", f"{info.name} is running (Steam)", program=info.label)
+            return Cause(PauseKind.GAME, f"Steam game {app_id} is running", program=info.label)
+        return Cause(PauseKind.GAME, f"{info.name} is running (Steam)", program=info.label)
 
 
 class ForeignGpuLoad:
@@ -238,7 +238,7 @@ class ForeignGpuLoad:
         since = self._since.setdefault(name, self.clock())
         if self.clock() - since < self.seconds:
             return None
-        return Cause("gpu", f"{name} is using the GPU ({load} %)", program=name)
+        return Cause(PauseKind.GPU, f"{name} is using the GPU ({load} %)", program=name)
 
 
 class FullScreenHint:
@@ -258,10 +258,10 @@ class FullScreenHint:
         if self.gpu is not None:
             loaded = self.gpu.busy(self.low_threshold)
             if loaded:
-                return Cause("fullscreen", f"a full-screen program ({loaded[0]}) is using the GPU")
+                return Cause(PauseKind.FULLSCREEN, f"a full-screen program ({loaded[0]}) is using the GPU")
         idle = self.idle.idle_seconds()
         if idle is not None and idle < self.active_within_s:
-            return Cause("fullscreen", "a full-screen program is in use")
+            return Cause(PauseKind.FULLSCREEN, "a full-screen program is in use")
         return None
 
 
@@ -275,7 +275,7 @@ class OwnerActive:
     def check(self, now: dt.datetime) -> Cause | None:
         seconds = self.idle.idle_seconds()
         if seconds is not None and seconds < self.idle_s:
-            return Cause("active", "you are using the PC")
+            return Cause(PauseKind.ACTIVE, "you are using the PC")
         return None
 
 
@@ -290,9 +290,9 @@ class ThermalGuard:
     def check(self, now: dt.datetime) -> Cause | None:
         for gpu in self.snapshot().gpus:
             if self.max_temp_c and gpu.temp_c is not None and gpu.temp_c >= self.max_temp_c:
-                return Cause("thermal", f"{gpu.name} at {gpu.temp_c} °C (limit {self.max_temp_c} °C)")
+                return Cause(PauseKind.THERMAL, f"{gpu.name} at {gpu.temp_c} °C (limit {self.max_temp_c} °C)")
             if self.max_power_w and gpu.power_w is not None and gpu.power_w >= self.max_power_w:
-                return Cause("thermal", f"{gpu.name} draws {gpu.power_w:.0f} W (limit {self.max_power_w:.0f} W)")
+                return Cause(PauseKind.THERMAL, f"{gpu.name} draws {gpu.power_w:.0f} W (limit {self.max_power_w:.0f} W)")
         return None
 
 
@@ -312,7 +312,7 @@ class DiskSpace:
             folder = folder.parent
         free = self.usage(folder)
         if free < self.min_free_bytes:
-            return Cause("disk", f"the disk is nearly full ({free / 1024**3:.1f} GB free, "
+            return Cause(PauseKind.DISK, f"the disk is nearly full ({free / 1024**3:.1f} GB free, "
                                  f"{self.min_free_bytes / 1024**3:g} GB needed)", sticky=False)
         return None
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from worker_app import constants as C
-from worker_app.guard.causes import Cause
+from worker_app.guard.causes import Cause, PauseKind
 from worker_app.system import files
 
 
@@ -50,10 +50,10 @@ class ManualPause:
             self.resume()
             return None
         if until is None:
-            return Cause("manual", "paused until you resume", sticky=False)
+            return Cause(PauseKind.MANUAL, "paused until you resume", sticky=False)
         end = dt.datetime.fromtimestamp(until)
         when = end.strftime("%H:%M") if end.date() == now.date() else end.strftime("%a %H:%M")
-        return Cause("manual", f"paused by you until {when}", until=end, sticky=False)
+        return Cause(PauseKind.MANUAL, f"paused by you until {when}", until=end, sticky=False)
 
 
 def tomorrow_morning(now: dt.datetime) -> dt.datetime:

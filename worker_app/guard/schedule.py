@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from worker_app.guard.causes import Cause
+from worker_app.guard.causes import Cause, PauseKind
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WINDOW = re.compile(r"^\s*(?:(?P<days>[a-z,\-]+|daily|weekdays|weekends)\s+)?"
@@ -91,9 +91,9 @@ class Schedule:
             return None
         until = self.next_allowed(now)
         if until is None:
-            return Cause("schedule", "the schedule allows no rendering", sticky=False)
+            return Cause(PauseKind.SCHEDULE, "the schedule allows no rendering", sticky=False)
         when = until.strftime("%H:%M") if until.date() == now.date() or until - now < dt.timedelta(hours=20) \
             else until.strftime("%a %H:%M")
-        return Cause("schedule", f"paused until {when} (schedule)", until=until, sticky=False)
+        return Cause(PauseKind.SCHEDULE, f"paused until {when} (schedule)", until=until, sticky=False)
 
 

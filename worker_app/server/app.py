@@ -560,7 +560,7 @@ async def list_jobs(server: JobServer, request: Request):
     try:
         found, following = await db(server.store.list, state, limit, request.query_params.get("cursor"), since)
     except BadCursor as error:
-        raise HttpError(422, "invalid", str(error).split(": ", 1)[1], field="cursor") from None
+        raise HttpError(422, "invalid", error.detail, field=error.field) from None
     return JSONResponse({"jobs": found, "next_cursor": following})
 
 

@@ -14,6 +14,7 @@ transaction (delivered only if it commits).
 from __future__ import annotations
 
 import base64
+import enum
 import json
 import secrets
 import sqlite3
@@ -33,8 +34,36 @@ from worker_app.server.schema import (ANY_BLENDER, TOKEN_KINDS, blender_key, has
                                       migrate, newest_blender, outputs, tokens, webhooks, workers)
 
 NOTIFY_CHANNEL = "homefarm"
-JOBS = "jobs"  # the announcement that work may be available
-CANCEL = "cancel "  # + worker id: that worker's waiting claims end now
+
+
+class WakeKind(enum.StrEnum):
+    JOBS = "jobs"  # work may be available
+    CANCEL = "cancel"  # one worker's waiting claims end now (it paused or quits)
+    CLOSING = "closing"  # this server process shuts down: every waiting claim ends now
+
+
+@dataclass(frozen=True)
+class Wakeup:
+    """What wakes waiting claims, in this process (the store's listeners) and in the others (PostgreSQL's
+    NOTIFY payload, as text: "jobs", "cancel <worker id>", "closing")."""
+    kind: WakeKind
+    worker_id: str = ""
+
+    def text(self) -> str:
+        return f"{self.kind} {self.worker_id}" if self.kind == WakeKind.CANCEL else str(self.kind)
+
+    @classmethod
+    def parse(cls, text: str) -> Wakeup | None:
+        """A payload another process sent; None for one this version does not know (it is ignored)."""
+        kind, _, worker_id = text.partition(" ")
+        try:
+            found = WakeKind(kind)
+        except ValueError:
+            return None
+        return cls(found, worker_id if found == WakeKind.CANCEL else "")
+
+
+JOBS = Wakeup(WakeKind.JOBS)
 TOKEN_CACHE_S = 10.0  # a revoked token keeps working this long at most, in a process that just saw it
 TOUCH_EVERY_S = 30.0  # a worker's last_seen is written at most this often
 NEWEST_CACHE_S = 5.0
@@ -257,12 +286,12 @@ class Store:
         """Whether other processes hear this store's announcements (PostgreSQL); else they poll."""
         return self.dialect == "postgresql"
 
-    def _announce(self, conn: sa.Connection, message: str) -> None:
+    def _announce(self, conn: sa.Connection, message: Wakeup) -> None:
         if self.notifies:
             conn.execute(sa.text("SELECT pg_notify(:channel, :message)"),
-                         {"channel": NOTIFY_CHANNEL, "message": message})
+                         {"channel": NOTIFY_CHANNEL, "message": message.text()})
 
-    def _tell(self, message: str) -> None:
+    def _tell(self, message: Wakeup) -> None:
         for listener in list(self.listeners):
             listener(message)
 
@@ -562,7 +591,7 @@ class Store:
 
     def cancel_claims(self, worker_id: str) -> None:
         """Ends the worker's waiting claims now with no job (it paused or quits), in every server process."""
-        message = CANCEL + worker_id
+        message = Wakeup(WakeKind.CANCEL, worker_id)
         with self.engine.begin() as conn:
             conn.execute(workers.update().where(workers.c.id == worker_id).values(claims_canceled=self.clock()))
             self._announce(conn, message)
@@ -864,11 +893,15 @@ def _parse_cursor(cursor: str | None) -> tuple[str, float, int] | None:
             raise ValueError(kind)
         return kind, float(updated), int(job_id)
     except (ValueError, UnicodeDecodeError):
-        raise BadCursor("cursor: not a cursor this server made; start again without one") from None
+        raise BadCursor("not a cursor this server made; start again without one") from None
 
 
 class BadCursor(ValueError):
-    pass
+    """A list cursor this server did not make; ``detail`` says what to do."""
+
+    def __init__(self, detail: str):
+        super().__init__(f"cursor: {detail}")
+        self.field, self.detail = "cursor", detail
 
 
-__all__ = ["BadCursor", "ANY_BLENDER", "Canceled", "Claimed", "Conflict", "LeaseLost", "NotFound", "Store", "connect"]
+__all__ = ["BadCursor", "ANY_BLENDER", "WakeKind", "Wakeup", "Canceled", "Claimed", "Conflict", "LeaseLost", "NotFound", "Store", "connect"]

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 
-from worker_app.server.store import CANCEL, JOBS, NOTIFY_CHANNEL, Store
+from worker_app.server.store import JOBS, NOTIFY_CHANNEL, Store, WakeKind, Wakeup
 
 log = logging.getLogger("homefarm.server")
 
@@ -31,10 +31,10 @@ class Waiter:
         self.canceled = False
         self._event = asyncio.Event()
 
-    def wake(self, message: str) -> None:
-        if message == JOBS:
+    def wake(self, message: Wakeup) -> None:
+        if message.kind == WakeKind.JOBS:
             self._event.set()
-        elif message == CANCEL + self.worker_id or message == "closing":
+        elif message.kind == WakeKind.CLOSING or message == Wakeup(WakeKind.CANCEL, self.worker_id):
             self.canceled = True
             self._event.set()
 
@@ -71,7 +71,7 @@ class Wakeups:
     def close(self) -> None:
         """Answers every waiting claim now and lets no new one wait (the server is shutting down)."""
         self.closing = True
-        self._deliver("closing")
+        self._deliver(Wakeup(WakeKind.CLOSING))
 
     async def stop(self) -> None:
         self.close()
@@ -90,7 +90,7 @@ class Wakeups:
     def waiting(self, worker_id: str) -> bool:
         return any(w.worker_id == worker_id for w in self._waiters)
 
-    def _from_any_thread(self, message: str) -> None:
+    def _from_any_thread(self, message: Wakeup) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
@@ -99,7 +99,7 @@ class Wakeups:
         except RuntimeError:  # the loop closed meanwhile
             pass
 
-    def _deliver(self, message: str) -> None:
+    def _deliver(self, message: Wakeup) -> None:
         for waiter in list(self._waiters):
             waiter.wake(message)
 
@@ -131,7 +131,7 @@ class Wakeups:
                 log.warning("could not check for new jobs: %s", error)
                 continue
             for worker_id in canceled:
-                self._deliver(CANCEL + worker_id)
+                self._deliver(Wakeup(WakeKind.CANCEL, worker_id))
             if queued:
                 self._deliver(JOBS)
 
@@ -149,7 +149,9 @@ class Wakeups:
                     self._from_any_thread(JOBS)  # whatever was announced while not listening
                     while not self._stop.is_set():
                         for notify in conn.notifies(timeout=1.0):
-                            self._from_any_thread(notify.payload)
+                            message = Wakeup.parse(notify.payload)
+                            if message is not None:
+                                self._from_any_thread(message)
             except Exception as error:
                 if self._stop.is_set():
                     return

@@ -192,7 +192,7 @@ class SettingsDialog(QDialog):
             try:
                 config_mod.check_server_url(values["server.url"], self.cfg.allow_insecure_http)
             except config_mod.ConfigError as error:
-                problems["server.url"] = str(error).split(": ", 1)[1]
+                problems["server.url"] = error.detail
         for key, label in self.errors.items():
             label.setText(problems.get(key, ""))
             label.setVisible(key in problems)

@@ -115,7 +115,7 @@ def tooltip(snapshot: Snapshot, signed_in: bool = True) -> str:
 
 def config_problem(error) -> str:
     """The tray's line for a config file the owner must fix: the key, the value and what is allowed."""
-    detail = str(error).split(": ", 1)[1] if ": " in str(error) else str(error)
+    detail = getattr(error, "detail", str(error))
     if detail.startswith("is not valid TOML"):
         return "The config file is not valid TOML" + detail.removeprefix("is not valid TOML") + \
             "; open it to fix it"
