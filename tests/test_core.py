@@ -514,3 +514,21 @@ def test_the_architecture_doc_draws_the_transition_table():
     doc = (Path(__file__).parent.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
     assert f"```mermaid\n{diagram()}\n```" in doc, "regenerate with: python -c 'from worker_app.core.state " \
                                                   "import diagram; print(diagram())'"
+
+
+def test_a_job_run_sees_its_context_and_never_the_worker():
+    # The job's module names no Worker and reaches for none of its attributes: what it uses is in JobContext.
+    import ast
+    import dataclasses
+    from worker_app.core import job as job_module
+    source = Path(job_module.__file__).read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    assert "Worker" not in names and "worker" not in names
+    assert "worker_app.core.loop" not in source
+    fields = {f.name for f in dataclasses.fields(job_module.JobContext)}
+    used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name) and node.value.id == "ctx"}
+    used |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+             and isinstance(node.value, ast.Attribute) and node.value.attr == "ctx"}
+    assert used <= fields and used, sorted(used - fields)

@@ -1,8 +1,11 @@
 """One job's attempt on this PC: download, render, queue the outputs, report, in that order.
 
-A ``JobRun`` lives on the worker loop's thread. Its blocking steps (downloads, Blender) run on helper
-threads through ``Worker.call``, so the loop keeps applying events meanwhile: a pause, a cancel or a lost
-lease reaches ``end()`` within the loop's next turn and stops Blender at once.
+A ``JobRun`` lives on the worker loop's thread and sees only its ``JobContext``: the loop's few services
+(post, call, wait, tell a stage or progress, wait for the results to leave), the client, the outbox, the scene
+cache, the folders, a snapshot of the settings and the Blenders; never the worker itself (procrastinate hands
+a job a frozen context the same way). Its blocking steps (downloads, Blender) run on helper threads through
+``ctx.call``, so the loop keeps applying events meanwhile: a pause, a cancel or a lost lease reaches ``end()``
+within the loop's next turn and stops Blender at once.
 """
 
 from __future__ import annotations
@@ -14,17 +17,22 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from worker_app import constants as C
 from worker_app import protocol as P
 from worker_app.blender_scripts import contract as K
 from worker_app.client import file_sha256
 from worker_app.core.events import OutputSaved, RenderProgress, SentKind
+from worker_app.core.folders import Folders
+from worker_app.core.settings import Settings
 from worker_app.core.downloads import Failed, fetch_images, fetch_scene
 from worker_app.core.heartbeat import Heartbeat
 from worker_app.core.redact import Redactor
 from worker_app.core.state import JobProgress, Outcome, State
+from worker_app.guard.causes import PauseDecision
 from worker_app.guard.energy import EnergyMeter
+from worker_app.render.assets import SceneCache
 from worker_app.render.blender import SCRIPT_EXIT_CODE, BlenderRun, RenderResult
 from worker_app.render.blendfile import NotABlendFile, read_header
 from worker_app.render.discovery import BlenderInstall, BlenderNotFound, pick
@@ -48,6 +56,33 @@ class JobReport:
     energy_wh: float | None = None
 
 
+@dataclass(frozen=True)
+class JobContext:
+    """All a job's attempt may use of the worker, made by the loop at the claim."""
+    # The loop's services; each runs on the loop's thread, as the job does.
+    post: Callable[[Any], None]  # hands an event to the loop (from any thread)
+    call: Callable[..., Any]  # call(fn, *args, name=...): runs fn on a helper thread, applying events meanwhile
+    wait_until: Callable[..., bool]  # wait_until(condition, timeout=None): applies events until it holds
+    stage: Callable[..., None]  # stage(state, progress, message): the job enters a stage the tray shows
+    progress: Callable[..., None]  # progress(progress, message=""): news of the job within its stage
+    results_sent: Callable[..., SentKind | None]  # results_sent(job_id, timeout=None): how they left the outbox
+    pause: Callable[[], PauseDecision]  # the guard's decision now
+    policy: Callable[[], Any]  # the pause policy (core/policies.py) in force
+    gpu: Callable[[], dict]  # the first GPU's latest figures, for the server's progress
+    progress_now: Callable[[], JobProgress | None]  # the progress the tray shows now
+    # What the job works with.
+    client: Any  # WorkerClient: downloads, and the server's address for the lease record
+    make_client: Callable[[], Any]  # a client of its own, for the heartbeat
+    outbox: Any  # core/outbox.Outbox
+    cache: SceneCache
+    folders: Folders
+    settings: Settings  # as they were at the claim: a running job keeps what it started with
+    blenders: tuple[BlenderInstall, ...]
+    make_run: Callable[..., Any]  # a BlenderRun, a WarmRun, or a test's fake of the same shape
+    heartbeat_interval: float
+    gpu_at_claim: Any = None  # the GPU monitor's newest sample at the claim: the energy meter's first reading
+
+
 class Ended(Exception):
     """The job's processing ends early: released, lost or canceled."""
 
@@ -57,19 +92,19 @@ class Ended(Exception):
 
 
 class JobRun:
-    def __init__(self, worker, lease: P.Lease):
-        self.w = worker
+    def __init__(self, lease: P.Lease, ctx: JobContext):
+        self.ctx = ctx
         self.lease = lease
         self.job_id = lease.job_id
-        self.dir = worker.folders.jobs / lease.job_id
-        self.redact = Redactor(self.dir, worker.folders.jobs.parent)
+        self.dir = ctx.folders.jobs / lease.job_id
+        self.redact = Redactor(self.dir, ctx.folders.jobs.parent)
         self.run: BlenderRun | None = None
         self.ended: tuple[Outcome, str] | None = None
         self.failure: Failed | None = None
         self.suspended = False
         self.queued: set[str] = set()
-        self.meter = EnergyMeter(worker.monitor.latest if worker.monitor else None)
-        self.beat = Heartbeat(worker.make_client(), lease, worker.heartbeat_interval, worker.post)
+        self.meter = EnergyMeter(ctx.gpu_at_claim)
+        self.beat = Heartbeat(ctx.make_client(), lease, ctx.heartbeat_interval, ctx.post)
 
     # -- from the loop's event handlers ----------------------------------------------------------
 
@@ -91,23 +126,23 @@ class JobRun:
             self.suspended = True
             self.beat.progress = P.Progress(stage="rendering", message="suspended while the owner uses the PC; "
                                                                        "Blender keeps its GPU memory")
-            self.w.show(job=self._progress(suspended=True))
+            self.ctx.progress(self._progress(suspended=True))
 
     def unsuspend(self) -> None:
         if self.run is not None and self.run.suspended:
             self.run.resume()
         self.suspended = False
-        self.w.show(job=self._progress(suspended=False))
+        self.ctx.progress(self._progress(suspended=False))
 
     def wait_for_resume(self) -> None:
         """Holds the job (the heartbeat keeps its lease) until the pause ends."""
-        self.w.wait_until(lambda: not self.w.decision.paused or self.ended is not None)
+        self.ctx.wait_until(lambda: not self.ctx.pause().paused or self.ended is not None)
 
     def on_progress(self, progress: P.Progress) -> None:
         self.beat.progress = progress
-        self.w.show(job=JobProgress(self.job_id, "rendering", progress.frame, progress.frames_done or 0,
-                                    progress.frame_count, progress.sample, progress.samples, progress.percent,
-                                    progress.eta_s, self.suspended))
+        self.ctx.progress(JobProgress(self.job_id, "rendering", progress.frame, progress.frames_done or 0,
+                                      progress.frame_count, progress.sample, progress.samples, progress.percent,
+                                      progress.eta_s, self.suspended))
 
     def on_output(self, path: Path) -> None:
         try:
@@ -120,8 +155,8 @@ class JobRun:
     def execute(self) -> JobReport:
         started = time.monotonic()
         report = JobReport(self.job_id)
-        w, lease = self.w, self.lease
-        w.show(job=JobProgress(self.job_id), message=f"job {self.job_id} claimed")
+        ctx, lease = self.ctx, self.lease
+        ctx.progress(JobProgress(self.job_id), message=f"job {self.job_id} claimed")
         try:
             try:
                 spec = P.JobSpec.parse(lease.spec)
@@ -151,11 +186,11 @@ class JobRun:
             if energy.wh is not None:
                 stats.update(gpu_energy_wh=round(energy.wh, 4), energy_source=energy.source)
             t0 = time.monotonic()
-            w.report(self, "complete", {"outputs": outputs, "stats": stats, "warnings": self.warnings()})
-            w.enter(State.UPLOADING, job=JobProgress(self.job_id, "uploading", percent=100.0),
-                   message=f"job {self.job_id}: uploading")
+            self._report("complete", {"outputs": outputs, "stats": stats, "warnings": self.warnings()})
+            ctx.stage(State.UPLOADING, JobProgress(self.job_id, "uploading", percent=100.0),
+                      f"job {self.job_id}: uploading")
             self.beat.progress = P.Progress(stage="uploading", percent=100.0)
-            sent = w.flush(self.job_id)  # the heartbeat keeps the lease while the outputs go out
+            sent = ctx.results_sent(self.job_id)  # the heartbeat keeps the lease while the outputs go out
             report.stages["upload"] = time.monotonic() - t0
             if sent == SentKind.COMPLETE:
                 report.outcome = Outcome.DONE
@@ -168,24 +203,29 @@ class JobRun:
         except Failed as failure:
             report.reason = self.redact(failure.reason)
             log.error("job %s failed: %s", self.job_id, failure.reason)
-            w.report(self, "fail", {"reason": report.reason, "log_tail": self.redact(failure.log_tail),
-                                    "retryable": failure.retryable, "needs_blender": failure.needs_blender})
+            self._report("fail", {"reason": report.reason, "log_tail": self.redact(failure.log_tail),
+                                  "retryable": failure.retryable, "needs_blender": failure.needs_blender})
             self.beat.stop()
-            w.flush(self.job_id, timeout=C.READ_TIMEOUT)
+            ctx.results_sent(self.job_id, timeout=C.READ_TIMEOUT)
         except Ended as ended:
             report.outcome, report.reason = ended.outcome, ended.reason
             if ended.outcome == Outcome.RELEASED:
-                w.report(self, "release", {"reason": ended.reason})
+                self._report("release", {"reason": ended.reason})
                 self.beat.stop()
-                w.flush(self.job_id, timeout=5.0)
+                ctx.results_sent(self.job_id, timeout=5.0)
             else:  # lost or canceled: the server wants nothing more of this job
-                w.outbox.forget(self.job_id, self.lease.lease_id)
+                ctx.outbox.forget(self.job_id, self.lease.lease_id)
                 (self.dir / "lease.json").unlink(missing_ok=True)
         finally:
             self.beat.stop()
             report.stages["total"] = time.monotonic() - started
             report.energy_wh = self.meter.reading().wh
         return report
+
+    def _report(self, kind: str, payload: dict) -> None:
+        """Writes the job's final word to the outbox; from here on the outbox owns the job's fate."""
+        self.ctx.outbox.add_report(self.job_id, self.lease.lease_id, P.REPORTS[kind](**payload))
+        (self.dir / "lease.json").unlink(missing_ok=True)
 
     def check(self) -> None:
         """Raises what ended the job from outside: a cancel, a lost lease, a stop, a rejected output."""
@@ -198,13 +238,14 @@ class JobRun:
         job_id = self.job_id
         if not job_id.replace("-", "").replace("_", "").isalnum():
             raise Failed(f"job_id: {job_id!r} is not a plain identifier", retryable=False)
-        if self.w.outbox.pending(job_id):
+        if self.ctx.outbox.pending(job_id):
             # Outputs of an earlier attempt still wait to be sent from here: they are not ours any more.
-            self.w.outbox.drop_job(job_id)
+            self.ctx.outbox.drop_job(job_id)
         self._fresh_dir()
         # Written before any work: a crash from here on is found at the next start and the job given back.
         (self.dir / "lease.json").write_text(json.dumps({"job_id": job_id, "lease_id": self.lease.lease_id,
-                                                         "server": self.w.client.server_url}), encoding="utf-8")
+                                                         "server": self.ctx.client.server_url}),
+                                             encoding="utf-8")
 
     def _fresh_dir(self) -> None:
         """A fresh folder for each attempt. What an earlier attempt left and cannot be removed now (Windows
@@ -218,14 +259,14 @@ class JobRun:
 
     def _work(self, spec: P.JobSpec) -> tuple[list[str], dict[str, float], dict, BlenderInstall]:
         """Downloads and renders; returns the output names, stage times, stats and the Blender used."""
-        w, lease = self.w, self.lease
+        ctx, lease = self.ctx, self.lease
         stages: dict[str, float] = {}
         t0 = time.monotonic()
-        w.enter(State.DOWNLOADING, job=JobProgress(self.job_id, "downloading"),
-               message=f"job {self.job_id}: downloading the scene")
+        ctx.stage(State.DOWNLOADING, JobProgress(self.job_id, "downloading"),
+                  f"job {self.job_id}: downloading the scene")
         self.beat.progress = P.Progress(stage="downloading")
-        blend = w.call(fetch_scene, w.cache, w.client, spec.scene, self.dir)
-        images = w.call(fetch_images, w.cache, w.client, spec.overrides.get("images", {}), self.dir)
+        blend = ctx.call(fetch_scene, ctx.cache, ctx.client, spec.scene, self.dir)
+        images = ctx.call(fetch_images, ctx.cache, ctx.client, spec.overrides.get("images", {}), self.dir)
         stages["download"] = time.monotonic() - t0
         blender = self._pick_blender(blend, spec)
         self.before_render()
@@ -243,15 +284,15 @@ class JobRun:
         t0 = time.monotonic()
         render = spec.render.to_json()
         if render.get("device", "AUTO") == "AUTO":
-            render["device"] = w.settings.device
+            render["device"] = ctx.settings.device
         job = {K.RENDER: render, K.FRAMES: todo, K.OUTPUT_DIR: str((self.dir / "out").resolve()),
                K.OVERRIDES: {k: v for k, v in spec.overrides.items() if k != "images"}, K.IMAGES: images,
-               K.DEVICE_TYPE: w.settings.device_type or None, K.GPU_INDICES: list(w.settings.gpu_indices)}
-        w.enter(State.RENDERING, job=JobProgress(self.job_id, "rendering", frame_count=len(todo)),
-               message=f"job {self.job_id}: rendering")
+               K.DEVICE_TYPE: ctx.settings.device_type or None, K.GPU_INDICES: list(ctx.settings.gpu_indices)}
+        ctx.stage(State.RENDERING, JobProgress(self.job_id, "rendering", frame_count=len(todo)),
+                  f"job {self.job_id}: rendering")
         result = self._render(blender, blend, job, spec)
         stages["render"] = time.monotonic() - t0
-        stats["uploaded_during_render"] = len(self.queued) - w.outbox.pending(self.job_id)
+        stats["uploaded_during_render"] = len(self.queued) - ctx.outbox.pending(self.job_id)
         self.check()
         if not result.ok:
             unreadable = _UNREADABLE.search(result.log_tail or "")
@@ -297,12 +338,13 @@ class JobRun:
 
     def before_render(self) -> None:
         self.check()
-        if self.w.decision.paused:
-            self.w.policy.before_render(self, self.w.decision.reason)
+        decision = self.ctx.pause()
+        if decision.paused:
+            self.ctx.policy().before_render(self, decision.reason)
         self.check()
 
     def _render(self, blender: BlenderInstall, blend: Path, job: dict, spec: P.JobSpec) -> RenderResult:
-        w = self.w
+        ctx = self.ctx
         job_id = self.job_id
 
         def on_line(line):
@@ -311,22 +353,23 @@ class JobRun:
             event = line.event
             if event and event.get("event") == K.FILE_SAVED and isinstance(event.get("path"), str) \
                     and not K.is_movie(Path(event["path"]).name):
-                w.post(OutputSaved(job_id, event["path"]))
+                ctx.post(OutputSaved(job_id, event["path"]))
 
         def on_progress(tracker):
-            w.post(RenderProgress(job_id, P.Progress(
+            ctx.post(RenderProgress(job_id, P.Progress(
                 stage="rendering", frame=tracker.frame, frames_done=tracker.frames_done,
                 frame_count=tracker.frame_count, sample=tracker.sample, samples=tracker.samples,
-                percent=tracker.percent, eta_s=tracker.eta_s, gpu=w.snapshot.gpu or None)))
+                percent=tracker.percent, eta_s=tracker.eta_s, gpu=ctx.gpu() or None)))
 
-        self.run = w.make_run(blender.path, blend, job, self.dir, total_timeout=spec.timeouts.total_s,
-                              silence_timeout=spec.timeouts.silence_s, user_dir=w.folders.blender_user,
-                              confine_writes=w.settings.confine_writes,
-                              on_progress=on_progress, on_line=on_line)
-        if w.decision.paused:  # the pause began in the instant before Blender starts
-            w.policy.on_pause(self, w.decision.reason)
+        self.run = ctx.make_run(blender.path, blend, job, self.dir, total_timeout=spec.timeouts.total_s,
+                                silence_timeout=spec.timeouts.silence_s, user_dir=ctx.folders.blender_user,
+                                confine_writes=ctx.settings.confine_writes,
+                                on_progress=on_progress, on_line=on_line)
+        decision = ctx.pause()
+        if decision.paused:  # the pause began in the instant before Blender starts
+            ctx.policy().on_pause(self, decision.reason)
             self.check()
-        return w.call(self.run.run, name="blender")
+        return ctx.call(self.run.run, name="blender")
 
     def _pick_blender(self, blend: Path, spec: P.JobSpec) -> BlenderInstall:
         """The install for this scene: new enough for the job and for the file. A file that is no .blend fails
@@ -341,9 +384,9 @@ class JobRun:
         needed = [v for v in (spec.min_blender_version, header.version_text) if v]
         wanted = max(needed, key=P.version_tuple) if needed else None
         try:
-            return pick(self.w.blenders, wanted)
+            return pick(list(self.ctx.blenders), wanted)
         except BlenderNotFound:
-            have = ", ".join(b.version for b in self.w.blenders)
+            have = ", ".join(b.version for b in self.ctx.blenders)
             if wanted == header.version_text:
                 reason = f"{what}: saved by Blender {wanted}; this PC has {have}"
             else:
@@ -363,9 +406,9 @@ class JobRun:
         except P.ValidationError as error:
             raise Failed(str(error), retryable=False) from None
         strip_volatile_metadata(path)
-        self.w.outbox.add_output(self.job_id, self.lease.lease_id, path.name, path, file_sha256(path))
+        self.ctx.outbox.add_output(self.job_id, self.lease.lease_id, path.name, path, file_sha256(path))
         self.queued.add(path.name)
 
     def _progress(self, suspended: bool) -> JobProgress:
-        current = self.w.snapshot.job or JobProgress(self.job_id, "rendering")
+        current = self.ctx.progress_now() or JobProgress(self.job_id, "rendering")
         return JobProgress(**{**current.__dict__, "suspended": suspended})

@@ -25,12 +25,12 @@ from worker_app import protocol as P
 from worker_app.client import (GatewayCut, LeaseLost, NotFound, Rejected, Unauthorized, Unreachable, WorkerClient,
                                backoff_delay)
 from worker_app.core import events as E
-from worker_app.core.job import JobReport, JobRun
+from worker_app.core.job import JobContext, JobReport, JobRun
 from worker_app.core.eventloop import EventLoop
 from worker_app.core.folders import Folders, interrupted_jobs, prune_job_dirs
 from worker_app.core.policies import POLICIES, PausePolicy
 from worker_app.core.settings import Settings
-from worker_app.core.state import LastJob, Link, LinkProblem, Outcome, Pause, State, Update
+from worker_app.core.state import JobProgress, LastJob, Link, LinkProblem, Outcome, Pause, State, Update
 from worker_app.guard.causes import PauseDecision, PauseKind
 from worker_app.core.outbox import Outbox, OutboxSender
 from worker_app.render import procs
@@ -47,7 +47,7 @@ log = logging.getLogger("homefarm.worker")
 class Worker(EventLoop):
     def __init__(self, client: WorkerClient, blenders: BlenderInstall | list[BlenderInstall], folders: Folders,
                  settings: Settings = Settings(), *, make_client=None, guard=None, monitor=None, ledger=None,
-                 outbox: Outbox | None = None, on_snapshot=None, on_job_end=None, make_run=BlenderRun,
+                 outbox: Outbox | None = None, on_snapshot=None, on_job_end=None, make_run=None,
                  keep_awake: KeepAwake | None = None):
         super().__init__(on_snapshot)
         self.client = client
@@ -61,7 +61,7 @@ class Worker(EventLoop):
         self.ledger = ledger
         self.outbox = outbox
         self.on_job_end = on_job_end or (lambda report: None)
-        self._make_run = make_run  # BlenderRun; the core's unit tests pass a fake of the same shape
+        self._make_run = make_run  # None: Blender itself (warm or cold, as set); the core's tests pass a fake
         self.warm = WarmBlender(folders.jobs.parent / "warm", WarmLimits(idle_s=settings.warm_idle_s),
                                 on_change=lambda running: self.post(E.WarmChanged(running)))
         self.heartbeat_interval = C.HEARTBEAT_INTERVAL
@@ -102,10 +102,11 @@ class Worker(EventLoop):
 
     @property
     def make_run(self):
-        """How a job's Blender runs: in the warm Blender when the owner has it on, else a Blender of its own."""
-        if self.settings.warm and self._make_run is BlenderRun:
-            return functools.partial(WarmRun, self.warm)
-        return self._make_run
+        """How a job's Blender runs: in the warm Blender when the owner has it on, else a Blender of its own
+        (or the fake a test gave)."""
+        if self._make_run is not None:
+            return self._make_run
+        return functools.partial(WarmRun, self.warm) if self.settings.warm else BlenderRun
 
     def _check_warm_vram(self, sample) -> None:
         """An idle warm Blender that holds more than its share of a GPU's memory (where NVML tells) ends."""
@@ -327,7 +328,7 @@ class Worker(EventLoop):
         return lease
 
     def _handle(self, lease: P.Lease) -> Outcome:
-        job = JobRun(self, lease)
+        job = JobRun(lease, self._job_context())
         self._job = job
         if self.decision.paused and job.ended is None:
             self.policy.on_pause(job, self.decision.reason)
@@ -367,10 +368,22 @@ class Worker(EventLoop):
             self.enter(State.BACKING_OFF, message=f"{count} result(s) wait for the server", job=None)
         self.wait_until(lambda: self._stopping.is_set() or not self.outbox.pending(), 1.0)
 
-    def report(self, job: JobRun, kind: str, payload: dict) -> None:
-        """Writes the job's final word to the outbox; from here on the outbox owns the job's fate."""
-        self.outbox.add_report(job.job_id, job.lease.lease_id, P.REPORTS[kind](**payload))
-        (job.dir / "lease.json").unlink(missing_ok=True)
+    def _job_context(self) -> JobContext:
+        """What the next job may use of the worker, and no more."""
+        monitor = self.monitor
+        return JobContext(
+            post=self.post, call=self.call, wait_until=self.wait_until, stage=self._job_stage,
+            progress=self._job_progress, results_sent=self.flush, pause=lambda: self.decision,
+            policy=lambda: self.policy, gpu=lambda: self._snapshot.gpu, progress_now=lambda: self._snapshot.job,
+            client=self.client, make_client=self.make_client, outbox=self.outbox, cache=self.cache,
+            folders=self.folders, settings=self.settings, blenders=tuple(self.blenders), make_run=self.make_run,
+            heartbeat_interval=self.heartbeat_interval, gpu_at_claim=monitor.latest if monitor is not None else None)
+
+    def _job_stage(self, state: State, progress: JobProgress, message: str = "") -> None:
+        self.enter(state, job=progress, **({"message": message} if message else {}))
+
+    def _job_progress(self, progress: JobProgress, message: str = "") -> None:
+        self.show(job=progress, **({"message": message} if message else {}))
 
     def flush(self, job_id: str, timeout: float | None = None) -> E.SentKind | None:
         """Waits until the job's results have left the outbox; returns how (complete, fail, lost...)."""
