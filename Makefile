@@ -6,13 +6,17 @@ STAMP := $(VENV)/.installed
 
 NODE_STAMP := clients/typescript/node_modules/.installed
 
-.PHONY: demo test bench dist venv blender tools node clean
+.PHONY: demo test check bench dist venv blender tools node clean
 
 demo: $(STAMP) blender
 	$(BIN)/homefarm demo
 
 test: $(STAMP) blender tools node
 	$(BIN)/python -m pytest -rP
+
+# The fast tier: no Blender, no database engines, no display; under a minute on two cores.
+check: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/claim_latency.py

@@ -23,7 +23,7 @@ from worker_app.app_client import AppClient
 from worker_app.client import WorkerClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from server_process import start_server  # noqa: E402
+from support.server_process import start_server  # noqa: E402
 
 SCENE = {"url": "/api/worker/v1/assets/" + "c" * 64, "sha256": "c" * 64, "size": 1}
 

@@ -30,7 +30,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from engines import SeaweedS3  # noqa: E402
+from support.engines import SeaweedS3  # noqa: E402
 
 from worker_app import protocol as P  # noqa: E402
 from worker_app.client import WorkerClient  # noqa: E402

@@ -26,8 +26,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from conftest import FAST_RENDER, Served, wait_until  # noqa: E402
-from fake_nvml import FakeProvider  # noqa: E402
+from support.harness import FAST_RENDER, Served, wait_until  # noqa: E402
+from support.fake_nvml import FakeProvider  # noqa: E402
 from worker_app import config as config_mod  # noqa: E402
 from worker_app.render.blender import BlenderRun  # noqa: E402
 from worker_app.render.discovery import find_blender  # noqa: E402

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 from claim_latency import percentile  # noqa: E402
-from server_process import start_server  # noqa: E402
+from support.server_process import start_server  # noqa: E402
 
 SCENE = {"url": "/api/worker/v1/assets/" + "c" * 64, "sha256": "c" * 64, "size": 1}
 PAYLOAD = b"\x89PNG a small output" * 20
@@ -161,7 +161,7 @@ def main() -> int:
 
     engine = None
     if args.postgresql or args.mariadb:
-        from engines import Engine
+        from support.engines import Engine
         engine = Engine.start("postgresql" if args.postgresql else "mariadb", durable=True)
         args.db = engine.new_database()
     servers = []

@@ -23,7 +23,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
-from server_process import start_server  # noqa: E402
+from support.server_process import start_server  # noqa: E402
 from tray_start import start_display  # noqa: E402
 
 
@@ -76,7 +76,7 @@ def main() -> int:
                                   ("tray", [sys.executable, "-m", "worker_app"])):
                 home = tmp / name.replace(" ", "-")
                 env = {**os.environ, "HOMEFARM_HOME": str(home), "DISPLAY": display, "QT_QPA_PLATFORM": "xcb",
-                       "PYTHON_KEYRING_BACKEND": "keyring_file_backend.FileKeyring",
+                       "PYTHON_KEYRING_BACKEND": "support.keyring_file_backend.FileKeyring",
                        "HOMEFARM_TEST_KEYRING": str(home / "keyring.json"),
                        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
                 subprocess.run([sys.executable, "-m", "worker_app", "login", "--server", server.url, "--token-stdin"],

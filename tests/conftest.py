@@ -1,7 +1,6 @@
 import os
 import uuid
 import sys
-import time
 from pathlib import Path
 
 # Qt widgets are tested offscreen, except the one real-tray test, which starts its own X server.
@@ -9,23 +8,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 
-from worker_app.app_client import AppClient  # noqa: E402
 from worker_app.render.discovery import BlenderNotFound, find_blender
-from worker_app.client import WorkerClient
-from worker_app.demo import sample_scene
 from worker_app.server import JobServer
 
 TESTS = Path(__file__).parent
-sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(TESTS))  # the support package, for every tier
 
-# What only a POSIX system has (signals, sessions, pass_fds, X11); each use says why in its reason.
-def posix_only(reason: str):
-    return pytest.mark.skipif(sys.platform == "win32", reason=f"POSIX only: {reason}")
-
-
-# A fast render of the sample scene: tiny, few samples. Blender's start-up dominates.
-FAST_RENDER = {"engine": "CYCLES", "samples": 2, "resolution": [64, 36], "frames": "1", "format": "PNG",
-               "device": "CPU"}
+from support.harness import Served  # noqa: E402 - after the path is set
 
 
 @pytest.fixture(autouse=True)
@@ -40,27 +29,6 @@ def blender():
         return find_blender(os.environ.get("HOMEFARM_TEST_BLENDER", ""))
     except BlenderNotFound as error:
         pytest.fail(f"these tests render with a real Blender: {error}")
-
-
-class Served:
-    def __init__(self, server: JobServer):
-        self.server = server
-        self.url = server.url
-        self.app_token = server.store.create_token("app", "test")
-        self.worker_token = server.store.create_token("worker", "test")
-        self.app = AppClient(self.url, self.app_token)
-
-    def worker_client(self) -> WorkerClient:
-        return WorkerClient(self.url, self.worker_token)
-
-    def upload_scene(self, path: Path | None = None) -> dict:
-        asset = self.app.upload_asset(path or sample_scene())
-        return {"url": asset["url"], "sha256": asset["sha256"], "size": asset["size"]}
-
-    def submit(self, render=None, **extra) -> dict:
-        spec = {"scene": extra.pop("scene", None) or self.upload_scene(), "render": render or FAST_RENDER}
-        spec.update(extra)
-        return self.app.submit(spec)
 
 
 def _serving(tmp_path, lease_ttl: float):
@@ -82,21 +50,11 @@ def quick_served(tmp_path):
     yield from _serving(tmp_path, lease_ttl=4)
 
 
-def wait_until(condition, timeout: float = 30.0, step: float = 0.05, what: str = "condition") -> float:
-    """Polls ``condition`` until it holds and returns when it did; AssertionError at the timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return time.monotonic()
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 # -- real database servers, one of each per session; each test gets an empty database ------------------
 
 @pytest.fixture(scope="session")
 def postgresql_engine():
-    from engines import Engine
+    from support.engines import Engine
     engine = Engine.start("postgresql")
     yield engine
     engine.stop()
@@ -104,7 +62,7 @@ def postgresql_engine():
 
 @pytest.fixture(scope="session")
 def mariadb_engine():
-    from engines import Engine
+    from support.engines import Engine
     engine = Engine.start("mariadb")
     yield engine
     engine.stop()
@@ -121,7 +79,7 @@ def db_url(request, tmp_path):
 @pytest.fixture(scope="session")
 def seaweed():
     """SeaweedFS's S3 gateway on loopback, one per session; each test takes its own key prefix."""
-    from engines import SeaweedS3
+    from support.engines import SeaweedS3
     store = SeaweedS3.start()
     yield store
     store.stop()

@@ -110,13 +110,14 @@ class Outbox:
             row = self._first()
         return None if row is None else _entry(row)
 
-    def wait_next(self, timeout: float) -> Entry | None:
-        """The oldest row; when there is none, waits up to ``timeout`` for one to be added. The look and the
-        wait hold one lock, which ``add_*`` take to notify: a row added just after an empty look wakes the
-        wait instead of sitting out the timeout (a looked-then-waited outbox once held a job's results 5 s)."""
+    def wait_next(self, timeout: float, stopping=lambda: False) -> Entry | None:
+        """The oldest row; when there is none, waits up to ``timeout`` for one to be added, unless
+        ``stopping()``. The look and the wait hold one lock, which ``add_*`` (and a sender's stop) take to
+        notify: a row added just after an empty look wakes the wait instead of sitting out the timeout (a
+        looked-then-waited outbox once held a job's results 5 s, and a stopping worker 5 s more)."""
         with self.changed:
             row = self._first()
-            if row is None:
+            if row is None and not stopping():
                 self.changed.wait(timeout)
                 row = self._first()
         return None if row is None else _entry(row)
@@ -199,15 +200,15 @@ class OutboxSender:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        with self.outbox.changed:
+        with self.outbox.changed:  # under the lock wait_next looks under: the sender cannot miss it
+            self._stop.set()
             self.outbox.changed.notify_all()
         if self._thread:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            entry = self.outbox.wait_next(5.0)
+            entry = self.outbox.wait_next(5.0, self._stop.is_set)
             if entry is not None and not self._stop.is_set():
                 self.send_one(entry)
 

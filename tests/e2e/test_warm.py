@@ -1,0 +1,203 @@
+"""The warm Blender with the real Blender: one process, jobs one after another, nothing leaking between them."""
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from support.pngio import read_png
+from worker_app.blender_scripts import contract as K
+from worker_app.demo import sample_scene
+from worker_app.render.blender import BlenderRun
+from worker_app.render.warm import WarmBlender, WarmLimits, WarmRun
+
+pytestmark = pytest.mark.blender
+RENDER = {"engine": "CYCLES", "samples": 4, "resolution": [64, 36], "format": "PNG", "device": "CPU"}
+A = {}
+B = {"objects": {"Hero": {"location": [0, 0, -20]}}, "collections": {"Props": {"visible": False}},
+     "texts": {"Title": "warm"}, "materials": {"HeroMat": {"base_color": [0, 1, 0]}}}
+
+
+def job_of(tmp_path: Path, name: str, overrides: dict, frames=(1,)) -> tuple[Path, dict]:
+    job_dir = tmp_path / "jobs" / name
+    (job_dir / "out").mkdir(parents=True)
+    return job_dir, {K.RENDER: RENDER, K.FRAMES: list(frames), K.OUTPUT_DIR: str(job_dir / "out"),
+                     K.OVERRIDES: overrides}
+
+
+def render(kind, blender, tmp_path, name, overrides, warm=None, **limits):
+    job_dir, job = job_of(tmp_path, name, overrides)
+    args = (blender.path, sample_scene(), job, job_dir)
+    kwargs = dict(total_timeout=limits.get("total", 120), silence_timeout=60, user_dir=tmp_path / "user")
+    run = WarmRun(warm, *args, **kwargs) if kind == "warm" else BlenderRun(*args, **kwargs)
+    result = run.run()
+    return run, result
+
+
+def digest(result) -> str:
+    """The SHA-256 of the frame's pixels (the PNG's text chunks carry the render's date and time)."""
+    width, height, pixels = read_png(Path(result.saved[0]))
+    return hashlib.sha256(repr((width, height, pixels)).encode()).hexdigest()
+
+
+def test_jobs_in_one_warm_process_match_cold_renders_pixel_for_pixel(blender, tmp_path):
+    cold = {name: digest(render("cold", blender, tmp_path, f"cold-{name}", over)[1])
+            for name, over in (("A", A), ("B", B))}
+    assert cold["A"] != cold["B"]  # the overrides change the picture
+    warm = WarmBlender(tmp_path / "warm")
+    try:
+        seen = []
+        for name, over in (("A", A), ("B", B), ("A", A)):
+            run, result = render("warm", blender, tmp_path, f"warm-{name}-{len(seen)}", over, warm)
+            assert result.ok, result.reason
+            seen.append((name, digest(result), run.proc.pid))
+        assert [(n, d) for n, d, _ in seen] == [(n, cold[n]) for n, _, _ in seen]
+        assert len({pid for _, _, pid in seen}) == 1, "all three in one process"
+        assert warm.jobs_done == 3
+    finally:
+        warm.close("the test is over")
+
+
+def test_a_failing_job_reports_its_reason_and_the_process_serves_the_next(blender, tmp_path):
+    warm = WarmBlender(tmp_path / "warm")
+    try:
+        _, bad = render("warm", blender, tmp_path, "bad", {"objects": {"Ghost": {"visible": False}}}, warm)
+        assert not bad.ok and bad.exit_code == K.SCRIPT_EXIT_CODE
+        assert bad.reason.startswith("overrides.objects.Ghost: no object named 'Ghost'")
+        pid = warm.proc.pid
+        _, good = render("warm", blender, tmp_path, "good", A, warm)
+        assert good.ok and warm.proc.pid == pid
+    finally:
+        warm.close("the test is over")
+
+
+def test_the_process_is_recycled_after_n_jobs_and_above_the_memory_limit(blender, tmp_path):
+    warm = WarmBlender(tmp_path / "warm", WarmLimits(max_jobs=2))
+    try:
+        pids = []
+        for n in range(3):
+            run, result = render("warm", blender, tmp_path, f"n{n}", A, warm)
+            assert result.ok
+            pids.append(run.proc.pid)
+        assert pids[0] == pids[1] != pids[2]
+        assert not psutil.pid_exists(pids[0])
+    finally:
+        warm.close("the test is over")
+    small = WarmBlender(tmp_path / "warm-small", WarmLimits(max_rss=1))
+    run, result = render("warm", blender, tmp_path, "rss", A, small)
+    assert result.ok and not small.running, "above the memory limit, it ended after the job"
+
+
+def test_an_idle_warm_process_ends(blender, tmp_path):
+    warm = WarmBlender(tmp_path / "warm", WarmLimits(idle_s=1.0))
+    run, result = render("warm", blender, tmp_path, "idle", A, warm)
+    assert result.ok and warm.running
+    deadline = time.monotonic() + 20
+    while warm.proc is not None and time.monotonic() < deadline:  # closed: no process, no pid file
+        time.sleep(0.1)
+    assert warm.proc is None and run.proc.poll() is not None and not warm.pidfile.exists()
+
+
+def test_a_stop_mid_render_ends_the_process_at_once(blender, tmp_path):
+    """A pause for a game stops a warm job as it stops a cold one: the process goes, its memory with it."""
+    warm = WarmBlender(tmp_path / "warm")
+    job_dir, job = job_of(tmp_path, "long", A)
+    job[K.RENDER] = {**RENDER, "samples": 4000, "resolution": [320, 180]}
+    run = WarmRun(warm, blender.path, sample_scene(), job, job_dir, total_timeout=300, silence_timeout=60,
+                  user_dir=tmp_path / "user")
+    got = {}
+    thread = threading.Thread(target=lambda: got.update(result=run.run()))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not (run.proc is not None and (run.tracker.sample or 0) >= 1) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = run.proc.pid
+    stopped = time.monotonic()
+    run.stop("the owner started a game")
+    thread.join(30)
+    assert time.monotonic() - stopped < 5
+    assert got["result"].stopped == "the owner started a game" and not warm.running
+    assert run.proc.poll() is not None and run.proc.pid == pid
+
+
+def test_a_crash_is_retried_once_in_a_fresh_process(blender, tmp_path):
+    warm = WarmBlender(tmp_path / "warm")
+    try:
+        run, first = render("warm", blender, tmp_path, "before", A, warm)
+        pid = run.proc.pid
+        job_dir, job = job_of(tmp_path, "crash", A)
+        crashes = []
+        real_send = warm.send
+
+        def send_then_crash(job_file):
+            real_send(job_file)
+            if not crashes:  # the first try dies under the job, as a crash would
+                crashes.append(warm.proc.pid)
+                warm.proc.kill()
+
+        warm.send = send_then_crash
+        run = WarmRun(warm, blender.path, sample_scene(), job, job_dir, total_timeout=120, silence_timeout=60,
+                      user_dir=tmp_path / "user")
+        result = run.run()
+        assert result.ok, result.reason
+        assert crashes == [pid] and run.proc.pid != pid
+    finally:
+        warm.close("the test is over")
+
+
+def test_the_warm_process_outlives_the_thread_of_the_job_that_started_it(blender, tmp_path):
+    """Each job runs on a thread of its own, and Linux kills a Blender when the thread that started it ends
+    (so that none outlives a dead worker): the warm one is started from a thread that lives on."""
+    warm = WarmBlender(tmp_path / "warm")
+    try:
+        pids = []
+        for n in range(2):
+            got = {}
+            thread = threading.Thread(target=lambda: got.update(zip(("run", "result"),
+                                                                    render("warm", blender, tmp_path, f"t{n}", A,
+                                                                           warm))))
+            thread.start()
+            thread.join(120)
+            assert got["result"].ok
+            pids.append(got["run"].proc.pid)
+            time.sleep(0.3)  # the kernel's signal would come at once
+            assert warm.running
+        assert pids[0] == pids[1]
+    finally:
+        warm.close("the test is over")
+
+
+def test_the_worker_shows_blender_warm_and_a_pause_ends_the_idle_warm_blender(served, blender, tmp_path):
+    from support.running import Running
+    from worker_app.core import State
+    from worker_app.core import events as E
+    from worker_app.guard.causes import PauseDecision
+
+    job = served.submit({**RENDER, "frames": "1"})
+    running = Running(served, blender, tmp_path, max_jobs=2, warm=True)
+    try:
+        wait_for(lambda: served.app.job(job["id"])["state"] == "done", "the job done")
+        running.wait_for_state(State.WAITING)
+        wait_for(lambda: running.worker.snapshot.blender_warm, "the tray to show Blender warm")
+        pids = running.worker.own_pids()
+        assert pids, "the idle warm Blender is ours: no detector takes it for a game"
+        started = time.monotonic()
+        running.worker.post(E.PauseChanged(PauseDecision(True, "Paused: eldenring.exe is running")))
+        wait_for(lambda: not running.worker.warm.running, "the warm Blender to end")
+        assert time.monotonic() - started < 3
+        wait_for(lambda: not running.worker.snapshot.blender_warm, "the tray to show it gone")
+        assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                       for pid in pids)
+    finally:
+        running.worker.stop()
+        running.finish(60)
+
+
+def wait_for(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
