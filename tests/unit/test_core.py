@@ -536,3 +536,16 @@ def test_a_sender_stopped_just_before_it_waits_ends_at_once(tmp_path, monkeypatc
     stopper[0].join(5)
     outbox.close()
     assert took < 1.0, f"the sender took {took:.1f} s to stop"
+
+
+def test_a_server_that_forgot_the_worker_is_signed_on_to_again(core, client):
+    # A new database behind the same address: the claim is refused naming the field worker_id (422), and the
+    # worker signs on again instead of backing off for good. The field comes from the error's body, not its words.
+    from worker_app.client import Rejected
+    forgot = [Rejected("POST /api/worker/v1/claim: 422 unknown worker; POST /hello first", 422,
+                       {"error": "invalid", "message": "unknown worker; POST /hello first", "field": "worker_id"})]
+    client.claim_error = lambda: forgot.pop() if forgot else None
+    client.leases.put(lease("1", frames="1"))
+    c = core(max_jobs=1)
+    assert c.report().outcome == Outcome.DONE
+    assert [call[0] for call in client.calls].count("hello") == 2

@@ -146,7 +146,7 @@ class Worker(EventLoop):
             return
         job = self._job
         if (self.settings.keep_awake and job is not None and job.ended is None and not self._stopping.is_set()
-                and not (self.decision.paused and self.settings.pause_policy != "finish")):
+                and not (self.decision.paused and not self.policy.renders_while_paused)):
             self.keep_awake.hold(f"rendering job {job.job_id}")
         else:
             self.keep_awake.release()

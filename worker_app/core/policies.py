@@ -10,6 +10,7 @@ from worker_app.core.state import Outcome
 
 class PausePolicy:
     name = ""
+    renders_while_paused = False  # Blender goes on with the job during a pause (the PC is then kept awake)
 
     def on_pause(self, job, reason: str) -> None:
         """The pause began while ``job`` runs."""
@@ -49,6 +50,7 @@ class Suspend(PausePolicy):
 class Finish(PausePolicy):
     """Let the running job finish; claim nothing new until the pause ends."""
     name = "finish"
+    renders_while_paused = True
 
 
 POLICIES: dict[str, PausePolicy] = {p.name: p for p in (Requeue(), Suspend(), Finish())}
