@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from worker_app import layout as L
 from worker_app import constants as C
 from worker_app.blender_scripts import contract as K
 from worker_app.protocol.fields import DEVICES
@@ -60,15 +61,35 @@ class Paths:
 
     @property
     def jobs_dir(self) -> Path:
-        return self.data_dir / "jobs"
+        return self.data_dir / L.JOBS
 
     @property
     def scene_cache(self) -> Path:
-        return self.cache_dir / "scenes"
+        return self.cache_dir / L.SCENES
+
+    @property
+    def outbox_file(self) -> Path:
+        return self.data_dir / L.OUTBOX
+
+    @property
+    def pause_file(self) -> Path:
+        return self.data_dir / L.PAUSE
+
+    @property
+    def stats_file(self) -> Path:
+        return self.data_dir / L.STATS
+
+    @property
+    def warm_dir(self) -> Path:
+        return self.data_dir / L.WARM
+
+    @property
+    def tray_lock(self) -> Path:
+        return self.data_dir / L.TRAY_LOCK
 
     @property
     def server_dir(self) -> Path:
-        return self.data_dir / "server"
+        return self.data_dir / L.SERVER
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from worker_app import layout as L
 from worker_app import config as config_mod
 from worker_app.system import gpu
 from worker_app.render.discovery import BlenderNotFound, find_installs, probe_devices
@@ -78,7 +79,7 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None, token_
     checks.append(_pause_check(cfg, paths))
     checks.append(_awake_check(cfg, awake_backend))
 
-    outbox_file = paths.data_dir / "outbox.sqlite3"
+    outbox_file = paths.outbox_file
     if outbox_file.exists():
         from worker_app.core.outbox import Outbox
         box = Outbox(outbox_file)
@@ -169,7 +170,7 @@ def _warm_check(cfg: config_mod.Config, paths: config_mod.Paths) -> Check:
     if not cfg.warm:
         return Check("warm", True, "off: every job starts its own Blender", required=False)
     from worker_app.render.warm import running_pid
-    pid = running_pid(paths.jobs_dir.parent / "warm" / "blender.pid")
+    pid = running_pid(paths.warm_dir / L.PIDFILE)
     now = f"open now (pid {pid}), holding its memory until {cfg.warm_idle_s:g} s without a job" if pid \
         else "not open now (it starts with the next job)"
     return Check("warm", True, f"on: Blender stays open between jobs; {now}", required=False)

@@ -18,11 +18,11 @@ from worker_app.core import Folders, Settings, Worker
 
 
 def manual_pause(paths: config_mod.Paths) -> G.ManualPause:
-    return G.ManualPause(paths.data_dir / "pause.json")
+    return G.ManualPause(paths.pause_file)
 
 
 def ledger(paths: config_mod.Paths) -> Ledger:
-    return Ledger(paths.data_dir / "stats.sqlite3")
+    return Ledger(paths.stats_file)
 
 
 def build_guard(cfg: config_mod.Config, paths: config_mod.Paths, own_pids, own_paths, monitor: GpuMonitor,

@@ -33,3 +33,19 @@ def test_the_worker_loads_none_of_the_server(statement):
     assert [m for m in loaded if m.startswith("worker_app.server")] == []
     assert not {"sqlalchemy", "starlette", "uvicorn", "boto3", "psycopg", "pymysql"} & {m.split(".")[0]
                                                                                       for m in loaded}
+
+
+def test_every_file_of_the_data_dir_is_named_once_in_the_layout():
+    # worker_app/layout.py owns the names; no other module of the worker spells one out.
+    import re
+    from support.harness import ROOT
+    from worker_app import layout
+    names = {value for key, value in vars(layout).items() if key.isupper() and "." in value}
+    assert {"lease.json", "outbox.sqlite3", "pause.json", "stats.sqlite3", "blender.pid"} <= names
+    spelled = []
+    for path in (ROOT / "worker_app").rglob("*.py"):
+        if path.name == "layout.py" or "server" in path.relative_to(ROOT).parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        spelled += [f"{path.relative_to(ROOT)}: {name}" for name in names if re.search(rf"[\"'/]{re.escape(name)}[\"']", text)]
+    assert spelled == [], spelled

@@ -8,6 +8,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker_app import layout as L
 from worker_app import protocol as P
 from worker_app.core.outbox import Outbox
 
@@ -24,13 +25,13 @@ class Folders:
 
     @property
     def outbox(self) -> Path:
-        return self.jobs.parent / "outbox.sqlite3"
+        return self.jobs.parent / L.OUTBOX
 
 
 def interrupted_jobs(jobs_dir: Path, outbox: Outbox) -> list[str]:
     """After a crash or reboot: a job that was claimed but never reported is given back through the outbox."""
     found = []
-    for lease_file in sorted(jobs_dir.glob("*/lease.json")):
+    for lease_file in sorted(jobs_dir.glob(f"*/{L.LEASE}")):
         try:
             held = json.loads(lease_file.read_text(encoding="utf-8"))
             job_id, lease_id = str(held["job_id"]), str(held["lease_id"])
@@ -50,7 +51,7 @@ def prune_job_dirs(jobs_dir: Path, outbox: Outbox, keep: str | None = None, newe
     for folder in jobs_dir.iterdir():
         if folder.name.startswith(".stale-"):  # set aside by a job whose files were held open
             shutil.rmtree(folder, ignore_errors=True)
-        elif folder.is_dir() and folder.name != keep and not (folder / "lease.json").exists() \
+        elif folder.is_dir() and folder.name != keep and not (folder / L.LEASE).exists() \
                 and not outbox.pending(folder.name):
             finished.append(folder)
     finished.sort(key=lambda f: f.stat().st_mtime, reverse=True)

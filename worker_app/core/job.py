@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from worker_app import layout as L
 from worker_app import constants as C
 from worker_app import protocol as P
 from worker_app.blender_scripts import contract as K
@@ -178,7 +179,7 @@ class JobRun:
                 log.exception("job %s: unexpected error", self.job_id)
                 raise Failed("homefarm hit an unexpected error while running the job (see the PC's log); "
                              "the job is offered again", retryable=True) from None
-            report.outputs = [self.dir / "out" / name for name in outputs]
+            report.outputs = [self.dir / L.OUTPUTS / name for name in outputs]
             stats.update({f"{k}_s": round(v, 3) for k, v in report.stages.items()})
             stats.update(blender=blender.version, frames=len(spec.render.frame_list()),
                          total_s=round(time.monotonic() - started, 3))
@@ -215,7 +216,7 @@ class JobRun:
                 ctx.results_sent(self.job_id, timeout=5.0)
             else:  # lost or canceled: the server wants nothing more of this job
                 ctx.outbox.forget(self.job_id, self.lease.lease_id)
-                (self.dir / "lease.json").unlink(missing_ok=True)
+                (self.dir / L.LEASE).unlink(missing_ok=True)
         finally:
             self.beat.stop()
             report.stages["total"] = time.monotonic() - started
@@ -225,7 +226,7 @@ class JobRun:
     def _report(self, kind: str, payload: dict) -> None:
         """Writes the job's final word to the outbox; from here on the outbox owns the job's fate."""
         self.ctx.outbox.add_report(self.job_id, self.lease.lease_id, P.REPORTS[kind](**payload))
-        (self.dir / "lease.json").unlink(missing_ok=True)
+        (self.dir / L.LEASE).unlink(missing_ok=True)
 
     def check(self) -> None:
         """Raises what ended the job from outside: a cancel, a lost lease, a stop, a rejected output."""
@@ -243,7 +244,7 @@ class JobRun:
             self.ctx.outbox.drop_job(job_id)
         self._fresh_dir()
         # Written before any work: a crash from here on is found at the next start and the job given back.
-        (self.dir / "lease.json").write_text(json.dumps({"job_id": job_id, "lease_id": self.lease.lease_id,
+        (self.dir / L.LEASE).write_text(json.dumps({"job_id": job_id, "lease_id": self.lease.lease_id,
                                                          "server": self.ctx.client.server_url}),
                                              encoding="utf-8")
 
@@ -255,7 +256,7 @@ class JobRun:
             aside = self.dir.with_name(f".stale-{self.job_id}-{time.time_ns()}")
             self.dir.rename(aside)  # an OSError here fails this attempt, retryable
             shutil.rmtree(aside, ignore_errors=True)
-        (self.dir / "out").mkdir(parents=True)
+        (self.dir / L.OUTPUTS).mkdir(parents=True)
 
     def _work(self, spec: P.JobSpec) -> tuple[list[str], dict[str, float], dict, BlenderInstall]:
         """Downloads and renders; returns the output names, stage times, stats and the Blender used."""
@@ -285,7 +286,7 @@ class JobRun:
         render = spec.render.to_json()
         if render.get("device", "AUTO") == "AUTO":
             render["device"] = ctx.settings.device
-        job = {K.RENDER: render, K.FRAMES: todo, K.OUTPUT_DIR: str((self.dir / "out").resolve()),
+        job = {K.RENDER: render, K.FRAMES: todo, K.OUTPUT_DIR: str((self.dir / L.OUTPUTS).resolve()),
                K.OVERRIDES: {k: v for k, v in spec.overrides.items() if k != "images"}, K.IMAGES: images,
                K.DEVICE_TYPE: ctx.settings.device_type or None, K.GPU_INDICES: list(ctx.settings.gpu_indices)}
         ctx.stage(State.RENDERING, JobProgress(self.job_id, "rendering", frame_count=len(todo)),
@@ -334,7 +335,7 @@ class JobRun:
         if redirected:
             log.warning("job %s: %d path(s) of the scene pointed into the job's folder: %s", self.job_id,
                         len(redirected), "; ".join(f"{r['what']}: {r['from']!r}" for r in redirected[:10]))
-            (self.dir / "redirected.json").write_text(json.dumps(redirected, indent=2), encoding="utf-8")
+            (self.dir / L.REDIRECTED).write_text(json.dumps(redirected, indent=2), encoding="utf-8")
 
     def before_render(self) -> None:
         self.check()
@@ -395,7 +396,7 @@ class JobRun:
 
     def _queue_output(self, path: Path) -> None:
         """An output Blender has saved: checked, cleaned of volatile metadata, hashed, into the outbox."""
-        out_dir = (self.dir / "out").resolve()
+        out_dir = (self.dir / L.OUTPUTS).resolve()
         path = Path(path).resolve()
         if path.name in self.queued:
             return

@@ -19,6 +19,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from worker_app import layout as L
 from worker_app import __version__
 from worker_app import constants as C
 from worker_app import protocol as P
@@ -62,7 +63,7 @@ class Worker(EventLoop):
         self.outbox = outbox
         self.on_job_end = on_job_end or (lambda report: None)
         self._make_run = make_run  # None: Blender itself (warm or cold, as set); the core's tests pass a fake
-        self.warm = WarmBlender(folders.jobs.parent / "warm", WarmLimits(idle_s=settings.warm_idle_s),
+        self.warm = WarmBlender(folders.jobs.parent / L.WARM, WarmLimits(idle_s=settings.warm_idle_s),
                                 on_change=lambda running: self.post(E.WarmChanged(running)))
         self.heartbeat_interval = C.HEARTBEAT_INTERVAL
         self.worker_id: str | None = None
@@ -251,7 +252,7 @@ class Worker(EventLoop):
     def run(self) -> None:
         self._loop_thread = self._loop_thread or threading.current_thread()
         self.folders.jobs.mkdir(parents=True, exist_ok=True)
-        reaped = procs.reap_orphans([*self.folders.jobs.glob("*/blender.pid"), self.warm.pidfile])
+        reaped = procs.reap_orphans([*self.folders.jobs.glob(f"*/{L.PIDFILE}"), self.warm.pidfile])
         if reaped:
             log.warning("ended %d Blender process(es) left by an earlier run", reaped)
         if self.outbox is None:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from worker_app import layout as L
 from worker_app import constants as C
 from worker_app.blender_scripts import contract as K
 from worker_app.render import output as blender_output
@@ -112,21 +113,21 @@ class BlenderRun:
 
     def write_job_file(self) -> Path:
         """The job as the bundled script reads it, in the job's folder."""
-        job_file = self.job_dir / "job.json"
+        job_file = self.job_dir / L.JOB_FILE
         job = {K.JOB_DIR: str(self.job_dir.resolve()), **self.job, K.SCENE_FILE: str(Path(self.blend_file).resolve())}
         job_file.write_text(json.dumps(job, indent=2), encoding="utf-8")
         return job_file
 
     def run(self) -> RenderResult:
         job_file = self.write_job_file()
-        log_path = self.job_dir / "blender.log"
+        log_path = self.job_dir / L.LOG
         cmd = render_command(self.blender, job_file, self.script)
         started = time.monotonic()
         lines: queue.Queue[bytes | None] = queue.Queue()
         writable = [self.job_dir] + ([self.user_dir] if self.user_dir else [])
         self.proc = procs.start(cmd, cwd=self.job_dir, env=blender_env(self.user_dir, self.tmp_dir),
                                 writable=writable if self.confine_writes else None,
-                                pidfile=self.job_dir / "blender.pid")
+                                pidfile=self.job_dir / L.PIDFILE)
         reader = threading.Thread(target=_pump, args=(self.proc.stdout, lines), daemon=True,
                                   name="blender-output")
         reader.start()
@@ -145,7 +146,7 @@ class BlenderRun:
             if exit_code is None:
                 exit_code = procs.stop(self.proc)
             reader.join(timeout=2)
-            (self.job_dir / "blender.pid").unlink(missing_ok=True)
+            (self.job_dir / L.PIDFILE).unlink(missing_ok=True)
         return self._result(exit_code, time.monotonic() - started)
 
     def _watch(self, lines: queue.Queue, log_path: Path, started: float) -> bool:
@@ -200,7 +201,7 @@ class BlenderRun:
     @property
     def tmp_dir(self) -> Path:
         """Blender's temporary folder (render buffers, its crash report): inside the job's folder."""
-        return self.job_dir / "tmp"
+        return self.job_dir / L.TMP
 
     def crash_report(self) -> tuple[str, str]:
         """The crash log Blender wrote, by name, with its last lines; ("", "") when there is none.

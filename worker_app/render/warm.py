@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psutil
 
+from worker_app import layout as L
 from worker_app import constants as C
 from worker_app.blender_scripts import contract as K
 from worker_app.render import procs
@@ -71,11 +72,11 @@ class WarmBlender:
 
     @property
     def pidfile(self) -> Path:
-        return self.folder / "blender.pid"
+        return self.folder / L.PIDFILE
 
     @property
     def tmp_dir(self) -> Path:
-        return self.folder / "tmp"
+        return self.folder / L.TMP
 
     def pids(self) -> set[int]:
         return procs.tree_pids(self.proc)
@@ -244,7 +245,7 @@ class WarmRun(BlenderRun):
         died = False
         try:
             self.warm.send(job_file)
-            self._watch(self.warm.lines, self.job_dir / "blender.log", started)
+            self._watch(self.warm.lines, self.job_dir / L.LOG, started)
         except OSError:  # it was gone before it read the job
             pass
         finally:

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName("homefarm")
     app.setQuitOnLastWindowClosed(False)  # closing a dialog must not end the tray
     paths.data_dir.mkdir(parents=True, exist_ok=True)
-    single = SingleInstance(str(paths.data_dir / "tray.lock"))
+    single = SingleInstance(str(paths.tray_lock))
     if not single.acquire():
         single.notify_running()
         print("homefarm is already running; it was asked to show itself")
