@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -27,6 +28,7 @@ from worker_app.system.files import write_atomic
 APP_NAME = "homefarm"
 
 DEVICE_TYPES = ("", *K.GPU_BACKENDS)
+PAUSE_POLICIES = ("requeue", "suspend", "finish")  # core/policies.py: one class each
 
 
 class ConfigError(ValueError):
@@ -179,19 +181,10 @@ def _indices(key, value):
     return tuple(value)
 
 
-# What a list of each key looks like, for its error message.
-LIST_EXAMPLES = {
-    "guard.games": '["eldenring.exe", "cs2.exe"]',
-    "guard.not_games": '["obs64.exe"]',
-    "guard.game_folders": '["D:\\Games"]',
-    "guard.render_only": '["mon-fri 01:00-08:00", "18:00-23:00"]',
-    "guard.never": '["sat-sun 10:00-22:00"]',
-}
-
-
 def _strings(key, value):
     if not isinstance(value, list) or len(value) > 500 or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(key, "must be a list of strings, e.g. " + LIST_EXAMPLES.get(key, '["one", "two"]'))
+        example = next((s.example for s in SETTINGS if s.dotted == key and s.example), '["one", "two"]')
+        raise ConfigError(key, "must be a list of strings, e.g. " + example)
     return tuple(value)
 
 
@@ -231,43 +224,65 @@ def _url(key, value):
     return value.rstrip("/")
 
 
-KEYS = {
-    ("server", "url"): ("server_url", _url),
-    ("server", "allow_insecure_http"): ("allow_insecure_http", _bool),
-    ("worker", "name"): ("worker_name", _text),
-    ("worker", "claim_wait_s"): ("claim_wait_s", _wait),
-    ("blender", "path"): ("blender_path", _text),
-    ("blender", "device"): ("device", _device),
-    ("blender", "device_type"): ("device_type", _device_type),
-    ("blender", "gpu_indices"): ("gpu_indices", _indices),
-    ("blender", "confine_writes"): ("confine_writes", _bool),
-    ("blender", "warm"): ("warm", _bool),
-    ("blender", "warm_idle_s"): ("warm_idle_s", _number_in(5, 86400)),
-    ("guard", "pause_while_gaming"): ("pause_while_gaming", _bool),
-    ("guard", "games"): ("games", _strings),
-    ("guard", "game_folders"): ("game_folders", _strings),
-    ("guard", "not_games"): ("not_games", _strings),
-    ("guard", "foreign_gpu_load_percent"): ("foreign_gpu_load_percent", _number_in(0, 100, integer=True)),
-    ("guard", "foreign_gpu_seconds"): ("foreign_gpu_seconds", _number_in(0, 3600)),
-    ("guard", "full_screen_hint"): ("full_screen_hint", _bool),
-    ("guard", "pause_when_active"): ("pause_when_active", _bool),
-    ("guard", "active_idle_s"): ("active_idle_s", _number_in(5, 86400)),
-    ("guard", "render_only"): ("render_only", _windows),
-    ("guard", "never"): ("never", _windows),
-    ("guard", "max_gpu_temp_c"): ("max_gpu_temp_c", _number_in(0, 120, integer=True)),
-    ("guard", "max_gpu_power_w"): ("max_gpu_power_w", _number_in(0, 2000)),
-    ("guard", "hold_off_s"): ("hold_off_s", _number_in(0, 3600)),
-    ("guard", "pause_policy"): ("pause_policy", _choice("requeue", "suspend", "finish")),
-    ("guard", "check_interval_s"): ("check_interval_s", _number_in(0.2, 60)),
-    ("guard", "gpu_interval_s"): ("gpu_interval_s", _number_in(0.5, 60)),
-    ("power", "keep_awake"): ("keep_awake", _bool),
-    ("notify", "gaming"): ("notify_gaming", _bool),
-    ("notify", "jobs"): ("notify_jobs", _bool),
-    ("storage", "cache_max_gb"): ("cache_max_gb", _number_in(0.1, 100_000)),
-    ("storage", "min_free_gb"): ("min_free_gb", _number_in(0, 100_000)),
-    ("energy", "price_per_kwh"): ("price_per_kwh", _number_in(0, 100)),
-    ("energy", "currency"): ("currency", _text),
-}
+@dataclass(frozen=True)
+class Setting:
+    """One key of the config file: where it lives, the Config attribute it fills, its check, and how the tray's
+    Settings dialog shows it (no label: the file and `homefarm config` only). ``SETTINGS`` is the one list:
+    ``KEYS``, the dialog's fields and the list examples in errors come from it; tests check that ``Config``'s
+    fields and defaults and the commented default file agree with it."""
+    section: str
+    key: str
+    attr: str
+    check: Callable[[str, object], object]
+    label: str = ""
+    kind: str | tuple[str, ...] = ""  # in the dialog: text, lines, indices, number, blender, or the choices
+    example: str = ""  # for a list key: what a right value looks like, in its error
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.section}.{self.key}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("server", "url", "server_url", _url, "Server URL", "text"),
+    Setting("server", "allow_insecure_http", "allow_insecure_http", _bool),
+    Setting("worker", "name", "worker_name", _text, "Worker name", "text"),
+    Setting("worker", "claim_wait_s", "claim_wait_s", _wait),
+    Setting("blender", "path", "blender_path", _text, "Blender", "blender"),
+    Setting("blender", "device", "device", _device, "Render device", DEVICES),
+    Setting("blender", "device_type", "device_type", _device_type, "GPU backend", DEVICE_TYPES),
+    Setting("blender", "gpu_indices", "gpu_indices", _indices, "GPUs (numbers, empty: all)", "indices"),
+    Setting("blender", "confine_writes", "confine_writes", _bool),
+    Setting("blender", "warm", "warm", _bool),
+    Setting("blender", "warm_idle_s", "warm_idle_s", _number_in(5, 86400)),
+    Setting("guard", "pause_while_gaming", "pause_while_gaming", _bool),
+    Setting("guard", "games", "games", _strings, "More games (one per line)", "lines", '["eldenring.exe", "cs2.exe"]'),
+    Setting("guard", "game_folders", "game_folders", _strings, example='["D:\\Games"]'),
+    Setting("guard", "not_games", "not_games", _strings, "Never pause for (one per line)", "lines", '["obs64.exe"]'),
+    Setting("guard", "foreign_gpu_load_percent", "foreign_gpu_load_percent", _number_in(0, 100, integer=True)),
+    Setting("guard", "foreign_gpu_seconds", "foreign_gpu_seconds", _number_in(0, 3600)),
+    Setting("guard", "full_screen_hint", "full_screen_hint", _bool),
+    Setting("guard", "pause_when_active", "pause_when_active", _bool),
+    Setting("guard", "active_idle_s", "active_idle_s", _number_in(5, 86400)),
+    Setting("guard", "render_only", "render_only", _windows, "Render only during (one window per line)", "lines",
+            '["mon-fri 01:00-08:00", "18:00-23:00"]'),
+    Setting("guard", "never", "never", _windows, "Never render during", "lines", '["sat-sun 10:00-22:00"]'),
+    Setting("guard", "max_gpu_temp_c", "max_gpu_temp_c", _number_in(0, 120, integer=True)),
+    Setting("guard", "max_gpu_power_w", "max_gpu_power_w", _number_in(0, 2000)),
+    Setting("guard", "hold_off_s", "hold_off_s", _number_in(0, 3600), "Resume after the game ends (s)", "number"),
+    Setting("guard", "pause_policy", "pause_policy", _choice(*PAUSE_POLICIES), "When pausing a job", PAUSE_POLICIES),
+    Setting("guard", "check_interval_s", "check_interval_s", _number_in(0.2, 60)),
+    Setting("guard", "gpu_interval_s", "gpu_interval_s", _number_in(0.5, 60)),
+    Setting("power", "keep_awake", "keep_awake", _bool),
+    Setting("notify", "gaming", "notify_gaming", _bool),
+    Setting("notify", "jobs", "notify_jobs", _bool),
+    Setting("storage", "cache_max_gb", "cache_max_gb", _number_in(0.1, 100_000)),
+    Setting("storage", "min_free_gb", "min_free_gb", _number_in(0, 100_000)),
+    Setting("energy", "price_per_kwh", "price_per_kwh", _number_in(0, 100), "Electricity price per kWh", "number"),
+    Setting("energy", "currency", "currency", _text, "Currency", "text"),
+)
+# (section, key) -> (Config attribute, checker): how the file is read
+KEYS = {(s.section, s.key): (s.attr, s.check) for s in SETTINGS}
 
 
 def is_loopback(host: str | None) -> bool:

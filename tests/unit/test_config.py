@@ -106,3 +106,32 @@ def test_a_file_held_open_for_good_gives_a_clear_error_and_leaves_no_temp(tmp_pa
     with pytest.raises(PermissionError):
         files.write_atomic(tmp_path / "config.toml", "x = 1\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_settings_table_is_the_one_owner_of_every_key():
+    # config.SETTINGS names each key once; Config, the reader (KEYS), the Settings dialog's fields and the
+    # commented default file must agree with it.
+    import dataclasses
+    import tomllib
+    from support.harness import ROOT
+    from worker_app import config as config_mod
+    from worker_app.core.policies import POLICIES
+    table = {s.dotted: s for s in config_mod.SETTINGS}
+    assert len(table) == len(config_mod.SETTINGS), "a key listed twice"
+    assert {s.attr for s in config_mod.SETTINGS} == {f.name for f in dataclasses.fields(config_mod.Config)}
+    assert set(config_mod.KEYS) == {(s.section, s.key) for s in config_mod.SETTINGS}
+    assert set(config_mod.PAUSE_POLICIES) == set(POLICIES)
+    default_text = (ROOT / "resources" / "default_config.toml").read_text(encoding="utf-8")
+    default = tomllib.loads(default_text)
+    in_file = {f"{section}.{key}": value for section, keys in default.items() for key, value in keys.items()}
+    assert set(in_file) == set(table), "the default file documents every key, and only those"
+    defaults = config_mod.Config()
+    for dotted, value in in_file.items():
+        if dotted == "worker.name":
+            continue  # empty in the file: the computer's name
+        assert config_mod.value_of(defaults, dotted) == value, dotted
+    assert config_mod.parse(default) == config_mod.Config(worker_name=defaults.worker_name)
+    from worker_app.tray.settings import FIELDS
+    assert [key for key, _label, _kind in FIELDS] == [s.dotted for s in config_mod.SETTINGS if s.label]
+    assert all(kind in ("text", "lines", "indices", "number", "blender") or isinstance(kind, tuple)
+               for _key, _label, kind in FIELDS)

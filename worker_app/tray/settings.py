@@ -28,23 +28,8 @@ PLACEHOLDERS = {
     "guard.never": "sat-sun 10:00-22:00",
 }
 
-# (config key, label, kind); a kind is "text", "lines", "indices", "number", "blender" or a tuple of choices.
-FIELDS = [
-    ("server.url", "Server URL", "text"),
-    ("worker.name", "Worker name", "text"),
-    ("blender.path", "Blender", "blender"),
-    ("blender.device", "Render device", config_mod.DEVICES),
-    ("blender.device_type", "GPU backend", config_mod.DEVICE_TYPES),
-    ("blender.gpu_indices", "GPUs (numbers, empty: all)", "indices"),
-    ("guard.games", "More games (one per line)", "lines"),
-    ("guard.not_games", "Never pause for (one per line)", "lines"),
-    ("guard.render_only", "Render only during (one window per line)", "lines"),
-    ("guard.never", "Never render during", "lines"),
-    ("guard.pause_policy", "When pausing a job", ("requeue", "suspend", "finish")),
-    ("guard.hold_off_s", "Resume after the game ends (s)", "number"),
-    ("energy.price_per_kwh", "Electricity price per kWh", "number"),
-    ("energy.currency", "Currency", "text"),
-]
+# (config key, label, kind) for each setting the dialog shows, in the order of the settings table (config.py).
+FIELDS = [(s.dotted, s.label, s.kind) for s in config_mod.SETTINGS if s.label]
 
 
 class SettingsDialog(QDialog):
