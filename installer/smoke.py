@@ -5,10 +5,10 @@
 PATH_TO_HOMEFARM_CLI is the installed console program (``homefarm-cli.exe`` on Windows) or, from a checkout,
 ``.venv/bin/homefarm``. The PC's bundle has no job server in it (that is ``homefarm[server]``, another install),
 so the server runs from PYTHON, a Python with ``homefarm[server]`` installed (CI: the build's virtual
-environment); only the worker is the program under test. The script starts ``serve`` on a loopback port, signs in with the worker token
-(``login --token-stdin``, into the OS keyring), starts ``run``, submits a long render, pauses the worker while
-Blender renders (the stop path a game takes), checks that Blender is gone and the job back in the queue,
-resumes, and waits for the job to be done. It uses only the standard library and the program under test;
+environment); only the worker is the program under test. The script starts ``serve`` on a loopback port,
+signs in with the worker token (``login --token-stdin``, into the OS keyring), starts ``run``, submits a long
+render, pauses the worker while Blender renders (the stop path a game takes), checks that Blender is gone and
+the job back in the queue, resumes, and waits for the job to be done. It uses only the standard library and the program under test;
 CI runs it on Windows against the installed setup (.github/workflows/ci.yml).
 """
 

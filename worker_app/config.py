@@ -237,6 +237,7 @@ class Setting:
     label: str = ""
     kind: str | tuple[str, ...] = ""  # in the dialog: text, lines, indices, number, blender, or the choices
     example: str = ""  # for a list key: what a right value looks like, in its error
+    core: str = ""  # the field of the worker core's Settings it fills (core/settings.py), if the core uses it
 
     @property
     def dotted(self) -> str:
@@ -246,15 +247,17 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("server", "url", "server_url", _url, "Server URL", "text"),
     Setting("server", "allow_insecure_http", "allow_insecure_http", _bool),
-    Setting("worker", "name", "worker_name", _text, "Worker name", "text"),
-    Setting("worker", "claim_wait_s", "claim_wait_s", _wait),
+    Setting("worker", "name", "worker_name", _text, "Worker name", "text", core="name"),
+    Setting("worker", "claim_wait_s", "claim_wait_s", _wait, core="claim_wait"),
     Setting("blender", "path", "blender_path", _text, "Blender", "blender"),
-    Setting("blender", "device", "device", _device, "Render device", DEVICES),
-    Setting("blender", "device_type", "device_type", _device_type, "GPU backend", DEVICE_TYPES),
-    Setting("blender", "gpu_indices", "gpu_indices", _indices, "GPUs (numbers, empty: all)", "indices"),
-    Setting("blender", "confine_writes", "confine_writes", _bool),
-    Setting("blender", "warm", "warm", _bool),
-    Setting("blender", "warm_idle_s", "warm_idle_s", _number_in(5, 86400)),
+    Setting("blender", "device", "device", _device, "Render device", DEVICES, core="device"),
+    Setting("blender", "device_type", "device_type", _device_type, "GPU backend", DEVICE_TYPES,
+            core="device_type"),
+    Setting("blender", "gpu_indices", "gpu_indices", _indices, "GPUs (numbers, empty: all)", "indices",
+            core="gpu_indices"),
+    Setting("blender", "confine_writes", "confine_writes", _bool, core="confine_writes"),
+    Setting("blender", "warm", "warm", _bool, core="warm"),
+    Setting("blender", "warm_idle_s", "warm_idle_s", _number_in(5, 86400), core="warm_idle_s"),
     Setting("guard", "pause_while_gaming", "pause_while_gaming", _bool),
     Setting("guard", "games", "games", _strings, "More games (one per line)", "lines", '["eldenring.exe", "cs2.exe"]'),
     Setting("guard", "game_folders", "game_folders", _strings, example='["D:\\Games"]'),
@@ -270,10 +273,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("guard", "max_gpu_temp_c", "max_gpu_temp_c", _number_in(0, 120, integer=True)),
     Setting("guard", "max_gpu_power_w", "max_gpu_power_w", _number_in(0, 2000)),
     Setting("guard", "hold_off_s", "hold_off_s", _number_in(0, 3600), "Resume after the game ends (s)", "number"),
-    Setting("guard", "pause_policy", "pause_policy", _choice(*PAUSE_POLICIES), "When pausing a job", PAUSE_POLICIES),
+    Setting("guard", "pause_policy", "pause_policy", _choice(*PAUSE_POLICIES), "When pausing a job", PAUSE_POLICIES,
+            core="pause_policy"),
     Setting("guard", "check_interval_s", "check_interval_s", _number_in(0.2, 60)),
     Setting("guard", "gpu_interval_s", "gpu_interval_s", _number_in(0.5, 60)),
-    Setting("power", "keep_awake", "keep_awake", _bool),
+    Setting("power", "keep_awake", "keep_awake", _bool, core="keep_awake"),
     Setting("notify", "gaming", "notify_gaming", _bool),
     Setting("notify", "jobs", "notify_jobs", _bool),
     Setting("storage", "cache_max_gb", "cache_max_gb", _number_in(0.1, 100_000)),

@@ -88,10 +88,8 @@ class Runtime:
 
 
 def settings(cfg: config_mod.Config, max_jobs: int | None = None) -> Settings:
-    return Settings(name=cfg.worker_name, device=cfg.device, device_type=cfg.device_type,
-                    gpu_indices=tuple(cfg.gpu_indices), claim_wait=cfg.claim_wait_s, pause_policy=cfg.pause_policy,
-                    confine_writes=cfg.confine_writes, warm=cfg.warm, warm_idle_s=cfg.warm_idle_s,
-                    keep_awake=cfg.keep_awake, max_jobs=max_jobs)
+    """The core's settings, from the config's keys the settings table marks as the core's."""
+    return Settings(**{s.core: getattr(cfg, s.attr) for s in config_mod.SETTINGS if s.core}, max_jobs=max_jobs)
 
 
 def build(cfg: config_mod.Config, paths: config_mod.Paths, token: str, blenders: list[BlenderInstall], *,

@@ -135,3 +135,17 @@ def test_the_settings_table_is_the_one_owner_of_every_key():
     assert [key for key, _label, _kind in FIELDS] == [s.dotted for s in config_mod.SETTINGS if s.label]
     assert all(kind in ("text", "lines", "indices", "number", "blender") or isinstance(kind, tuple)
                for _key, _label, kind in FIELDS)
+
+
+def test_the_cores_settings_come_from_the_table():
+    import dataclasses
+    from worker_app import config as config_mod
+    from worker_app.core.settings import Settings
+    from worker_app.runtime import settings
+    marked = {s.core for s in config_mod.SETTINGS if s.core}
+    assert marked == {f.name for f in dataclasses.fields(Settings)} - {"max_jobs"}
+    cfg = config_mod.Config(worker_name="studio", claim_wait_s=12.0, gpu_indices=(1,), pause_policy="finish",
+                            keep_awake=False, warm=False)
+    made = settings(cfg, max_jobs=3)
+    assert (made.name, made.claim_wait, made.gpu_indices, made.pause_policy, made.keep_awake, made.warm,
+            made.max_jobs) == ("studio", 12.0, (1,), "finish", False, False, 3)

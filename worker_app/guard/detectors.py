@@ -292,7 +292,8 @@ class ThermalGuard:
             if self.max_temp_c and gpu.temp_c is not None and gpu.temp_c >= self.max_temp_c:
                 return Cause(PauseKind.THERMAL, f"{gpu.name} at {gpu.temp_c} °C (limit {self.max_temp_c} °C)")
             if self.max_power_w and gpu.power_w is not None and gpu.power_w >= self.max_power_w:
-                return Cause(PauseKind.THERMAL, f"{gpu.name} draws {gpu.power_w:.0f} W (limit {self.max_power_w:.0f} W)")
+                return Cause(PauseKind.THERMAL,
+                             f"{gpu.name} draws {gpu.power_w:.0f} W (limit {self.max_power_w:.0f} W)")
         return None
 
 

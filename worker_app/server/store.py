@@ -904,4 +904,5 @@ class BadCursor(ValueError):
         self.field, self.detail = "cursor", detail
 
 
-__all__ = ["BadCursor", "ANY_BLENDER", "WakeKind", "Wakeup", "Canceled", "Claimed", "Conflict", "LeaseLost", "NotFound", "Store", "connect"]
+__all__ = ["BadCursor", "ANY_BLENDER", "WakeKind", "Wakeup", "Canceled", "Claimed", "Conflict", "LeaseLost",
+           "NotFound", "Store", "connect"]
