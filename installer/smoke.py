@@ -8,8 +8,8 @@ so the server runs from PYTHON, a Python with ``homefarm[server]`` installed (CI
 environment); only the worker is the program under test. The script starts ``serve`` on a loopback port,
 signs in with the worker token (``login --token-stdin``, into the OS keyring), starts ``run``, submits a long
 render, pauses the worker while Blender renders (the stop path a game takes), checks that Blender is gone and
-the job back in the queue, resumes, and waits for the job to be done. It uses only the standard library and the program under test;
-CI runs it on Windows against the installed setup (.github/workflows/ci.yml).
+the job back in the queue, resumes, and waits for the job to be done. It uses only the standard library and
+the program under test; CI runs it on Windows against the installed setup (.github/workflows/ci.yml).
 """
 
 from __future__ import annotations
