@@ -30,6 +30,9 @@ class FakeProvider:
     def count(self):
         return self.gpus
 
+    def pci_address(self, index):
+        return None  # as NVML answers where it cannot say: the pairing is then by memory order
+
     def sample(self, index, since_us=0):
         figures = {"load": self.load, "vram_used": 2 * 1024**3, "vram_total": 12 * 1024**3,
                    "temp_c": self.temp_c, "power_w": self.power_w, "energy_mj": self.energy_mj}

@@ -13,6 +13,7 @@ from support.windows import steam_install
 from support.fake_nvml import FakeProvider
 from worker_app import guard as G
 from worker_app.guard.energy import EnergyMeter, Ledger
+from worker_app.system import desktop
 from worker_app.system.gpu import GpuMonitor, GpuProcess, GpuSnapshot, inventory
 
 NOW = dt.datetime(2026, 11, 26, 12, 0)  # a Thursday
@@ -61,16 +62,19 @@ def test_own_blender_is_never_a_game_even_from_steam(game, tmp_path):
 
 
 class FakeTable:
-    """The process table as the detector reads it: pid -> (name, executable)."""
+    """The process table as the detector reads it: pid -> (name, executable), and each one's parent."""
 
-    def __init__(self, processes: dict):
+    def __init__(self, processes: dict, parents: dict | None = None):
         self.processes = processes
+        self.parents = parents or {}
 
     def scan(self):
         return self.processes
 
 
-class Steam:
+class Steam(desktop.SteamStatus):
+    """Steam as the detector asks it, on any OS: the app it says runs (its name and folder: unknown)."""
+
     def __init__(self, app_id):
         self.app_id = app_id
 
@@ -541,12 +545,6 @@ def test_blender_started_from_steam_is_no_steam_game(tmp_path):
     assert detector.check(NOW) is None
 
 
-class TableWithParents(FakeTable):
-    def __init__(self, processes: dict, parents: dict):
-        super().__init__(processes)
-        self.parents = parents
-
-
 def test_minecraft_bedrock_java_and_game_pass_games_are_games(tmp_path):
     bedrock = FakeTable({5: ("Minecraft.Windows.exe", "C:/XboxGames/Minecraft/Content/Minecraft.Windows.exe")})
     assert G.GameDetector(table=bedrock, steam=Steam(None)).check(NOW).program == "Minecraft.Windows.exe"
@@ -555,9 +553,9 @@ def test_minecraft_bedrock_java_and_game_pass_games_are_games(tmp_path):
             8: ("javaw.exe", "C:/Users/kim/AppData/Roaming/.minecraft/runtime/java-runtime-gamma/bin/javaw.exe"),
             9: ("idea64.exe", "C:/Program Files/JetBrains/IDEA/bin/idea64.exe"),
             10: ("javaw.exe", "C:/Program Files/Java/jdk-21/bin/javaw.exe")}
-    cause = G.GameDetector(table=TableWithParents(java, {8: 7, 10: 9}), steam=Steam(None)).check(NOW)
+    cause = G.GameDetector(table=FakeTable(java, {8: 7, 10: 9}), steam=Steam(None)).check(NOW)
     assert cause.reason == "javaw.exe is running"
-    ide_only = TableWithParents({k: v for k, v in java.items() if k in (9, 10)}, {10: 9})
+    ide_only = FakeTable({k: v for k, v in java.items() if k in (9, 10)}, {10: 9})
     assert G.GameDetector(table=ide_only, steam=Steam(None)).check(NOW) is None, "an IDE's Java is no game"
     # Game Pass: a package under WindowsApps is a game when it carries MicrosoftGame.config.
     apps = tmp_path / "Program Files" / "WindowsApps"

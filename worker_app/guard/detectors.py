@@ -159,7 +159,7 @@ class GameDetector:
     def check(self, now: dt.datetime) -> Cause | None:
         ours = self.own_pids() | {os.getpid()}
         processes = sorted(self.table.scan().items())
-        parents = getattr(self.table, "parents", {})  # pid -> parent pid, where the table knows them
+        parents = self.table.parents  # pid -> parent pid
         known = dict(processes)
         for pid, (name, exe) in processes:
             parent = known.get(parents.get(pid, -1), ("", ""))[0]
@@ -178,7 +178,7 @@ class GameDetector:
         each was ours or one the owner never pauses for, and Steam's word adds nothing. Otherwise the app
         counts by its name, which "Never pause for" can exempt too (Lossless Scaling, Soundpad: apps, not
         games, that Steam reports all the same)."""
-        info = self.steam.app_info(app_id) if hasattr(self.steam, "app_info") else desktop.SteamApp(app_id)
+        info = self.steam.app_info(app_id)
         folder = info.folder.replace("\\", "/").lower().rstrip("/") + "/" if info.folder else ""
         if folder and any(exe.replace("\\", "/").lower().startswith(folder) for _pid, (_name, exe) in processes):
             return None

@@ -230,12 +230,12 @@ class CombinedProvider:
         self.nvml_for, self.pairing = self._pair()
 
     def _pair(self) -> tuple[dict[int, int], str]:
-        adapters = {i: getattr(self.counters, "pci_address", lambda i: None)(i) for i in range(self.counters.count())}
+        adapters = {i: self.counters.pci_address(i) for i in range(self.counters.count())}
         by_address = {address[1:]: i for i, address in adapters.items() if address is not None}
         pairs: dict[int, int] = {}
         left: list[int] = []
         for card in range(self.nvml.count()):
-            address = getattr(self.nvml, "pci_address", lambda i: None)(card)
+            address = self.nvml.pci_address(card)
             adapter = by_address.get(address[1:]) if address is not None else None  # Windows gives no domain
             if adapter is not None and adapter not in pairs:
                 pairs[adapter] = card

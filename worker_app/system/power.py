@@ -68,6 +68,8 @@ LOGIND = ("org.freedesktop.login1", "/org/freedesktop/login1", "org.freedesktop.
 GNOME_SESSION = ("org.gnome.SessionManager", "/org/gnome/SessionManager", "org.gnome.SessionManager")
 FDO_POWER = ("org.freedesktop.PowerManagement", "/org/freedesktop/PowerManagement/Inhibit",
              "org.freedesktop.PowerManagement.Inhibit")
+# The bus's answers for a name nobody serves: that desktop (or logind) is simply not there.
+_NOT_RUNNING = ("org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner")
 GNOME_INHIBIT_SUSPEND = 4  # GsmInhibitorFlag: "suspending the session or computer" (not idle, not the screen)
 
 
@@ -149,8 +151,7 @@ class LinuxBackend:
                     cookie = unwrap_msg(conn.send_and_get_reply(new_method_call(address, "Inhibit", *args),
                                                                 timeout=BUS_TIMEOUT_S))[0]
                 except DBusErrorResponse as error:
-                    if error.name in ("org.freedesktop.DBus.Error.ServiceUnknown",
-                                      "org.freedesktop.DBus.Error.NameHasNoOwner"):
+                    if error.name in _NOT_RUNNING:
                         continue  # not this desktop: try the next
                     raise
                 self._session_name = label
@@ -170,7 +171,7 @@ def _jeepney_connect(bus: str, fds: bool):
 def _bus_words(error: Exception) -> str:
     """A D-Bus failure in a few words: the bus missing, the service missing, or what the service said."""
     name = getattr(error, "name", "")
-    if name in ("org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner"):
+    if name in _NOT_RUNNING:
         return "not running"
     if name:
         return f"refused ({name.rsplit('.', 1)[-1]})"
@@ -178,7 +179,10 @@ def _bus_words(error: Exception) -> str:
         return "no session bus"
     if isinstance(error, (FileNotFoundError, ConnectionRefusedError)):
         return "no bus to ask"
-    return str(error) or type(error).__name__
+    log.debug("D-Bus call failed", exc_info=error)
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return "it did not answer as expected (the log has the details)"
 
 
 # -- Windows: a power request --------------------------------------------------------------------------------
@@ -334,9 +338,9 @@ def probe(backend: Backend | None = None) -> Probe:
         backend.acquire("checking that the PC can be kept awake").release()
     except PowerError as error:
         return Probe(False, str(error), backend.fix)
-    except Exception as error:  # a library missing or failing: said, and logged in full
-        log.debug("keep-awake probe failed", exc_info=True)
-        return Probe(False, f"could not keep the PC awake ({type(error).__name__}: {error})", backend.fix)
+    except Exception:  # a library missing or failing: said in words, the detail logged
+        log.warning("keep-awake probe failed", exc_info=True)
+        return Probe(False, "the OS's way to keep the PC awake failed; the log has the details", backend.fix)
     return Probe(True, f"through {backend.name}, while a job is held (never the display)")
 
 
