@@ -38,7 +38,7 @@ def test_a_job_goes_from_queued_to_done(store):
     worker = store.register_worker("pc", BLENDER_4_2)
     job = store.submit(SPEC, priority=0, max_attempts=3, tag="t")
     claimed = store.claim(worker)
-    assert (claimed.job_id, claimed.attempt, claimed.spec, claimed.outputs) == (job, 1, SPEC, [])
+    assert (claimed.job_id, claimed.attempt, claimed.spec, claimed.outputs) == (job, 1, SPEC, {})
     assert store.claim(worker) is None, "one job, leased once"
     assert store.heartbeat(job, claimed.lease_id, {"stage": "rendering"}) == (False, 60)
     store.add_output(job, claimed.lease_id, "frame_0001.png", "b" * 64, 1234)
@@ -67,7 +67,7 @@ def test_outputs_and_ends_hold_only_for_the_current_lease(store, clock):
         store.add_output(job, first.lease_id, "frame_0001.png", "b" * 64, 1)
     assert store.expire_leases() == 1
     second = store.claim(worker)
-    assert second.outputs == [], "the upload of a lapsed lease recorded nothing"
+    assert second.outputs == {}, "the upload of a lapsed lease recorded nothing"
     with pytest.raises(LeaseLost):
         store.complete(job, first.lease_id, [], {})
     store.add_output(job, second.lease_id, "frame_0001.png", "b" * 64, 1)
@@ -348,15 +348,15 @@ def test_pages_and_changes_on_every_engine(store, clock):
     for _ in range(5):
         clock.now += 1
         ids.append(str(store.submit(SPEC, 0, 3, None)))
-    page, cursor = store.list(limit=2)
-    rest, end = store.list(limit=10, cursor=cursor)
+    page, cursor = store.list_jobs(limit=2)
+    rest, end = store.list_jobs(limit=10, cursor=cursor)
     assert [j["id"] for j in page + rest] == ids[::-1] and end is None
     since = clock.now
     clock.now += 1
     store.cancel(int(ids[1]))
     store.cancel(int(ids[3]))
-    changed, cursor = store.list(limit=1, updated_since=since)
-    more, end = store.list(limit=1, cursor=cursor)
+    changed, cursor = store.list_jobs(limit=1, updated_since=since)
+    more, end = store.list_jobs(limit=1, cursor=cursor)
     assert [j["id"] for j in changed + more] == [ids[1], ids[3]] and end is None
 
 

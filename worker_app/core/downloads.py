@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from worker_app import protocol as P
 from worker_app.client import NotFound, Rejected, Unauthorized, Unreachable, WorkerClient
@@ -21,7 +22,7 @@ class Failed(Exception):
         self.reason, self.log_tail, self.retryable, self.needs_blender = reason, log_tail, retryable, needs_blender
 
 
-def fetch_images(cache: SceneCache, client: WorkerClient, images: dict, job_dir: Path) -> dict[str, str]:
+def fetch_images(cache: SceneCache, client: WorkerClient, images: dict[str, Any], job_dir: Path) -> dict[str, str]:
     """Downloads the job's image assets (verified like scenes) into the job's folder."""
     paths = {}
     for index, (name, data) in enumerate(sorted(images.items())):

@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from dataclasses import replace
+from typing import Any
 
 from worker_app.core.events import CallDone
 from worker_app.core.state import Snapshot, State, allowed
@@ -24,7 +25,7 @@ class EventLoop:
 
     def __init__(self, on_snapshot=None):
         self.on_snapshot = on_snapshot or (lambda snapshot: None)
-        self._events: queue.Queue = queue.Queue()
+        self._events: queue.Queue[Any] = queue.Queue()
         self._snapshot = Snapshot()
         self._loop_thread: threading.Thread | None = None
         self.refused: list[tuple[State, State]] = []  # moves enter() refused: none, in a correct worker
@@ -56,7 +57,7 @@ class EventLoop:
         self._publish({**changes, "state": state})
         return True
 
-    def _publish(self, changes: dict) -> None:
+    def _publish(self, changes: dict[str, Any]) -> None:
         assert self._loop_thread in (None, threading.current_thread()), "the worker's state has one writer"
         self._snapshot = snapshot = replace(self._snapshot, **changes)
         try:

@@ -3,9 +3,10 @@ loop alone applies it to the worker's state (``loop.Worker._apply``)."""
 
 from __future__ import annotations
 
-import threading
 import enum
+import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from worker_app import protocol as P
 from worker_app.core.state import Outcome
@@ -22,7 +23,7 @@ class StopRequested:
 class SettingsChanged:
     """The owner changed the settings (the tray, the config): they apply from the next job on."""
     settings: object  # loop.Settings
-    blenders: tuple = ()
+    blenders: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ class JobContext:
     results_sent: Callable[..., SentKind | None]  # results_sent(job_id, timeout=None): how they left the outbox
     pause: Callable[[], PauseDecision]  # the guard's decision now
     policy: Callable[[], Any]  # the pause policy (core/policies.py) in force
-    gpu: Callable[[], dict]  # the first GPU's latest figures, for the server's progress
+    gpu: Callable[[], dict[str, Any]]  # the first GPU's latest figures, for the server's progress
     progress_now: Callable[[], JobProgress | None]  # the progress the tray shows now
     # What the job works with.
     client: Any  # WorkerClient: downloads, and the server's address for the lease record
@@ -223,7 +223,7 @@ class JobRun:
             report.energy_wh = self.meter.reading().wh
         return report
 
-    def _report(self, kind: str, payload: dict) -> None:
+    def _report(self, kind: str, payload: dict[str, Any]) -> None:
         """Writes the job's final word to the outbox; from here on the outbox owns the job's fate."""
         self.ctx.outbox.add_report(self.job_id, self.lease.lease_id, P.REPORTS[kind](**payload))
         (self.dir / L.LEASE).unlink(missing_ok=True)
@@ -258,7 +258,7 @@ class JobRun:
             shutil.rmtree(aside, ignore_errors=True)
         (self.dir / L.OUTPUTS).mkdir(parents=True)
 
-    def _work(self, spec: P.JobSpec) -> tuple[list[str], dict[str, float], dict, BlenderInstall]:
+    def _work(self, spec: P.JobSpec) -> tuple[list[str], dict[str, float], dict[str, Any], BlenderInstall]:
         """Downloads and renders; returns the output names, stage times, stats and the Blender used."""
         ctx, lease = self.ctx, self.lease
         stages: dict[str, float] = {}
@@ -276,7 +276,7 @@ class JobRun:
         # Frames an earlier attempt already uploaded are not rendered again.
         names = {f: K.frame_output_name(f, spec.render.format) for f in frames}
         todo = [f for f in frames if names[f] not in lease.outputs]
-        stats: dict = {"frames_skipped": len(frames) - len(todo)}
+        stats: dict[str, Any] = {"frames_skipped": len(frames) - len(todo)}
         # Everything an earlier attempt uploaded stays the job's: its frames and its compositor files.
         done_before = list(lease.outputs)
         if not todo:
@@ -318,7 +318,7 @@ class JobRun:
         names_now = [Path(saved).name for saved in dict.fromkeys(result.saved)]
         return list(dict.fromkeys(done_before + names_now)), stages, stats, blender
 
-    def warnings(self) -> list[dict]:
+    def warnings(self) -> list[dict[str, Any]]:
         """What the web app should know of a done job: missing files, paths pointed into the job's folder."""
         if self.run is None:
             return []
@@ -344,7 +344,7 @@ class JobRun:
             self.ctx.policy().before_render(self, decision.reason)
         self.check()
 
-    def _render(self, blender: BlenderInstall, blend: Path, job: dict, spec: P.JobSpec) -> RenderResult:
+    def _render(self, blender: BlenderInstall, blend: Path, job: dict[str, Any], spec: P.JobSpec) -> RenderResult:
         ctx = self.ctx
         job_id = self.job_id
 

@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from worker_app import constants as C
 from worker_app import protocol as P
@@ -54,9 +55,9 @@ class Entry:
     name: str | None
     path: str | None
     sha256: str | None
-    payload: dict
+    payload: dict[str, Any]
     attempts: int
-    upload: dict
+    upload: dict[str, Any]
 
     def report(self) -> P.CompleteReport | P.FailReport | P.ReleaseReport:
         return P.REPORTS[self.kind](**self.payload)
@@ -131,7 +132,7 @@ class Outbox:
             self._db.execute("DELETE FROM outbox WHERE id = ?", (entry.id,))
             self.changed.notify_all()
 
-    def save_upload(self, entry: Entry, state: dict) -> None:
+    def save_upload(self, entry: Entry, state: dict[str, Any]) -> None:
         """Keeps how far a direct upload got, so that a restart resumes it."""
         with self._lock:
             self._db.execute("UPDATE outbox SET upload = ? WHERE id = ?", (json.dumps(state), entry.id))

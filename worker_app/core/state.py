@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 from worker_app.guard.causes import PauseKind
 from worker_app.protocol.fields import version_tuple
@@ -155,7 +156,7 @@ class Snapshot:
     job: JobProgress | None = None
     link: Link = Link()
     pause: Pause | None = None
-    gpu: dict = field(default_factory=dict)  # the latest figures of the first GPU
+    gpu: dict[str, Any] = field(default_factory=dict)  # the latest figures of the first GPU
     gpu_problem: str = ""  # why there are none, e.g. "no NVIDIA GPU or driver (...)"
     update: Update = Update()
     jobs_done: int = 0

@@ -45,7 +45,7 @@ class ValidationError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # Small checkers. Each takes the value and the dotted path used in the error.
 
-def check_object(value: Any, path: str, required: set[str], optional: set[str]) -> dict:
+def check_object(value: Any, path: str, required: set[str], optional: set[str]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValidationError(path or "body", "must be a JSON object")
     for key in value:
@@ -95,7 +95,7 @@ def check_choice(value: Any, path: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def optional_str(data: dict, key: str, path: str, **kw) -> str | None:
+def optional_str(data: dict[str, Any], key: str, path: str, **kw) -> str | None:
     value = data.get(key)
     return None if value is None else check_str(value, join(path, key), **kw)
 
@@ -150,7 +150,7 @@ def version_tuple(text: str) -> tuple[int, ...]:
 
 
 
-def check_list(value: Any, path: str, max_items: int) -> list:
+def check_list(value: Any, path: str, max_items: int) -> list[Any]:
     if not isinstance(value, list):
         raise ValidationError(path, "must be a list")
     if len(value) > max_items:

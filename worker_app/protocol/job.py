@@ -16,14 +16,14 @@ from worker_app.protocol.fields import (DEVICES, ENGINES, FORMATS, MAX_OVERRIDES
                                         ValidationError, check_bool, check_choice, check_int, check_number,
                                         check_object, check_sha256, check_str, join, optional_str, parse_frames)
 
-def _vector(value: Any, path: str, size: int, lo: float, hi: float, sizes: tuple[int, ...] = ()) -> list:
+def _vector(value: Any, path: str, size: int, lo: float, hi: float, sizes: tuple[int, ...] = ()) -> list[Any]:
     allowed = sizes or (size,)
     if not isinstance(value, list) or len(value) not in allowed:
         raise ValidationError(path, f"must be a list of {' or '.join(map(str, allowed))} numbers")
     return [check_number(v, f"{path}[{i}]", lo, hi) for i, v in enumerate(value)]
 
 
-def _named(data: Any, path: str) -> dict:
+def _named(data: Any, path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValidationError(path, "must be an object keyed by name")
     if len(data) > MAX_OVERRIDES:
@@ -33,7 +33,7 @@ def _named(data: Any, path: str) -> dict:
     return data
 
 
-def parse_overrides(data: Any, path: str = "overrides") -> dict:
+def parse_overrides(data: Any, path: str = "overrides") -> dict[str, Any]:
     """Template parameters: declarative changes the bundled script makes to the scene before rendering.
 
     Everything here is data; the script looks names up in the .blend and fails the job with the name
@@ -42,7 +42,7 @@ def parse_overrides(data: Any, path: str = "overrides") -> dict:
     if data is None:
         return {}
     check_object(data, path, set(), {"objects", "materials", "texts", "images", "collections"})
-    out: dict = {}
+    out: dict[str, Any] = {}
     for name, obj in _named(data.get("objects", {}), f"{path}.objects").items():
         p = f"{path}.objects.{name}"
         check_object(obj, p, set(), {"location", "rotation", "scale", "visible"})
@@ -161,7 +161,7 @@ class RenderSettings:
     def frame_list(self) -> list[int]:
         return parse_frames(self.frames)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["resolution"] = list(self.resolution) if self.resolution else None
         return {k: v for k, v in out.items() if v is not None}
@@ -192,7 +192,7 @@ class JobSpec:
     priority: int = 0
     max_attempts: int = 3
     tag: str | None = None  # the web app's own reference, echoed back in listings
-    overrides: dict = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
     min_blender_version: str | None = None
     strict: bool = False  # a missing library, image, font, cache or clip fails the job instead of a warning
     webhook_url: str | None = None  # told of the job's end, besides the server's own webhook
@@ -224,7 +224,7 @@ class JobSpec:
                 raise ValidationError("render.frames", "FFMPEG output needs one contiguous range")
         return spec
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         scene = {k: v for k, v in asdict(self.scene).items() if v is not None}
         out = {"scene": scene, "render": self.render.to_json(), "timeouts": asdict(self.timeouts),
                "priority": self.priority, "max_attempts": self.max_attempts}

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from worker_app import constants as C
-from worker_app.protocol.fields import (PROTOCOL_VERSION, STAGES, VERSION_PATTERN, ValidationError, check_bool,
+from worker_app.protocol.fields import (JOB_STATES, PROTOCOL_VERSION, STAGES, VERSION_PATTERN, ValidationError, check_bool,
                                         check_choice,
                                         check_int, check_list, check_number, check_object, check_output_name,
                                         check_sha256, check_str, join, optional_str)
@@ -19,8 +19,8 @@ class Hello:
     name: str
     os: str
     app_version: str
-    blender: list[dict] = field(default_factory=list)  # [{"version": "4.2.1", "path": "..."}]
-    gpus: list[dict] = field(default_factory=list)  # [{"name": "...", "vram_bytes": 0}]
+    blender: list[dict[str, Any]] = field(default_factory=list)  # [{"version": "4.2.1", "path": "..."}]
+    gpus: list[dict[str, Any]] = field(default_factory=list)  # [{"name": "...", "vram_bytes": 0}]
     devices: list[str] = field(default_factory=list)  # render devices: "CPU", "CUDA", "OPTIX", ...
 
     @classmethod
@@ -41,7 +41,7 @@ class Hello:
                    app_version=check_str(data["app_version"], "app_version", max_len=64),
                    blender=blender, gpus=gpus, devices=devices)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -52,8 +52,9 @@ class Lease:
     lease_id: str
     ttl_s: float
     attempt: int
-    spec: dict  # raw: the worker validates it itself and fails the job naming a bad field
+    spec: dict[str, Any]  # raw: the worker validates it itself and fails the job naming a bad field
     outputs: dict[str, str] = field(default_factory=dict)  # name -> sha256 the server already holds
+    expires_at: float | None = None  # the server's clock; the worker goes by ttl_s
 
     @classmethod
     def parse(cls, data: Any) -> Lease:
@@ -68,7 +69,16 @@ class Lease:
                    ttl_s=check_number(data["ttl_s"], "ttl_s", 1, 86400),
                    attempt=check_int(data["attempt"], "attempt", 1, 1000),
                    spec=data["spec"] if isinstance(data["spec"], dict) else {},
-                   outputs=outputs)
+                   outputs=outputs, expires_at=_optional_number(data, "expires_at", 0, 1e12))
+
+    def to_json(self) -> dict[str, Any]:
+        """The claim's reply (docs/protocol.md): the outputs stored already as a list of name and SHA-256."""
+        out: dict[str, Any] = {"job_id": self.job_id, "lease_id": self.lease_id, "ttl_s": self.ttl_s,
+                               "attempt": self.attempt, "spec": self.spec,
+                               "outputs": [{"name": name, "sha256": sha} for name, sha in self.outputs.items()]}
+        if self.expires_at is not None:
+            out["expires_at"] = self.expires_at
+        return out
 
 
 @dataclass
@@ -82,7 +92,7 @@ class Progress:
     samples: int | None = None
     percent: float | None = None
     eta_s: float | None = None
-    gpu: dict | None = None
+    gpu: dict[str, Any] | None = None
     message: str | None = None
 
     FIELDS = ("stage", "frame", "frames_done", "frame_count", "sample", "samples", "percent",
@@ -109,16 +119,15 @@ class Progress:
         out.message = optional_str(data, "message", path, max_len=1024)
         return out
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def parse_lease_call(data: Any, extra_required: set[str] = frozenset(),
-                     extra_optional: set[str] = frozenset()) -> dict:
-    """The body of heartbeat/complete/fail/release: a lease id and the call's own fields."""
+def parse_lease_call(data: Any, extra_required: frozenset[str] | set[str] = frozenset(),
+                     extra_optional: frozenset[str] | set[str] = frozenset()) -> str:
+    """The body of heartbeat/complete/fail/release: a lease id and the call's own fields; returns the lease id."""
     check_object(data, "", {"lease_id"} | set(extra_required), set(extra_optional))
-    check_str(data["lease_id"], "lease_id", max_len=128)
-    return data
+    return check_str(data["lease_id"], "lease_id", max_len=128)
 
 
 def parse_heartbeat(data: Any) -> Progress:
@@ -128,7 +137,7 @@ def parse_heartbeat(data: Any) -> Progress:
 
 # -- replies -------------------------------------------------------------------------------------
 
-def _optional_number(data: dict, key: str, lo: float, hi: float) -> float | None:
+def _optional_number(data: dict[str, Any], key: str, lo: float, hi: float) -> float | None:
     return None if data.get(key) is None else check_number(data[key], key, lo, hi)
 
 
@@ -162,7 +171,7 @@ class HelloReply:
                    upload_part_size=None if part_size is None else check_int(part_size, "upload_part_size",
                                                                              5 * 1024**2, 5 * 1024**3))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
@@ -177,7 +186,7 @@ class HeartbeatReply:
         return cls(cancel=check_bool(data.get("cancel", False), "cancel"),
                    ttl_s=_optional_number(data, "ttl_s", 0, 86400))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
@@ -228,8 +237,8 @@ class UploadPlan:
                    part_size=None if part_size is None else check_int(part_size, "part_size", 1, 5 * 1024**3),
                    parts=tuple(parts), expires_at=_optional_number(data, "expires_at", 0, 1e12))
 
-    def to_json(self) -> dict:
-        out = {"direct": self.direct}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"direct": self.direct}
         if self.stored:
             out["stored"] = True
         if self.direct:
@@ -246,7 +255,7 @@ WARNING_KINDS = ("library", "linked", "image", "font", "cache", "clip", "sound",
 MAX_WARNINGS = 200
 
 
-def parse_warnings(value: Any, path: str = "warnings") -> list[dict]:
+def parse_warnings(value: Any, path: str = "warnings") -> list[dict[str, Any]]:
     """What a done job's scene lacked or tried: [{"kind", "path", "name"?, "message"?}]."""
     out = []
     for i, item in enumerate(check_list(value, path, MAX_WARNINGS)):
@@ -264,8 +273,8 @@ def parse_warnings(value: Any, path: str = "warnings") -> list[dict]:
 @dataclass(frozen=True)
 class CompleteReport:
     outputs: list[str]
-    stats: dict = field(default_factory=dict)
-    warnings: list[dict] = field(default_factory=list)  # documented in docs/scenes.md
+    stats: dict[str, Any] = field(default_factory=dict)
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # documented in docs/scenes.md
     kind = "complete"
 
     @classmethod
@@ -282,8 +291,8 @@ class CompleteReport:
                 raise ValidationError(f"stats.{key}", "must be a number or a string")
         return cls(outputs, stats, parse_warnings(data.get("warnings", [])))
 
-    def to_json(self) -> dict:
-        out = {"outputs": self.outputs, "stats": self.stats}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"outputs": self.outputs, "stats": self.stats}
         if self.warnings:
             out["warnings"] = self.warnings[:MAX_WARNINGS]
         return out
@@ -310,8 +319,9 @@ class FailReport:
         return cls(check_str(data["reason"], "reason", max_len=4096), tail,
                    check_bool(data.get("retryable", False), "retryable"), needs)
 
-    def to_json(self) -> dict:
-        out = {"reason": self.reason[:4096], "log_tail": self.log_tail[-60_000:], "retryable": self.retryable}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"reason": self.reason[:4096], "log_tail": self.log_tail[-60_000:],
+                               "retryable": self.retryable}
         if self.needs_blender:
             out["needs_blender"] = self.needs_blender
         return out
@@ -327,8 +337,78 @@ class ReleaseReport:
         parse_lease_call(data, extra_optional={"reason"})
         return cls(optional_str(data, "reason", "", max_len=1024) or "released by the worker")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"reason": self.reason[:1024]}
+
+
+@dataclass(frozen=True)
+class ReportAck:
+    """The server's answer to a report: the job's state after it (``queued`` when a failure is retried)."""
+    state: str
+
+    @classmethod
+    def parse(cls, data: Any) -> ReportAck:
+        check_object(data, "", {"state"}, set())
+        return cls(check_choice(data["state"], "state", JOB_STATES))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": self.state}
+
+
+@dataclass(frozen=True)
+class StoredOutput:
+    """The server's answer to an output's upload: it holds these bytes (``stored``: false when it had them)."""
+    name: str
+    sha256: str
+    size: int
+    stored: bool = True
+
+    @classmethod
+    def parse(cls, data: Any) -> StoredOutput:
+        check_object(data, "", {"name", "sha256", "size"}, {"stored", "direct"})
+        return cls(check_output_name(data["name"], "name"), check_sha256(data["sha256"], "sha256"),
+                   check_int(data["size"], "size", 0, 2**63), check_bool(data.get("stored", True), "stored"))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """A direct upload's plan or commit call (docs/protocol.md): the file's SHA-256 and size, its parts'
+    SHA-256s, the upload's id once begun, and the parts sent already (plan) or their ETags (commit)."""
+    sha256: str
+    size: int
+    parts: list[str] | None
+    upload_id: str | None
+    etags: dict[int, str] = field(default_factory=dict)
+    done: frozenset[int] = frozenset()
+
+    @classmethod
+    def parse(cls, body: Any, max_size: int, commit: bool) -> UploadRequest:
+        if not isinstance(body, dict):
+            raise ValidationError("", "must be a JSON object")
+        sha = check_sha256(body.get("sha256"), "sha256")
+        size = check_int(body.get("size"), "size", 0, max_size)
+        parts = None if body.get("parts") is None and not commit else [
+            check_sha256(item, f"parts[{i}]") for i, item in enumerate(check_list(body.get("parts"), "parts",
+                                                                                   100_000))]
+        upload_id = body.get("upload_id")
+        if upload_id is not None:
+            upload_id = check_str(upload_id, "upload_id", max_len=1024)
+        if not commit:
+            done = frozenset(check_int(n, "done", 1, 100_000)
+                             for n in check_list(body.get("done") or [], "done", 100_000))
+            return cls(sha, size, parts, upload_id, done=done)
+        raw = body.get("etags") or {}
+        if not isinstance(raw, dict):
+            raise ValidationError("etags", "must be an object of part number to ETag")
+        etags = {}
+        for number, etag in raw.items():
+            if not str(number).isdigit():
+                raise ValidationError("etags", f"{number!r} is not a part number")
+            etags[int(number)] = check_str(etag, f"etags.{number}", max_len=256)
+        return cls(sha, size, parts, upload_id, etags=etags)
 
 
 REPORTS = {cls.kind: cls for cls in (CompleteReport, FailReport, ReleaseReport)}

@@ -6,6 +6,7 @@ bundled ``blender_scripts/render_job.py``, which reads the job as JSON data.
 """
 
 from __future__ import annotations
+
 import collections
 import json
 import logging
@@ -17,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from worker_app import layout as L
 from worker_app import constants as C
@@ -53,7 +55,7 @@ class RenderResult:
 class BlenderRun:
     """One Blender process rendering one job. ``run()`` blocks; ``stop(reason)`` may come from any thread."""
 
-    def __init__(self, blender: str, blend_file: Path, job: dict, job_dir: Path, *,
+    def __init__(self, blender: str, blend_file: Path, job: dict[str, Any], job_dir: Path, *,
                  total_timeout: float, silence_timeout: float, on_progress=None, on_line=None,
                  user_dir: Path | None = None, script: Path | None = None, confine_writes: bool = True):
         self.blender = blender
@@ -71,7 +73,7 @@ class BlenderRun:
         self.tail: collections.deque[str] = collections.deque(maxlen=C.LOG_TAIL_LINES)
         self._stop_reason: str | None = None
         self._stop_requested = threading.Event()
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self._suspended_at: float | None = None
         self._suspended_total = 0.0  # time spent suspended does not count against the limits
         self._job_ended = False  # a warm Blender said the job is over (its process goes on)
@@ -149,7 +151,7 @@ class BlenderRun:
             (self.job_dir / L.PIDFILE).unlink(missing_ok=True)
         return self._result(exit_code, time.monotonic() - started)
 
-    def _watch(self, lines: queue.Queue, log_path: Path, started: float) -> bool:
+    def _watch(self, lines: queue.Queue[Any], log_path: Path, started: float) -> bool:
         """Feeds Blender's lines to the tracker and the log until its output ends or the job ends (True), or
         until a stop, a limit or a silence (False); time suspended counts against neither limit."""
         last_output = time.monotonic()
@@ -298,7 +300,7 @@ def explain_failure(exit_code: int | None, tracker: blender_output.ProgressTrack
     return f"Blender exited with code {exit_code}" + (f": {said}" if said else "") + extra
 
 
-def _pump(stream, lines: queue.Queue) -> None:
+def _pump(stream, lines: queue.Queue[Any]) -> None:
     try:
         for raw in iter(stream.readline, b""):
             lines.put(raw)

@@ -6,6 +6,7 @@ import os
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 
 def script_path(name: str) -> Path:
@@ -27,7 +28,7 @@ def without_bundle(path: str, bundle: str, sep: str = os.pathsep) -> str:
     return sep.join(kept)
 
 
-def blender_env(user_dir: Path | None = None, tmp_dir: Path | None = None) -> dict:
+def blender_env(user_dir: Path | None = None, tmp_dir: Path | None = None) -> dict[str, Any]:
     """The environment Blender starts with: ours, less what would confuse its Python or its Qt-free UI.
 
     ``user_dir`` becomes Blender's user config and scripts folder, so the owner's own preferences and

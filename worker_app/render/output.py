@@ -17,6 +17,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from worker_app.blender_scripts import contract as K
 
@@ -44,7 +45,7 @@ _ERROR = re.compile(r"^\s*(?:Error:|ERROR\b:?|\w+ \| ERROR\b)\s*(.*)")
 class Line:
     """What one line of output says; every field but ``text`` may be None."""
     text: str
-    event: dict | None = None
+    event: dict[str, Any] | None = None
     frame: int | None = None
     sample: int | None = None
     samples: int | None = None
@@ -115,8 +116,8 @@ class ProgressTracker:
         self.script_errors: list[str] = []  # error events from the bundled script: the precise cause
         self.exceptions: list[str] = []  # Python exceptions Blender printed
         self.warnings: list[str] = []
-        self.missing: list[dict] = []  # {"kind", "path"}: what the scene needs and is not there
-        self.redirected: list[dict] = []  # {"what", "from", "to"}: paths pointed into the job's folder
+        self.missing: list[dict[str, Any]] = []  # {"kind", "path"}: what the scene needs and is not there
+        self.redirected: list[dict[str, Any]] = []  # {"what", "from", "to"}: paths pointed into the job's folder
         self.out_of_memory: str | None = None
 
     def feed(self, line: Line) -> None:
@@ -135,7 +136,7 @@ class ProgressTracker:
         if line.out_of_memory and self.out_of_memory is None:
             self.out_of_memory = line.text.strip()[:200]
 
-    def _event(self, event: dict) -> None:
+    def _event(self, event: dict[str, Any]) -> None:
         kind = event["event"]
         if kind == K.JOB_START:
             if isinstance(event.get("samples"), int):

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -34,13 +35,13 @@ class _PosixBackend:
     def after_start(self, proc) -> None:
         pass  # PR_SET_PDEATHSIG, set between fork and exec, already ties the child to us
 
-    def popen_kwargs(self) -> dict:
+    def popen_kwargs(self) -> dict[str, Any]:
         kwargs = {"start_new_session": True}
         if _PRCTL is not None:
             kwargs["preexec_fn"] = _die_with_parent
         return kwargs
 
-    def ask_to_stop(self, proc: subprocess.Popen) -> None:
+    def ask_to_stop(self, proc: subprocess.Popen[bytes]) -> None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
@@ -129,7 +130,7 @@ class _WindowsBackend:
         self.kernel32 = kernel32
         self.resume = resume
 
-    def popen_kwargs(self) -> dict:
+    def popen_kwargs(self) -> dict[str, Any]:
         self.prepare_children()
         # Suspended until it is in the Job Object (after_start): a process that ran first could start a child
         # outside the job, which a crash of the worker would then leave running.
@@ -186,7 +187,7 @@ class _WindowsBackend:
                 proc.kill()  # it never ran: better no Blender than a frozen one
                 raise
 
-    def ask_to_stop(self, proc: subprocess.Popen) -> None:
+    def ask_to_stop(self, proc: subprocess.Popen[bytes]) -> None:
         """Ends Blender's tree with TerminateProcess. No console event: the tray has no console, so
         GenerateConsoleCtrlEvent fails and CPython's ``os.kill`` raises SystemError (cpython #87128), and
         from a console the break reaches nothing (Blender has none). Blender has no gentler way to be asked
@@ -203,8 +204,8 @@ def backend():
     return _WindowsBackend() if sys.platform == "win32" else _PosixBackend()
 
 
-def start(cmd: list[str], *, cwd: Path, env: dict, pidfile: Path | None = None,
-          writable: list[Path] | None = None, stdin: bool = False) -> subprocess.Popen:
+def start(cmd: list[str], *, cwd: Path, env: dict[str, Any], pidfile: Path | None = None,
+          writable: list[Path] | None = None, stdin: bool = False) -> subprocess.Popen[bytes]:
     """Starts ``cmd`` in its own group, stdin closed (a pipe with ``stdin``: a warm Blender reads its jobs
     there), stdout and stderr merged into one pipe; with ``writable``, where the OS can confine it, the
     process may write only below those folders (and to devices)."""
@@ -253,7 +254,7 @@ def _signal_all(processes: list[psutil.Process], action) -> None:
             log.warning("no right to %s process %d", action.__name__, proc.pid)
 
 
-def stop(proc: subprocess.Popen, grace: float = C.BLENDER_STOP_GRACE) -> int | None:
+def stop(proc: subprocess.Popen[bytes], grace: float = C.BLENDER_STOP_GRACE) -> int | None:
     """Asks ``proc``'s group to stop, waits ``grace`` seconds, then kills the whole tree. Never raises: a
     stop that fails to ask still kills."""
     if proc.poll() is None:
@@ -305,7 +306,7 @@ def _alive(pid: int) -> list[psutil.Process]:
         return []
 
 
-def tree_pids(proc: subprocess.Popen | None) -> set[int]:
+def tree_pids(proc: subprocess.Popen[bytes] | None) -> set[int]:
     """A running child's pid and its descendants' (none once it has exited)."""
     if proc is None or proc.poll() is not None:
         return set()

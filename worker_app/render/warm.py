@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -55,13 +56,13 @@ class WarmBlender:
         self.limits = limits
         self.on_change = on_change or (lambda running: None)  # told when the process starts and ends
         self._lock = threading.RLock()
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.lines: queue.Queue[bytes | None] = queue.Queue()
-        self._key: tuple | None = None  # what the process was started with
+        self._key: tuple[Any, ...] | None = None  # what the process was started with
         self.jobs_done = 0  # since the process started
         self._idle_timer: threading.Timer | None = None
         self._spawner: threading.Thread | None = None
-        self._spawns: queue.Queue = queue.Queue()
+        self._spawns: queue.Queue[Any] = queue.Queue()
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -83,7 +84,7 @@ class WarmBlender:
 
     # -- the process ---------------------------------------------------------------------------
 
-    def acquire(self, blender: str, jobs_root: Path, user_dir: Path | None, confine: bool) -> subprocess.Popen:
+    def acquire(self, blender: str, jobs_root: Path, user_dir: Path | None, confine: bool) -> subprocess.Popen[bytes]:
         """The process for a job: the running one if it was started the same way, else a new one."""
         key = (blender, str(jobs_root), str(user_dir), confine)
         with self._lock:
@@ -122,7 +123,7 @@ class WarmBlender:
         if self._spawner is None or not self._spawner.is_alive():
             self._spawner = threading.Thread(target=self._spawn_loop, name="warm-blender-spawner", daemon=True)
             self._spawner.start()
-        box: dict = {}
+        box: dict[str, Any] = {}
         done = threading.Event()
         self._spawns.put((start, box, done))
         done.wait()

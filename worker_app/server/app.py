@@ -13,6 +13,8 @@ import sys
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import FrameType
+from typing import Any, AsyncIterator, Callable
 
 import uvicorn
 from starlette.applications import Starlette
@@ -27,7 +29,8 @@ from worker_app.server.http import (HttpError, content_length, db, drain, empty,
                                     receive_file, route, starlette_routes)
 from worker_app.server.metrics import Metrics
 from worker_app.server.storage import PART_SIZE, asset_key, open_storage, output_key
-from worker_app.server.store import KEEP_FAILED_S, KEEP_OUTPUTS_S, BadCursor, KeyReused, Store
+from worker_app.server.store import KEEP_FAILED_S, KEEP_OUTPUTS_S, BadCursor, Claimed, KeyReused, Store
+from worker_app.server.views import OutputRecord
 from worker_app.server.wakeups import Wakeups
 from worker_app.server.webhooks import BACKOFF_BASE_S, WebhookSender
 
@@ -75,7 +78,7 @@ class JobServer:
         self.metrics = Metrics(self.store) if metrics else None
         self.wakeups = Wakeups(self.store)
         self.asgi = Starlette(routes=starlette_routes(self), lifespan=self._lifespan,
-                              exception_handlers={HTTPException: _http_exception})
+                              exception_handlers={HTTPException: _http_exception})  # type: ignore[dict-item]
         config = uvicorn.Config(self.asgi, lifespan="on", log_config=None, access_log=False,
                                 timeout_graceful_shutdown=SHUTDOWN_GRACE_S, timeout_keep_alive=75,
                                 server_header=False, date_header=True)
@@ -85,7 +88,8 @@ class JobServer:
 
     @property
     def port(self) -> int:
-        return self.sock.getsockname()[1]
+        port: int = self.sock.getsockname()[1]
+        return port
 
     @property
     def url(self) -> str:
@@ -94,7 +98,7 @@ class JobServer:
         return f"http://{host}:{port}"
 
     @asynccontextmanager
-    async def _lifespan(self, _app):
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         self._loop = asyncio.get_running_loop()
         await self.wakeups.start()
         self.webhooks.start()
@@ -206,11 +210,11 @@ def check_base_path(value: str, name: str) -> str:
 class _Uvicorn(uvicorn.Server):
     """Tells the app of SIGTERM first, so that waiting claims are answered before connections drain."""
 
-    def __init__(self, config: uvicorn.Config, on_exit):
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]):
         super().__init__(config)
         self._on_exit = on_exit
 
-    def handle_exit(self, sig, frame) -> None:
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._on_exit()
         super().handle_exit(sig, frame)
 
@@ -245,13 +249,13 @@ async def _http_exception(_request: Request, error: HTTPException) -> JSONRespon
 # -- open ---------------------------------------------------------------------------------------
 
 @route("GET", "/api/health", auth="none")
-async def health(server: JobServer, request: Request):
+async def health(server: JobServer, request: Request) -> Response:
     """Liveness: the process answers (the database is not asked)."""
     return JSONResponse({"ok": True, "version": __version__, "protocol": P.PROTOCOL_VERSION})
 
 
 @route("GET", "/api/ready", auth="none")
-async def ready(server: JobServer, request: Request):
+async def ready(server: JobServer, request: Request) -> Response:
     """Readiness: the database answers and the server is not shutting down."""
     if server.wakeups.closing:
         return JSONResponse({"ok": False, "message": "shutting down"}, 503)
@@ -264,7 +268,7 @@ async def ready(server: JobServer, request: Request):
 
 
 @route("GET", "/metrics", auth="none")
-async def metrics(server: JobServer, request: Request):
+async def metrics(server: JobServer, request: Request) -> Response:
     if server.metrics is None:
         raise HttpError(404, "not_found", "metrics are off; start the server with --metrics")
     return PlainTextResponse(await db(server.metrics.render), media_type="text/plain; version=0.0.4")
@@ -273,7 +277,7 @@ async def metrics(server: JobServer, request: Request):
 # -- the worker API -----------------------------------------------------------------------------
 
 @route("POST", P.WORKER_PREFIX + "/hello", auth="worker")
-async def hello(server: JobServer, request: Request):
+async def hello(server: JobServer, request: Request) -> Response:
     hello = P.Hello.parse(await read_json(request))
     worker_id = await db(server.store.register_worker, hello.name, hello.to_json())
     reply = P.HelloReply(worker_id, server_version=__version__, claim_wait_max_s=server.claim_wait_max,
@@ -285,7 +289,7 @@ async def hello(server: JobServer, request: Request):
 
 
 @route("GET", P.WORKER_PREFIX + "/ping", auth="worker")
-async def ping(server: JobServer, request: Request):
+async def ping(server: JobServer, request: Request) -> Response:
     return JSONResponse({"ok": True, "protocol": P.PROTOCOL_VERSION})
 
 
@@ -296,7 +300,7 @@ async def _worker_of(server: JobServer, request: Request) -> str:
 
 
 @route("POST", P.WORKER_PREFIX + "/jobs/claim", auth="worker")
-async def claim(server: JobServer, request: Request):
+async def claim(server: JobServer, request: Request) -> Response:
     worker_id = await _worker_of(server, request)
     if not server.store.worker_seen_lately(worker_id) and not await db(server.store.worker_exists, worker_id):
         raise HttpError(422, "invalid", "unknown worker; POST /hello first", field="worker_id")
@@ -315,12 +319,12 @@ async def claim(server: JobServer, request: Request):
     spec = claimed.spec
     if isinstance(spec.get("scene"), dict) and isinstance(spec["scene"].get("url"), str):
         spec["scene"]["url"] = server.scene_url(request, spec["scene"]["url"])
-    return JSONResponse({"job_id": str(claimed.job_id), "lease_id": claimed.lease_id,
-                         "ttl_s": server.store.first_lease_ttl, "expires_at": claimed.expires,
-                         "attempt": claimed.attempt, "spec": spec, "outputs": claimed.outputs})
+    lease = P.Lease(job_id=str(claimed.job_id), lease_id=claimed.lease_id, ttl_s=server.store.first_lease_ttl,
+                    attempt=claimed.attempt, spec=spec, outputs=claimed.outputs, expires_at=claimed.expires)
+    return JSONResponse(lease.to_json())
 
 
-async def _wait_for_job(server: JobServer, request: Request, worker_id: str, wait: float):
+async def _wait_for_job(server: JobServer, request: Request, worker_id: str, wait: float) -> Claimed | None:
     """Claims at once, else waits until woken (a job, a cancel, shutdown), the wait is over or the client left."""
     if server.wakeups.closing:
         return None  # shutting down: no more jobs offered
@@ -359,7 +363,7 @@ async def _disconnected(request: Request) -> None:
 
 
 @route("POST", P.WORKER_PREFIX + "/jobs/claim/cancel", auth="worker")
-async def cancel_claim(server: JobServer, request: Request):
+async def cancel_claim(server: JobServer, request: Request) -> Response:
     worker_id = await _worker_of(server, request)
     waiting_here = server.wakeups.waiting(worker_id)
     await db(server.store.cancel_claims, worker_id)  # every server process hears it
@@ -368,7 +372,7 @@ async def cancel_claim(server: JobServer, request: Request):
 
 
 @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/heartbeat", auth="worker")
-async def heartbeat(server: JobServer, request: Request, job_id: str):
+async def heartbeat(server: JobServer, request: Request, job_id: str) -> Response:
     body = await read_json(request)
     progress = P.parse_heartbeat(body)
     cancel, ttl = await db(server.store.heartbeat, job_id_of(job_id), body["lease_id"], progress.to_json())
@@ -376,116 +380,95 @@ async def heartbeat(server: JobServer, request: Request, job_id: str):
 
 
 @route("PUT", P.WORKER_PREFIX + "/jobs/{job_id}/outputs/{name:path}", auth="worker")
-async def put_output(server: JobServer, request: Request, job_id: str, name: str):
+async def put_output(server: JobServer, request: Request, job_id: str, name: str) -> Response:
     job = job_id_of(job_id)
     P.check_output_name(name)
     lease_id = lease_header(request)
     sha = P.check_sha256(request.headers.get("x-content-sha256", ""), "X-Content-SHA256")
     key = output_key(job, name)
 
-    def already_stored(existing) -> bool:
-        return bool(existing) and existing["sha256"] == sha and server.storage.stat(key) == existing["size"]
+    def already_stored(existing: OutputRecord | None) -> bool:
+        return existing is not None and existing.sha256 == sha and server.storage.stat(key) == existing.size
 
     # A large output's lease is checked before its bytes come, so that a lost lease costs no transfer; a small
     # one's in the same trip to a thread that stores it.
     early = content_length(request, MAX_OUTPUT_BYTES) > EARLY_CHECK_BYTES
     if early:
         existing = await db(server.store.upload_target, job, lease_id, name)
-        if await db(already_stored, existing):
+        if existing is not None and await db(already_stored, existing):
             await drain(request, MAX_OUTPUT_BYTES)
-            return JSONResponse({"name": name, "sha256": sha, "size": existing["size"], "stored": False})
-    new = {"stored": True}
+            return JSONResponse(P.StoredOutput(name, sha, existing.size, stored=False).to_json())
+    new = [True]
 
     def keep(tmp: Path, sha: str) -> None:  # one trip to a thread: the bytes stored, then the output recorded
         if not early and already_stored(server.store.upload_target(job, lease_id, name)):
-            new["stored"] = False  # the same bytes again: nothing to do
+            new[0] = False  # the same bytes again: nothing to do
             return
         size = tmp.stat().st_size
         server.storage.put_file(key, tmp, sha)
         server.store.add_output(job, lease_id, name, sha, size)
 
     sha, size = await receive_file(request, server.tmp_dir, keep, sha, MAX_OUTPUT_BYTES)
-    return JSONResponse({"name": name, "sha256": sha, "size": size, **new}, 201 if new["stored"] else 200)
+    return JSONResponse(P.StoredOutput(name, sha, size, stored=new[0]).to_json(), 201 if new[0] else 200)
 
 
-def _upload_request(body: dict, max_size: int, with_etags: bool) -> tuple[str, int, list[str], str | None, dict]:
-    """The fields of a direct upload's plan or commit: sha256, size, the parts' SHA-256s, the upload id, and
-    (to commit) the parts' ETags or (to plan) the parts already sent."""
-    sha = P.check_sha256(body.get("sha256"), "sha256")
-    size = P.check_int(body.get("size"), "size", 0, max_size)
-    parts = None if body.get("parts") is None and not with_etags else [
-        P.check_sha256(item, f"parts[{i}]") for i, item in enumerate(P.check_list(body.get("parts"), "parts", 100_000))]
-    upload_id = body.get("upload_id")
-    if upload_id is not None:
-        upload_id = P.check_str(upload_id, "upload_id", max_len=1024)
-    if with_etags:
-        raw = body.get("etags") or {}
-        if not isinstance(raw, dict):
-            raise P.ValidationError("etags", "must be an object of part number to ETag")
-        etags = {}
-        for number, etag in raw.items():
-            if not str(number).isdigit():
-                raise P.ValidationError("etags", f"{number!r} is not a part number")
-            etags[int(number)] = P.check_str(etag, f"etags.{number}", max_len=256)
-        return sha, size, parts, upload_id, etags
-    done = {P.check_int(n, "done", 1, 100_000) for n in P.check_list(body.get("done") or [], "done", 100_000)}
-    return sha, size, parts, upload_id, {n: "" for n in done}
-
-
-def _how_to_upload(server: JobServer) -> dict:
+def _how_to_upload(server: JobServer) -> dict[str, Any]:
     """The answer to a plan without ``parts`` (or on a local store): whether the bytes go straight to storage,
     and in parts of which size; with a local store they go through the server (PUT), as protocol 1 has it."""
     return P.UploadPlan(direct=server.storage.direct, part_size=server.storage.part_size).to_json()
 
 
-async def _output_upload_call(request: Request, job_id: str, name: str, with_etags: bool):
+async def _output_upload_call(request: Request, job_id: str, name: str,
+                              commit: bool) -> tuple[int, str, P.UploadRequest]:
     """A direct upload's call for one output: the job, its lease, and the upload's fields."""
     job = job_id_of(job_id)
     P.check_output_name(name)
     body = await read_json(request)
     lease_id = P.check_str(body.get("lease_id"), "lease_id", max_len=64)
-    return job, lease_id, *_upload_request(body, MAX_OUTPUT_BYTES, with_etags)
+    return job, lease_id, P.UploadRequest.parse(body, MAX_OUTPUT_BYTES, commit)
 
 
 @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/outputs/{name:path}/uploads", auth="worker")
-async def plan_output_upload(server: JobServer, request: Request, job_id: str, name: str):
+async def plan_output_upload(server: JobServer, request: Request, job_id: str, name: str) -> Response:
     """Where to upload an output straight to storage: presigned PUTs for its parts (docs/protocol.md)."""
-    job, lease_id, sha, size, parts, upload_id, done = await _output_upload_call(request, job_id, name, False)
+    job, lease_id, ask = await _output_upload_call(request, job_id, name, commit=False)
     existing = await db(server.store.upload_target, job, lease_id, name)
-    if existing and existing["sha256"] == sha:
-        return JSONResponse({**P.UploadPlan(stored=True).to_json(), "name": name, "sha256": sha,
-                             "size": existing["size"]})
-    if not server.storage.direct or parts is None:
+    if existing and existing.sha256 == ask.sha256:
+        stored = P.StoredOutput(name, ask.sha256, existing.size, stored=False)
+        return JSONResponse({**P.UploadPlan(stored=True).to_json(), **stored.to_json(), "stored": True})
+    if not server.storage.direct or ask.parts is None:
         return JSONResponse(_how_to_upload(server))
-    plan = await db(server.storage.upload_urls, output_key(job, name), size, parts, upload_id, set(done))
+    plan = await db(server.storage.upload_urls, output_key(job, name), ask.size, ask.parts, ask.upload_id,
+                    set(ask.done))
     return JSONResponse(plan.to_json())
 
 
 @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/outputs/{name:path}/commit", auth="worker")
-async def commit_output_upload(server: JobServer, request: Request, job_id: str, name: str):
+async def commit_output_upload(server: JobServer, request: Request, job_id: str, name: str) -> Response:
     """The upload is in storage: the server checks its size and SHA-256, then counts it."""
-    job, lease_id, sha, size, parts, upload_id, etags = await _output_upload_call(request, job_id, name, True)
+    job, lease_id, ask = await _output_upload_call(request, job_id, name, commit=True)
     if not server.storage.direct:
         raise HttpError(422, "invalid", "this server stores outputs itself; PUT them", field="upload_id")
     await db(server.store.check_lease, job, lease_id)
-    await db(server.storage.finish_upload, output_key(job, name), sha, size, parts, upload_id, etags)
-    await db(server.store.add_output, job, lease_id, name, sha, size)
-    return JSONResponse({"name": name, "sha256": sha, "size": size, "stored": True}, 201)
+    await db(server.storage.finish_upload, output_key(job, name), ask.sha256, ask.size, ask.parts or [],
+             ask.upload_id, ask.etags)
+    await db(server.store.add_output, job, lease_id, name, ask.sha256, ask.size)
+    return JSONResponse(P.StoredOutput(name, ask.sha256, ask.size).to_json(), 201)
 
 
 @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/complete", auth="worker")
-async def complete(server: JobServer, request: Request, job_id: str):
+async def complete(server: JobServer, request: Request, job_id: str) -> Response:
     body = await read_json(request)
     done = P.CompleteReport.parse(body)
     await db(server.store.complete, job_id_of(job_id), body["lease_id"], done.outputs, done.stats, done.warnings)
     if server.metrics:
         server.metrics.finished("done", done.stats)
     log.info("job %s done: %d output(s)", job_id, len(done.outputs))
-    return JSONResponse({"state": "done"})
+    return JSONResponse(P.ReportAck("done").to_json())
 
 
 @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/fail", auth="worker")
-async def fail(server: JobServer, request: Request, job_id: str):
+async def fail(server: JobServer, request: Request, job_id: str) -> Response:
     body = await read_json(request)
     failure = P.FailReport.parse(body)
     state = await db(server.store.fail, job_id_of(job_id), body["lease_id"], failure.reason, failure.log_tail,
@@ -493,20 +476,20 @@ async def fail(server: JobServer, request: Request, job_id: str):
     if server.metrics and state == "failed":
         server.metrics.finished("failed", None)
     log.info("job %s failed (%s): %s", job_id, state, failure.reason)
-    return JSONResponse({"state": state})
+    return JSONResponse(P.ReportAck(state).to_json())
 
 
 @route("POST", P.WORKER_PREFIX + "/jobs/{job_id}/release", auth="worker")
-async def release(server: JobServer, request: Request, job_id: str):
+async def release(server: JobServer, request: Request, job_id: str) -> Response:
     body = await read_json(request)
     reason = P.ReleaseReport.parse(body).reason
     await db(server.store.release, job_id_of(job_id), body["lease_id"], reason)
     log.info("job %s released: %s", job_id, reason)
-    return JSONResponse({"state": "queued"})
+    return JSONResponse(P.ReportAck("queued").to_json())
 
 
 @route("GET", P.WORKER_PREFIX + "/assets/{sha256}", auth="worker")
-async def get_asset(server: JobServer, request: Request, sha256: str):
+async def get_asset(server: JobServer, request: Request, sha256: str) -> Response:
     key = asset_key(P.check_sha256(sha256, "sha256"))
     if server.storage.direct:
         return RedirectResponse(server.storage.download_url(key, request.method == "HEAD"), 307)
@@ -519,7 +502,7 @@ async def get_asset(server: JobServer, request: Request, sha256: str):
 # -- the web app's API --------------------------------------------------------------------------
 
 @route("POST", P.API_PREFIX + "/jobs", auth="app")
-async def submit(server: JobServer, request: Request):
+async def submit(server: JobServer, request: Request) -> Response:
     """Queues a job. With an ``Idempotency-Key`` header, a retry of the same request (a serverless function
     that timed out, say) answers 200 with the job the first one made instead of making a second."""
     body = await read_json(request)
@@ -541,7 +524,7 @@ async def submit(server: JobServer, request: Request):
 
 
 @route("GET", P.API_PREFIX + "/jobs", auth="app")
-async def list_jobs(server: JobServer, request: Request):
+async def list_jobs(server: JobServer, request: Request) -> Response:
     state = request.query_params.get("state")
     if state is not None:
         P.check_choice(state, "state", P.JOB_STATES)
@@ -551,21 +534,22 @@ async def list_jobs(server: JobServer, request: Request):
         limit = 0
     if not 1 <= limit <= MAX_PAGE:
         raise HttpError(422, "invalid", f"limit must be a whole number from 1 to {MAX_PAGE}", field="limit")
-    since = request.query_params.get("updated_since")
+    given = request.query_params.get("updated_since")
     try:
-        since = float(since) if since is not None else None
+        since = float(given) if given is not None else None
     except ValueError:
         raise HttpError(422, "invalid", "updated_since must be a time in seconds since 1970, as a job's "
                         "updated", field="updated_since") from None
     try:
-        found, following = await db(server.store.list, state, limit, request.query_params.get("cursor"), since)
+        found, following = await db(server.store.list_jobs, state, limit, request.query_params.get("cursor"),
+                                    since)
     except BadCursor as error:
         raise HttpError(422, "invalid", error.detail, field=error.field) from None
     return JSONResponse({"jobs": found, "next_cursor": following})
 
 
 @route("GET", P.API_PREFIX + "/jobs/{job_id}", auth="app")
-async def get_job(server: JobServer, request: Request, job_id: str):
+async def get_job(server: JobServer, request: Request, job_id: str) -> Response:
     """A job's status, with an ETag: a poller that sends If-None-Match gets 304 until it changes."""
     job = job_id_of(job_id)
     view = await db(server.store.get, job)
@@ -582,12 +566,12 @@ async def get_job(server: JobServer, request: Request, job_id: str):
 
 
 @route("POST", P.API_PREFIX + "/jobs/{job_id}/cancel", auth="app")
-async def cancel(server: JobServer, request: Request, job_id: str):
+async def cancel(server: JobServer, request: Request, job_id: str) -> Response:
     return JSONResponse(await db(server.store.cancel, job_id_of(job_id)))
 
 
 @route("GET", P.API_PREFIX + "/jobs/{job_id}/outputs/{name:path}", auth="app")
-async def get_output(server: JobServer, request: Request, job_id: str, name: str):
+async def get_output(server: JobServer, request: Request, job_id: str, name: str) -> Response:
     job = job_id_of(job_id)
     P.check_output_name(name)
     found = await db(server.store.output, job, name)
@@ -599,11 +583,11 @@ async def get_output(server: JobServer, request: Request, job_id: str, name: str
     if not path.is_file():
         raise HttpError(404, "not_found", f"job {job} has no output {name}")
     # Starlette answers HEAD and Range requests (206, 416) for a file; the ETag is the output's SHA-256.
-    return FileResponse(path, media_type=_content_type(name), headers={"ETag": f'"{found["sha256"]}"'})
+    return FileResponse(path, media_type=_content_type(name), headers={"ETag": f'"{found.sha256}"'})
 
 
 @route("PUT", P.API_PREFIX + "/assets", auth="app")
-async def put_asset(server: JobServer, request: Request):
+async def put_asset(server: JobServer, request: Request) -> Response:
     expected = request.headers.get("x-content-sha256")
     if expected is not None:
         P.check_sha256(expected, "X-Content-SHA256")
@@ -613,40 +597,42 @@ async def put_asset(server: JobServer, request: Request):
     return JSONResponse(_asset(sha, size), 201)
 
 
-def _asset(sha: str, size: int) -> dict:
+def _asset(sha: str, size: int) -> dict[str, Any]:
     """A stored scene; a job names it by ``url``, a path the worker resolves against its server."""
     return {"sha256": sha, "size": size, "url": f"{P.WORKER_PREFIX}/assets/{sha}"}
 
 
 @route("POST", P.API_PREFIX + "/assets/uploads", auth="app")
-async def plan_asset_upload(server: JobServer, request: Request):
+async def plan_asset_upload(server: JobServer, request: Request) -> Response:
     """Where the web app uploads a scene straight to storage (S3); ``{"direct": false}``: PUT it here."""
-    body = await read_json(request)
-    sha, size, parts, upload_id, done = _upload_request(body, MAX_ASSET_BYTES, with_etags=False)
-    if server.storage.direct and await db(server.storage.stat, asset_key(sha)) == size:
-        return JSONResponse({**P.UploadPlan(stored=True).to_json(), **_asset(sha, size)})
-    if not server.storage.direct or parts is None:
+    ask = P.UploadRequest.parse(await read_json(request), MAX_ASSET_BYTES, commit=False)
+    if server.storage.direct and await db(server.storage.stat, asset_key(ask.sha256)) == ask.size:
+        return JSONResponse({**P.UploadPlan(stored=True).to_json(), **_asset(ask.sha256, ask.size)})
+    if not server.storage.direct or ask.parts is None:
         return JSONResponse(_how_to_upload(server))
-    plan = await db(server.storage.upload_urls, asset_key(sha), size, parts, upload_id, set(done))
+    plan = await db(server.storage.upload_urls, asset_key(ask.sha256), ask.size, ask.parts, ask.upload_id,
+                    set(ask.done))
     return JSONResponse(plan.to_json())
 
 
 @route("POST", P.API_PREFIX + "/assets/{sha256}/commit", auth="app")
-async def commit_asset_upload(server: JobServer, request: Request, sha256: str):
+async def commit_asset_upload(server: JobServer, request: Request, sha256: str) -> Response:
     body = await read_json(request)
-    body.setdefault("sha256", sha256)
-    sha, size, parts, upload_id, etags = _upload_request(body, MAX_ASSET_BYTES, with_etags=True)
-    if sha != P.check_sha256(sha256, "sha256"):
+    if isinstance(body, dict):
+        body.setdefault("sha256", sha256)
+    ask = P.UploadRequest.parse(body, MAX_ASSET_BYTES, commit=True)
+    if ask.sha256 != P.check_sha256(sha256, "sha256"):
         raise HttpError(422, "invalid", "differs from the SHA-256 in the path", field="sha256")
     if not server.storage.direct:
         raise HttpError(422, "invalid", "this server stores scenes itself; PUT them to /api/v1/assets",
                         field="upload_id")
-    await db(server.storage.finish_upload, asset_key(sha), sha, size, parts, upload_id, etags)
-    return JSONResponse(_asset(sha, size), 201)
+    await db(server.storage.finish_upload, asset_key(ask.sha256), ask.sha256, ask.size, ask.parts or [],
+             ask.upload_id, ask.etags)
+    return JSONResponse(_asset(ask.sha256, ask.size), 201)
 
 
 @route("GET", P.API_PREFIX + "/workers", auth="app")
-async def workers(server: JobServer, request: Request):
+async def workers(server: JobServer, request: Request) -> Response:
     return JSONResponse({"workers": await db(server.store.list_workers)})
 
 

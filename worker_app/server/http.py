@@ -13,7 +13,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +25,9 @@ from worker_app import constants as C
 from worker_app import protocol as P
 from worker_app.server.storage import StorageError
 from worker_app.server.store import Canceled, Conflict, LeaseLost, NotFound
+
+if TYPE_CHECKING:
+    from worker_app.server.app import JobServer
 
 log = logging.getLogger("homefarm.server")
 
@@ -38,7 +41,7 @@ class HttpError(Exception):
         self.status, self.error, self.message, self.field = status, error, message, field
         self.headers = headers
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, Any]:
         out = {"error": self.error, "message": self.message}
         if self.field:
             out["field"] = self.field
@@ -49,17 +52,19 @@ Handler = Callable[..., Awaitable[Response]]
 ROUTES: list[tuple[str, str, str, Handler]] = []  # (method, path, auth, handler)
 
 
-def route(method: str, path: str, auth: str):
+H = TypeVar("H", bound=Handler)
+
+
+def route(method: str, path: str, auth: str) -> Callable[[H], H]:
     """Registers a handler for ``method`` on ``path`` (``{name}`` matches one segment)."""
 
-    def register(func: Handler) -> Handler:
+    def register(func: H) -> H:
         ROUTES.append((method, path, auth, func))
-        func.route = (method, path)
         return func
     return register
 
 
-def starlette_routes(server) -> list[Route]:
+def starlette_routes(server: JobServer) -> list[Route]:
     """The registered handlers as Starlette routes, each wrapped with authorization and the error mapping."""
     grouped: dict[str, dict[str, tuple[str, Handler]]] = {}
     for method, path, auth, handler in ROUTES:
@@ -67,7 +72,8 @@ def starlette_routes(server) -> list[Route]:
     return [Route(path, _endpoint(server, methods), methods=list(methods)) for path, methods in grouped.items()]
 
 
-def _endpoint(server, methods: dict[str, tuple[str, Handler]]):
+def _endpoint(server: JobServer,
+              methods: dict[str, tuple[str, Handler]]) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         auth, handler = methods[request.method if request.method != "HEAD" else "GET"]
         started = time.monotonic()
@@ -116,7 +122,7 @@ def _is_storage_outage(error: Exception) -> bool:
     return not hasattr(error, "response") or status >= 500
 
 
-async def _authorize(server, request: Request, kind: str) -> None:
+async def _authorize(server: JobServer, request: Request, kind: str) -> None:
     if kind == "none":
         return
     header = request.headers.get("authorization", "")
@@ -146,7 +152,7 @@ def content_length(request: Request, limit: int) -> int:
     return length
 
 
-async def read_json(request: Request):
+async def read_json(request: Request) -> Any:
     content_length(request, C.MAX_SPEC_BYTES)
     raw = await request.body()
     if not raw:

@@ -6,6 +6,7 @@ Counters are this process's since it started; the queue depth is read from the d
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from worker_app.protocol import JOB_STATES
 from worker_app.server.store import Store
@@ -24,7 +25,7 @@ class Metrics:
         with self._lock:
             self.claims["job" if got_job else "empty"] += 1
 
-    def finished(self, state: str, stats: dict | None) -> None:
+    def finished(self, state: str, stats: dict[str, Any] | None) -> None:
         with self._lock:
             self.finished_jobs[state] += 1
             seconds = (stats or {}).get("render_s")

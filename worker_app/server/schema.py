@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -17,7 +18,7 @@ SCHEMA_VERSION = 4
 TOKEN_KINDS = ("app", "worker")
 
 # Epoch seconds as a double: MySQL's FLOAT is single precision, a second off in 2026.
-Time = sa.Double()
+Time: sa.Double[float] = sa.Double()
 # A job's spec may be 256 KiB; MySQL's TEXT holds 64 KiB.
 LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 # A 64-bit id on the servers; on SQLite only INTEGER PRIMARY KEY is the row id that counts up by itself.
@@ -127,7 +128,7 @@ def migrate(engine: sa.Engine) -> int:
     with engine.connect() as conn, _migration_lock(conn), conn.begin():
         names = set(sa.inspect(conn).get_table_names())
         if "homefarm_schema" in names:
-            found = conn.scalar(sa.select(schema_version.c.version))
+            found = int(conn.scalar(sa.select(schema_version.c.version)) or 0)
         elif "jobs" in names:
             found = 1  # a server from before versions were kept (SQLite only)
         else:
@@ -152,7 +153,7 @@ class _migration_lock:
     def __init__(self, conn: sa.Connection):
         self.conn = conn
 
-    def __enter__(self):
+    def __enter__(self) -> _migration_lock:
         dialect = self.conn.dialect.name
         if dialect == "postgresql":
             self.conn.exec_driver_sql("SELECT pg_advisory_lock(7355608)")
@@ -161,7 +162,7 @@ class _migration_lock:
         self.conn.commit()  # ends the transaction the lock's query began; the session keeps the lock
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.conn.rollback()
         dialect = self.conn.dialect.name
         if dialect == "postgresql":
@@ -230,7 +231,7 @@ def hash_token(token: str) -> str:
 ANY_BLENDER = 10**9 - 1
 
 
-def newest_blender(info: dict) -> int:
+def newest_blender(info: dict[str, Any]) -> int:
     keys = []
     for item in info.get("blender") or []:
         try:

@@ -181,7 +181,7 @@ class S3Storage(Storage):
     def stat(self, key: str) -> int | None:
         from botocore.exceptions import ClientError
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
+            return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -194,9 +194,9 @@ class S3Storage(Storage):
 
     def download_url(self, key: str, head: bool = False) -> str:
         """A presigned GET (or HEAD: a signature is for one method) of the object, valid for URL_TTL."""
-        return self.client.generate_presigned_url("head_object" if head else "get_object",
-                                                  Params={"Bucket": self.bucket, "Key": self._key(key)},
-                                                  ExpiresIn=URL_TTL)
+        return str(self.client.generate_presigned_url("head_object" if head else "get_object",
+                                                      Params={"Bucket": self.bucket, "Key": self._key(key)},
+                                                      ExpiresIn=URL_TTL))
 
     def upload_urls(self, key: str, size: int, parts: list[str], upload_id: str | None,
                     done: set[int]) -> UploadPlan:

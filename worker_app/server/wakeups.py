@@ -16,6 +16,7 @@ import asyncio
 import logging
 import threading
 import time
+from typing import Any
 
 from worker_app.server.store import JOBS, NOTIFY_CHANNEL, Store, WakeKind, Wakeup
 
@@ -38,7 +39,7 @@ class Waiter:
             self.canceled = True
             self._event.set()
 
-    async def wait(self, timeout: float, *also: asyncio.Future) -> None:
+    async def wait(self, timeout: float, *also: asyncio.Future[Any]) -> None:
         """Until woken, ``timeout`` passes or one of ``also`` is done."""
         woken = asyncio.ensure_future(self._event.wait())
         try:
@@ -54,7 +55,7 @@ class Wakeups:
         self.closing = False
         self._waiters: set[Waiter] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
 
@@ -170,5 +171,5 @@ class _Registered:
             self.waiter.canceled = True
         return self.waiter
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.wakeups._waiters.discard(self.waiter)

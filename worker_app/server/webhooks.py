@@ -16,10 +16,15 @@ import hmac
 import logging
 import random
 import time
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from worker_app import __version__
+
+if TYPE_CHECKING:
+    from worker_app.server.store import Store
+    from worker_app.server.store.webhooks import Delivery
 
 log = logging.getLogger("homefarm.server")
 
@@ -50,14 +55,14 @@ def verify(secret: str, header: str, body: bytes, now: float | None = None, tole
 class WebhookSender:
     """Sends due deliveries every ``interval`` seconds, on a thread of the server's pool."""
 
-    def __init__(self, store, secret: str | None, backoff: float = BACKOFF_BASE_S, interval: float = 1.0):
+    def __init__(self, store: Store, secret: str | None, backoff: float = BACKOFF_BASE_S, interval: float = 1.0):
         self.store = store
         self.secret = secret
         self.backoff = backoff
         self.interval = interval
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"homefarm-server/{__version__}"
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[Any] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -86,7 +91,7 @@ class WebhookSender:
             sent += self._deliver(row)
         return sent
 
-    def _deliver(self, row) -> bool:
+    def _deliver(self, row: Delivery) -> bool:
         body = row.body.encode()
         headers = {"Content-Type": "application/json", "Homefarm-Event": row.event,
                    "Homefarm-Delivery": f"evt_{row.id}"}

@@ -1,0 +1,213 @@
+"""The store's foundation: the engine for each kind of database, the wake-ups it announces, its errors, and
+the ``Database`` every part of the store builds on."""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+import threading
+import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Callable, Unpack
+
+import sqlalchemy as sa
+
+from worker_app import constants as C
+from worker_app.server.schema import migrate
+from worker_app.server.store.statements import claim_statements, finish_statement, output_upsert
+
+NOTIFY_CHANNEL = "homefarm"
+
+Row = sa.Row[Unpack[tuple[Any, ...]]]  # a row as a query returns it, its columns by name
+
+
+class WakeKind(enum.StrEnum):
+    JOBS = "jobs"  # work may be available
+    CANCEL = "cancel"  # one worker's waiting claims end now (it paused or quits)
+    CLOSING = "closing"  # this server process shuts down: every waiting claim ends now
+
+
+@dataclass(frozen=True)
+class Wakeup:
+    """What wakes waiting claims, in this process (the store's listeners) and in the others (PostgreSQL's
+    NOTIFY payload, as text: "jobs", "cancel <worker id>", "closing")."""
+    kind: WakeKind
+    worker_id: str = ""
+
+    def text(self) -> str:
+        return f"{self.kind} {self.worker_id}" if self.kind == WakeKind.CANCEL else str(self.kind)
+
+    @classmethod
+    def parse(cls, text: str) -> Wakeup | None:
+        """A payload another process sent; None for one this version does not know (it is ignored)."""
+        kind, _, worker_id = text.partition(" ")
+        try:
+            found = WakeKind(kind)
+        except ValueError:
+            return None
+        return cls(found, worker_id if found == WakeKind.CANCEL else "")
+
+
+JOBS = Wakeup(WakeKind.JOBS)
+TOKEN_CACHE_S = 10.0  # a revoked token keeps working this long at most, in a process that just saw it
+TOUCH_EVERY_S = 30.0  # a worker's last_seen is written at most this often
+NEWEST_CACHE_S = 5.0
+POOL_SIZE = 10  # connections per server process to PostgreSQL or MySQL; --db-pool changes it
+KEEP_FAILED_S = 3600.0  # outputs of failed and canceled jobs are deleted this long after the job ended
+KEEP_OUTPUTS_S = 30 * 86400.0  # and every job's outputs this long after it ended (0: kept until deleted)
+WEBHOOK_HOLD_S = 60.0  # a sender holds a delivery this long; if it dies, another process sends it then
+ENDED = {"done": "job.done", "failed": "job.failed", "canceled": "job.canceled"}
+
+
+class LeaseLost(Exception):
+    """A call made with a lease that is no longer the job's current one."""
+
+
+class Canceled(LeaseLost):
+    """The lease ended because the web app canceled the job."""
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    """The call does not fit the job's state (canceling a finished job, say)."""
+
+
+class KeyReused(Exception):
+    """An Idempotency-Key sent again with another request."""
+
+
+@dataclass
+class Claimed:
+    job_id: int
+    lease_id: str
+    attempt: int
+    spec: dict[str, Any]
+    expires: float
+    outputs: dict[str, str]  # name -> SHA-256 an earlier attempt already uploaded: the worker skips those frames
+
+
+def connect(url: str, pool_size: int = POOL_SIZE) -> sa.Engine:
+    """An engine for ``url`` with the settings each kind of database needs here."""
+    url = _driver_url(url)
+    if url.startswith("sqlite"):
+        # One connection shared in turn: SQLite takes one writer at a time, and a queue for the pool wakes
+        # the next caller at once where SQLite's own busy wait would sleep for up to 100 ms.
+        engine = sa.create_engine(url, pool_size=1, max_overflow=0, pool_timeout=60,
+                                  connect_args={"check_same_thread": False, "isolation_level": None})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        return engine
+    # A fixed pool: a connection opened per burst and closed after costs a new server process on PostgreSQL
+    # (milliseconds) each time. Hosted databases close idle connections (TiDB Serverless after some
+    # minutes): recycle well before, and check a connection before use only when it sat idle (pre_ping
+    # would cost a round trip per transaction). READ COMMITTED on MySQL too (PostgreSQL's default): its
+    # REPEATABLE READ takes gap locks on the queue's index that deadlock claims against submits.
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=240, pool_timeout=30,
+                            pool_pre_ping=False, isolation_level="READ COMMITTED")
+
+
+def _driver_url(url: str) -> str:
+    """The URL with homefarm's chosen driver for each scheme (psycopg 3, PyMySQL) unless one is named."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError("a database URL looks like sqlite:///path, postgresql://user@host/db or "
+                         "mysql://user@host/db")
+    drivers = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
+               "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql", "tidb": "mysql+pymysql",
+               "sqlite": "sqlite"}
+    if scheme in drivers:
+        scheme = drivers[scheme]
+    elif scheme.split("+")[0] not in drivers:
+        raise ValueError(f"unsupported database {scheme!r}: use sqlite, postgresql, mysql or mariadb")
+    url = f"{scheme}://{rest}"
+    if scheme.endswith("pymysql") and "charset=" not in url:
+        url += ("&" if "?" in url else "?") + "charset=utf8mb4"
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    for pragma in ("busy_timeout=10000", "synchronous=NORMAL", "foreign_keys=OFF"):
+        dbapi_connection.execute(f"PRAGMA {pragma}")
+    # Switching a new file to WAL takes a lock that SQLite does not wait for: several server processes
+    # opening one new file at once would fail with "database is locked". Each tries again for a while.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+class Database:
+    """The engine, the clock and the caches that the store's parts share; one per server process."""
+
+    def __init__(self, url: str, lease_ttl: float = C.LEASE_TTL, clock: Callable[[], float] = time.time, pool_size: int = POOL_SIZE,
+                 keep_failed: float = KEEP_FAILED_S, keep_outputs: float = KEEP_OUTPUTS_S,
+                 webhook_url: str | None = None):
+        self.lease_ttl = lease_ttl
+        self.keep_failed = keep_failed
+        self.keep_outputs = keep_outputs
+        self.webhook_url = webhook_url  # every job's end goes there, besides a job's own webhook_url
+        self.heartbeat_interval = min(C.HEARTBEAT_INTERVAL, lease_ttl / 4)
+        # A claim's answer can be lost on its way (a proxy cut it): until the worker's first heartbeat says
+        # it has the job, the lease is short, and the job soon back in the queue if the answer never came.
+        self.first_lease_ttl = min(lease_ttl, max(1.0, C.FIRST_LEASE_BEATS * self.heartbeat_interval))
+        self.clock = clock
+        self.engine = connect(url, pool_size)
+        self.dialect = self.engine.dialect.name
+        # On PostgreSQL a lone statement runs in autocommit: no BEGIN and COMMIT round trips around it.
+        self._auto = self.engine.execution_options(isolation_level="AUTOCOMMIT") \
+            if self.dialect == "postgresql" else None
+        migrate(self.engine)
+        self.listeners: list[Callable[[Wakeup], None]] = []  # told of announcements made by this process
+        self._cache_lock = threading.Lock()
+        self._token_cache: dict[str, tuple[str | None, float]] = {}  # hash -> (kind or None, until)
+        self._touched: dict[str, float] = {}  # worker id -> when its last_seen was written
+        self._blender: dict[str, int] = {}  # worker id -> its newest Blender (a hello makes a new id)
+        self._newest: tuple[int, float] = (0, 0.0)  # newest Blender seen lately, and until when it holds
+        self._pick, self._lease = claim_statements(self.dialect)
+        self._upsert_output = output_upsert(self.dialect)
+        self._finish = finish_statement(self.dialect)
+        self.expired_total = 0  # leases this process expired, for the metrics
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _single(self) -> AbstractContextManager[sa.Connection]:
+        """A connection for statements that are each complete on their own: autocommit where that saves round
+        trips (PostgreSQL), a transaction elsewhere (SQLite's writes take its lock in BEGIN IMMEDIATE)."""
+        return self._auto.connect() if self._auto is not None else self.engine.begin()
+
+    def describe(self) -> str:
+        """The database for a log line, without its password."""
+        url = self.engine.url
+        return f"{url.get_backend_name()} {url.database}" if url.get_backend_name() == "sqlite" else \
+            f"{url.get_backend_name()} at {url.host}:{url.port or 'default port'}/{url.database}"
+
+    @property
+    def notifies(self) -> bool:
+        """Whether other processes hear this store's announcements (PostgreSQL); else they poll."""
+        return self.dialect == "postgresql"
+
+    def _announce(self, conn: sa.Connection, message: Wakeup) -> None:
+        if self.notifies:
+            conn.execute(sa.text("SELECT pg_notify(:channel, :message)"),
+                         {"channel": NOTIFY_CHANNEL, "message": message.text()})
+
+    def _tell(self, message: Wakeup) -> None:
+        for listener in list(self.listeners):
+            listener(message)
+
+    def ping(self) -> None:
+        """Raises if the database cannot be reached."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    # (ping ends the part above)

@@ -1,0 +1,73 @@
+"""Workers: their sign-on, when they were last seen, and the newest Blender among them."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from worker_app.server.schema import newest_blender, workers
+from worker_app.server.store.base import NEWEST_CACHE_S, TOUCH_EVERY_S, Database
+
+
+class Workers(Database):
+    def register_worker(self, name: str, info: dict[str, Any]) -> str:
+        now = self.clock()
+        worker_id = "w_" + secrets.token_hex(8)
+        blender = newest_blender(info)
+        with self.engine.begin() as conn:
+            conn.execute(workers.insert().values(id=worker_id, name=name, info=json.dumps(info), first_seen=now,
+                                                 last_seen=now, blender=blender))
+        with self._cache_lock:
+            self._blender[worker_id] = blender
+            self._touched[worker_id] = time.monotonic()
+            if blender > self._newest[0]:
+                self._newest = (blender, self._newest[1])
+        return worker_id
+
+    def worker_seen_lately(self, worker_id: str) -> bool:
+        """Whether ``worker_exists`` found this worker lately, from memory (no query, so callers need no
+        thread); when not, ask ``worker_exists``."""
+        with self._cache_lock:
+            touched = self._touched.get(worker_id)
+        return touched is not None and time.monotonic() - touched < TOUCH_EVERY_S
+
+    def worker_exists(self, worker_id: str) -> bool:
+        """Whether the worker said hello; notes that it was seen (written at most every half minute)."""
+        if self.worker_seen_lately(worker_id):
+            return True
+        now = time.monotonic()
+        with self._single() as conn:
+            found = conn.execute(workers.update().where(workers.c.id == worker_id)
+                                 .values(last_seen=self.clock())).rowcount > 0
+        if found:
+            with self._cache_lock:
+                self._touched[worker_id] = now
+        return found
+
+    def list_workers(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(workers).order_by(workers.c.last_seen.desc())).all()
+        return [{"id": r.id, "name": r.name, "info": json.loads(r.info), "last_seen": r.last_seen} for r in rows]
+
+    def _worker_blender(self, conn: sa.Connection, worker_id: str) -> int:
+        with self._cache_lock:
+            known = self._blender.get(worker_id)
+        if known is None:
+            known = conn.scalar(sa.select(workers.c.blender).where(workers.c.id == worker_id)) or 0
+            with self._cache_lock:
+                self._blender[worker_id] = known
+        return known
+
+    def _newest_known(self, conn: sa.Connection) -> int:
+        """The newest Blender of any worker seen in the last day: a job that needs more waits for none."""
+        newest, until = self._newest
+        if until < time.monotonic():
+            found = conn.scalar(sa.select(sa.func.max(workers.c.blender))
+                                .where(workers.c.last_seen > self.clock() - 86400)) or 0
+            newest = max(found, newest if until else 0)
+            self._newest = (newest, time.monotonic() + NEWEST_CACHE_S)
+        return newest
