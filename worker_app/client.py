@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Callable, Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -285,7 +285,8 @@ class WorkerClient:
             raise Unreachable(f"the server sent a malformed heartbeat reply: {error}") from None
 
     def upload(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str,
-               state: dict | None = None, save=None) -> dict:
+               state: dict[str, Any] | None = None,
+               save: Callable[[dict[str, Any]], None] | None = None) -> P.StoredOutput:
         """Sends one output file: straight to the server's S3 storage when it said so at hello, else through the
         server. ``state`` is what a direct upload needs to resume (its id, the parts sent); ``save(state)`` keeps
         it after each part, so that a crash or an expired URL costs at most one part."""
@@ -298,8 +299,8 @@ class WorkerClient:
                                        state if state is not None else {}, save or (lambda _state: None))
         return self._put_output(job_id, lease_id, name, Path(path), sha256)
 
-    def _upload_direct(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str, state: dict,
-                       save) -> dict:
+    def _upload_direct(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str,
+                       state: dict[str, Any], save: Callable[[dict[str, Any]], None]) -> P.StoredOutput:
         """Plan (presigned URLs), PUT each part to storage, commit: the server checks size and SHA-256."""
         size = path.stat().st_size
         base = f"/jobs/{job_id}/outputs/{name}"
@@ -316,7 +317,7 @@ class WorkerClient:
             except P.ValidationError as error:
                 raise Unreachable(f"the server sent a malformed upload plan: {error}") from None
             if plan.stored:
-                return answer
+                return _reply(P.StoredOutput, answer, "upload")
             if not plan.direct:
                 return self._put_output(job_id, lease_id, name, path, sha256)
             state["upload_id"] = plan.upload_id
@@ -335,7 +336,8 @@ class WorkerClient:
             commit = {"lease_id": lease_id, "sha256": sha256, "size": size, "parts": state["parts"],
                       "upload_id": state.get("upload_id"), "etags": state["etags"]}
             try:
-                return self._json(self._request("POST", base + "/commit", json=commit))
+                return _reply(P.StoredOutput, self._json(self._request("POST", base + "/commit", json=commit)),
+                              "upload")
             except Rejected as error:
                 if error.body.get("error") != "upload_gone":
                     raise
@@ -380,28 +382,31 @@ class WorkerClient:
             raise Rejected(f"the server gave a {parts.scheme} {what} URL to {parts.hostname}; homefarm sends and "
                            "fetches only over https (plain http to this PC alone)")
 
-    def _put_output(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str) -> dict:
+    def _put_output(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str) -> P.StoredOutput:
         """Streams one output file from disk to the server; it checks it against ``sha256``."""
         size = Path(path).stat().st_size
         with open(path, "rb") as body:
-            return self._json(self._request(
+            return _reply(P.StoredOutput, self._json(self._request(
                 "PUT", f"/jobs/{job_id}/outputs/{name}", data=body,
                 headers={"X-Lease-Id": lease_id, "X-Content-SHA256": sha256,
                          "Content-Type": "application/octet-stream"},
-                read_timeout=C.UPLOAD_READ_TIMEOUT, deadline=C.REQUEST_DEADLINE + size / C.MIN_TRANSFER_RATE))
+                read_timeout=C.UPLOAD_READ_TIMEOUT, deadline=C.REQUEST_DEADLINE + size / C.MIN_TRANSFER_RATE)),
+                "upload")
 
-    def report(self, job_id: str, lease_id: str, report: P.CompleteReport | P.FailReport | P.ReleaseReport) -> dict:
+    def report(self, job_id: str, lease_id: str,
+               report: P.CompleteReport | P.FailReport | P.ReleaseReport) -> P.ReportAck:
         """A job's final word: complete, fail or release."""
-        return self._json(self._request("POST", f"/jobs/{job_id}/{report.kind}",
-                                        json={"lease_id": lease_id, **report.to_json()}))
+        return _reply(P.ReportAck, self._json(self._request("POST", f"/jobs/{job_id}/{report.kind}",
+                                                            json={"lease_id": lease_id, **report.to_json()})),
+                      report.kind)
 
-    def complete(self, job_id: str, lease_id: str, outputs: list[str], stats: dict) -> dict:
+    def complete(self, job_id: str, lease_id: str, outputs: list[str], stats: dict[str, Any]) -> P.ReportAck:
         return self.report(job_id, lease_id, P.CompleteReport(outputs, stats))
 
-    def fail(self, job_id: str, lease_id: str, reason: str, log_tail: str, retryable: bool) -> dict:
+    def fail(self, job_id: str, lease_id: str, reason: str, log_tail: str, retryable: bool) -> P.ReportAck:
         return self.report(job_id, lease_id, P.FailReport(reason, log_tail, retryable))
 
-    def release(self, job_id: str, lease_id: str, reason: str) -> dict:
+    def release(self, job_id: str, lease_id: str, reason: str) -> P.ReportAck:
         return self.report(job_id, lease_id, P.ReleaseReport(reason))
 
     def download(self, url: str, out: BinaryIO, max_bytes: int) -> tuple[str, int]:
@@ -458,6 +463,23 @@ class WorkerClient:
 
 class _UrlExpired(Exception):
     """Storage refused a presigned URL (403): it expired; the server signs new ones."""
+
+
+class _Parses(Protocol):
+    @classmethod
+    def parse(cls, data: Any) -> Any: ...
+
+
+R = TypeVar("R", bound=_Parses)
+
+
+def _reply(cls: type[R], body: Any, what: str) -> R:
+    """A server's answer as its protocol class; a malformed one is the server's fault, told as such."""
+    try:
+        parsed: R = cls.parse(body)
+    except P.ValidationError as error:
+        raise Unreachable(f"the server sent a malformed {what} reply: {error}") from None
+    return parsed
 
 
 def file_sha256(path: Path) -> str:

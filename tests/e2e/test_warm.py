@@ -12,7 +12,7 @@ from support.pngio import read_png
 from worker_app.blender_scripts import contract as K
 from worker_app.demo import sample_scene
 from worker_app.render.blender import BlenderRun
-from worker_app.render.warm import WarmBlender, WarmLimits, WarmRun
+from worker_app.render.warm import WarmBlender, WarmLimits, warm_run
 
 pytestmark = pytest.mark.blender
 RENDER = {"engine": "CYCLES", "samples": 4, "resolution": [64, 36], "format": "PNG", "device": "CPU"}
@@ -32,7 +32,7 @@ def render(kind, blender, tmp_path, name, overrides, warm=None, **limits):
     job_dir, job = job_of(tmp_path, name, overrides)
     args = (blender.path, sample_scene(), job, job_dir)
     kwargs = dict(total_timeout=limits.get("total", 120), silence_timeout=60, user_dir=tmp_path / "user")
-    run = WarmRun(warm, *args, **kwargs) if kind == "warm" else BlenderRun(*args, **kwargs)
+    run = warm_run(warm, *args, **kwargs) if kind == "warm" else BlenderRun(*args, **kwargs)
     result = run.run()
     return run, result
 
@@ -106,7 +106,7 @@ def test_a_stop_mid_render_ends_the_process_at_once(blender, tmp_path):
     warm = WarmBlender(tmp_path / "warm")
     job_dir, job = job_of(tmp_path, "long", A)
     job[K.RENDER] = {**RENDER, "samples": 4000, "resolution": [320, 180]}
-    run = WarmRun(warm, blender.path, sample_scene(), job, job_dir, total_timeout=300, silence_timeout=60,
+    run = warm_run(warm, blender.path, sample_scene(), job, job_dir, total_timeout=300, silence_timeout=60,
                   user_dir=tmp_path / "user")
     got = {}
     thread = threading.Thread(target=lambda: got.update(result=run.run()))
@@ -139,7 +139,7 @@ def test_a_crash_is_retried_once_in_a_fresh_process(blender, tmp_path):
                 warm.proc.kill()
 
         warm.send = send_then_crash
-        run = WarmRun(warm, blender.path, sample_scene(), job, job_dir, total_timeout=120, silence_timeout=60,
+        run = warm_run(warm, blender.path, sample_scene(), job, job_dir, total_timeout=120, silence_timeout=60,
                       user_dir=tmp_path / "user")
         result = run.run()
         assert result.ok, result.reason

@@ -10,7 +10,6 @@ import queue
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 from support.pngio import write_png
 from worker_app import protocol as P
@@ -18,7 +17,7 @@ from worker_app.client import Unreachable
 from worker_app.render.blender import RenderResult
 from worker_app.guard.causes import Cause, PauseDecision
 from worker_app.render.discovery import BlenderInstall
-from worker_app.render.output import EVENT_PREFIX, parse_line
+from worker_app.render.output import EVENT_PREFIX, ProgressTracker, parse_line
 
 # The first bytes of a .blend saved by Blender 3.4 (64-bit pointers, little-endian), then padding.
 BLEND = b"BLENDER-v304" + b"\0" * 500
@@ -52,6 +51,7 @@ class Calls(list):
 class FakeClient:
     """The job server as the worker's client sees it. Tests set the ``*_error`` hooks to fail calls."""
     server_url = "http://127.0.0.1:9"
+    upload_part_size: int | None = None
 
     def __init__(self, scene: bytes = BLEND):
         self.scene = scene
@@ -89,18 +89,19 @@ class FakeClient:
         self.calls.add(("heartbeat", job_id, progress))
         return self.heartbeat_reply
 
-    def upload(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str, state=None, save=None) -> dict:
+    def upload(self, job_id: str, lease_id: str, name: str, path: Path, sha256: str, state=None,
+               save=None) -> P.StoredOutput:
         error = self.upload_error and self.upload_error(name)
         if error:
             raise error
         self.calls.add(("upload", job_id, name))
-        return {"name": name, "sha256": sha256}
+        return P.StoredOutput(name, sha256, Path(path).stat().st_size)
 
-    def report(self, job_id: str, lease_id: str, report) -> dict:
+    def report(self, job_id: str, lease_id: str, report) -> P.ReportAck:
         self.calls.add((report.kind, job_id, report))
-        return {}
+        return P.ReportAck({"complete": "done", "fail": "failed", "release": "queued"}[report.kind])
 
-    def release(self, job_id: str, lease_id: str, reason: str) -> dict:
+    def release(self, job_id: str, lease_id: str, reason: str) -> P.ReportAck:
         return self.report(job_id, lease_id, P.ReleaseReport(reason))
 
     def download(self, url: str, out, max_bytes: int) -> tuple[str, int]:
@@ -133,8 +134,7 @@ class FakeRun:
         self.job, self.job_dir = job, Path(job_dir)
         self.on_progress = on_progress or (lambda tracker: None)
         self.on_line = on_line or (lambda line: None)
-        self.tracker = SimpleNamespace(warnings=[], missing=[], redirected=[], frame=None, frames_done=0, frame_count=len(job["frames"]),
-                                       sample=None, samples=2, percent=0.0, eta_s=None)
+        self.tracker = ProgressTracker(len(job["frames"]), 2)  # the real one, moved on by hand
         self.stop_reasons: list[str] = []
         self.saved: list[str] = []
         self._stopped = threading.Event()
@@ -175,7 +175,6 @@ class FakeRun:
             path = write_png(out / f"frame_{frame:04d}.png", 4, 4, (index * 40 % 256, 20, 30))
             self.saved.append(str(path))
             self.tracker.frames_done, self.tracker.frame = index + 1, frame
-            self.tracker.percent = 100.0 * (index + 1) / len(self.job["frames"])
             self.on_line(parse_line(EVENT_PREFIX + json.dumps({"event": "file_saved", "frame": frame,
                                                                "path": str(path)})))
             self.on_progress(self.tracker)

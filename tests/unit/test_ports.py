@@ -12,8 +12,8 @@ from worker_app.client import WorkerClient
 from worker_app.core import ports
 from worker_app.core.outbox import Outbox
 from worker_app.guard.guard import Guard
-from worker_app.render.blender import BlenderRun
-from worker_app.render.warm import WarmRun
+from worker_app.render.blender import BlenderRun, ColdProcess, Process
+from worker_app.render.warm import WarmProcess
 
 
 def members(port) -> list[str]:
@@ -27,7 +27,8 @@ def shape(function) -> list[tuple[str, object]]:
 
 @pytest.mark.parametrize("port, real, fakes", [
     (ports.ClientPort, WorkerClient, [FakeClient]),
-    (ports.RunPort, BlenderRun, [FakeRun, WarmRun]),
+    (ports.RunPort, BlenderRun, [FakeRun]),
+    (Process, ColdProcess, [WarmProcess]),  # a warm run is a BlenderRun with the warm process
     (ports.OutboxPort, Outbox, []),
     (ports.GuardPort, Guard, [FakeGuard]),
 ])

@@ -54,6 +54,7 @@ def fetch_scene(cache: SceneCache, client: WorkerClient, asset: P.SceneAsset, jo
     except Unreachable as error:
         raise Failed(f"scene.url: the scene could not be downloaded: {error}", retryable=True) from None
     if asset.type == "zip":
+        assert asset.blend is not None  # a zip names its .blend (checked when the spec was parsed)
         try:
             return unpack_zip(cached, job_dir / "scene", asset.blend)
         except AssetError as error:

@@ -12,25 +12,29 @@ import queue
 import threading
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from worker_app.core.events import CallDone
 from worker_app.core.state import Snapshot, State, allowed
 
 log = logging.getLogger("homefarm.worker")
 
+T = TypeVar("T")
+
 
 class EventLoop:
     """Subclasses define ``_apply_one(event)`` and call ``show``/``call``/``wait_until`` from their thread."""
 
-    def __init__(self, on_snapshot=None):
+    _stopping: threading.Event  # set by the subclass when the owner is to stop
+
+    def __init__(self, on_snapshot: Callable[[Snapshot], None] | None = None):
         self.on_snapshot = on_snapshot or (lambda snapshot: None)
         self._events: queue.Queue[Any] = queue.Queue()
         self._snapshot = Snapshot()
         self._loop_thread: threading.Thread | None = None
         self.refused: list[tuple[State, State]] = []  # moves enter() refused: none, in a correct worker
 
-    def post(self, event) -> None:
+    def post(self, event: object) -> None:
         """From any thread: hands ``event`` to the owner."""
         self._events.put(event)
 
@@ -38,13 +42,13 @@ class EventLoop:
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
-    def show(self, **changes) -> None:
+    def show(self, **changes: Any) -> None:
         """Changes the snapshot (anything but its state: ``enter``) and hands it to the display. Only the loop's
         thread calls this."""
         assert "state" not in changes, "a state is entered through enter(), which checks the move"
         self._publish(changes)
 
-    def enter(self, state: State, **changes) -> bool:
+    def enter(self, state: State, **changes: Any) -> bool:
         """Moves to ``state`` with ``changes``: the one way into a state, checked against
         ``core/state.TRANSITIONS``. A move the table does not allow is refused (logged; the other changes still
         apply) and returns False: a stopping worker never shows "waiting" again."""
@@ -65,14 +69,14 @@ class EventLoop:
         except Exception:  # a broken display must not stop the worker
             log.exception("snapshot callback failed")
 
-    def call(self, fn, *args, name: str = "io"):
+    def call(self, fn: Callable[..., T], *args: Any, name: str = "io") -> T:
         """Runs a blocking ``fn(*args)`` on a helper thread and applies events until it returns.
 
         It returns once its own answer has come through the queue, so every event posted before that answer
         (a pause, new settings) has been applied by then."""
         done = CallDone(name)
 
-        def work():
+        def work() -> None:
             try:
                 done.result = fn(*args)
             except BaseException as error:  # handed back to the loop, raised there
@@ -83,9 +87,10 @@ class EventLoop:
         self.wait_until(done.finished.is_set)
         if done.error is not None:
             raise done.error
-        return done.result
+        result: T = done.result
+        return result
 
-    def wait_until(self, condition, timeout: float | None = None) -> bool:
+    def wait_until(self, condition: Callable[[], bool], timeout: float | None = None) -> bool:
         """Applies events until ``condition()`` holds; False when ``timeout`` passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not condition():
@@ -103,7 +108,7 @@ class EventLoop:
         """Waits ``seconds`` while applying events; a stop ends the wait."""
         self.wait_until(self._stopping.is_set, seconds)
 
-    def _apply(self, event) -> None:
+    def _apply(self, event: object) -> None:
         if isinstance(event, CallDone):
             event.finished.set()  # its waiter returns now: every event before it has been applied
             return
@@ -112,5 +117,5 @@ class EventLoop:
         except Exception:  # one bad event must not end the loop
             log.exception("could not apply %s", type(event).__name__)
 
-    def _apply_one(self, event) -> None:
+    def _apply_one(self, event: object) -> None:
         raise NotImplementedError

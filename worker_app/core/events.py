@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker_app import protocol as P
+from worker_app.core.settings import Settings
 from worker_app.core.state import Outcome
 from worker_app.guard.causes import PauseDecision
 from worker_app.system.gpu import GpuSnapshot
@@ -22,7 +23,7 @@ class StopRequested:
 @dataclass(frozen=True)
 class SettingsChanged:
     """The owner changed the settings (the tray, the config): they apply from the next job on."""
-    settings: object  # loop.Settings
+    settings: Settings
     blenders: tuple[Any, ...] = ()
 
 
@@ -103,6 +104,6 @@ class CallDone:
     """A blocking call the loop handed to a helper thread has returned (or raised); ``finished`` is set when
     the loop takes it from the queue."""
     name: str
-    result: object = None
+    result: Any = None
     error: BaseException | None = None
     finished: threading.Event = field(default_factory=threading.Event)

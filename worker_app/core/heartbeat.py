@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable
 
 from worker_app import constants as C
 from worker_app import protocol as P
@@ -17,7 +18,7 @@ log = logging.getLogger("homefarm.worker")
 class Heartbeat:
     """Renews the lease every ``interval`` seconds; a lost or canceled lease is posted to the loop once."""
 
-    def __init__(self, client: WorkerClient, lease: P.Lease, interval: float, post):
+    def __init__(self, client: WorkerClient, lease: P.Lease, interval: float, post: Callable[[object], None]):
         self.client = client
         self.lease = lease
         self.interval = interval

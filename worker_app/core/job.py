@@ -29,15 +29,17 @@ from worker_app.core.folders import Folders
 from worker_app.core.settings import Settings
 from worker_app.core.downloads import Failed, fetch_images, fetch_scene
 from worker_app.core.heartbeat import Heartbeat
+from worker_app.core.ports import RunPort
 from worker_app.core.redact import Redactor
 from worker_app.core.state import JobProgress, Outcome, State
 from worker_app.guard.causes import PauseDecision
 from worker_app.guard.energy import EnergyMeter
 from worker_app.render.assets import SceneCache
-from worker_app.render.blender import SCRIPT_EXIT_CODE, BlenderRun, RenderResult
+from worker_app.render.blender import SCRIPT_EXIT_CODE, RenderResult
 from worker_app.render.blendfile import NotABlendFile, read_header
 from worker_app.render.discovery import BlenderInstall, BlenderNotFound, pick
 from worker_app.render.images import strip_volatile_metadata
+from worker_app.render.output import Line, ProgressTracker
 
 log = logging.getLogger("homefarm.worker")
 
@@ -79,7 +81,7 @@ class JobContext:
     folders: Folders
     settings: Settings  # as they were at the claim: a running job keeps what it started with
     blenders: tuple[BlenderInstall, ...]
-    make_run: Callable[..., Any]  # a BlenderRun, a WarmRun, or a test's fake of the same shape
+    make_run: Callable[..., RunPort]  # a BlenderRun (cold or warm), or a test's fake of the same shape
     heartbeat_interval: float
     gpu_at_claim: Any = None  # the GPU monitor's newest sample at the claim: the energy meter's first reading
 
@@ -99,7 +101,7 @@ class JobRun:
         self.job_id = lease.job_id
         self.dir = ctx.folders.jobs / lease.job_id
         self.redact = Redactor(self.dir, ctx.folders.jobs.parent)
-        self.run: BlenderRun | None = None
+        self.run: RunPort | None = None
         self.ended: tuple[Outcome, str] | None = None
         self.failure: Failed | None = None
         self.suspended = False
@@ -303,7 +305,8 @@ class JobRun:
             if unreadable:
                 reason = f"scene: Blender could not read the file ({unreadable.group(0)})"
             raise Failed(reason, log_tail=result.log_tail, retryable=retryable)
-        self._keep_record()
+        assert self.run is not None
+        self._keep_record(self.run.tracker)
         tracker = self.run.tracker
         if tracker.warnings:
             stats["warnings"] = self.redact("; ".join(tracker.warnings))[:1000]
@@ -329,9 +332,9 @@ class JobRun:
         out += [{"kind": "render", "path": "", "message": self.redact(w)} for w in tracker.warnings]
         return out[:P.MAX_WARNINGS]
 
-    def _keep_record(self) -> None:
+    def _keep_record(self, tracker: ProgressTracker) -> None:
         """The paths the scene named that were pointed into the job's folder, for the owner to look at."""
-        redirected = self.run.tracker.redirected
+        redirected = tracker.redirected
         if redirected:
             log.warning("job %s: %d path(s) of the scene pointed into the job's folder: %s", self.job_id,
                         len(redirected), "; ".join(f"{r['what']}: {r['from']!r}" for r in redirected[:10]))
@@ -348,7 +351,7 @@ class JobRun:
         ctx = self.ctx
         job_id = self.job_id
 
-        def on_line(line):
+        def on_line(line: Line) -> None:
             # Each frame goes into the outbox as soon as Blender has saved it; the sender uploads it
             # while the next frame renders. A movie is sent once it is whole.
             event = line.event
@@ -356,13 +359,10 @@ class JobRun:
                     and not K.is_movie(Path(event["path"]).name):
                 ctx.post(OutputSaved(job_id, event["path"]))
 
-        def on_progress(tracker):
-            ctx.post(RenderProgress(job_id, P.Progress(
-                stage="rendering", frame=tracker.frame, frames_done=tracker.frames_done,
-                frame_count=tracker.frame_count, sample=tracker.sample, samples=tracker.samples,
-                percent=tracker.percent, eta_s=tracker.eta_s, gpu=ctx.gpu() or None)))
+        def on_progress(tracker: ProgressTracker) -> None:
+            ctx.post(RenderProgress(job_id, tracker.progress(ctx.gpu())))
 
-        self.run = ctx.make_run(blender.path, blend, job, self.dir, total_timeout=spec.timeouts.total_s,
+        self.run = run = ctx.make_run(blender.path, blend, job, self.dir, total_timeout=spec.timeouts.total_s,
                                 silence_timeout=spec.timeouts.silence_s, user_dir=ctx.folders.blender_user,
                                 confine_writes=ctx.settings.confine_writes,
                                 on_progress=on_progress, on_line=on_line)
@@ -370,7 +370,8 @@ class JobRun:
         if decision.paused:  # the pause began in the instant before Blender starts
             ctx.policy().on_pause(self, decision.reason)
             self.check()
-        return ctx.call(self.run.run, name="blender")
+        result: RenderResult = ctx.call(run.run, name="blender")
+        return result
 
     def _pick_blender(self, blend: Path, spec: P.JobSpec) -> BlenderInstall:
         """The install for this scene: new enough for the job and for the file. A file that is no .blend fails

@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from worker_app import layout as L
 from worker_app import __version__
@@ -30,14 +31,17 @@ from worker_app.core.job import JobContext, JobReport, JobRun
 from worker_app.core.eventloop import EventLoop
 from worker_app.core.folders import Folders, interrupted_jobs, prune_job_dirs
 from worker_app.core.policies import POLICIES, PausePolicy
+from worker_app.core.ports import GuardPort, RunPort
 from worker_app.core.settings import Settings
-from worker_app.core.state import JobProgress, LastJob, Link, LinkProblem, Outcome, Pause, State, Update
+from worker_app.core.state import (JobProgress, LastJob, Link, LinkProblem, Outcome, Pause, Snapshot, State,
+                                   Update)
 from worker_app.guard.causes import PauseDecision, PauseKind
+from worker_app.guard.energy import Ledger
 from worker_app.core.outbox import Outbox, OutboxSender
 from worker_app.render import procs
 from worker_app.render.assets import SceneCache
 from worker_app.render.blender import BlenderRun
-from worker_app.render.warm import WarmBlender, WarmLimits, WarmRun
+from worker_app.render.warm import WarmBlender, WarmLimits, warm_run
 from worker_app.render.discovery import BlenderInstall, BlenderNotFound, probe_devices
 from worker_app.system import gpu
 from worker_app.system.power import KeepAwake
@@ -47,9 +51,11 @@ log = logging.getLogger("homefarm.worker")
 
 class Worker(EventLoop):
     def __init__(self, client: WorkerClient, blenders: BlenderInstall | list[BlenderInstall], folders: Folders,
-                 settings: Settings = Settings(), *, make_client=None, guard=None, monitor=None, ledger=None,
-                 outbox: Outbox | None = None, on_snapshot=None, on_job_end=None, make_run=None,
-                 keep_awake: KeepAwake | None = None):
+                 settings: Settings = Settings(), *, make_client: Callable[[], WorkerClient] | None = None,
+                 guard: GuardPort | None = None, monitor: gpu.GpuMonitor | None = None, ledger: Ledger | None = None,
+                 outbox: Outbox | None = None, on_snapshot: Callable[[Snapshot], None] | None = None,
+                 on_job_end: Callable[[JobReport], None] | None = None,
+                 make_run: Callable[..., RunPort] | None = None, keep_awake: KeepAwake | None = None):
         super().__init__(on_snapshot)
         self.client = client
         self.blenders = blenders if isinstance(blenders, list) else [blenders]
@@ -60,7 +66,7 @@ class Worker(EventLoop):
         self.guard = guard
         self.monitor = monitor
         self.ledger = ledger
-        self.outbox = outbox
+        self._outbox = outbox  # opened by run() when not given
         self.on_job_end = on_job_end or (lambda report: None)
         self._make_run = make_run  # None: Blender itself (warm or cold, as set); the core's tests pass a fake
         self.warm = WarmBlender(folders.jobs.parent / L.WARM, WarmLimits(idle_s=settings.warm_idle_s),
@@ -84,6 +90,11 @@ class Worker(EventLoop):
         if keep_awake is not None:
             keep_awake.on_change = lambda held: self.post(E.AwakeChanged(held))
 
+    @property
+    def outbox(self) -> Outbox:
+        assert self._outbox is not None, "the outbox opens when the loop runs"
+        return self._outbox
+
     # -- from any thread ------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -102,14 +113,14 @@ class Worker(EventLoop):
         return (run.pids() if run is not None else set()) | self.warm.pids()
 
     @property
-    def make_run(self):
+    def make_run(self) -> Callable[..., RunPort]:
         """How a job's Blender runs: in the warm Blender when the owner has it on, else a Blender of its own
         (or the fake a test gave)."""
         if self._make_run is not None:
             return self._make_run
-        return functools.partial(WarmRun, self.warm) if self.settings.warm else BlenderRun
+        return functools.partial(warm_run, self.warm) if self.settings.warm else BlenderRun
 
-    def _check_warm_vram(self, sample) -> None:
+    def _check_warm_vram(self, sample: gpu.GpuSnapshot) -> None:
         """An idle warm Blender that holds more than its share of a GPU's memory (where NVML tells) ends."""
         pids = self.warm.pids()
         if not pids:
@@ -136,7 +147,7 @@ class Worker(EventLoop):
 
     # -- events ---------------------------------------------------------------------------------
 
-    def _apply_one(self, event) -> None:
+    def _apply_one(self, event: object) -> None:
         self._apply_event(event)
         self._sync_awake()
 
@@ -152,7 +163,7 @@ class Worker(EventLoop):
         else:
             self.keep_awake.release()
 
-    def _apply_event(self, event) -> None:
+    def _apply_event(self, event: object) -> None:
         job = self._job
         match event:
             case E.StopRequested():
@@ -215,7 +226,7 @@ class Worker(EventLoop):
                 if job is not None and job.job_id == job_id and job.ended is None:
                     job.on_output(Path(event.path))
 
-    def _set_link(self, online: bool, problem: LinkProblem, detail: str = "", retry_at: float | None = None):
+    def _set_link(self, online: bool, problem: LinkProblem, detail: str = "", retry_at: float | None = None) -> None:
         link = self._snapshot.link
         if online:
             if not link.online:
@@ -255,8 +266,8 @@ class Worker(EventLoop):
         reaped = procs.reap_orphans([*self.folders.jobs.glob(f"*/{L.PIDFILE}"), self.warm.pidfile])
         if reaped:
             log.warning("ended %d Blender process(es) left by an earlier run", reaped)
-        if self.outbox is None:
-            self.outbox = Outbox(self.folders.outbox)
+        if self._outbox is None:
+            self._outbox = Outbox(self.folders.outbox)
         sender = self._sender = OutboxSender(self.outbox, self.make_client(), post=self.post).start()
         if self.guard is not None:
             self.decision = self.guard.decision

@@ -17,12 +17,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from worker_app import constants as C
 from worker_app import protocol as P
 from worker_app.client import LeaseLost, NotFound, Rejected, Unauthorized, Unreachable, backoff_delay
 from worker_app.core.events import LinkChanged, ResultsSent, SentKind
+
+if TYPE_CHECKING:
+    from worker_app.core.ports import ClientPort
 
 log = logging.getLogger("homefarm.outbox")
 
@@ -97,7 +100,7 @@ class Outbox:
                              (job_id, lease_id, name, str(path), sha256, time.time()))
             self.changed.notify_all()
 
-    def add_report(self, job_id: str, lease_id: str, report: P.CompleteReport | P.FailReport | P.ReleaseReport):
+    def add_report(self, job_id: str, lease_id: str, report: P.CompleteReport | P.FailReport | P.ReleaseReport) -> None:
         with self.changed:
             if (job_id, lease_id) in self._gone:
                 return
@@ -111,7 +114,7 @@ class Outbox:
             row = self._first()
         return None if row is None else _entry(row)
 
-    def wait_next(self, timeout: float, stopping=lambda: False) -> Entry | None:
+    def wait_next(self, timeout: float, stopping: Callable[[], bool] = lambda: False) -> Entry | None:
         """The oldest row; when there is none, waits up to ``timeout`` for one to be added, unless
         ``stopping()``. The look and the wait hold one lock, which ``add_*`` (and a sender's stop) take to
         notify: a row added just after an empty look wakes the wait instead of sitting out the timeout (a
@@ -123,9 +126,10 @@ class Outbox:
                 row = self._first()
         return None if row is None else _entry(row)
 
-    def _first(self):
+    def _first(self) -> tuple[Any, ...] | None:
         """The oldest row as stored; the caller holds the lock."""
-        return self._db.execute("SELECT * FROM outbox ORDER BY id LIMIT 1").fetchone()
+        row: tuple[Any, ...] | None = self._db.execute("SELECT * FROM outbox ORDER BY id LIMIT 1").fetchone()
+        return row
 
     def done(self, entry: Entry) -> None:
         with self.changed:
@@ -151,8 +155,8 @@ class Outbox:
     def pending(self, job_id: str | None = None) -> int:
         with self._lock:
             if job_id is None:
-                return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-            return self._db.execute("SELECT COUNT(*) FROM outbox WHERE job_id = ?", (job_id,)).fetchone()[0]
+                return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE job_id = ?", (job_id,)).fetchone()[0])
 
     def has_report(self, job_id: str) -> bool:
         with self._lock:
@@ -173,7 +177,7 @@ class Outbox:
                 self.changed.wait(min(remaining, 0.5))
 
 
-def _entry(row) -> Entry:
+def _entry(row: tuple[Any, ...]) -> Entry:
     return Entry(id=row[0], job_id=row[1], lease_id=row[2], kind=row[3], name=row[4], path=row[5], sha256=row[6],
                  payload=json.loads(row[7]) if row[7] else {}, attempts=row[9],
                  upload=json.loads(row[11]) if len(row) > 11 and row[11] else {})
@@ -186,7 +190,7 @@ class OutboxSender:
     whose results left the outbox (``ResultsSent``: complete, fail, release, lost, canceled).
     """
 
-    def __init__(self, outbox: Outbox, client, post=None):
+    def __init__(self, outbox: Outbox, client: ClientPort, post: Callable[[object], None] | None = None):
         self.outbox = outbox
         self.client = client
         self.post = post or (lambda event: None)
@@ -253,6 +257,7 @@ class OutboxSender:
 
     def _send(self, entry: Entry) -> None:
         if entry.kind == "output":
+            assert entry.path is not None and entry.name is not None and entry.sha256 is not None
             self.client.upload(entry.job_id, entry.lease_id, entry.name, Path(entry.path), entry.sha256,
                                state=entry.upload, save=lambda state: self.outbox.save_upload(entry, state))
         else:

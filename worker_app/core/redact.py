@@ -37,5 +37,5 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         for spelling, name in self.pairs:
-            text = re.sub(re.escape(spelling), lambda _m, n=name: n, text, flags=re.IGNORECASE)
+            text = re.sub(re.escape(spelling), name.replace("\\", "\\\\"), text, flags=re.IGNORECASE)
         return _OTHER_HOMES.sub(HOME, text)

@@ -9,10 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker_app.guard.causes import PauseKind
 from worker_app.protocol.fields import version_tuple
+
+if TYPE_CHECKING:
+    from worker_app import protocol as P
 
 
 class State(str, enum.Enum):
@@ -128,9 +131,9 @@ class Update:
     required: bool = False  # this version is older than the server accepts: nothing is claimed
 
     @classmethod
-    def from_hello(cls, reply, current: str) -> Update:
+    def from_hello(cls, reply: P.HelloReply, current: str) -> Update:
         """What the server's hello says of ``current``: a newer release, or a minimum it is below."""
-        def newer(version) -> bool:
+        def newer(version: str | None) -> bool:
             try:
                 return isinstance(version, str) and version_tuple(current) < version_tuple(version)
             except ValueError:
@@ -138,7 +141,7 @@ class Update:
         latest, minimum = reply.latest_worker_version, reply.min_worker_version
         required = newer(minimum)
         shown = minimum if required and not newer(latest) else latest
-        return cls(shown if newer(shown) else "", required)
+        return cls(shown if shown and newer(shown) else "", required)
 
 
 @dataclass(frozen=True)

@@ -92,10 +92,10 @@ def check_number(value: Any, path: str, lo: float, hi: float) -> float:
 def check_choice(value: Any, path: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValidationError(path, f"must be one of {', '.join(choices)}")
-    return value
+    return str(value)
 
 
-def optional_str(data: dict[str, Any], key: str, path: str, **kw) -> str | None:
+def optional_str(data: dict[str, Any], key: str, path: str, **kw: Any) -> str | None:
     value = data.get(key)
     return None if value is None else check_str(value, join(path, key), **kw)
 

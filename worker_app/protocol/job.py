@@ -46,7 +46,7 @@ def parse_overrides(data: Any, path: str = "overrides") -> dict[str, Any]:
     for name, obj in _named(data.get("objects", {}), f"{path}.objects").items():
         p = f"{path}.objects.{name}"
         check_object(obj, p, set(), {"location", "rotation", "scale", "visible"})
-        entry = {}
+        entry: dict[str, Any] = {}
         for key in ("location", "rotation", "scale"):
             if key in obj:
                 entry[key] = _vector(obj[key], f"{p}.{key}", 3, -1e6, 1e6)

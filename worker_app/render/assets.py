@@ -14,6 +14,7 @@ import stat
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Callable
 
 from worker_app import constants as C
 from worker_app import protocol as P
@@ -64,7 +65,8 @@ class SceneCache:
     def path(self, sha256: str) -> Path:
         return self.root / P.check_sha256(sha256, "scene.sha256")
 
-    def fetch(self, asset: P.SceneAsset, download) -> tuple[Path, bool]:
+    def fetch(self, asset: P.SceneAsset,
+              download: Callable[[BinaryIO, int], tuple[str, int]]) -> tuple[Path, bool]:
         """Returns the verified file for ``asset`` and whether it was already cached.
 
         ``download(fileobj, max_bytes)`` writes the bytes and returns (sha256, size).

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable, Protocol
 
 from worker_app import layout as L
 from worker_app import constants as C
@@ -52,12 +52,72 @@ class RenderResult:
     seconds: float = 0.0
 
 
+class Process(Protocol):
+    """Where a run's Blender comes from: a process of its own (``ColdProcess``) or the warm one that jobs
+    share (``worker_app/render/warm.py``). The run watches the lines, the limits and the stop either way."""
+
+    retries: int  # tries more when the process died under the job (a crash) before saving a frame
+
+    def tmp_dir(self, job_dir: Path) -> Path:
+        """Blender's temporary folder (render buffers, its crash report)."""
+
+    def begin(self, run: BlenderRun, job_file: Path) -> tuple[subprocess.Popen[bytes], queue.Queue[bytes | None]]:
+        """A Blender rendering ``job_file``, and the queue its output lines arrive on (None at its end)."""
+
+    def end(self, run: BlenderRun, eof: bool) -> tuple[int | None, bool]:
+        """After the run watched it (``eof``: the output ended or the job said it is over): the exit code the
+        job is judged by, and whether the process died under the job (not stopped, no end of job said)."""
+
+
+class ColdProcess:
+    """A Blender of its own for one job: started with the job file on its command line, ended with it."""
+
+    retries = 0
+
+    def __init__(self) -> None:
+        self._reader: threading.Thread | None = None
+
+    def tmp_dir(self, job_dir: Path) -> Path:
+        return job_dir / L.TMP
+
+    def begin(self, run: BlenderRun, job_file: Path) -> tuple[subprocess.Popen[bytes], queue.Queue[bytes | None]]:
+        lines: queue.Queue[bytes | None] = queue.Queue()
+        writable = [run.job_dir] + ([run.user_dir] if run.user_dir else [])
+        proc = procs.start(render_command(run.blender, job_file, run.script), cwd=run.job_dir,
+                           env=blender_env(run.user_dir, run.tmp_dir),
+                           writable=writable if run.confine_writes else None, pidfile=run.job_dir / L.PIDFILE)
+        self._reader = threading.Thread(target=pump, args=(proc.stdout, lines), daemon=True, name="blender-output")
+        self._reader.start()
+        return proc, lines
+
+    def end(self, run: BlenderRun, eof: bool) -> tuple[int | None, bool]:
+        proc = run.proc
+        assert proc is not None
+        exit_code = None
+        if eof and not run.stop_reason:
+            try:  # Blender closed its output: it is quitting on its own
+                exit_code = proc.wait(timeout=C.BLENDER_KILL_WAIT + C.BLENDER_STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                pass
+        if exit_code is None:
+            exit_code = procs.stop(proc)
+        if self._reader is not None:
+            self._reader.join(timeout=2)
+        (run.job_dir / L.PIDFILE).unlink(missing_ok=True)
+        return exit_code, False
+
+
 class BlenderRun:
-    """One Blender process rendering one job. ``run()`` blocks; ``stop(reason)`` may come from any thread."""
+    """One job rendered in Blender. ``run()`` blocks; ``stop(reason)`` may come from any thread. ``process``
+    says where its Blender comes from (a process of its own unless told)."""
 
     def __init__(self, blender: str, blend_file: Path, job: dict[str, Any], job_dir: Path, *,
-                 total_timeout: float, silence_timeout: float, on_progress=None, on_line=None,
-                 user_dir: Path | None = None, script: Path | None = None, confine_writes: bool = True):
+                 total_timeout: float, silence_timeout: float,
+                 on_progress: Callable[[blender_output.ProgressTracker], None] | None = None,
+                 on_line: Callable[[blender_output.Line], None] | None = None,
+                 user_dir: Path | None = None, script: Path | None = None, confine_writes: bool = True,
+                 process: Process | None = None):
+        self.process: Process = process or ColdProcess()
         self.blender = blender
         self.user_dir = user_dir
         self.confine_writes = confine_writes
@@ -78,6 +138,20 @@ class BlenderRun:
         self._suspended_total = 0.0  # time spent suspended does not count against the limits
         self._job_ended = False  # a warm Blender said the job is over (its process goes on)
         self._job_ok = False  # and whether it rendered
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the run was stopped (by a caller, a limit, a fatal line), or None."""
+        return self._stop_reason
+
+    @property
+    def job_ended(self) -> bool:
+        """Blender said the job is over (a warm one says so; its process goes on)."""
+        return self._job_ended
+
+    @property
+    def job_ok(self) -> bool:
+        return self._job_ok
 
     def stop(self, reason: str) -> None:
         if self._stop_reason is None:
@@ -121,35 +195,31 @@ class BlenderRun:
         return job_file
 
     def run(self) -> RenderResult:
+        result, died = self._run_once()
+        for _ in range(self.process.retries):
+            if not died or result.saved or self._stop_reason:
+                break
+            # The process died under the job (a crash): once more in a fresh one, then the reason stands.
+            log.warning("Blender died during a job (%s); trying it once more in a fresh process", result.reason)
+            self.tracker = blender_output.ProgressTracker(len(self.job["frames"]), self.job["render"].get("samples"))
+            self.tail.clear()
+            result, died = self._run_once()
+        return result
+
+    def _run_once(self) -> tuple[RenderResult, bool]:
+        """One try: the result, and whether the process died under the job."""
+        self._job_ended = self._job_ok = False
         job_file = self.write_job_file()
-        log_path = self.job_dir / L.LOG
-        cmd = render_command(self.blender, job_file, self.script)
         started = time.monotonic()
-        lines: queue.Queue[bytes | None] = queue.Queue()
-        writable = [self.job_dir] + ([self.user_dir] if self.user_dir else [])
-        self.proc = procs.start(cmd, cwd=self.job_dir, env=blender_env(self.user_dir, self.tmp_dir),
-                                writable=writable if self.confine_writes else None,
-                                pidfile=self.job_dir / L.PIDFILE)
-        reader = threading.Thread(target=_pump, args=(self.proc.stdout, lines), daemon=True,
-                                  name="blender-output")
-        reader.start()
+        self.proc, lines = self.process.begin(self, job_file)
         eof = False
         try:
-            eof = self._watch(lines, log_path, started)
+            eof = self._watch(lines, self.job_dir / L.LOG, started)
         finally:
             if self.suspended:
                 self.resume()  # a suspended process cannot handle the request to stop
-            exit_code = None
-            if eof and not self._stop_reason:
-                try:  # Blender closed its output: it is quitting on its own
-                    exit_code = self.proc.wait(timeout=C.BLENDER_KILL_WAIT + C.BLENDER_STOP_GRACE)
-                except subprocess.TimeoutExpired:
-                    pass
-            if exit_code is None:
-                exit_code = procs.stop(self.proc)
-            reader.join(timeout=2)
-            (self.job_dir / L.PIDFILE).unlink(missing_ok=True)
-        return self._result(exit_code, time.monotonic() - started)
+            exit_code, died = self.process.end(self, eof)
+        return self._result(exit_code, time.monotonic() - started), died
 
     def _watch(self, lines: queue.Queue[Any], log_path: Path, started: float) -> bool:
         """Feeds Blender's lines to the tracker and the log until its output ends or the job ends (True), or
@@ -202,8 +272,8 @@ class BlenderRun:
 
     @property
     def tmp_dir(self) -> Path:
-        """Blender's temporary folder (render buffers, its crash report): inside the job's folder."""
-        return self.job_dir / L.TMP
+        """Blender's temporary folder (render buffers, its crash report): the job's own for a cold run."""
+        return self.process.tmp_dir(self.job_dir)
 
     def crash_report(self) -> tuple[str, str]:
         """The crash log Blender wrote, by name, with its last lines; ("", "") when there is none.
@@ -300,7 +370,11 @@ def explain_failure(exit_code: int | None, tracker: blender_output.ProgressTrack
     return f"Blender exited with code {exit_code}" + (f": {said}" if said else "") + extra
 
 
-def _pump(stream, lines: queue.Queue[Any]) -> None:
+def pump(stream: IO[bytes] | None, lines: queue.Queue[bytes | None]) -> None:
+    """Moves a process's output lines onto ``lines`` until it ends, then None."""
+    if stream is None:
+        lines.put(None)
+        return
     try:
         for raw in iter(stream.readline, b""):
             lines.put(raw)

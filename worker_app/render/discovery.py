@@ -12,11 +12,15 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from worker_app import constants as C
 from worker_app.render import output as blender_output
 from worker_app.render import procs
 from worker_app.render.environment import blender_env, script_path
+
+if TYPE_CHECKING:
+    from worker_app.system.desktop import SteamStatus
 
 log = logging.getLogger("homefarm.blender")
 
@@ -45,7 +49,7 @@ class FileAssociation:
 
 
 class WindowsFileAssociation(FileAssociation):
-    def __init__(self, registry=None):
+    def __init__(self, registry: Any = None):
         self.registry = registry  # the winreg module, or a fake with the same functions in tests
 
     def blend_opener(self) -> str | None:
@@ -78,8 +82,9 @@ def file_association() -> FileAssociation:
 
 
 def candidate_paths(configured: str = "", association: FileAssociation | None = None,
-                    environ=os.environ, platform: str = sys.platform, which=shutil.which,
-                    steam=None) -> list[str]:
+                    environ: Mapping[str, str] = os.environ, platform: str = sys.platform,
+                    which: Callable[[str], str | None] = shutil.which,
+                    steam: SteamStatus | None = None) -> list[str]:
     """Where Blender may live, best first: the configured path, PATH, then where installers put it."""
     found: list[str] = []
     if configured:

@@ -17,8 +17,9 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
+from worker_app import protocol as P
 from worker_app.blender_scripts import contract as K
 
 EVENT_PREFIX = K.EVENT_PREFIX
@@ -103,7 +104,8 @@ def parse_duration(text: str) -> float:
 class ProgressTracker:
     """Folds lines into progress over the whole job: frames × samples, with an ETA."""
 
-    def __init__(self, frame_count: int, samples: int | None = None, clock=time.monotonic):
+    def __init__(self, frame_count: int, samples: int | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.frame_count = max(frame_count, 1)
         self.samples = samples
         self.frames_done = 0
@@ -159,6 +161,13 @@ class ProgressTracker:
         elif kind == K.ERROR:
             self.script_errors.append(str(event.get("message")))
 
+    def progress(self, gpu: dict[str, Any] | None = None) -> P.Progress:
+        """This render as the heartbeat reports it and the tray shows it: one progress type from Blender's
+        lines to the web app."""
+        return P.Progress(stage="rendering", frame=self.frame, frames_done=self.frames_done,
+                          frame_count=self.frame_count, sample=self.sample, samples=self.samples,
+                          percent=self.percent, eta_s=self.eta_s, gpu=gpu or None)
+
     @property
     def fraction(self) -> float:
         within = self.sample / self.samples if self.samples else 0.0
@@ -173,5 +182,5 @@ class ProgressTracker:
         fraction = self.fraction
         if fraction <= 0.0:
             return None
-        elapsed = self.clock() - self.started
+        elapsed: float = self.clock() - self.started
         return round(elapsed * (1 - fraction) / fraction, 1)

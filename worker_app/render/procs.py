@@ -16,27 +16,42 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import psutil
 
 from worker_app import constants as C
 
+if TYPE_CHECKING:
+    from worker_app.render.sandbox import WriteConfinement
+
 log = logging.getLogger("homefarm.procs")
 
 
+class ProcessBackend(Protocol):
+    """What one OS does to start a child tree that cannot outlive the worker, and to ask it to stop."""
+
+    def popen_kwargs(self) -> dict[str, Any]: ...
+
+    def confine(self, writable: list[Path]) -> WriteConfinement | None: ...
+
+    def after_start(self, proc: subprocess.Popen[bytes]) -> None: ...
+
+    def ask_to_stop(self, proc: subprocess.Popen[bytes]) -> None: ...
+
+
 class _PosixBackend:
-    def confine(self, writable: list[Path]):
+    def confine(self, writable: list[Path]) -> WriteConfinement | None:
         """Linux: a Landlock ruleset (worker_app/render/sandbox.py); elsewhere none."""
         from worker_app.render.sandbox import WriteConfinement
 
         return WriteConfinement(writable) if sys.platform.startswith("linux") else None
 
-    def after_start(self, proc) -> None:
+    def after_start(self, proc: subprocess.Popen[bytes]) -> None:
         pass  # PR_SET_PDEATHSIG, set between fork and exec, already ties the child to us
 
     def popen_kwargs(self) -> dict[str, Any]:
-        kwargs = {"start_new_session": True}
+        kwargs: dict[str, Any] = {"start_new_session": True}
         if _PRCTL is not None:
             kwargs["preexec_fn"] = _die_with_parent
         return kwargs
@@ -48,7 +63,7 @@ class _PosixBackend:
             pass
 
 
-def _load_prctl():
+def _load_prctl() -> Callable[..., int] | None:
     """libc's prctl, looked up in the parent: the child must not import or allocate between fork and exec."""
     if not sys.platform.startswith("linux"):
         return None
@@ -68,7 +83,8 @@ def _die_with_parent() -> None:
     The worker starts Blender from the thread that then waits for it, so the signal comes only when
     the worker itself is gone.
     """
-    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class _IoCounters(ctypes.Structure):
@@ -103,7 +119,7 @@ CREATE_NEW_PROCESS_GROUP = 0x00000200
 CREATE_NO_WINDOW = 0x08000000
 
 
-def _declare_kernel32(k32) -> None:
+def _declare_kernel32(k32: Any) -> None:
     """Handles as HANDLE (pointer-sized): ctypes' default int would cut a 64-bit handle."""
     from ctypes import wintypes
     k32.CreateJobObjectW.argtypes = [ctypes.c_void_p, wintypes.LPCWSTR]
@@ -124,9 +140,9 @@ class _WindowsBackend:
     killing Blender's whole tree, when the worker's process ends in any way (the role PDEATHSIG plays on
     Linux). https://learn.microsoft.com/windows/win32/procthread/job-objects"""
 
-    _job = None
+    _job: int | None = None
 
-    def __init__(self, kernel32=None, resume=_resume):
+    def __init__(self, kernel32: Any = None, resume: Callable[[int], None] = _resume):
         self.kernel32 = kernel32
         self.resume = resume
 
@@ -146,18 +162,18 @@ class _WindowsBackend:
             k32.SetDllDirectoryW(None)
         k32.SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX | SEM_NOOPENFILEERRORBOX)
 
-    def confine(self, writable: list[Path]):
+    def confine(self, writable: list[Path]) -> WriteConfinement | None:
         """No confinement on Windows yet: a low integrity level needs the job's folder labelled low, and
         GPU rendering under it is unverified (see the notes of issue 11)."""
         return None
 
-    def _kernel32(self):
+    def _kernel32(self) -> Any:
         if self.kernel32 is None:
             self.kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
             _declare_kernel32(self.kernel32)
         return self.kernel32
 
-    def job(self):
+    def job(self) -> int | None:
         """The one Job Object of this worker process, made on first use."""
         if _WindowsBackend._job is None:
             k32 = self._kernel32()
@@ -172,7 +188,7 @@ class _WindowsBackend:
             _WindowsBackend._job = job  # never closed: Windows closes it, and kills the tree, when we exit
         return _WindowsBackend._job
 
-    def after_start(self, proc) -> None:
+    def after_start(self, proc: subprocess.Popen[bytes]) -> None:
         """Puts the suspended Blender in the Job Object, then lets it run: nothing it starts escapes the job."""
         try:
             job = self.job()
@@ -200,7 +216,7 @@ class _WindowsBackend:
         _signal_all(tree, psutil.Process.terminate)
 
 
-def backend():
+def backend() -> ProcessBackend:
     return _WindowsBackend() if sys.platform == "win32" else _PosixBackend()
 
 
@@ -213,8 +229,14 @@ def start(cmd: list[str], *, cwd: Path, env: dict[str, Any], pidfile: Path | Non
     kwargs = os_backend.popen_kwargs()
     confinement = os_backend.confine(writable) if writable else None
     if confinement is not None and confinement.active:
-        first = kwargs.get("preexec_fn")
-        kwargs["preexec_fn"] = (lambda: (first(), confinement.preexec())) if first else confinement.preexec
+        first: Callable[[], None] | None = kwargs.get("preexec_fn")
+        rules = confinement
+
+        def in_child() -> None:
+            if first is not None:
+                first()
+            rules.preexec()
+        kwargs["preexec_fn"] = in_child
     try:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0, **kwargs)
@@ -244,7 +266,7 @@ def kill_tree(pid: int, grace: float = C.BLENDER_STOP_GRACE) -> None:
     psutil.wait_procs(alive, timeout=C.BLENDER_KILL_WAIT)
 
 
-def _signal_all(processes: list[psutil.Process], action) -> None:
+def _signal_all(processes: list[psutil.Process], action: Callable[[psutil.Process], object]) -> None:
     for proc in processes:
         try:
             action(proc)

@@ -33,7 +33,7 @@ class _PathBeneath(ctypes.Structure):
     _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
 
 
-def _libc():
+def _libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -63,6 +63,7 @@ class WriteConfinement:
             return
         handled = WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE | (REFER if abi >= 2 else 0) \
             | (TRUNCATE if abi >= 3 else 0)
+        assert _LIBC is not None  # landlock_abi() is 0 without it
         attr = ctypes.c_uint64(handled)  # struct landlock_ruleset_attr, handled_access_fs only
         fd = _LIBC.syscall(_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(8), ctypes.c_uint32(0))
         if fd < 0:
@@ -82,6 +83,7 @@ class WriteConfinement:
             return  # a folder that is not there needs no rule
         try:
             rule = _PathBeneath(access, parent)
+            assert _LIBC is not None
             if _LIBC.syscall(_ADD_RULE, ctypes.c_int(self.fd), ctypes.c_int(_RULE_PATH_BENEATH),
                              ctypes.byref(rule), ctypes.c_uint32(0)) < 0:
                 log.warning("Landlock refused a rule for %s: %s", path, os.strerror(ctypes.get_errno()))
@@ -94,7 +96,7 @@ class WriteConfinement:
 
     def preexec(self) -> None:
         """In the child: no new privileges (Landlock needs it of an unprivileged process), then the rules."""
-        if self.fd >= 0:
+        if self.fd >= 0 and _LIBC is not None:
             _LIBC.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
             _LIBC.syscall(_RESTRICT_SELF, ctypes.c_int(self.fd), ctypes.c_uint32(0))
 

@@ -24,10 +24,9 @@ import logging
 import queue
 import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import psutil
 
@@ -35,10 +34,13 @@ from worker_app import layout as L
 from worker_app import constants as C
 from worker_app.blender_scripts import contract as K
 from worker_app.render import procs
-from worker_app.render.blender import BlenderRun, RenderResult, _pump, clear_crash_reports
+from worker_app.render.blender import BlenderRun, clear_crash_reports, pump
 from worker_app.render.environment import blender_env, script_path
 
 log = logging.getLogger("homefarm.blender")
+
+# Starting Blender takes a fork and an exec; a spawner thread that does not answer in this long is stuck.
+SPAWN_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ class WarmLimits:
 class WarmBlender:
     """The warm process, shared by the jobs that run one after another; thread-safe."""
 
-    def __init__(self, folder: Path, limits: WarmLimits = WarmLimits(), on_change=None):
+    def __init__(self, folder: Path, limits: WarmLimits = WarmLimits(),
+                 on_change: Callable[[bool], None] | None = None):
         self.folder = folder  # its temp folder and pid file
         self.limits = limits
         self.on_change = on_change or (lambda running: None)  # told when the process starts and ends
@@ -94,12 +97,12 @@ class WarmBlender:
             elif self.proc is not None and not self.running:
                 log.warning("warm Blender had exited (code %s); starting another", self.proc.poll())
                 self.close("it had exited")
-            if not self.running:
-                self._start(blender, jobs_root, user_dir, confine)
+            if self.proc is None or not self.running:
+                self.proc = self._start(blender, jobs_root, user_dir, confine)
                 self._key = key
             return self.proc
 
-    def _start(self, blender: str, jobs_root: Path, user_dir: Path | None, confine: bool) -> None:
+    def _start(self, blender: str, jobs_root: Path, user_dir: Path | None, confine: bool) -> subprocess.Popen[bytes]:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         # The jobs' folder on the command line says whose Blender it is (orphan checks, ps, the tests).
         cmd = [blender, "--background", "--factory-startup", "--disable-autoexec",
@@ -107,16 +110,17 @@ class WarmBlender:
         writable = [jobs_root, self.folder] + ([user_dir] if user_dir else [])
         self.lines = queue.Queue()
         env = blender_env(user_dir, self.tmp_dir)
-        self.proc = self._on_spawner(lambda: procs.start(cmd, cwd=self.folder, env=env, stdin=True,
-                                                         writable=writable if confine else None,
-                                                         pidfile=self.pidfile))
-        threading.Thread(target=_pump, args=(self.proc.stdout, self.lines), daemon=True,
+        proc = self._on_spawner(lambda: procs.start(cmd, cwd=self.folder, env=env, stdin=True,
+                                                    writable=writable if confine else None,
+                                                    pidfile=self.pidfile))
+        threading.Thread(target=pump, args=(proc.stdout, self.lines), daemon=True,
                          name="warm-blender-output").start()
         self.jobs_done = 0
-        log.info("warm Blender started (pid %d)", self.proc.pid)
+        log.info("warm Blender started (pid %d)", proc.pid)
         self.on_change(True)
+        return proc
 
-    def _on_spawner(self, start):
+    def _on_spawner(self, start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
         """Runs ``start`` on a thread that lives as long as the worker. On Linux a Blender is killed when the
         thread that started it ends (``PR_SET_PDEATHSIG``, so that no Blender outlives a dead worker); a warm
         one must outlive the job's thread that asked for it."""
@@ -126,10 +130,12 @@ class WarmBlender:
         box: dict[str, Any] = {}
         done = threading.Event()
         self._spawns.put((start, box, done))
-        done.wait()
+        if not done.wait(timeout=SPAWN_WAIT_S):
+            raise OSError(f"Blender did not start within {SPAWN_WAIT_S:g} s")
         if "error" in box:
             raise box["error"]
-        return box["proc"]
+        proc: subprocess.Popen[bytes] = box["proc"]
+        return proc
 
     def _spawn_loop(self) -> None:
         while True:
@@ -152,6 +158,7 @@ class WarmBlender:
                 self.close("it stopped with the job")
                 return
             self.jobs_done += 1
+            assert self.proc is not None
             rss = tree_rss(self.proc.pid)
             if self.jobs_done >= self.limits.max_jobs:
                 self.close(f"it rendered {self.jobs_done} jobs")
@@ -169,17 +176,12 @@ class WarmBlender:
             if proc is None:
                 return
             if proc.poll() is None:
-                try:
-                    if busy:
-                        raise subprocess.TimeoutExpired("blender", 0)
-                    proc.stdin.write(b"\n")  # asks an idle one to quit
-                    proc.stdin.flush()
-                    proc.wait(timeout=C.WARM_QUIT_WAIT)
-                except (OSError, subprocess.TimeoutExpired):
+                if busy or not _asked_to_quit(proc):
                     procs.stop(proc)
                 log.info("warm Blender ended: %s", reason)
             try:
-                proc.stdin.close()
+                if proc.stdin is not None:
+                    proc.stdin.close()
             except OSError:
                 pass
             self.pidfile.unlink(missing_ok=True)
@@ -199,6 +201,18 @@ class WarmBlender:
             self._idle_timer = None
 
 
+def _asked_to_quit(proc: subprocess.Popen[bytes]) -> bool:
+    """Asks an idle warm Blender to quit (an empty line); whether it did within WARM_QUIT_WAIT."""
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        proc.wait(timeout=C.WARM_QUIT_WAIT)
+        return True
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def running_pid(pidfile: Path) -> int | None:
     """The warm Blender's pid if the one its pid file names still runs (for `homefarm doctor`)."""
     proc = procs.recorded_process(pidfile)
@@ -214,51 +228,44 @@ def tree_rss(pid: int) -> int:
         return 0
 
 
-class WarmRun(BlenderRun):
-    """One job in the warm Blender, with the same interface, limits, progress and stop as a cold run."""
+class WarmProcess:
+    """A run's Blender is the warm one (``BlenderRun(..., process=WarmProcess(warm))``): the job goes to it on
+    its stdin, and it stays for the next job unless the job was stopped or it died under it, which costs one
+    more try in a fresh process."""
 
-    def __init__(self, warm: WarmBlender, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    retries = 1
+
+    def __init__(self, warm: WarmBlender):
         self.warm = warm
 
-    @property
-    def tmp_dir(self) -> Path:
+    def tmp_dir(self, job_dir: Path) -> Path:
         return self.warm.tmp_dir
 
-    def run(self) -> RenderResult:
-        result, died = self._run_once()
-        if died and not result.saved:
-            # The process died under the job (a crash): once more in a fresh one, then the reason stands.
-            log.warning("warm Blender died during a job (%s); trying it once in a fresh process", result.reason)
-            self.tracker = type(self.tracker)(len(self.job["frames"]), self.job["render"].get("samples"))
-            self.tail.clear()
-            result, _ = self._run_once()
-        return result
-
-    def _run_once(self) -> tuple[RenderResult, bool]:
-        """One try; also whether the process died under it (not stopped by us, no end of job said)."""
-        self._job_ended = False
-        self._job_ok = False
-        job_file = self.write_job_file()
-        started = time.monotonic()
-        clear_crash_reports(self.tmp_dir)
-        self.proc = self.warm.acquire(self.blender, self.job_dir.parent, self.user_dir, self.confine_writes)
-        died = False
+    def begin(self, run: BlenderRun, job_file: Path) -> tuple[subprocess.Popen[bytes], queue.Queue[bytes | None]]:
+        clear_crash_reports(self.warm.tmp_dir)
+        proc = self.warm.acquire(run.blender, run.job_dir.parent, run.user_dir, run.confine_writes)
+        lines = self.warm.lines
         try:
             self.warm.send(job_file)
-            self._watch(self.warm.lines, self.job_dir / L.LOG, started)
-        except OSError:  # it was gone before it read the job
+        except OSError:  # it was gone before it read the job: its output ends, and end() says it died
             pass
-        finally:
-            if self.suspended:
-                self.resume()
-            if self._job_ended:
-                # As a cold run exits: 0 when the job rendered, the script's code when the job failed.
-                exit_code = 0 if self._job_ok else K.SCRIPT_EXIT_CODE
-            else:
-                # Stopped, past a limit, or the process died: it cannot go on with a half-done job.
-                died = self._stop_reason is None
-                self.warm.close(self._stop_reason or "it died during a job", busy=True)
-                exit_code = self.proc.poll() if self.proc.poll() is not None else -9
-            self.warm.job_finished(ok_process=self._job_ended)
-        return self._result(exit_code, time.monotonic() - started), died
+        return proc, lines
+
+    def end(self, run: BlenderRun, eof: bool) -> tuple[int | None, bool]:
+        died = False
+        if run.job_ended:
+            # As a cold run exits: 0 when the job rendered, the script's code when the job failed.
+            exit_code: int | None = 0 if run.job_ok else K.SCRIPT_EXIT_CODE
+        else:
+            # Stopped, past a limit, or the process died: it cannot go on with a half-done job.
+            died = run.stop_reason is None
+            self.warm.close(run.stop_reason or "it died during a job", busy=True)
+            polled = run.proc.poll() if run.proc is not None else None
+            exit_code = polled if polled is not None else -9
+        self.warm.job_finished(ok_process=run.job_ended)
+        return exit_code, died
+
+
+def warm_run(warm: WarmBlender, *args: Any, **kwargs: Any) -> BlenderRun:
+    """A run of one job in the warm Blender, with the same interface, limits, progress and stop as a cold one."""
+    return BlenderRun(*args, process=WarmProcess(warm), **kwargs)
