@@ -16,8 +16,12 @@ from pathlib import Path
 from worker_app import __version__
 from worker_app import config as config_mod
 from worker_app import constants as C
+from worker_app.server import cli as server_cli
 
 log = logging.getLogger("homefarm")
+
+# The worker's own packages (the extra `worker`): a server-only install lacks them.
+WORKER_PACKAGES = frozenset({"keyring", "pynvml", "zstandard", "truststore", "jeepney"})
 
 
 def _setup_logging(verbose: bool, log_file: Path | None = None, quiet: bool = False) -> None:
@@ -31,131 +35,6 @@ def _setup_logging(verbose: bool, log_file: Path | None = None, quiet: bool = Fa
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     # urllib3 logs every request line at DEBUG; none carries the token, but keep the log readable.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-
-
-def cmd_serve(args, paths: config_mod.Paths) -> int:
-    try:
-        from worker_app.server import JobServer
-        from worker_app.server.logs import setup_server_logging
-    except ImportError as error:
-        raise SystemExit(f"homefarm: the job server's packages are not installed ({error.name}); "
-                         "install them with: pip install 'homefarm[server]'") from None
-
-    data_dir = Path(args.data_dir) if args.data_dir else paths.server_dir
-    db_url = args.db or os.environ.get("HOMEFARM_DB_URL") or None
-    if args.serve_action == "tokens":
-        return _cmd_tokens(args, data_dir, db_url)
-    setup_server_logging(args.log_format or os.environ.get("HOMEFARM_LOG_FORMAT", "text"))
-    storage = args.storage or os.environ.get("HOMEFARM_STORAGE_URL") or None
-    webhook_url = args.webhook_url or os.environ.get("HOMEFARM_WEBHOOK_URL") or None
-    try:
-        server = JobServer(data_dir, host=args.host, port=args.port, db_url=db_url,
-                           claim_wait_max=args.claim_wait_max, metrics=args.metrics, db_pool=args.db_pool,
-                           latest_worker_version=args.latest_worker_version,
-                           min_worker_version=args.min_worker_version, storage_url=storage,
-                           base_path=args.base_path or os.environ.get("HOMEFARM_BASE_PATH", ""),
-                           webhook_url=webhook_url, webhook_secret=os.environ.get("HOMEFARM_WEBHOOK_SECRET"),
-                           keep_failed=args.keep_failed_hours * 3600, keep_outputs=args.keep_outputs_days * 86400)
-    except OSError as error:
-        raise SystemExit(f"homefarm: cannot serve on {args.host}:{args.port}: {error.strerror or error}; "
-                         "choose another with --port") from None
-    except ValueError as error:
-        text = str(error)
-        known = text.split(":")[0] in ("storage", "webhook", "base path")
-        raise SystemExit(f"homefarm: {text if known else '--db: ' + text}") from None
-    except Exception as error:  # the database: unreachable, refused, a schema from a newer server
-        log.debug("database error", exc_info=True)
-        raise SystemExit(f"homefarm: cannot use the database{_where(db_url)}: {_first_line(error)}") from None
-    if args.new_token:
-        token = server.store.create_token(args.new_token, "homefarm serve --new-token")
-        print(f"new {args.new_token} token (shown once, stored only as a hash):\n  {token}")
-        server.sock.close()
-        server.store.close()
-        return 0
-    tokens = server.ensure_tokens()
-    if tokens and args.print_tokens:
-        print("First start: made these tokens. They are shown once and stored only as hashes.")
-        print(f"  web app token (for /api/v1):        {tokens['app']}")
-        print(f"  worker token  (homefarm login):      {tokens['worker']}")
-    elif tokens:
-        where = _write_first_tokens(data_dir, tokens)
-        print(f"First start: made a web app token and a worker token; they are in {where}, readable by this "
-              "user only. Copy them where they belong, then delete the file. `homefarm serve tokens` makes "
-              "more and revokes them.")
-    if not config_mod.is_loopback(args.host):
-        print("note: this server speaks plain http; put it behind a TLS reverse proxy before workers "
-              "reach it over a network")
-    print(f"homefarm job server on {server.url} (data in {data_dir}, database: {server.store.describe()})",
-          flush=True)
-    server.serve_forever()  # until SIGTERM or Ctrl+C: waiting claims are answered, requests finish
-    server.store.close()
-    return 0
-
-
-def _write_first_tokens(data_dir: Path, tokens: dict[str, str]) -> Path:
-    """The first tokens in a file only its owner can read, never in the log a container platform keeps."""
-    path = data_dir / "first-start-tokens.txt"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write("# homefarm job server: the tokens of its first start (stored on the server only as hashes)\n"
-                  f"app_token={tokens['app']}\nworker_token={tokens['worker']}\n")
-    return path
-
-
-def _cmd_tokens(args, data_dir: Path, db_url: str | None) -> int:
-    """``homefarm serve tokens create|list|revoke``: on the server's database, from any machine that reaches it."""
-    from worker_app.server.store import NotFound, Store
-    url = db_url or f"sqlite:///{data_dir / 'homefarm-server.sqlite3'}"
-    if url.startswith("sqlite:///"):
-        data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        store = Store(url)
-    except Exception as error:
-        log.debug("database error", exc_info=True)
-        raise SystemExit(f"homefarm: cannot use the database{_where(db_url)}: {_first_line(error)}") from None
-    try:
-        if args.tokens_action == "create":
-            token = store.create_token(args.kind, args.label)
-            print(f"new {args.kind} token{f' ({args.label})' if args.label else ''}, shown once and stored only "
-                  f"as a hash:\n  {token}")
-        elif args.tokens_action == "list":
-            found = store.list_tokens()
-            if not found:
-                print("no tokens yet; `homefarm serve tokens create --kind app` makes one")
-            for token in found:
-                used = _when(token["last_used"]) if token["last_used"] else "never used"
-                print(f"{token['id']}  {token['kind']:<6}  {token['label'] or '-':<28}  "
-                      f"created {_when(token['created'])}  {'last used ' + used if token['last_used'] else used}")
-        else:
-            try:
-                gone = store.revoke_token(args.token_id)
-            except NotFound as error:
-                raise SystemExit(f"homefarm: {error}; `homefarm serve tokens list` shows the ids") from None
-            print(f"revoked {gone['kind']} token {gone['id']} ({gone['label'] or 'no label'}); servers refuse it "
-                  "within 10 seconds")
-    finally:
-        store.close()
-    return 0
-
-
-def _when(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
-
-
-def _where(db_url: str | None) -> str:
-    if not db_url:
-        return ""
-    from sqlalchemy.engine import make_url
-    try:
-        url = make_url(db_url)
-    except Exception:
-        return ""
-    return f" at {url.host or url.database}"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "orig", None) or error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def _load_config(paths: config_mod.Paths) -> config_mod.Config:
@@ -419,49 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = _command(sub, "serve", help="run the reference job server")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="the address to listen on (default 127.0.0.1; 0.0.0.0 behind a TLS proxy)")
-    serve.add_argument("--port", type=int, default=8750, help="the port (default 8750; 0 picks a free one)")
-    serve.add_argument("--data-dir", help="where the database and outputs live (default: the data dir)")
-    serve.add_argument("--db", metavar="URL", help="the database: sqlite:///path (default: in the data dir), "
-                       "postgresql://user:pass@host/db or mysql://user:pass@host/db (also HOMEFARM_DB_URL)")
-    serve.add_argument("--db-pool", type=int, default=10, metavar="N",
-                       help="connections this process keeps to PostgreSQL or MySQL (default 10); mind your "
-                            "database plan's connection limit across all server processes")
-    serve.add_argument("--claim-wait-max", type=float, default=C.CLAIM_WAIT_MAX, metavar="S",
-                       help="the longest a claim waits for a job; keep it below your proxy's idle timeout "
-                            f"(default {C.CLAIM_WAIT_MAX:g} s)")
-    serve.add_argument("--metrics", action="store_true", help="serve Prometheus metrics at /metrics")
-    serve.add_argument("--log-format", choices=("text", "json"), help="json: one JSON object per line "
-                       "(also HOMEFARM_LOG_FORMAT)")
-    serve.add_argument("--storage", metavar="URL", help="where scenes and outputs live: a folder (default: the "
-                       "data dir) or s3://bucket/prefix for S3, R2 or any S3-compatible store, set up with the "
-                       "AWS variables (also HOMEFARM_STORAGE_URL)")
-    serve.add_argument("--base-path", metavar="PATH", help="the path prefix a proxy mounts the server under, "
-                       "e.g. /render (also HOMEFARM_BASE_PATH; else the proxy's X-Forwarded-Prefix)")
-    serve.add_argument("--webhook-url", metavar="URL", help="POST each job's end here, signed with "
-                       "HOMEFARM_WEBHOOK_SECRET (also HOMEFARM_WEBHOOK_URL)")
-    serve.add_argument("--keep-failed-hours", type=float, default=1.0, metavar="H",
-                       help="delete the outputs of failed and canceled jobs this long after they end (default 1)")
-    serve.add_argument("--keep-outputs-days", type=float, default=30.0, metavar="D",
-                       help="delete every job's outputs this long after it ends; 0 keeps them (default 30)")
-    serve.add_argument("--print-tokens", action="store_true",
-                       help="on the first start, print the new tokens instead of writing them to a file")
-    serve.add_argument("--new-token", choices=("app", "worker"), help=argparse.SUPPRESS)
-    serve_sub = serve.add_subparsers(dest="serve_action", metavar="ACTION")
-    tokens = _command(serve_sub, "tokens", help="create, list or revoke the server's tokens")
-    tokens_sub = tokens.add_subparsers(dest="tokens_action", required=True, metavar="create|list|revoke")
-    create = _command(tokens_sub, "create", help="make a token (shown once)")
-    create.add_argument("--kind", choices=("app", "worker"), required=True,
-                        help="app: the web app's API; worker: a PC's `homefarm login`")
-    create.add_argument("--label", default="", help="what it is for, e.g. 'studio PC'")
-    _command(tokens_sub, "list", help="the tokens: id, kind, label, created, last used")
-    revoke = _command(tokens_sub, "revoke", help="revoke a token by its id")
-    revoke.add_argument("token_id", metavar="ID", help="the id `tokens list` shows (6 characters or more)")
-    serve.add_argument("--latest-worker-version", help="tell workers older than this that an update exists")
-    serve.add_argument("--min-worker-version", help="workers older than this stop claiming and ask for an update")
-    serve.set_defaults(func=cmd_serve)
+    server_cli.add_parser(sub, _command)
 
     run = _command(sub, "run", help="run the worker without a GUI",
                          description="Runs the worker in this terminal, without the tray: for a render box or a "
@@ -549,9 +386,17 @@ def main(argv: list[str] | None = None) -> int:
                   "The commands above work without it.")
             return 0
         return tray_main()
+    if args.command == "serve":  # the server's own command: no worker settings, folders or packages
+        return int(args.func(args))
     if args.command == "config" and args.action == "set" and (args.key is None or args.value is None):
         parser.error("config set needs KEY VALUE, e.g. `homefarm config set blender.device GPU`")
     paths = config_mod.Paths.default()
     _setup_logging(args.verbose, paths.log_dir / "homefarm.log" if args.command == "run" else None,
                    quiet=args.quiet or args.command in ("demo", "doctor", "login", "logout", "config"))
-    return args.func(args, paths)
+    try:
+        return int(args.func(args, paths))
+    except ModuleNotFoundError as error:
+        if error.name not in WORKER_PACKAGES:
+            raise
+        raise SystemExit(f"homefarm: the worker's packages are not installed ({error.name}); install them with: "
+                         "pip install 'homefarm[worker]' (or 'homefarm[tray]' for the tray app)") from None

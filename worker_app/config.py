@@ -21,7 +21,7 @@ import platformdirs
 from worker_app import layout as L
 from worker_app import constants as C
 from worker_app.blender_scripts import contract as K
-from worker_app.protocol.fields import DEVICES
+from worker_app.protocol.fields import DEVICES, is_loopback
 from worker_app.guard.schedule import Window
 from worker_app.system.files import write_atomic
 
@@ -287,15 +287,6 @@ SETTINGS: tuple[Setting, ...] = (
 )
 # (section, key) -> (Config attribute, checker): how the file is read
 KEYS = {(s.section, s.key): (s.attr, s.check) for s in SETTINGS}
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost" or host == "::1":
-        return True
-    parts = host.split(".")
-    return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() for p in parts)
 
 
 def check_server_url(url: str, allow_insecure_http: bool) -> None:

@@ -1,9 +1,12 @@
-"""Every delay, limit and size homefarm uses, in one place. Times are in seconds, sizes in bytes."""
+"""Every delay, limit and size the worker and the tray use, in one place. Times are in seconds, sizes in bytes.
 
-# Long poll: how long a worker's claim may wait at the server before a 204.
-# Proxies and CDNs in front of a server often cut idle responses at 30 s (some at 20): a claim waits less.
-CLAIM_WAIT_DEFAULT = 20.0
-CLAIM_WAIT_MAX = 25.0  # the reference server's cap
+What the worker and the server agree on (claim waits, leases, heartbeats, a job's limits) is the protocol's:
+``worker_app/protocol/limits.py`` owns it, and it is named here too for the worker's code.
+"""
+
+from worker_app.protocol.limits import *  # noqa: F401,F403  (the protocol's values, one owner)
+
+
 CLAIM_WAIT_SETTING_MAX = 60.0  # what an owner may set (worker.claim_wait_s); the server's cap still applies
 # A 502/504 that ends a claim after at least this long is a proxy's timeout, not a failing server.
 GATEWAY_CUT_MIN = 3.0
@@ -12,11 +15,6 @@ GATEWAY_CUT_SHARE = 0.75
 # The client's read timeout on a claim is the wait plus this margin, so a silent server cannot hang it.
 CLAIM_READ_MARGIN = 10.0
 
-# Leases: a job is held for LEASE_TTL after each heartbeat; the worker beats every HEARTBEAT_INTERVAL.
-LEASE_TTL = 60.0
-HEARTBEAT_INTERVAL = 5.0
-# A new lease lasts this many heartbeat intervals until the worker's first heartbeat (which it sends at once).
-FIRST_LEASE_BEATS = 3
 
 # Every request has a connect and a read timeout.
 CONNECT_TIMEOUT = 5.0
@@ -49,18 +47,8 @@ WARM_MAX_JOBS = 500
 WARM_MAX_RSS = 4 * 1024**3
 WARM_MAX_VRAM_SHARE = 0.5  # an idle warm Blender holding more of a GPU's memory than this share ends
 WARM_QUIT_WAIT = 1.0  # an idle warm Blender asked to quit gets this long before it is stopped
-JOB_TIMEOUT_DEFAULT = 3600.0
-SILENCE_TIMEOUT_DEFAULT = 600.0
 LOG_TAIL_LINES = 40
 
-# Job spec limits: refused at submit and again at claim.
-MAX_FRAMES = 10_000
-MAX_FRAME_NUMBER = 1_048_574  # Blender's MAXFRAME
-MAX_RESOLUTION = 16_384
-MAX_SAMPLES = 1_000_000
-MAX_SCENE_SIZE = 8 * 1024**3
-MAX_SPEC_BYTES = 256 * 1024
-MAX_JOB_TIMEOUT = 7 * 24 * 3600.0
 
 # Zip scenes: refused when they would unpack too large or too compressed (zip bombs).
 ZIP_MAX_TOTAL = 16 * 1024**3

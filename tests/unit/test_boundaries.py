@@ -9,8 +9,9 @@ import sys
 import pytest
 
 WORKER_PARTS = ("worker_app.core", "worker_app.render", "worker_app.guard", "worker_app.system", "worker_app.tray",
-                "worker_app.client", "worker_app.config", "worker_app.runtime", "worker_app.doctor")
-SHARED = ("worker_app.protocol", "worker_app.constants", "worker_app.blender_scripts")
+                "worker_app.client", "worker_app.config", "worker_app.runtime", "worker_app.doctor",
+                "worker_app.constants")  # the worker's delays and sizes; the protocol's own are protocol/limits.py
+SHARED = ("worker_app.protocol", "worker_app.blender_scripts")
 
 
 def loaded_after(statement: str) -> list[str]:
@@ -24,6 +25,15 @@ def test_the_server_loads_none_of_the_worker():
     ours = [m for m in loaded if m.startswith("worker_app")]
     assert [m for m in ours if m.startswith(WORKER_PARTS)] == [], ours
     assert not {"PySide6", "pynvml", "keyring", "psutil"} & {m.split(".")[0] for m in loaded}
+
+
+def test_the_homefarm_command_serves_without_the_worker_packages():
+    """`homefarm serve` in a server install (`homefarm[server]`): the command, its parser and the server load no
+    Qt, NVML, keyring or the worker's other packages."""
+    loaded = loaded_after("import worker_app.cli\nworker_app.cli.build_parser().parse_args(['serve'])\n"
+                          "from worker_app.server import JobServer")
+    assert not {"PySide6", "pynvml", "keyring", "jeepney", "truststore", "zstandard"} & {m.split(".")[0]
+                                                                                       for m in loaded}
 
 
 @pytest.mark.parametrize("statement", ["import worker_app.core.loop", "import worker_app.runtime",

@@ -44,16 +44,27 @@ def closure(extras: set[str]) -> set[str]:
     return names
 
 
-def test_a_server_install_pulls_no_qt():
+def test_a_server_install_pulls_no_qt_no_nvml_and_no_keyring():
     pulled = closure({"server"})
     assert {"sqlalchemy", "starlette", "uvicorn", "boto3"} <= pulled
-    assert not {name for name in pulled if name.startswith(("pyside6", "shiboken6"))}
+    assert not {name for name in pulled if name.startswith(("pyside6", "shiboken6"))}, sorted(pulled)
+    assert not pulled & {"nvidia-ml-py", "pynvml", "keyring", "jeepney", "secretstorage"}, sorted(pulled)
 
 
-def test_a_tray_install_pulls_no_server_stack():
+def test_a_tray_install_pulls_the_worker_and_no_server_stack():
     pulled = closure({"tray"})
-    assert "pyside6-essentials" in pulled
+    assert {"pyside6-essentials", "nvidia-ml-py", "keyring", "zstandard", "truststore"} <= pulled
     assert not pulled & {"sqlalchemy", "starlette", "uvicorn", "boto3", "psycopg", "pymysql"}
+
+
+def test_the_worker_packages_the_cli_names_are_the_worker_extra():
+    """A server-only install that is asked to run the worker says which extra to install."""
+    from worker_app.cli import WORKER_PACKAGES
+
+    import_names = {"nvidia-ml-py": "pynvml"}
+    extra = {import_names.get(Requirement(r).name, Requirement(r).name)
+             for r in PROJECT["project"]["optional-dependencies"]["worker"]}
+    assert extra == set(WORKER_PACKAGES)
 
 
 def test_the_container_image_and_the_unit_run_what_exists():

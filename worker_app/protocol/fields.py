@@ -9,7 +9,7 @@ import math
 import re
 from typing import Any
 
-from worker_app import constants as C
+from worker_app.protocol import limits
 from worker_app.blender_scripts import contract as K
 
 API_PREFIX = "/api/v1"
@@ -127,12 +127,12 @@ def parse_frames(text: Any, path: str = "render.frames") -> list[int]:
         start = int(match.group(1))
         end = int(match.group(2)) if match.group(2) is not None else start
         for number in (start, end):
-            if not 0 <= number <= C.MAX_FRAME_NUMBER:
-                raise ValidationError(path, f"frame {number} is outside 0-{C.MAX_FRAME_NUMBER}")
+            if not 0 <= number <= limits.MAX_FRAME_NUMBER:
+                raise ValidationError(path, f"frame {number} is outside 0-{limits.MAX_FRAME_NUMBER}")
         if end < start:
             raise ValidationError(path, f"range {part!r} ends before it starts")
-        if end - start + 1 + len(frames) > C.MAX_FRAMES:
-            raise ValidationError(path, f"more than {C.MAX_FRAMES} frames in one job")
+        if end - start + 1 + len(frames) > limits.MAX_FRAMES:
+            raise ValidationError(path, f"more than {limits.MAX_FRAMES} frames in one job")
         frames.update(range(start, end + 1))
     return sorted(frames)
 
@@ -164,3 +164,12 @@ def check_bool(value: Any, path: str) -> bool:
         raise ValidationError(path, "must be true or false")
     return value
 
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is this machine: plain http is allowed only there unless the owner says otherwise."""
+    if not host:
+        return False
+    if host == "localhost" or host == "::1":
+        return True
+    parts = host.split(".")
+    return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() for p in parts)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from worker_app import constants as C
+from worker_app.protocol import limits
 from worker_app.blender_scripts import contract as K
 from worker_app.protocol.fields import (DEVICES, ENGINES, FORMATS, MAX_OVERRIDES, SCENE_TYPES, VERSION_PATTERN,
                                         ValidationError, check_bool, check_choice, check_int, check_number,
@@ -109,7 +109,7 @@ class SceneAsset:
         if blend and not blend.lower().endswith(".blend"):
             raise ValidationError(join(path, "blend"), "must name a .blend file")
         return cls(url=url, sha256=check_sha256(data["sha256"], join(path, "sha256")),
-                   size=check_int(data["size"], join(path, "size"), 1, C.MAX_SCENE_SIZE),
+                   size=check_int(data["size"], join(path, "size"), 1, limits.MAX_SCENE_SIZE),
                    type=kind, blend=blend)
 
 
@@ -137,8 +137,8 @@ class RenderSettings:
         if resolution is not None:
             if not isinstance(resolution, list) or len(resolution) != 2:
                 raise ValidationError(join(path, "resolution"), "must be [width, height]")
-            resolution = (check_int(resolution[0], join(path, "resolution[0]"), 1, C.MAX_RESOLUTION),
-                          check_int(resolution[1], join(path, "resolution[1]"), 1, C.MAX_RESOLUTION))
+            resolution = (check_int(resolution[0], join(path, "resolution[0]"), 1, limits.MAX_RESOLUTION),
+                          check_int(resolution[1], join(path, "resolution[1]"), 1, limits.MAX_RESOLUTION))
         samples = data.get("samples")
         frames = data.get("frames", "1")
         if isinstance(frames, int) and not isinstance(frames, bool):
@@ -147,7 +147,7 @@ class RenderSettings:
         return cls(
             engine=check_choice(data.get("engine", "CYCLES"), join(path, "engine"), ENGINES),
             device=check_choice(data.get("device", "AUTO"), join(path, "device"), DEVICES),
-            samples=None if samples is None else check_int(samples, join(path, "samples"), 1, C.MAX_SAMPLES),
+            samples=None if samples is None else check_int(samples, join(path, "samples"), 1, limits.MAX_SAMPLES),
             resolution=resolution,
             resolution_percentage=check_int(data.get("resolution_percentage", 100),
                                        join(path, "resolution_percentage"), 1, 100),
@@ -169,18 +169,18 @@ class RenderSettings:
 
 @dataclass(frozen=True)
 class Timeouts:
-    total_s: float = C.JOB_TIMEOUT_DEFAULT
-    silence_s: float = C.SILENCE_TIMEOUT_DEFAULT
+    total_s: float = limits.JOB_TIMEOUT_DEFAULT
+    silence_s: float = limits.SILENCE_TIMEOUT_DEFAULT
 
     @classmethod
     def parse(cls, data: Any, path: str = "timeouts") -> Timeouts:
         data = {} if data is None else data
         check_object(data, path, set(), {"total_s", "silence_s"})
         return cls(
-            total_s=check_number(data.get("total_s", C.JOB_TIMEOUT_DEFAULT), join(path, "total_s"),
-                            1, C.MAX_JOB_TIMEOUT),
-            silence_s=check_number(data.get("silence_s", C.SILENCE_TIMEOUT_DEFAULT),
-                              join(path, "silence_s"), 1, C.MAX_JOB_TIMEOUT),
+            total_s=check_number(data.get("total_s", limits.JOB_TIMEOUT_DEFAULT), join(path, "total_s"),
+                            1, limits.MAX_JOB_TIMEOUT),
+            silence_s=check_number(data.get("silence_s", limits.SILENCE_TIMEOUT_DEFAULT),
+                              join(path, "silence_s"), 1, limits.MAX_JOB_TIMEOUT),
         )
 
 

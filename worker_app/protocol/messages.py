@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from worker_app import constants as C
+from worker_app.protocol import limits
 from worker_app.protocol.fields import (JOB_STATES, PROTOCOL_VERSION, STAGES, VERSION_PATTERN, ValidationError, check_bool,
                                         check_choice,
                                         check_int, check_list, check_number, check_object, check_output_name,
@@ -60,7 +60,7 @@ class Lease:
     def parse(cls, data: Any) -> Lease:
         check_object(data, "", {"job_id", "lease_id", "ttl_s", "attempt", "spec"}, {"expires_at", "outputs"})
         outputs = {}
-        for i, item in enumerate(check_list(data.get("outputs", []), "outputs", C.MAX_FRAMES + 16)):
+        for i, item in enumerate(check_list(data.get("outputs", []), "outputs", limits.MAX_FRAMES + 16)):
             check_object(item, f"outputs[{i}]", {"name", "sha256"}, {"size"})
             outputs[check_output_name(item["name"], f"outputs[{i}].name")] = check_sha256(
                 item["sha256"], f"outputs[{i}].sha256")
@@ -107,11 +107,11 @@ class Progress:
             out.stage = check_choice(data["stage"], join(path, "stage"), STAGES)
         for key in ("frame", "frames_done", "frame_count", "sample", "samples"):
             if data.get(key) is not None:
-                setattr(out, key, check_int(data[key], join(path, key), -C.MAX_FRAME_NUMBER, 2**31))
+                setattr(out, key, check_int(data[key], join(path, key), -limits.MAX_FRAME_NUMBER, 2**31))
         if data.get("percent") is not None:
             out.percent = check_number(data["percent"], join(path, "percent"), 0, 100)
         if data.get("eta_s") is not None:
-            out.eta_s = check_number(data["eta_s"], join(path, "eta_s"), 0, 10 * C.MAX_JOB_TIMEOUT)
+            out.eta_s = check_number(data["eta_s"], join(path, "eta_s"), 0, 10 * limits.MAX_JOB_TIMEOUT)
         if data.get("gpu") is not None:
             if not isinstance(data["gpu"], dict) or len(data["gpu"]) > 32:
                 raise ValidationError(join(path, "gpu"), "must be an object of figures")
@@ -280,7 +280,7 @@ class CompleteReport:
     @classmethod
     def parse(cls, data: Any) -> CompleteReport:
         parse_lease_call(data, {"outputs"}, {"stats", "warnings"})
-        outputs = check_list(data["outputs"], "outputs", C.MAX_FRAMES + 16)
+        outputs = check_list(data["outputs"], "outputs", limits.MAX_FRAMES + 16)
         for i, name in enumerate(outputs):
             check_output_name(name, f"outputs[{i}]")
         stats = data.get("stats", {})

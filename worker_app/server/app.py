@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from worker_app import __version__
-from worker_app import constants as C
+from worker_app.protocol import limits
 from worker_app import protocol as P
 from worker_app.server.http import (HttpError, content_length, db, drain, empty, job_id_of, lease_header, read_json,
                                     receive_file, route, starlette_routes)
@@ -37,7 +37,7 @@ from worker_app.server.webhooks import BACKOFF_BASE_S, WebhookSender
 log = logging.getLogger("homefarm.server")
 
 MAX_OUTPUT_BYTES = 64 * 1024**3
-MAX_ASSET_BYTES = C.MAX_SCENE_SIZE
+MAX_ASSET_BYTES = limits.MAX_SCENE_SIZE
 SHUTDOWN_GRACE_S = 30  # in-flight requests get this long after SIGTERM, as a container platform allows
 RETENTION_EVERY_S = 60.0
 BASE_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
@@ -50,8 +50,8 @@ EARLY_CHECK_BYTES = 1024**2  # an output larger than this has its lease checked 
 class JobServer:
     """A job server: ``JobServer(data_dir).start()`` serves on a thread; ``serve_forever()`` in this one."""
 
-    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 0, lease_ttl: float = C.LEASE_TTL,
-                 claim_wait_max: float = C.CLAIM_WAIT_MAX, latest_worker_version: str | None = None,
+    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 0, lease_ttl: float = limits.LEASE_TTL,
+                 claim_wait_max: float = limits.CLAIM_WAIT_MAX, latest_worker_version: str | None = None,
                  min_worker_version: str | None = None, db_url: str | None = None, metrics: bool = False,
                  db_pool: int = 10, storage_url: str | None = None, part_size: int = PART_SIZE,
                  base_path: str = "", webhook_url: str | None = None, webhook_secret: str | None = None,
@@ -305,7 +305,7 @@ async def claim(server: JobServer, request: Request) -> Response:
     if not server.store.worker_seen_lately(worker_id) and not await db(server.store.worker_exists, worker_id):
         raise HttpError(422, "invalid", "unknown worker; POST /hello first", field="worker_id")
     try:
-        wait = float(request.query_params.get("wait", C.CLAIM_WAIT_DEFAULT))
+        wait = float(request.query_params.get("wait", limits.CLAIM_WAIT_DEFAULT))
     except ValueError:
         raise HttpError(422, "invalid", "wait must be a number of seconds", field="wait") from None
     wait = min(max(wait, 0.0), server.claim_wait_max)

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker_app import constants as C
+from worker_app.protocol import limits
 from worker_app import protocol as P
 from worker_app.server.storage import StorageError
 from worker_app.server.store import Canceled, Conflict, LeaseLost, NotFound
@@ -153,7 +153,7 @@ def content_length(request: Request, limit: int) -> int:
 
 
 async def read_json(request: Request) -> Any:
-    content_length(request, C.MAX_SPEC_BYTES)
+    content_length(request, limits.MAX_SPEC_BYTES)
     raw = await request.body()
     if not raw:
         return {}

@@ -13,7 +13,7 @@ from typing import Any, Callable, Unpack
 
 import sqlalchemy as sa
 
-from worker_app import constants as C
+from worker_app.protocol import limits
 from worker_app.server.schema import migrate
 from worker_app.server.store.statements import claim_statements, finish_statement, output_upsert
 
@@ -148,17 +148,17 @@ def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> No
 class Database:
     """The engine, the clock and the caches that the store's parts share; one per server process."""
 
-    def __init__(self, url: str, lease_ttl: float = C.LEASE_TTL, clock: Callable[[], float] = time.time, pool_size: int = POOL_SIZE,
+    def __init__(self, url: str, lease_ttl: float = limits.LEASE_TTL, clock: Callable[[], float] = time.time, pool_size: int = POOL_SIZE,
                  keep_failed: float = KEEP_FAILED_S, keep_outputs: float = KEEP_OUTPUTS_S,
                  webhook_url: str | None = None):
         self.lease_ttl = lease_ttl
         self.keep_failed = keep_failed
         self.keep_outputs = keep_outputs
         self.webhook_url = webhook_url  # every job's end goes there, besides a job's own webhook_url
-        self.heartbeat_interval = min(C.HEARTBEAT_INTERVAL, lease_ttl / 4)
+        self.heartbeat_interval = min(limits.HEARTBEAT_INTERVAL, lease_ttl / 4)
         # A claim's answer can be lost on its way (a proxy cut it): until the worker's first heartbeat says
         # it has the job, the lease is short, and the job soon back in the queue if the answer never came.
-        self.first_lease_ttl = min(lease_ttl, max(1.0, C.FIRST_LEASE_BEATS * self.heartbeat_interval))
+        self.first_lease_ttl = min(lease_ttl, max(1.0, limits.FIRST_LEASE_BEATS * self.heartbeat_interval))
         self.clock = clock
         self.engine = connect(url, pool_size)
         self.dialect = self.engine.dialect.name
