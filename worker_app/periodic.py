@@ -1,4 +1,4 @@
-"""A task that runs every ``interval`` seconds on its own daemon thread until stopped."""
+"""A task that runs every ``interval`` seconds on its own daemon thread until stopped, or at once when poked."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ class Periodic:
 
     def _periodic_init(self) -> None:
         self._stop = threading.Event()
+        self._poked = threading.Event()  # a tick now, not at the next interval
         self._thread: threading.Thread | None = None
 
     def start(self):
@@ -22,8 +23,17 @@ class Periodic:
         self._thread.start()
         return self
 
+    def poke(self) -> None:
+        """From any thread: the next tick runs now, on the task's own thread."""
+        self._poked.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._poked.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(self.interval + 5)
 
@@ -38,6 +48,7 @@ class Periodic:
             while not self._stop.is_set():
                 if self.tick() is False:
                     return
-                self._stop.wait(self.interval)
+                self._poked.wait(self.interval)
+                self._poked.clear()
         finally:
             self.finished()

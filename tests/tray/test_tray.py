@@ -75,15 +75,13 @@ def test_tooltip_and_status_lines():
 
 
 class FakeGuard:
+    """The guard's face towards the tray: asked to decide now, after the owner paused or resumed."""
+
     def __init__(self):
-        self.evaluated = 0
-        self.resumed = 0
+        self.checks: list[bool] = []  # owner_resumed of each check_now
 
-    def evaluate(self):
-        self.evaluated += 1
-
-    def resume_now(self):
-        self.resumed += 1
+    def check_now(self, owner_resumed: bool = False) -> None:
+        self.checks.append(owner_resumed)
 
 
 class FakeRuntime:
@@ -145,10 +143,10 @@ def background_done(qtbot, app):
 
 def test_menu_shows_status_lines(tray, qtbot):
     tray.on_snapshot(RENDERING)
-    assert tray.job_action.text() == "Rendering job 42 — frame 3/10, 37 %, about 1 min left"
-    assert tray.gpu_action.text().startswith("RTX 4070: 97 % load")
+    assert tray.actions.job.text() == "Rendering job 42 — frame 3/10, 37 %, about 1 min left"
+    assert tray.actions.gpu.text().startswith("RTX 4070: 97 % load")
     # Today's figures are read from the ledger on a background thread.
-    qtbot.waitUntil(lambda: tray.today_action.text() == "Today: 0 jobs, 0.00 kWh, 0.00 EUR", timeout=10000)
+    qtbot.waitUntil(lambda: tray.actions.today.text() == "Today: 0 jobs, 0.00 kWh, 0.00 EUR", timeout=10000)
     assert tray.icon_state == "rendering"
     labels = [a.text() for a in tray.menu.actions() if a.text()]
     for wanted in ("Pause", "Resume", "Pause while gaming", "Start at login", "Open outputs folder", "View log",
@@ -158,56 +156,56 @@ def test_menu_shows_status_lines(tray, qtbot):
 
 @pytest.mark.parametrize("key", ["30m", "1h", "tomorrow", "indefinitely"])
 def test_pause_actions(tray, qtbot, key):
-    tray.pause_actions[key].trigger()
+    tray.actions.pause_for[key].trigger()
     background_done(qtbot, tray)
     cause = ManualPause(tray.paths.data_dir / "pause.json").check(__import__("datetime").datetime.now())
     assert cause is not None and cause.kind == "manual"
-    assert tray.fake_runtime.guard.evaluated >= 1
-    tray.resume_action.trigger()
+    assert tray.fake_runtime.guard.checks == [False]
+    tray.actions.resume.trigger()
     background_done(qtbot, tray)
     assert not (tray.paths.data_dir / "pause.json").exists()
-    assert tray.fake_runtime.guard.resumed == 1
+    assert tray.fake_runtime.guard.checks == [False, True]
 
 
 def test_pause_while_gaming_toggle_saves_the_config(tray, qtbot):
-    assert tray.gaming_action.isChecked()
-    tray.gaming_action.trigger()
+    assert tray.actions.gaming.isChecked()
+    tray.actions.gaming.trigger()
     background_done(qtbot, tray)
     assert config_mod.load(tray.paths).pause_while_gaming is False
     assert tray.fake_runtime.reconfigured[-1].pause_while_gaming is False
 
 
 def test_start_at_login_toggle(tray, qtbot):
-    tray.autostart_action.trigger()
+    tray.actions.autostart.trigger()
     background_done(qtbot, tray)
-    assert tray.services.autostart.on is True and tray.autostart_action.isChecked()
-    tray.autostart_action.trigger()
+    assert tray.services.autostart.on is True and tray.actions.autostart.isChecked()
+    tray.actions.autostart.trigger()
     background_done(qtbot, tray)
     assert tray.services.autostart.on is False
 
 
 def test_folders_settings_and_about(tray, qtbot, monkeypatch):
-    tray.outputs_action.trigger()
+    tray.actions.outputs.trigger()
     background_done(qtbot, tray)
-    tray.log_action.trigger()
+    tray.actions.log.trigger()
     background_done(qtbot, tray)
     qtbot.waitUntil(lambda: len(tray.opened) == 2)
     assert [u.toLocalFile() for u in tray.opened] == [str(tray.paths.jobs_dir), str(tray.paths.log_dir)]
-    tray.settings_action.trigger()
+    tray.actions.settings.trigger()
     assert tray.settings_dialog.isVisible()
     tray.settings_dialog.reject()
     shown = []
     monkeypatch.setattr(QMessageBox, "about", lambda *args: shown.append(args[2]))
-    tray.about_action.trigger()
+    tray.actions.about.trigger()
     assert "homefarm" in shown[0]
 
 
 def test_sign_out_and_sign_in(tray, qtbot):
-    tray.sign_out_action.trigger()
-    qtbot.waitUntil(lambda: tray.sign_in_action.isVisible())
+    tray.actions.sign_out.trigger()
+    qtbot.waitUntil(lambda: tray.actions.sign_in.isVisible())
     assert tray.fake_runtime.stopped and tray.services.tokens.get("http://127.0.0.1:8750") is None
     assert tray.icon_state == "error" and ("Sign in needed", ) == tray.notifications[-1][:1]
-    tray.sign_in_action.trigger()
+    tray.actions.sign_in.trigger()
     assert tray.sign_in_dialog.isVisible()
     tray.sign_in_dialog.url.setText("ftp://nowhere")
     tray.sign_in_dialog.sign_in()
@@ -217,12 +215,12 @@ def test_sign_out_and_sign_in(tray, qtbot):
 def test_quit_during_a_render_asks_first(tray, qtbot, monkeypatch):
     tray.on_snapshot(RENDERING)
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.No)
-    tray.quit_action.trigger()
+    tray.actions.quit.trigger()
     assert not tray.quitting and not tray.fake_runtime.stopped
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Yes)
     quits = []
     monkeypatch.setattr(tray, "app_quit", lambda: quits.append(1))
-    tray.quit_action.trigger()
+    tray.actions.quit.trigger()
     qtbot.waitUntil(lambda: bool(quits))
     assert tray.fake_runtime.stopped
 
@@ -268,7 +266,7 @@ def test_a_late_background_result_never_touches_a_closed_tray(qtbot, tmp_path):
     app = TrayApp(services, require_tray=False)
     release = threading.Event()
     applied = []
-    thread = app.background.run(lambda: release.wait(10), lambda result: applied.append(app.today_action.text()))
+    thread = app.background.run(lambda: release.wait(10), lambda result: applied.append(app.actions.today.text()))
     app.background.close = lambda timeout=5.0, close=app.background.close: close(0.0)  # do not wait for it
     app.close()
     release.set()
@@ -326,24 +324,24 @@ def test_single_instance(qtbot, tmp_path):
 
 def test_update_notice(tray):
     tray.on_snapshot(Snapshot(state=State.WAITING, update=Update("0.9.0")))
-    assert tray.update_action.isVisible()
-    assert tray.update_action.text() == "A new version is available: homefarm 0.9.0"
+    assert tray.actions.update.isVisible()
+    assert tray.actions.update.text() == "A new version is available: homefarm 0.9.0"
     assert tray.notifications[-1][0] == "A new version is available"
     tray.on_snapshot(Snapshot(state=State.PAUSED, update=Update("1.0.0", required=True),
                               pause=Pause("update", "Paused: this server needs homefarm 1.0.0 or newer")))
-    assert tray.update_action.text() == "Update needed: homefarm 1.0.0"
+    assert tray.actions.update.text() == "Update needed: homefarm 1.0.0"
 
 
 def test_never_pause_for_a_program_that_is_no_game(tray, qtbot):
     tray.on_snapshot(Snapshot(state=State.PAUSED, pause=Pause("game", "Paused: MyLauncher.exe is running",
                                                               program="MyLauncher.exe")))
-    assert tray.not_a_game_action.isVisible() and tray.not_a_game_action.text() == "Never pause for MyLauncher.exe"
-    tray.not_a_game_action.trigger()
+    assert tray.actions.not_a_game.isVisible() and tray.actions.not_a_game.text() == "Never pause for MyLauncher.exe"
+    tray.actions.not_a_game.trigger()
     qtbot.waitUntil(lambda: bool(tray.fake_runtime.reconfigured), timeout=10000)
     assert config_mod.load(tray.paths).not_games == ("MyLauncher.exe",)
     assert tray.fake_runtime.reconfigured[-1].not_games == ("MyLauncher.exe",)
     tray.on_snapshot(Snapshot(state=State.WAITING))
-    assert not tray.not_a_game_action.isVisible()
+    assert not tray.actions.not_a_game.isVisible()
 
 
 def test_closing_the_tray_closes_its_dialogs(qtbot):
@@ -369,12 +367,12 @@ def test_pause_controls_follow_the_worker_and_sign_out_only_when_signed_in(qtbot
                         start_runtime=lambda cfg, token, on_snapshot, on_job_end: FakeRuntime())
     app = TrayApp(services, require_tray=False)
     try:
-        assert not app.sign_out_action.isVisible() and not app.sign_in_action.isVisible()  # not known yet
-        assert not app.pause_menu.isEnabled() and not app.resume_action.isEnabled()
+        assert not app.actions.sign_out.isVisible() and not app.actions.sign_in.isVisible()  # not known yet
+        assert not app.actions.pause_menu.isEnabled() and not app.actions.resume.isEnabled()
         app.start()
-        qtbot.waitUntil(lambda: app.sign_in_action.isVisible(), timeout=10000)
-        assert not app.sign_out_action.isVisible(), "never signed in: nothing to sign out of"
-        assert not app.pause_menu.isEnabled() and not app.resume_action.isEnabled()
+        qtbot.waitUntil(lambda: app.actions.sign_in.isVisible(), timeout=10000)
+        assert not app.actions.sign_out.isVisible(), "never signed in: nothing to sign out of"
+        assert not app.actions.pause_menu.isEnabled() and not app.actions.resume.isEnabled()
     finally:
         app.close()
 
@@ -384,23 +382,23 @@ def test_pause_controls_follow_the_worker_and_sign_out_only_when_signed_in(qtbot
     app = TrayApp(broken, require_tray=False)
     try:
         app.start()
-        qtbot.waitUntil(lambda: app.job_action.text().startswith("Cannot start"), timeout=10000)
-        assert app.sign_out_action.isVisible()
-        assert not app.pause_menu.isEnabled() and not app.resume_action.isEnabled(), "no worker to pause"
+        qtbot.waitUntil(lambda: app.actions.job.text().startswith("Cannot start"), timeout=10000)
+        assert app.actions.sign_out.isVisible()
+        assert not app.actions.pause_menu.isEnabled() and not app.actions.resume.isEnabled(), "no worker to pause"
     finally:
         app.close()
 
 
 def test_a_folder_nothing_opens_is_told_in_words_and_the_log_shows_in_a_window(tray, qtbot, monkeypatch):
     monkeypatch.setattr("worker_app.tray.app.QDesktopServices.openUrl", lambda url: False)
-    tray.outputs_action.trigger()
+    tray.actions.outputs.trigger()
     background_done(qtbot, tray)
     qtbot.waitUntil(lambda: bool(tray.notifications) and tray.notifications[-1][0] == "Nothing here opens it")
     assert "homefarm doctor" in tray.notifications[-1][1]
     logging.getLogger("homefarm.tray").info("a line for the log window")
     for handler in logging.getLogger().handlers:
         handler.flush()
-    tray.log_action.trigger()
+    tray.actions.log.trigger()
     background_done(qtbot, tray)
     qtbot.waitUntil(lambda: getattr(tray, "log_window", None) is not None)
     background_done(qtbot, tray)
@@ -410,15 +408,15 @@ def test_a_folder_nothing_opens_is_told_in_words_and_the_log_shows_in_a_window(t
 
 def test_a_long_status_line_is_cut_to_the_menu_width_with_the_whole_text_in_its_tooltip(tray):
     long = "Cannot start: " + "the server at render.example.com answered something very long " * 6
-    tray._line(tray.job_action, long)
-    assert tray.job_action.text().endswith("…") and len(tray.job_action.text()) <= STATUS_CHARS
+    tray._line(tray.actions.job, long)
+    assert tray.actions.job.text().endswith("…") and len(tray.actions.job.text()) <= STATUS_CHARS
     tray.menu.aboutToShow.emit()  # as the menu opens, each line is cut to the pixel
-    shown = tray.job_action.text()
+    shown = tray.actions.job.text()
     assert shown.endswith("…") and len(shown) < len(long)
     assert tray.menu.fontMetrics().horizontalAdvance(shown) <= STATUS_WIDTH
-    assert tray.job_action.toolTip() == long and tray.menu.toolTipsVisible()
-    tray._line(tray.job_action, "Waiting for a job")
-    assert tray.job_action.text() == tray.job_action.toolTip() == "Waiting for a job"  # (a tooltip left empty shows the text)
+    assert tray.actions.job.toolTip() == long and tray.menu.toolTipsVisible()
+    tray._line(tray.actions.job, "Waiting for a job")
+    assert tray.actions.job.text() == tray.actions.job.toolTip() == "Waiting for a job"  # (a tooltip left empty shows the text)
 
 
 def test_a_config_with_a_mistake_starts_the_tray_in_an_error_state_until_it_is_fixed(qtbot, monkeypatch):
@@ -431,17 +429,17 @@ def test_a_config_with_a_mistake_starts_the_tray_in_an_error_state_until_it_is_f
     runtime, opened = app.fake_runtime, app.opened
     try:
         app.start()
-        text = app.job_action.toolTip()  # the whole line (its text may be cut to the menu width)
+        text = app.actions.job.toolTip()  # the whole line (its text may be cut to the menu width)
         assert text == 'Fix the config file: guard.max_gpu_temp_c = "hot" is not allowed; it must be a whole number ' \
                        'from 0 to 120'
-        assert app.icon_state == "error" and app.runtime is None and app.config_file_action.isVisible()
+        assert app.icon_state == "error" and app.runtime is None and app.actions.config_file.isVisible()
         assert app.notifications[-1][0] == "homefarm's settings need fixing"
-        app.config_file_action.trigger()
+        app.actions.config_file.trigger()
         assert opened[-1].toLocalFile() == str(paths.config_file)
         paths.config_file.write_text(good)  # the owner fixed it; the menu opens again
         app.menu.aboutToShow.emit()
         qtbot.waitUntil(lambda: app.runtime is runtime, timeout=10000)
-        assert not app.config_file_action.isVisible()
+        assert not app.actions.config_file.isVisible()
     finally:
         app.close()
 
@@ -482,13 +480,13 @@ def test_settings_errors_sit_below_their_fields_and_fields_show_their_format(qtb
 
 
 def test_an_open_menu_that_grows_stays_on_the_screen(tray, qtbot):
-    tray._line(tray.job_action, "Connecting to the server")
+    tray._line(tray.actions.job, "Connecting to the server")
     screen = tray.menu.screen().availableGeometry()
     tray.menu.popup(QPoint(screen.right() - 10, screen.top() + 10))
     qtbot.waitUntil(tray.menu.isVisible)
     narrow = tray.menu.geometry()
     assert narrow.right() <= screen.right()
-    tray._line(tray.job_action, "Server unreachable: " + "127.0.0.1:8757 answers in plain http, not https " * 3)
+    tray._line(tray.actions.job, "Server unreachable: " + "127.0.0.1:8757 answers in plain http, not https " * 3)
     grown = tray.menu.geometry()
     assert grown.width() > narrow.width() and grown.right() <= screen.right(), (narrow, grown, screen)
     tray.menu.hide()

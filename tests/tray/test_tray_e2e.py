@@ -59,18 +59,18 @@ def test_pausing_from_the_menu_stops_claiming_within_a_second(live_tray, served,
     served.server.store.claim = counting
     time.sleep(0.3)  # the worker is waiting in a long poll begun before the counting started
     clicked = time.monotonic()
-    live_tray.pause_actions["1h"].trigger()
+    live_tray.actions.pause_for["1h"].trigger()
     qtbot.waitUntil(lambda: live_tray.snapshot.state == State.PAUSED, timeout=3000)
     paused_after = time.monotonic() - clicked
     assert paused_after < 1.0, f"took {paused_after:.2f} s"
-    assert live_tray.icon_state == "paused" and live_tray.job_action.text().startswith("Paused: paused by you")
+    assert live_tray.icon_state == "paused" and live_tray.actions.job.text().startswith("Paused: paused by you")
     job = served.submit(FAST_RENDER)
     deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline and not late.is_set():
         qtbot.wait(50)  # the GUI keeps running while we watch for a claim
     assert not late.is_set() and all(start < clicked for start, _ in claims), "a claim was started while paused"
     assert served.app.job(job["id"])["state"] == "queued"
-    live_tray.resume_action.trigger()
+    live_tray.actions.resume.trigger()
     qtbot.waitUntil(lambda: served.app.job(job["id"])["state"] == "done", timeout=60000)
 
 
@@ -81,7 +81,7 @@ def test_quitting_during_a_render_leaves_no_blender_and_requeues_the_job(live_tr
                     timeout=30000)
     assert live_tray.icon_state == "rendering"
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Yes)
-    live_tray.quit_action.trigger()
+    live_tray.actions.quit.trigger()
     qtbot.waitUntil(lambda: bool(live_tray.quits), timeout=30000)
     assert blender_processes(jobs_dir) == []
     view = served.app.job(job["id"])

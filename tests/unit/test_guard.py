@@ -298,6 +298,42 @@ def test_manual_and_schedule_resume_without_hold_off():
     assert guard.evaluate().paused is False
 
 
+def test_an_owner_command_is_decided_at_once_on_the_guards_own_thread():
+    """The tray's pause and resume ask the running guard to check now: the decision comes within a tick, not
+    at the next interval, and is made on the guard's thread, its one writer; a resume drops the hold-off."""
+    import threading
+
+    from support.harness import wait_until
+
+    clock = [0.0]
+    game = Switch(G.Cause("game", "eldenring.exe is running"))
+    threads = []
+
+    class Watched(Switch):
+        def check(self, now):
+            threads.append(threading.current_thread().name)
+            return super().check(now)
+
+    manual = Watched(None)
+    guard = G.Guard([game, manual], hold_off_s=60, interval=3600, clock=lambda: clock[0]).start()
+    try:
+        wait_until(lambda: guard.decision.paused, 5)
+        manual.cause = G.Cause("manual", "paused for 30 minutes", sticky=False)
+        game.cause = None
+        threads.clear()
+        guard.check_now()
+        wait_until(lambda: "paused for 30 minutes" in guard.decision.reason, 5)
+        assert set(threads) == {"guard"}
+        manual.cause = None
+        guard.check_now()
+        wait_until(lambda: threads.count("guard") >= 2 and guard.decision.resume_at is not None, 5)
+        assert guard.decision.paused, "the game's hold-off still holds without the owner's resume"
+        guard.check_now(owner_resumed=True)
+        wait_until(lambda: not guard.decision.paused, 5)
+    finally:
+        guard.stop()
+
+
 def test_a_broken_detector_does_not_stop_the_others():
     class Broken:
         def check(self, now):

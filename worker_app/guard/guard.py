@@ -38,12 +38,27 @@ class Guard(Periodic):
         self._last_sticky: float | None = None
         self._last_sticky_reason = ""
         self._changed = threading.Condition()
+        self._owner_resumed = threading.Event()
 
     def add_listener(self, listener) -> None:
         self._listeners.append(listener)
 
     def tick(self) -> None:
+        if self._owner_resumed.is_set():
+            self._owner_resumed.clear()
+            self.resume_now()
         self.evaluate()
+
+    def check_now(self, owner_resumed: bool = False) -> None:
+        """From any thread (the tray's command): the detectors run now on the guard's own thread, the one
+        writer of its decision, so that a pause the owner chose takes effect at once; ``owner_resumed`` drops
+        the hold-off first. A guard not running (a one-off check) decides on the caller's thread."""
+        if owner_resumed:
+            self._owner_resumed.set()
+        if self.running:
+            self.poke()
+        else:
+            self.tick()
 
     def evaluate(self) -> PauseDecision:
         """Runs every detector once and returns (and publishes) the decision."""

@@ -65,7 +65,7 @@ class TrayApp(QObject):
         self.menu = QMenu()
         self._lines = {}  # status line -> its whole text
         self._measured = False  # the menu has opened: lines are cut to the pixel
-        build_menu(self)
+        self.actions = build_menu(self.menu, self, self.cfg.pause_while_gaming)
         self._update_sign_in_actions()
         self.tray.setContextMenu(self.menu)
         self.tray.activated.connect(self._activated)
@@ -129,10 +129,10 @@ class TrayApp(QObject):
             self.menu.move(x, y)
 
     def _show_config_problem(self) -> None:
-        self._line(self.job_action, self.config_problem)
+        self._line(self.actions.job, self.config_problem)
         self._set_icon("error")
         self.tray.setToolTip("homefarm — the settings need fixing")
-        self.config_file_action.setVisible(True)
+        self.actions.config_file.setVisible(True)
         self.notify("homefarm's settings need fixing", self.config_problem)
 
     def recheck_config(self) -> None:
@@ -149,14 +149,14 @@ class TrayApp(QObject):
                 problem = status.config_problem(result)
                 if problem != self.config_problem:
                     self.config_problem = problem
-                    self._line(self.job_action, problem)
+                    self._line(self.actions.job, problem)
                 return
             if isinstance(result, Exception) or not self.config_problem:
                 return
             log.info("config fixed; starting")
             self.config_problem = ""
-            self.config_file_action.setVisible(False)
-            self._line(self.job_action, "Starting")
+            self.actions.config_file.setVisible(False)
+            self._line(self.actions.job, "Starting")
             self.apply_config(result)
         self.background.run(read, done)
 
@@ -177,12 +177,12 @@ class TrayApp(QObject):
     def _worker_started(self, result) -> None:
         if isinstance(result, Exception):
             self.signed_in = True
-            self._line(self.job_action, f"Cannot start: {result}")
+            self._line(self.actions.job, f"Cannot start: {result}")
             self._set_icon("error")
             self.notify("homefarm cannot start", str(result))
         elif result is None:
             self.signed_in = False
-            self._line(self.job_action, "Sign in to start rendering")
+            self._line(self.actions.job, "Sign in to start rendering")
             self._set_icon("error")
             self.tray.setToolTip(status.tooltip(self.snapshot, signed_in=False))
             self.notify("Sign in needed", "Choose “Sign in…” in the homefarm menu to connect to your server.")
@@ -194,15 +194,15 @@ class TrayApp(QObject):
         self._update_sign_in_actions()
 
     def _update_sign_in_actions(self) -> None:
-        self.sign_in_action.setVisible(self.signed_in is False)
-        self.sign_out_action.setVisible(self.signed_in is True)
+        self.actions.sign_in.setVisible(self.signed_in is False)
+        self.actions.sign_out.setVisible(self.signed_in is True)
         self._update_pause_controls()
 
     def _update_pause_controls(self) -> None:
         """Pause and Resume act on a running worker: with none (signed out, cannot start) they are greyed."""
         running = self.runtime is not None
-        self.pause_menu.setEnabled(running)
-        self.resume_action.setEnabled(running and (self.snapshot.pause is not None or self.owner_paused))
+        self.actions.pause_menu.setEnabled(running)
+        self.actions.resume.setEnabled(running and (self.snapshot.pause is not None or self.owner_paused))
 
     # -- showing the worker -------------------------------------------------------------------
 
@@ -216,16 +216,16 @@ class TrayApp(QObject):
         self._set_icon(kind, job.percent if kind == "rendering" and job else None)
         self.tray.setToolTip(status.tooltip(snapshot, self.signed_in))
         self._log_snapshot(snapshot)
-        self._line(self.job_action, status.job_line(snapshot))
-        self._line(self.gpu_action, status.gpu_line(snapshot))
+        self._line(self.actions.job, status.job_line(snapshot))
+        self._line(self.actions.gpu, status.gpu_line(snapshot))
         self._update_pause_controls()
         program = snapshot.pause.program if snapshot.pause and snapshot.pause.kind in ("game", "gpu") else ""
-        self.not_a_game_action.setText(f"Never pause for {program}")
-        self.not_a_game_action.setVisible(bool(program))
+        self.actions.not_a_game.setText(f"Never pause for {program}")
+        self.actions.not_a_game.setVisible(bool(program))
         if snapshot.update.version:
-            self._line(self.update_action, f"Update needed: homefarm {snapshot.update.version}"
+            self._line(self.actions.update, f"Update needed: homefarm {snapshot.update.version}"
                        if snapshot.update.required else f"A new version is available: homefarm {snapshot.update.version}")
-            self.update_action.setVisible(True)
+            self.actions.update.setVisible(True)
         for title, message in self.notices.changes(previous, snapshot, gaming_notices=self.cfg.notify_gaming,
                                                    server=self.cfg.server_url):
             self.notify(title, message)
@@ -260,7 +260,7 @@ class TrayApp(QObject):
 
         def show(today):
             if not isinstance(today, Exception):
-                self._line(self.today_action, status.today_line(today.jobs, today.energy_wh, cfg.price_per_kwh,
+                self._line(self.actions.today, status.today_line(today.jobs, today.energy_wh, cfg.price_per_kwh,
                                                                 cfg.currency))
         self.background.run(read, show)
 
@@ -276,7 +276,7 @@ class TrayApp(QObject):
         def apply():
             pause.pause(**when)
             if runtime is not None:
-                runtime.guard.evaluate()  # now, not at the next check: claiming stops at once
+                runtime.guard.check_now()  # now, not at the next check: claiming stops at once
         self.owner_paused = True
         self._update_pause_controls()
         self.background.run(apply, self._pause_saved)
@@ -289,8 +289,7 @@ class TrayApp(QObject):
         def apply():
             pause.resume()
             if runtime is not None:
-                runtime.guard.resume_now()
-                runtime.guard.evaluate()
+                runtime.guard.check_now(owner_resumed=True)
         self.owner_paused = False
         self.background.run(apply, self._pause_saved)
 
@@ -312,9 +311,9 @@ class TrayApp(QObject):
 
     def _autostart_known(self, enabled) -> None:
         if isinstance(enabled, bool):
-            self.autostart_action.blockSignals(True)
-            self.autostart_action.setChecked(enabled)
-            self.autostart_action.blockSignals(False)
+            self.actions.autostart.blockSignals(True)
+            self.actions.autostart.setChecked(enabled)
+            self.actions.autostart.blockSignals(False)
 
     def set_autostart(self, on: bool) -> None:
         entry = self.services.autostart
@@ -339,9 +338,9 @@ class TrayApp(QObject):
     def apply_config(self, cfg: config_mod.Config) -> None:
         """Takes new settings: live where it can, by restarting the worker where it must (another server)."""
         self.cfg = cfg
-        self.gaming_action.blockSignals(True)
-        self.gaming_action.setChecked(cfg.pause_while_gaming)
-        self.gaming_action.blockSignals(False)
+        self.actions.gaming.blockSignals(True)
+        self.actions.gaming.setChecked(cfg.pause_while_gaming)
+        self.actions.gaming.blockSignals(False)
         runtime = self.runtime
         if runtime is None:
             self.start_worker()
@@ -450,8 +449,8 @@ class TrayApp(QObject):
             if answer != QMessageBox.Yes:
                 return
         self.quitting = True
-        self.quit_action.setEnabled(False)
-        self._line(self.job_action, "Stopping…")
+        self.actions.quit.setEnabled(False)
+        self._line(self.actions.job, "Stopping…")
         runtime, self.runtime = self.runtime, None
 
         def stop():
