@@ -49,7 +49,7 @@ def test_bad_job_gets_422_naming_the_field(served):
     bad_json = requests.post(served.url + "/api/v1/jobs", data=b"{not json", timeout=5,
                              headers={"Authorization": f"Bearer {served.app_token}"})
     assert bad_json.status_code == 400
-    huge = requests.post(served.url + "/api/v1/jobs", data=b" " * (P.C.MAX_SPEC_BYTES + 1), timeout=5,
+    huge = requests.post(served.url + "/api/v1/jobs", data=b" " * (P.MAX_SPEC_BYTES + 1), timeout=5,
                          headers={"Authorization": f"Bearer {served.app_token}"})
     assert huge.status_code == 413
     assert served.app.jobs() == []
@@ -128,7 +128,7 @@ def test_outputs_complete_and_idempotent_upload(served, tmp_path):
     sha = hashlib.sha256(out.read_bytes()).hexdigest()
     first = client.upload(lease.job_id, lease.lease_id, out.name, out, sha)
     again = client.upload(lease.job_id, lease.lease_id, out.name, out, sha)
-    assert first["stored"] is True and again["stored"] is False
+    assert first.stored is True and again.stored is False
     with pytest.raises(Rejected) as caught:
         client.upload(lease.job_id, lease.lease_id, "other.png", out, "0" * 64)
     assert caught.value.body["field"] == "X-Content-SHA256"
@@ -186,9 +186,9 @@ def test_fail_retryable_requeues_until_attempts_run_out(served):
     worker_id = hello(client)
     job = served.app.submit({"scene": SCENE, "max_attempts": 2})
     lease = client.claim(worker_id, 0)
-    assert client.fail(lease.job_id, lease.lease_id, "GPU crashed", "tail", True)["state"] == "queued"
+    assert client.fail(lease.job_id, lease.lease_id, "GPU crashed", "tail", True).state == "queued"
     lease = client.claim(worker_id, 0)
-    assert client.fail(lease.job_id, lease.lease_id, "GPU crashed again", "tail", True)["state"] == "failed"
+    assert client.fail(lease.job_id, lease.lease_id, "GPU crashed again", "tail", True).state == "failed"
     view = served.app.job(job["id"])
     assert view["state"] == "failed" and view["error"] == "GPU crashed again" and view["log_tail"] == "tail"
 
@@ -278,14 +278,14 @@ def test_a_scene_saved_by_a_newer_blender_is_offered_again_to_a_worker_that_has_
     lease = old.claim(old_id, 1)
     # With no worker that has Blender 4.5, the job fails with the reason, after one attempt.
     reason = "scene: saved by Blender 4.5; this PC has 3.4.1"
-    assert old.report(lease.job_id, lease.lease_id, P.FailReport(reason, needs_blender="4.5"))["state"] == "failed"
+    assert old.report(lease.job_id, lease.lease_id, P.FailReport(reason, needs_blender="4.5")).state == "failed"
     view = served.app.job(job["id"])
     assert view["error"] == reason and view["attempts"] == 1
 
     new, new_id = _worker_with(served, "4.5.1")
     job = served.app.submit({"scene": SCENE})
     lease = old.claim(old_id, 1)
-    assert old.report(lease.job_id, lease.lease_id, P.FailReport(reason, needs_blender="4.5"))["state"] == "queued"
+    assert old.report(lease.job_id, lease.lease_id, P.FailReport(reason, needs_blender="4.5")).state == "queued"
     view = served.app.job(job["id"])
     assert view["state"] == "queued" and view["attempts"] == 0
     assert view["error"] == reason + "; waiting for a worker with Blender 4.5 or newer"

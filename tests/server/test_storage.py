@@ -64,8 +64,8 @@ def test_an_output_round_trips_byte_for_byte(stored, tmp_path, storage_url):
     sha = write_random(out, 200_000)
     first = client.upload(lease.job_id, lease.lease_id, out.name, out, sha)
     again = client.upload(lease.job_id, lease.lease_id, out.name, out, sha)
-    assert first["stored"] is True and first["size"] == 200_000
-    assert again["stored"] in (True, False) and again["sha256"] == sha
+    assert first.stored is True and first.size == 200_000
+    assert again.stored in (True, False) and again.sha256 == sha
     client.complete(lease.job_id, lease.lease_id, [out.name], {})
     view = stored.app.job(lease.job_id)
     assert [o["name"] for o in view["outputs"]] == [out.name]
@@ -118,7 +118,7 @@ def test_a_large_output_goes_up_in_parts_and_resumes_after_a_crash(on_s3, tmp_pa
     real_put = client._put_part
     client._put_part = lambda path, part, size: sent.append(part.number) or real_put(path, part, size)
     done = client.upload(lease.job_id, lease.lease_id, out.name, out, sha, state=dict(saved), save=lambda s: None)
-    assert done["stored"] is True and done["size"] == 12 * MiB
+    assert done.stored is True and done.size == 12 * MiB
     assert sent == [2, 3]  # the part sent before the crash is not sent again
     client.complete(lease.job_id, lease.lease_id, [out.name], {})
     got = stored.app.download_output(lease.job_id, out.name, tmp_path / "got.exr")
@@ -154,7 +154,7 @@ def test_a_protocol_1_worker_still_puts_its_outputs_through_the_server(stored, t
     client.upload_part_size = None  # as a worker that does not know direct uploads
     out = tmp_path / "frame_0001.png"
     sha = write_random(out, 30_000)
-    assert client.upload(lease.job_id, lease.lease_id, out.name, out, sha)["stored"] is True
+    assert client.upload(lease.job_id, lease.lease_id, out.name, out, sha).stored is True
     with pytest.raises(Rejected):
         client.upload(lease.job_id, lease.lease_id, "frame_0002.png", out, "0" * 64)
     got = stored.app.download_output(lease.job_id, out.name, tmp_path / "got.png")

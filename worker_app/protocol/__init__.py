@@ -10,4 +10,5 @@ docs/protocol.md describes the same messages for people; docs/worker-api.yaml fo
 
 from worker_app.protocol.fields import *  # noqa: F401,F403
 from worker_app.protocol.job import *  # noqa: F401,F403
+from worker_app.protocol.limits import *  # noqa: F401,F403
 from worker_app.protocol.messages import *  # noqa: F401,F403
