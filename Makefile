@@ -5,13 +5,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 NODE_STAMP := clients/typescript/node_modules/.installed
+# The deployment template's linters (cfn-lint, checkov) in a venv of their own: checkov pins older boto3 and
+# packaging than the server is tested with.
+LINT_VENV ?= .venv-lint
+LINT_STAMP := $(LINT_VENV)/.installed
 
-.PHONY: demo test check bench dist venv blender tools node clean
+.PHONY: demo test check bench dist venv blender tools node lint-tools clean
 
 demo: $(STAMP) blender
 	$(BIN)/homefarm demo
 
-test: $(STAMP) blender tools node
+test: $(STAMP) blender tools node lint-tools
 	$(BIN)/python -m pytest -rP
 
 # The fast tier: no Blender, no database engines, no display; under a minute on two cores.
@@ -50,5 +54,13 @@ $(NODE_STAMP): clients/typescript/package-lock.json
 		cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
 	else echo "npm not found: the TypeScript client's tests will be skipped (apt-get install nodejs npm)"; fi
 
+# cfn-lint and checkov for installer/server/aws/homefarm.yaml (tests/server/test_aws_stack.py).
+lint-tools: $(LINT_STAMP)
+
+$(LINT_STAMP): installer/server/aws/lint-requirements.txt
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/python -m pip install --quiet -r installer/server/aws/lint-requirements.txt
+	touch $@
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache tests/artifacts clients/typescript/node_modules clients/typescript/dist
+	rm -rf $(VENV) $(LINT_VENV) build dist *.egg-info .pytest_cache tests/artifacts clients/typescript/node_modules clients/typescript/dist

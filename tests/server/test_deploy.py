@@ -11,14 +11,12 @@ import time
 
 import pytest
 import requests
-import sqlalchemy as sa
 
-from support.harness import FAST_RENDER, Served, posix_only, wait_until
+from support.harness import FAST_RENDER, Remote, Served, posix_only, wait_until
 from support.engines import Nginx, free_port
-from support.running import Running
+from support.running import Running, job_rows, kill_mid_render, stop_everything
 from support.server_process import start_server
 from worker_app import protocol as P
-from worker_app.app_client import AppClient
 from worker_app.client import WorkerClient
 from worker_app.core import LinkProblem, State
 from worker_app.server import JobServer
@@ -121,20 +119,6 @@ def test_ready_says_when_the_database_is_gone(tmp_path):
         engine.stop()
 
 
-class Remote:
-    """A server in its own process, seen as the tests' ``Served`` is."""
-
-    def __init__(self, url: str, app_token: str, worker_token: str):
-        self.url, self.app_token, self.worker_token = url, app_token, worker_token
-        self.app = AppClient(url, app_token)
-
-    def worker_client(self) -> WorkerClient:
-        return WorkerClient(self.url, self.worker_token)
-
-    upload_scene = Served.upload_scene
-    submit = Served.submit
-
-
 @posix_only("SIGKILL")
 def test_a_spot_instance_replaced_mid_render_loses_nothing(blender, tmp_path, postgresql_engine, seaweed):
     """The spot instance is reclaimed mid-render: SIGKILL, its disk gone, a new one on the same address, behind
@@ -157,12 +141,9 @@ def test_a_spot_instance_replaced_mid_render_loses_nothing(blender, tmp_path, po
     running = Running(remote, blender, tmp_path, max_jobs=3)
     second = None
     try:
-        wait_until(lambda: running.worker.snapshot.state == State.RENDERING, timeout=60, what="a render")
-        first.proc.kill()
-        first.proc.wait(10)
-        shutil.rmtree(tmp_path / "instance-1")
         # The worker finds the server gone (an upload, a heartbeat or the report fails) and keeps its results.
-        wait_until(lambda: LinkProblem.UNREACHABLE in running.links, timeout=60, what="the worker to see it gone")
+        kill_mid_render(running, first)
+        shutil.rmtree(tmp_path / "instance-1")
         assert running.worker.snapshot.state != State.STOPPED
         second = instance("instance-2")
         assert second.app_token is None, "the new instance made new tokens: every PC would sign in again"
@@ -183,27 +164,20 @@ def test_a_spot_instance_replaced_mid_render_loses_nothing(blender, tmp_path, po
         assert "/outputs/frame_0001.png/commit" in requests_seen
         assert "PUT /render/api/worker/v1/jobs/" not in requests_seen
     finally:
-        running.worker.stop()
-        for server in (first, second):
-            if server and server.proc.poll() is None:
-                server.stop()
-        proxy.stop()
+        stop_everything(running, (first, second), proxy)
     assert [report.outcome.value for report in running.reports] == ["done"] * 3
     assert LinkProblem.UNAUTHORIZED not in running.links, "the worker was asked to sign in again"
-    check = sa.create_engine(db_url)
-    with check.connect() as conn:
-        rows = conn.exec_driver_sql("SELECT state, attempts FROM jobs ORDER BY id").all()
-    check.dispose()
-    assert rows == [("done", 1)] * 3, "each job done exactly once, on its first attempt"
+    assert job_rows(db_url) == [("done", 1)] * 3, "each job done exactly once, on its first attempt"
 
 
 @pytest.mark.parametrize("engine, within", [("postgresql", 0.5), ("mariadb", 2.5)])
 def test_two_server_processes_wake_each_others_claims(request, tmp_path, engine, within):
     """A job submitted to one server process reaches a worker waiting on another; a worker's cancel sent to one
-    ends its claim waiting on the other. PostgreSQL tells at once (NOTIFY); MariaDB is polled each second."""
+    ends its claim waiting on the other. PostgreSQL tells at once (NOTIFY); MariaDB is polled, here each
+    second (a minute by default: docs/server.md, "What idle costs")."""
     db_url = request.getfixturevalue(f"{engine}_engine").new_database()
-    first = JobServer(tmp_path / "a", db_url=db_url).start()
-    second = JobServer(tmp_path / "b", db_url=db_url).start()
+    first = JobServer(tmp_path / "a", db_url=db_url, claim_poll=1.0).start()
+    second = JobServer(tmp_path / "b", db_url=db_url, claim_poll=1.0).start()
     try:
         served = Served(first)
         waiter = WorkerClient(second.url, served.worker_token)

@@ -105,7 +105,7 @@ def test_a_pending_delivery_survives_a_restart_and_a_job_may_name_its_own_webhoo
     own = Receiver()
     try:
         server = JobServer(tmp_path / "server", webhook_url=down.url, webhook_secret=SECRET,
-                           webhook_backoff=0.2).start()
+                           webhook_backoff=0.2, webhook_allow_private=True).start()
         served = Served(server)
         job_id = run_one_job(served, {"scene": SCENE, "webhook_url": own.url}, outcome="failed")
         wait_until(lambda: len(down.received) >= 1 and own.delivered(), what="the first attempts")
@@ -113,7 +113,7 @@ def test_a_pending_delivery_survives_a_restart_and_a_job_may_name_its_own_webhoo
         assert own.delivered()[0]["type"] == "job.failed"
         down.failures = 0  # the app is back; a new server process on the same database sends what is owed
         server = JobServer(tmp_path / "server", webhook_url=down.url, webhook_secret=SECRET,
-                           webhook_backoff=0.2).start()
+                           webhook_backoff=0.2, webhook_allow_private=True).start()
         try:
             wait_until(lambda: down.delivered(), timeout=30, what="the delivery after the restart")
             assert down.delivered()[0]["job"]["id"] == job_id

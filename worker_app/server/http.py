@@ -78,6 +78,8 @@ def _endpoint(server: JobServer,
         auth, handler = methods[request.method if request.method != "HEAD" else "GET"]
         started = time.monotonic()
         try:
+            if not server.origin.admits(request.url.path, request.headers.get):
+                raise HttpError(403, "forbidden", "this server answers only through its CDN")
             await _authorize(server, request, auth)
             response = await handler(server, request, **request.path_params)
         except HttpError as error:

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 TOKEN_KINDS = ("app", "worker")
 
 # Epoch seconds as a double: MySQL's FLOAT is single precision, a second off in 2026.
@@ -117,6 +117,14 @@ idempotency = sa.Table(
     sa.Index("idempotency_created", "created"),
 )
 
+# When a server process was last seen alive, written while leases are held and at a clean stop: a server that
+# starts after none was alive for a while extends the leases by that gap (an outage costs no worker its job).
+alive = sa.Table(
+    "server_alive", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", Time, nullable=False),
+)
+
 schema_version = sa.Table(
     "homefarm_schema", metadata,
     sa.Column("version", sa.Integer, nullable=False),
@@ -212,7 +220,12 @@ def _to_v4(conn: sa.Connection) -> None:
     idempotency.create(conn, checkfirst=True)
 
 
-_STEPS = {2: _to_v2, 3: _to_v3, 4: _to_v4}
+def _to_v5(conn: sa.Connection) -> None:
+    """The servers' liveness stamp."""
+    alive.create(conn, checkfirst=True)
+
+
+_STEPS = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5}
 
 
 def blender_key(version: str | None) -> int:

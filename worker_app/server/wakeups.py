@@ -1,13 +1,18 @@
-"""Wakes the claims waiting in this server process when a job may be theirs, from wherever the job came.
+"""Wakes the claims waiting in this server process when a job may be theirs, from wherever the job came, and
+runs the lease reaper; both cost the database next to nothing while nothing happens (docs/server.md, "What
+idle costs").
 
-A waiting claim holds no thread and no transaction: it is a coroutine waiting on its ``Waiter``. Three
-sources wake it:
+A waiting claim holds no thread and no transaction: it is a coroutine waiting on its ``Waiter``. It asks the
+database only when a job may be there for its worker: this process knows each worker's last empty answer and
+every change that may have queued a job since (a generation count), so an idle worker's claims, one after
+another, cost no statement. Three sources wake claims:
 - this process's own changes (a submit, a requeue, a release), told by the store at once;
 - on PostgreSQL, the other processes' changes, through ``LISTEN homefarm`` on one connection of its own;
-- on SQLite and the MySQL family, which have no such channel, a poll once a second while claims wait:
-  one indexed ``SELECT … WHERE state = 'queued' LIMIT 1`` and one on the workers' cancel times, so an
-  idle hour costs 7,200 tiny queries per process, and none at all when no claim waits.
-A lease that runs out is expired by the reaper, once a second in every process, which wakes claims too.
+- on SQLite and the MySQL family, which have no such channel, one statement every ``poll_s`` (60 s) while
+  claims wait: a job submitted through another process reaches them within that.
+The reaper sleeps until the soonest lease can run out (at most ``REAP_IDLE_S`` when none is held: another
+process may have leased one) and wakes when this process leases a job; while leases are held it keeps the
+servers' liveness stamp fresh, so that a server starting after an outage extends them by the gap.
 """
 
 from __future__ import annotations
@@ -16,14 +21,26 @@ import asyncio
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from worker_app.server.store import JOBS, NOTIFY_CHANNEL, Store, WakeKind, Wakeup
+from worker_app.server.store.base import ALIVE_EVERY_S
 
 log = logging.getLogger("homefarm.server")
 
-POLL_S = 1.0
-REAP_S = 1.0
+POLL_S = 60.0  # no NOTIFY (SQLite, MySQL, TiDB): how often waiting claims look for other processes' jobs
+REAP_IDLE_S = 600.0  # with no lease seen, how often the reaper looks for one another process made
+RETRY_S = 5.0  # after the database did not answer
+
+
+def call_from_any_thread(loop: asyncio.AbstractEventLoop | None, fn: Callable[..., object], *args: object) -> None:
+    """Runs ``fn(*args)`` on ``loop`` soon, from any thread; nothing when the loop is gone (the server stopped)."""
+    if loop is None or loop.is_closed():
+        return
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # the loop closed meanwhile
+        pass
 
 
 class Waiter:
@@ -50,10 +67,14 @@ class Waiter:
 
 
 class Wakeups:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, poll_s: float = POLL_S):
         self.store = store
+        self.poll_s = poll_s
         self.closing = False
+        self.generation = 0  # counts the changes that may have queued a job
+        self._empty_at: dict[str, int] = {}  # worker id -> the generation its last claim found nothing at
         self._waiters: set[Waiter] = set()
+        self._leased: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = threading.Event()
@@ -61,7 +82,9 @@ class Wakeups:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._leased = asyncio.Event()
         self.store.listeners.append(self._from_any_thread)
+        self.store.lease_listeners.append(self._lease_made)
         self._tasks.append(asyncio.create_task(self._reap()))
         if self.store.notifies:
             self._listener = threading.Thread(target=self._listen, name="homefarm-listen", daemon=True)
@@ -79,6 +102,8 @@ class Wakeups:
         self._stop.set()
         if self._from_any_thread in self.store.listeners:
             self.store.listeners.remove(self._from_any_thread)
+        if self._lease_made in self.store.lease_listeners:
+            self.store.lease_listeners.remove(self._lease_made)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -91,42 +116,69 @@ class Wakeups:
     def waiting(self, worker_id: str) -> bool:
         return any(w.worker_id == worker_id for w in self._waiters)
 
+    def may_have_work(self, worker_id: str) -> bool:
+        """Whether anything that may have queued a job happened since this worker's claim last found none."""
+        return self._empty_at.get(worker_id) != self.generation
+
+    def found_nothing(self, worker_id: str, generation: int) -> None:
+        """The worker's claim, begun at ``generation``, found no job for it."""
+        self._empty_at[worker_id] = generation
+        if len(self._empty_at) > 10_000:  # workers come and go (each hello is a new id)
+            self._empty_at.clear()
+
+    def _lease_made(self) -> None:
+        if self._leased is not None:
+            call_from_any_thread(self._loop, self._leased.set)
+
     def _from_any_thread(self, message: Wakeup) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            loop.call_soon_threadsafe(self._deliver, message)
-        except RuntimeError:  # the loop closed meanwhile
-            pass
+        call_from_any_thread(self._loop, self._deliver, message)
 
     def _deliver(self, message: Wakeup) -> None:
+        if message.kind == WakeKind.JOBS:
+            self.generation += 1
         for waiter in list(self._waiters):
             waiter.wake(message)
 
     # -- the sources --------------------------------------------------------------------------
 
     async def _reap(self) -> None:
+        assert self._leased is not None
         while True:
-            await asyncio.sleep(REAP_S)
+            self._leased.clear()
             try:
                 expired = await asyncio.to_thread(self.store.expire_leases)
                 if expired:
                     log.info("%d lease(s) expired", expired)
+                if self.store.leases_held:
+                    await asyncio.to_thread(self.store.stamp_alive)
+                delay = self._reap_delay()
             except Exception as error:  # the database may be away for a while: the next round tries again
                 log.warning("could not expire leases: %s", error)
+                delay = RETRY_S
+            try:
+                await asyncio.wait_for(self._leased.wait(), delay)
+            except TimeoutError:
+                pass
+
+    def _reap_delay(self) -> float:
+        """Until the soonest lease can run out, the next liveness stamp while leases are held, or a while."""
+        delay = REAP_IDLE_S
+        if self.store.next_expiry is not None:
+            delay = min(delay, max(self.store.next_expiry - self.store.clock(), 0.0) + 0.05)
+        if self.store.leases_held:
+            delay = min(delay, ALIVE_EVERY_S)
+        return delay
 
     async def _poll(self) -> None:
         since = time.time()
         while True:
-            await asyncio.sleep(POLL_S)
+            await asyncio.sleep(self.poll_s)
             if not self._waiters:
                 since = time.time()
                 continue
             try:
                 now = time.time()
-                queued = await asyncio.to_thread(self.store.has_queued)
-                canceled = await asyncio.to_thread(self.store.canceled_since, since - POLL_S)
+                queued, canceled = await asyncio.to_thread(self.store.poll_wakeups, since - 1.0)
                 since = now
             except Exception as error:
                 log.warning("could not check for new jobs: %s", error)

@@ -15,12 +15,15 @@ import hashlib
 import hmac
 import logging
 import random
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import requests
 
 from worker_app import __version__
+from worker_app.server.origin import PrivateTarget, check_public_target
+from worker_app.server.wakeups import call_from_any_thread
 
 if TYPE_CHECKING:
     from worker_app.server.store import Store
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("homefarm.server")
 
+IDLE_S = 600.0  # with nothing due, how often the sender looks for deliveries another process queued
+RETRY_S = 5.0
 BACKOFF_BASE_S = 10.0  # then 20, 40, ... up to an hour between tries
 BACKOFF_CAP_S = 3600.0
 GIVE_UP_AFTER_S = 3 * 86400.0
@@ -53,21 +58,35 @@ def verify(secret: str, header: str, body: bytes, now: float | None = None, tole
 
 
 class WebhookSender:
-    """Sends due deliveries every ``interval`` seconds, on a thread of the server's pool."""
+    """Sends the deliveries that are due, then sleeps until the next is due or this process queues one (at most
+    ``IDLE_S``, for deliveries another process queued): an idle server asks the database a few times an hour.
 
-    def __init__(self, store: Store, secret: str | None, backoff: float = BACKOFF_BASE_S, interval: float = 1.0):
+    Each round runs on a daemon thread of its own, so that a receiver that takes its time cannot hold the
+    server's stop: at shutdown the round is abandoned, and the delivery it held stays due in the database."""
+
+    def __init__(self, store: Store, secret: str | None, backoff: float = BACKOFF_BASE_S,
+                 allow_private: bool = False):
         self.store = store
         self.secret = secret
         self.backoff = backoff
-        self.interval = interval
+        self.allow_private = allow_private
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"homefarm-server/{__version__}"
         self._task: asyncio.Task[Any] | None = None
+        self._queued: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._loop = asyncio.get_running_loop()
+        self._queued = asyncio.Event()
+        self.store.webhook_listeners.append(self._wake)
+        self._task = self._loop.create_task(self._run())
 
     async def stop(self) -> None:
+        self._stopping = True
+        if self._wake in self.store.webhook_listeners:
+            self.store.webhook_listeners.remove(self._wake)
         if self._task:
             self._task.cancel()
             try:
@@ -76,28 +95,80 @@ class WebhookSender:
                 pass
         self.session.close()
 
-    async def _run(self) -> None:
-        from starlette.concurrency import run_in_threadpool
-        while True:
-            try:
-                await run_in_threadpool(self.send_due)
-            except Exception as error:  # the database is away: try again at the next round
-                log.warning("webhooks: could not read the deliveries: %s", error)
-            await asyncio.sleep(self.interval)
+    def _wake(self) -> None:
+        if self._queued is not None:
+            call_from_any_thread(self._loop, self._queued.set)
 
-    def send_due(self) -> int:
-        sent = 0
-        for row in self.store.due_webhooks():
-            sent += self._deliver(row)
-        return sent
+    async def _run(self) -> None:
+        assert self._loop is not None and self._queued is not None
+        while True:
+            self._queued.clear()
+            try:
+                next_at = await self._round()
+                delay = IDLE_S if next_at is None else min(IDLE_S, max(next_at - self.store.clock(), 0.0))
+            except Exception as error:  # the database is away: try again in a while
+                log.warning("webhooks: could not read the deliveries: %s", error)
+                delay = RETRY_S
+            if delay <= 0:
+                continue
+            try:
+                await asyncio.wait_for(self._queued.wait(), delay)
+            except TimeoutError:
+                pass
+
+    async def _round(self) -> float | None:
+        """Sends what is due, on a daemon thread; when the next delivery is due (None: none waits)."""
+        assert self._loop is not None
+        done: asyncio.Future[float | None] = self._loop.create_future()
+
+        def work() -> None:
+            try:
+                result: float | None = self.send_due()
+            except BaseException as error:  # handed to the coroutine
+                self._settle(done, error=error)
+            else:
+                self._settle(done, result=result)
+
+        threading.Thread(target=work, name="homefarm-webhooks", daemon=True).start()
+        return await done
+
+    def _settle(self, done: asyncio.Future[float | None], result: float | None = None,
+                error: BaseException | None = None) -> None:
+        def settle() -> None:
+            if done.done():
+                return
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(result)
+        call_from_any_thread(self._loop, settle)
+
+    def send_due(self) -> float | None:
+        """Sends every delivery that is due, round after round; returns when the next one is due."""
+        while True:
+            taken, next_at = self.store.take_webhooks()
+            for index, row in enumerate(taken):
+                if self._stopping:  # the server stops: what this round took and did not try is due again now
+                    self.store.release_webhooks([r.id for r in taken[index:]])
+                    return None
+                self._deliver(row)
+            if not taken:
+                return next_at
 
     def _deliver(self, row: Delivery) -> bool:
+        if not self.allow_private and row.url != self.store.webhook_url:
+            try:
+                check_public_target(row.url)
+            except PrivateTarget as refused:
+                log.error("webhook %s for job %s: not sent: the host %s", row.event, row.job_id, refused)
+                self.store.webhook_sent(row.id, f"not sent: the host {refused}", None)
+                return False
         body = row.body.encode()
         headers = {"Content-Type": "application/json", "Homefarm-Event": row.event,
                    "Homefarm-Delivery": f"evt_{row.id}"}
         if self.secret:
             headers["Homefarm-Signature"] = signature(self.secret, body, int(time.time()))
-        error = None
+        error: str | None = None
         try:
             response = self.session.post(row.url, data=body, headers=headers, timeout=(5, 15),
                                          allow_redirects=False)

@@ -4,7 +4,9 @@ the ``Database`` every part of the store builds on."""
 from __future__ import annotations
 
 import enum
+import logging
 import sqlite3
+import ssl
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -12,10 +14,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Unpack
 
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from worker_app.protocol import limits
-from worker_app.server.schema import migrate
+from worker_app.server.schema import alive, jobs, migrate
 from worker_app.server.store.statements import claim_statements, finish_statement, output_upsert
+
+log = logging.getLogger("homefarm.server")
 
 NOTIFY_CHANNEL = "homefarm"
 
@@ -51,11 +56,14 @@ class Wakeup:
 
 JOBS = Wakeup(WakeKind.JOBS)
 TOKEN_CACHE_S = 10.0  # a revoked token keeps working this long at most, in a process that just saw it
-TOUCH_EVERY_S = 30.0  # a worker's last_seen is written at most this often
+TOUCH_EVERY_S = 300.0  # a worker's last_seen is written at most this often (idle costs: docs/server.md)
 NEWEST_CACHE_S = 5.0
 POOL_SIZE = 10  # connections per server process to PostgreSQL or MySQL; --db-pool changes it
+AUTO_POOL_SIZE = 2  # and in its autocommit pool, for the lone statements of the idle loops and the claims
 KEEP_FAILED_S = 3600.0  # outputs of failed and canceled jobs are deleted this long after the job ended
 KEEP_OUTPUTS_S = 30 * 86400.0  # and every job's outputs this long after it ended (0: kept until deleted)
+ALIVE_EVERY_S = 30.0  # while leases are held, the liveness stamp is at most this old
+OUTAGE_MAX_S = 86400.0  # leases are extended by at most a day, however long no server was alive
 WEBHOOK_HOLD_S = 60.0  # a sender holds a delivery this long; if it dies, another process sends it then
 ENDED = {"done": "job.done", "failed": "job.failed", "canceled": "job.canceled"}
 
@@ -90,9 +98,11 @@ class Claimed:
     outputs: dict[str, str]  # name -> SHA-256 an earlier attempt already uploaded: the worker skips those frames
 
 
-def connect(url: str, pool_size: int = POOL_SIZE) -> sa.Engine:
-    """An engine for ``url`` with the settings each kind of database needs here."""
-    url = _driver_url(url)
+def connect(url: str, pool_size: int = POOL_SIZE, autocommit: bool = False) -> sa.Engine:
+    """An engine for ``url`` with the settings each kind of database needs here; ``autocommit``: one whose
+    connections run each statement as its own transaction (a second, small pool for the store's lone
+    statements on the servers: no COMMIT or ROLLBACK round trip around them)."""
+    url, connect_args = _driver_url(url), {}
     if url.startswith("sqlite"):
         # One connection shared in turn: SQLite takes one writer at a time, and a queue for the pool wakes
         # the next caller at once where SQLite's own busy wait would sleep for up to 100 ms.
@@ -101,13 +111,57 @@ def connect(url: str, pool_size: int = POOL_SIZE) -> sa.Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
+    if url.startswith(("mysql", "mariadb")):
+        url, connect_args["ssl"] = mysql_tls(url)
     # A fixed pool: a connection opened per burst and closed after costs a new server process on PostgreSQL
-    # (milliseconds) each time. Hosted databases close idle connections (TiDB Serverless after some
-    # minutes): recycle well before, and check a connection before use only when it sat idle (pre_ping
-    # would cost a round trip per transaction). READ COMMITTED on MySQL too (PostgreSQL's default): its
-    # REPEATABLE READ takes gap locks on the queue's index that deadlock claims against submits.
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=240, pool_timeout=30,
-                            pool_pre_ping=False, isolation_level="READ COMMITTED")
+    # (milliseconds) each time. Hosted databases and their proxies close idle connections (TiDB Serverless,
+    # PgBouncer, a cloud NAT) and restart: each connection is checked as it leaves the pool (a ping: MySQL's
+    # COM_PING is no statement; PostgreSQL's is the smallest one), so a dropped one is replaced before a
+    # request sees it, and recycled after an hour. No ROLLBACK when a connection goes back: every use ends in
+    # its own COMMIT or ROLLBACK already. READ COMMITTED on MySQL too (PostgreSQL's default): its REPEATABLE
+    # READ takes gap locks on the queue's index that deadlock claims against submits.
+    options: dict[str, Any] = dict(pool_size=pool_size, max_overflow=0, pool_recycle=3600, pool_timeout=30,
+                                   pool_pre_ping=True, pool_reset_on_return=None, connect_args=connect_args)
+    if autocommit:
+        return sa.create_engine(url, isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True, **options)
+    return sa.create_engine(url, isolation_level="READ COMMITTED", **options)
+
+
+def mysql_tls(url: str) -> tuple[str, ssl.SSLContext | None]:
+    """PyMySQL's ``ssl`` for ``url``, and the URL without the TLS options homefarm reads itself.
+
+    A database on another machine is reached over TLS with its certificate verified, chain and host name,
+    against the system's CA bundle (``ssl_ca=/path`` names another); PyMySQL's own URL options would check the
+    chain but not the name. On loopback TLS is off unless ``ssl_ca`` asks for it. ``tls=insecure`` encrypts
+    without verifying (logged each start: for a test database only)."""
+    parsed = make_url(url)
+    query = dict(parsed.query)
+    ca = query.pop("ssl_ca", None)
+    mode = query.pop("tls", None)
+    for key in ("ssl_verify_cert", "ssl_verify_identity", "ssl_disabled", "ssl_check_hostname", "ssl"):
+        query.pop(key, None)
+    bare = parsed.set(query=query).render_as_string(hide_password=False)
+    if isinstance(ca, tuple) or isinstance(mode, tuple):
+        raise ValueError("the database URL names ssl_ca or tls more than once")
+    if mode not in (None, "verify", "insecure", "off"):
+        raise ValueError(f"the database URL's tls={mode!r} is not one of verify, insecure, off")
+    local = parsed.host in (None, "", "localhost", "127.0.0.1", "::1")
+    if mode == "off" or (mode is None and local and ca is None):
+        if not local:
+            log.warning("the database at %s is reached without TLS (tls=off): passwords and data cross the "
+                        "network in the clear", parsed.host)
+        return bare, None
+    context = ssl.create_default_context(cafile=ca)
+    if ca is None and not context.cert_store_stats().get("x509_ca"):
+        import certifi  # a system without a CA bundle (a bare container): requests' bundle
+
+        context.load_verify_locations(certifi.where())
+    if mode == "insecure":
+        log.warning("the database's TLS certificate is not verified (tls=insecure): anyone on the way can "
+                    "pose as it; for a test database only")
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return bare, context
 
 
 def _driver_url(url: str) -> str:
@@ -162,11 +216,18 @@ class Database:
         self.clock = clock
         self.engine = connect(url, pool_size)
         self.dialect = self.engine.dialect.name
-        # On PostgreSQL a lone statement runs in autocommit: no BEGIN and COMMIT round trips around it.
-        self._auto = self.engine.execution_options(isolation_level="AUTOCOMMIT") \
-            if self.dialect == "postgresql" else None
+        # On the servers a lone statement runs in autocommit, from a small pool of its own: no BEGIN, COMMIT
+        # or ROLLBACK around it (an idle server's few statements are each one statement: docs/server.md).
+        self._auto = connect(url, AUTO_POOL_SIZE, autocommit=True) if self.dialect != "sqlite" else None
         migrate(self.engine)
         self.listeners: list[Callable[[Wakeup], None]] = []  # told of announcements made by this process
+        # Told when this process leased a job (the reaper sleeps until a lease can run out) and when a
+        # transaction that queued webhook deliveries committed (the sender sleeps until one is due).
+        self.lease_listeners: list[Callable[[], None]] = []
+        self.webhook_listeners: list[Callable[[], None]] = []
+        self.next_expiry: float | None = None  # the soonest a lease the reaper saw last can run out
+        self.leases_held = False  # whether the reaper saw any lease last time
+        self._stamped = -1e18  # time.monotonic() of this process's last liveness stamp
         self._cache_lock = threading.Lock()
         self._token_cache: dict[str, tuple[str | None, float]] = {}  # hash -> (kind or None, until)
         self._touched: dict[str, float] = {}  # worker id -> when its last_seen was written
@@ -179,11 +240,17 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._auto is not None:
+            self._auto.dispose()
 
     def _single(self) -> AbstractContextManager[sa.Connection]:
         """A connection for statements that are each complete on their own: autocommit where that saves round
-        trips (PostgreSQL), a transaction elsewhere (SQLite's writes take its lock in BEGIN IMMEDIATE)."""
+        trips (the servers), a transaction on SQLite (its writes take its lock in BEGIN IMMEDIATE)."""
         return self._auto.connect() if self._auto is not None else self.engine.begin()
+
+    def _read(self) -> AbstractContextManager[sa.Connection]:
+        """A connection for reads: autocommit on the servers (no ROLLBACK after them), plain on SQLite."""
+        return self._auto.connect() if self._auto is not None else self.engine.connect()
 
     def describe(self) -> str:
         """The database for a log line, without its password."""
@@ -205,8 +272,53 @@ class Database:
         for listener in list(self.listeners):
             listener(message)
 
+    @staticmethod
+    def _call_all(listeners: list[Callable[[], None]]) -> None:
+        for listener in list(listeners):
+            listener()
+
+    # -- liveness: an outage costs no lease --------------------------------------------------
+
+    def stamp_alive(self, force: bool = False) -> None:
+        """Notes in the database that a server process is alive now: while leases are held, at most every
+        ALIVE_EVERY_S (``force``: now)."""
+        if not force and time.monotonic() - self._stamped < ALIVE_EVERY_S:
+            return
+        now = self.clock()
+        with self._single() as conn:
+            if conn.execute(alive.update().where(alive.c.id == 1).values(at=now)).rowcount == 0:
+                try:
+                    conn.execute(alive.insert().values(id=1, at=now))
+                except sa.exc.IntegrityError:  # another process wrote the first stamp meanwhile
+                    conn.execute(alive.update().where(alive.c.id == 1).values(at=now))
+        self._stamped = time.monotonic()
+
+    def resume_after_outage(self) -> float:
+        """At start: every lease is extended by the time since a server process was last known alive (the
+        stamp is at most ALIVE_EVERY_S old while leases are held, and written at a clean stop), so that an
+        outage costs no worker its job: it kept rendering, and its next heartbeat finds the lease standing.
+        Returns the gap (0 when there was none to speak of)."""
+        with self._read() as conn:
+            last = conn.scalar(sa.select(alive.c.at).where(alive.c.id == 1))
+        gap = self.clock() - last if last is not None else 0.0
+        if gap <= 1.0:
+            return 0.0
+        gap = min(gap, OUTAGE_MAX_S)
+        with self._single() as conn:
+            extended = conn.execute(jobs.update().where(jobs.c.state == "leased", jobs.c.lease_expires.is_not(None))
+                                    .values(lease_expires=jobs.c.lease_expires + gap)).rowcount
+        self.stamp_alive(force=True)
+        if extended:
+            log.info("no server was alive for %.0f s: %d lease(s) extended by that", gap, extended)
+        return gap
+
     def ping(self) -> None:
-        """Raises if the database cannot be reached."""
+        """Raises if the database cannot be reached. On the servers a connection leaving the pool is checked
+        already (MySQL's protocol ping, no statement, so a platform's health check every 15 s costs a metered
+        TiDB nothing; PostgreSQL's smallest statement): taking one is the check."""
+        if self._auto is not None:
+            with self._auto.connect():
+                return
         with self.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
 

@@ -38,7 +38,7 @@ class Jobs(Leases):
     def _keyed_job(self, key: str, request_sha256: str) -> int | None:
         """The job an earlier submission with this Idempotency-Key made, if any; KeyReused if it had
         another request."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(idempotency.c.job_id, idempotency.c.request_sha256)
                                .where(idempotency.c.key == key)).first()
         if row is not None and row.request_sha256 != request_sha256:
@@ -144,7 +144,7 @@ class Jobs(Leases):
 
     def counts(self) -> dict[str, int]:
         """Jobs per state, for the metrics."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(sa.select(jobs.c.state, sa.func.count()).group_by(jobs.c.state)).all()
         return {state: count for state, count in rows}
 

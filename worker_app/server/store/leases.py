@@ -32,6 +32,8 @@ class Leases(Workers, Webhooks):
             if row is None:
                 return None
             done = conn.execute(JOB_OUTPUTS, {"w_job": row.id}).all() if row.has_outputs else []
+        self.stamp_alive()  # a lease is held now: the stamp says when this process was last alive
+        self._call_all(self.lease_listeners)
         return Claimed(row.id, lease_id, row.attempts, json.loads(row.spec), expires, {r.name: r.sha256 for r in done})
 
     def _claim_compare_and_set(self, conn: sa.Connection, params: dict[str, Any]) -> Row | None:
@@ -54,20 +56,40 @@ class Leases(Workers, Webhooks):
 
     def canceled_since(self, since: float) -> list[str]:
         """Workers that canceled their claims at or after ``since`` (for processes that poll)."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return list(conn.scalars(sa.select(workers.c.id).where(workers.c.claims_canceled >= since)))
 
     def has_queued(self) -> bool:
-        with self._single() as conn:
+        with self._read() as conn:
             return conn.scalar(sa.select(jobs.c.id).where(jobs.c.state == "queued").limit(1)) is not None
 
+    def poll_wakeups(self, since: float) -> tuple[bool, list[str]]:
+        """For processes without NOTIFY, in one statement: whether a job is queued, and the workers that
+        canceled their claims at or after ``since``."""
+        queued = sa.select(sa.literal("q").label("kind"), sa.null().label("worker")).where(
+            sa.exists().where(jobs.c.state == "queued"))
+        canceled = sa.select(sa.literal("c").label("kind"), workers.c.id.label("worker")).where(
+            workers.c.claims_canceled >= since)
+        with self._read() as conn:
+            rows = conn.execute(sa.union_all(queued, canceled)).all()
+        return any(row.kind == "q" for row in rows), [row.worker for row in rows if row.kind == "c"]
+
     def expire_leases(self) -> int:
-        """Puts jobs whose lease ran out back in the queue (or fails them on their last attempt)."""
+        """Puts jobs whose lease ran out back in the queue (or fails them on their last attempt). Also notes
+        the soonest a lease held now can run out (``next_expiry``) and whether any is held, for the reaper."""
         now = self.clock()
+        with self._read() as conn:  # one statement when nothing is due, none of them a write
+            leased = conn.execute(sa.select(jobs.c.id, jobs.c.attempts, jobs.c.max_attempts, jobs.c.lease_expires)
+                                  .where(jobs.c.state == "leased")).all()
+        self.leases_held = bool(leased)
+        self.next_expiry = min((r.lease_expires for r in leased if r.lease_expires is not None
+                                and r.lease_expires >= now), default=None)
+        rows = [r for r in leased if r.lease_expires is not None and r.lease_expires < now]
+        if not rows:
+            return 0
         expired = sa.and_(jobs.c.state == "leased", jobs.c.lease_expires < now)
         requeued = changed = 0
         with self.engine.begin() as conn:
-            rows = conn.execute(sa.select(jobs.c.id, jobs.c.attempts, jobs.c.max_attempts).where(expired)).all()
             for row in rows:
                 if row.attempts >= row.max_attempts:
                     values = dict(state="failed", lease_id=None, lease_expires=None, updated=now, finished=now,
@@ -136,7 +158,7 @@ class Leases(Workers, Webhooks):
         return OutputRecord(*found) if found else None
 
     def output(self, job_id: int, name: str) -> OutputRecord | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(OUTPUT_ROW, {"w_job": job_id, "w_name": name}).first()
         return OutputRecord(*row) if row else None
 

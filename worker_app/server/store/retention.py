@@ -7,11 +7,11 @@ import sqlalchemy as sa
 from worker_app.server.schema import idempotency, jobs, outputs
 from worker_app.server.store.base import ENDED, Database
 
+
 class Retention(Database):
     def forget_idempotency_keys(self, before: float) -> int:
-        with self.engine.begin() as conn:
-            return conn.execute(idempotency.delete().where(idempotency.c.created < before)).rowcount
-
+        with self._single() as conn:
+            return int(conn.execute(idempotency.delete().where(idempotency.c.created < before)).rowcount)
 
     def expired_outputs(self, limit: int = 200) -> dict[int, list[str]]:
         """Jobs whose outputs retention deletes now, with their outputs' names."""
@@ -19,7 +19,7 @@ class Retention(Database):
         ended_badly = sa.and_(jobs.c.state.in_(("failed", "canceled")), jobs.c.finished < now - self.keep_failed)
         rule = sa.or_(ended_badly, sa.and_(jobs.c.state == "done", jobs.c.finished < now - self.keep_outputs)) \
             if self.keep_outputs > 0 else ended_badly
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             ids = list(conn.scalars(sa.select(jobs.c.id).where(jobs.c.has_outputs == 1, rule)
                                     .order_by(jobs.c.finished).limit(limit)))
             if not ids:

@@ -24,7 +24,7 @@ class Tokens(Database):
 
     def list_tokens(self) -> list[dict[str, Any]]:
         """Tokens by id (the first 12 characters of their hash), kind, label and dates; never the token."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(sa.select(tokens).order_by(tokens.c.created)).all()
         return [{"id": r.hash[:12], "kind": r.kind, "label": r.label, "created": r.created,
                  "last_used": r.last_used} for r in rows]
@@ -44,7 +44,7 @@ class Tokens(Database):
         return {"id": rows[0].hash[:12], "kind": rows[0].kind, "label": rows[0].label}
 
     def has_tokens(self) -> bool:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return bool(conn.scalar(sa.select(sa.func.count()).select_from(tokens)))
 
     def known_token(self, token: str, kind: str) -> bool | None:

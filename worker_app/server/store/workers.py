@@ -49,7 +49,7 @@ class Workers(Database):
         return found
 
     def list_workers(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(sa.select(workers).order_by(workers.c.last_seen.desc())).all()
         return [{"id": r.id, "name": r.name, "info": json.loads(r.info), "last_seen": r.last_seen} for r in rows]
 
