@@ -12,10 +12,14 @@ if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>
     cat >&2 <<'MSG'
 make test: not a Debian or Ubuntu machine, so nothing is installed. Suites whose programs are missing skip
 with a reason: the job server's engines (PostgreSQL, MariaDB, nginx), the real-tray test (Xvfb, trayer,
-xdotool, ImageMagick), the keep-awake test (dbus-daemon), the TypeScript client (Node.js and npm).
+xdotool, ImageMagick), the keep-awake test (dbus-daemon), the TypeScript client (Node.js and npm), the
+dashboard's browser tests (Chromium).
 MSG
     exit 0
 fi
+# The dashboard's browser tests drive Debian's Chromium (Ubuntu ships it only as a snap, which a container
+# cannot run: there those tests skip, saying so).
+if [ "$(. /etc/os-release 2>/dev/null; echo "$ID")" = "debian" ]; then PACKAGES="$PACKAGES chromium"; fi
 missing=""
 for package in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"

@@ -27,6 +27,7 @@ from worker_app.protocol import limits
 from worker_app import protocol as P
 from worker_app.server.http import (HttpError, content_length, db, drain, empty, job_id_of, lease_header, read_json,
                                     receive_file, route, starlette_routes)
+from worker_app.server.dashboard import Sessions, Streams
 from worker_app.server.metrics import Metrics
 from worker_app.server.storage import PART_SIZE, asset_key, open_storage, output_key
 from worker_app.server.store import KEEP_FAILED_S, KEEP_OUTPUTS_S, BadCursor, Claimed, KeyReused, Store
@@ -88,6 +89,9 @@ class JobServer:
         self.min_worker_version = min_worker_version
         self.metrics = Metrics(self.store) if metrics else None
         self.wakeups = Wakeups(self.store, poll_s=claim_poll)
+        self.sessions = Sessions(self)
+        self.dashboard_streams = Streams()
+        self.store.change_listeners.append(self.dashboard_streams.changed)
         self.asgi = Starlette(routes=starlette_routes(self), lifespan=self._lifespan,
                               exception_handlers={HTTPException: _http_exception})  # type: ignore[dict-item]
         config = uvicorn.Config(self.asgi, lifespan="on", log_config=None, access_log=False,
@@ -154,6 +158,7 @@ class JobServer:
         if loop is not None and not loop.is_closed():
             try:
                 loop.call_soon_threadsafe(self.wakeups.close)
+                loop.call_soon_threadsafe(self.dashboard_streams.close)
             except RuntimeError:
                 pass
 

@@ -62,14 +62,15 @@ def add_parser(sub: Any, command: Command) -> None:
                        help="delete every job's outputs this long after it ends; 0 keeps them (default 30)")
     serve.add_argument("--print-tokens", action="store_true",
                        help="on the first start, print the new tokens instead of writing them to a file")
-    serve.add_argument("--new-token", choices=("app", "worker"), help=argparse.SUPPRESS)
+    serve.add_argument("--new-token", choices=("app", "worker", "dashboard"), help=argparse.SUPPRESS)
     serve.add_argument("--lease-ttl", type=float, default=limits.LEASE_TTL, help=argparse.SUPPRESS)  # tests
     serve_sub = serve.add_subparsers(dest="serve_action", metavar="ACTION")
     tokens = _command(serve_sub, "tokens", help="create, list or revoke the server's tokens")
     tokens_sub = tokens.add_subparsers(dest="tokens_action", required=True, metavar="create|list|revoke")
     create = _command(tokens_sub, "create", help="make a token (shown once)")
-    create.add_argument("--kind", choices=("app", "worker"), required=True,
-                        help="app: the web app's API; worker: a PC's `homefarm login`")
+    create.add_argument("--kind", choices=("app", "worker", "dashboard"), required=True,
+                        help="app: the web app's API; worker: a PC's `homefarm login`; dashboard: signs in to "
+                             "the dashboard and nothing else")
     create.add_argument("--label", default="", help="what it is for, e.g. 'studio PC'")
     _command(tokens_sub, "list", help="the tokens: id, kind, label, created, last used")
     revoke = _command(tokens_sub, "revoke", help="revoke a token by its id")

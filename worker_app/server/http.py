@@ -49,17 +49,20 @@ class HttpError(Exception):
 
 
 Handler = Callable[..., Awaitable[Response]]
-ROUTES: list[tuple[str, str, str, Handler]] = []  # (method, path, auth, handler)
+ROUTES: list[tuple[str, str, str, Handler]] = []  # (method, path, auth, handler): the API, as documented
+PAGES: list[tuple[str, str, str, Handler]] = []  # the dashboard's pages and its own JSON (server/dashboard.py)
 
 
 H = TypeVar("H", bound=Handler)
 
 
-def route(method: str, path: str, auth: str) -> Callable[[H], H]:
-    """Registers a handler for ``method`` on ``path`` (``{name}`` matches one segment)."""
+def route(method: str, path: str, auth: str, table: list[tuple[str, str, str, Handler]] = ROUTES
+          ) -> Callable[[H], H]:
+    """Registers a handler for ``method`` on ``path`` (``{name}`` matches one segment), in the API's table
+    unless told another."""
 
     def register(func: H) -> H:
-        ROUTES.append((method, path, auth, func))
+        table.append((method, path, auth, func))
         return func
     return register
 
@@ -67,7 +70,7 @@ def route(method: str, path: str, auth: str) -> Callable[[H], H]:
 def starlette_routes(server: JobServer) -> list[Route]:
     """The registered handlers as Starlette routes, each wrapped with authorization and the error mapping."""
     grouped: dict[str, dict[str, tuple[str, Handler]]] = {}
-    for method, path, auth, handler in ROUTES:
+    for method, path, auth, handler in ROUTES + PAGES:
         grouped.setdefault(path, {})[method] = (auth, handler)
     return [Route(path, _endpoint(server, methods), methods=list(methods)) for path, methods in grouped.items()]
 

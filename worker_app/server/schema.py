@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 5
-TOKEN_KINDS = ("app", "worker")
+SCHEMA_VERSION = 6
+TOKEN_KINDS = ("app", "worker", "dashboard")  # a dashboard token signs in to the dashboard, nothing else
 
 # Epoch seconds as a double: MySQL's FLOAT is single precision, a second off in 2026.
 Time: sa.Double[float] = sa.Double()
@@ -125,6 +125,13 @@ alive = sa.Table(
     sa.Column("at", Time, nullable=False),
 )
 
+# The server's own secrets, made once and shared by its processes: the dashboard's session-signing key.
+keys = sa.Table(
+    "server_keys", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(128), nullable=False),
+)
+
 schema_version = sa.Table(
     "homefarm_schema", metadata,
     sa.Column("version", sa.Integer, nullable=False),
@@ -225,7 +232,12 @@ def _to_v5(conn: sa.Connection) -> None:
     alive.create(conn, checkfirst=True)
 
 
-_STEPS = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5}
+def _to_v6(conn: sa.Connection) -> None:
+    """The server's keys (the dashboard's sessions)."""
+    keys.create(conn, checkfirst=True)
+
+
+_STEPS = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6}
 
 
 def blender_key(version: str | None) -> int:

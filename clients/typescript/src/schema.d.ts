@@ -822,10 +822,10 @@ export interface components {
             field: string;
         };
         /**
-         * @description invalid: a value breaks the protocol (see field). bad_json, bad_request, short_body, length_required, too_large: the body. unauthorized: no valid token of the right kind. not_found: no such job, output or scene. lease_lost, canceled: the worker drops the job. conflict: the call does not fit the job's state. upload_gone: storage lost the upload; plan it again. idempotency_key_reused: that key came before with another request. unavailable: database or storage away; retry. internal: the server failed.
+         * @description invalid: a value breaks the protocol (see field). bad_json, bad_request, short_body, length_required, too_large: the body. unauthorized: no valid token of the right kind. forbidden: the server takes requests only through its CDN (X-Origin-Verify), or a dashboard change lacked its page's CSRF token. not_found: no such job, output or scene. lease_lost, canceled: the worker drops the job. conflict: the call does not fit the job's state. upload_gone: storage lost the upload; plan it again. idempotency_key_reused: that key came before with another request. unavailable: database or storage away; retry. internal: the server failed.
          * @enum {string}
          */
-        ErrorCode: "invalid" | "bad_json" | "bad_request" | "short_body" | "length_required" | "too_large" | "unauthorized" | "not_found" | "method_not_allowed" | "lease_lost" | "canceled" | "conflict" | "upload_gone" | "idempotency_key_reused" | "unavailable" | "internal";
+        ErrorCode: "invalid" | "bad_json" | "bad_request" | "short_body" | "length_required" | "too_large" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "lease_lost" | "canceled" | "conflict" | "upload_gone" | "idempotency_key_reused" | "unavailable" | "internal";
         /** @description Unix time: seconds since 1970-01-01 UTC, with a fraction. */
         Timestamp: number;
         /** @description The first GPU's figures when the heartbeat was sent; a figure the GPU does not give is left out. */

@@ -225,6 +225,7 @@ class Database:
         # transaction that queued webhook deliveries committed (the sender sleeps until one is due).
         self.lease_listeners: list[Callable[[], None]] = []
         self.webhook_listeners: list[Callable[[], None]] = []
+        self.change_listeners: list[Callable[[], None]] = []  # any job changed here (the dashboard's stream)
         self.next_expiry: float | None = None  # the soonest a lease the reaper saw last can run out
         self.leases_held = False  # whether the reaper saw any lease last time
         self._stamped = -1e18  # time.monotonic() of this process's last liveness stamp

@@ -33,6 +33,7 @@ class Jobs(Leases):
                                                          created=now))
             self._announce(conn, JOBS)
         self._tell(JOBS)
+        self._call_all(self.change_listeners)
         return job_id
 
     def _keyed_job(self, key: str, request_sha256: str) -> int | None:
@@ -140,6 +141,7 @@ class Jobs(Leases):
             if not changed:
                 raise Conflict(f"job {job_id} is already {state}")
             self.queue_end_webhooks(conn, job_id, "canceled", now)
+        self._call_all(self.change_listeners)
         return self.get(job_id)
 
     def counts(self) -> dict[str, int]:
@@ -147,6 +149,31 @@ class Jobs(Leases):
         with self._read() as conn:
             rows = conn.execute(sa.select(jobs.c.state, sa.func.count()).group_by(jobs.c.state)).all()
         return {state: count for state, count in rows}
+
+    def set_priority(self, job_id: int, priority: int) -> None:
+        with self._single() as conn:
+            if not conn.execute(jobs.update().where(jobs.c.id == job_id)
+                                .values(priority=priority, updated=self.clock())).rowcount:
+                raise NotFound(f"no job {job_id}")
+        self._call_all(self.change_listeners)
+
+    def ended_since(self, since: float) -> list[Row]:
+        """Jobs that ended (done or failed) after ``since``: when, how, why, and their render time."""
+        with self._read() as conn:
+            return list(conn.execute(sa.select(jobs.c.finished, jobs.c.state, jobs.c.error, jobs.c.stats)
+                                     .where(jobs.c.finished > since, jobs.c.state.in_(("done", "failed")))
+                                     .order_by(jobs.c.finished)).all())
+
+    def last_rendered(self) -> tuple[int, str] | None:
+        """The newest done job that still has an output, and that output's name (its first, by name)."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(jobs.c.id).where(jobs.c.state == "done", jobs.c.has_outputs == 1)
+                               .order_by(jobs.c.finished.desc()).limit(1)).first()
+            if row is None:
+                return None
+            name = conn.scalar(sa.select(outputs.c.name).where(outputs.c.job_id == row.id)
+                               .order_by(outputs.c.name).limit(1))
+        return (int(row.id), str(name)) if name is not None else None
 
     @property
     def retention(self) -> views.Retention:

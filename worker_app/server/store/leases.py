@@ -34,6 +34,7 @@ class Leases(Workers, Webhooks):
             done = conn.execute(JOB_OUTPUTS, {"w_job": row.id}).all() if row.has_outputs else []
         self.stamp_alive()  # a lease is held now: the stamp says when this process was last alive
         self._call_all(self.lease_listeners)
+        self._call_all(self.change_listeners)
         return Claimed(row.id, lease_id, row.attempts, json.loads(row.spec), expires, {r.name: r.sha256 for r in done})
 
     def _claim_compare_and_set(self, conn: sa.Connection, params: dict[str, Any]) -> Row | None:
@@ -106,6 +107,8 @@ class Leases(Workers, Webhooks):
                 self._announce(conn, JOBS)
         if requeued:
             self._tell(JOBS)
+        if changed:
+            self._call_all(self.change_listeners)
         self.expired_total += changed
         return changed
 
@@ -141,6 +144,7 @@ class Leases(Workers, Webhooks):
                                     progress=json.dumps(progress), updated=now)
         except Canceled:
             return True, 0.0
+        self._call_all(self.change_listeners)
         return False, self.lease_ttl
 
     def check_lease(self, job_id: int, lease_id: str) -> None:
@@ -183,6 +187,7 @@ class Leases(Workers, Webhooks):
                 if conn.execute(self._finish, dict(w_job=job_id, w_lease=lease_id, w_now=now, w_names=names,
                                               w_count=len(set(names)), v_stats=json.dumps(stats),
                                               v_warnings=json.dumps(warnings or []), v_now=now)).rowcount == 1:
+                    self._call_all(self.change_listeners)
                     return
         # A webhook to queue, or something to explain (an output missing, the lease lost or canceled).
         with self.engine.begin() as conn:  # the job's end and its webhooks commit together
@@ -198,6 +203,7 @@ class Leases(Workers, Webhooks):
                                 stats=json.dumps(stats), warnings=json.dumps(warnings or []), updated=now,
                                 finished=now, error=None)
             self.queue_end_webhooks(conn, job_id, "done", now)
+        self._call_all(self.change_listeners)
 
     def fail(self, job_id: int, lease_id: str, reason: str, log_tail: str, retryable: bool,
              needs_blender: str | None = None) -> str:
@@ -227,6 +233,7 @@ class Leases(Workers, Webhooks):
                 self._announce(conn, JOBS)
         if state == "queued":
             self._tell(JOBS)
+        self._call_all(self.change_listeners)
         return state
 
     def release(self, job_id: int, lease_id: str, reason: str) -> None:
@@ -241,3 +248,4 @@ class Leases(Workers, Webhooks):
                                 progress=json.dumps({"message": reason}), updated=now)
             self._announce(conn, JOBS)
         self._tell(JOBS)
+        self._call_all(self.change_listeners)

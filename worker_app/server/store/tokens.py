@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from worker_app.server.schema import TOKEN_KINDS, hash_token, tokens
+from worker_app.server.schema import TOKEN_KINDS, hash_token, keys, tokens
 from worker_app.server.store.base import TOKEN_CACHE_S, Database, NotFound
 
 
@@ -16,7 +16,7 @@ class Tokens(Database):
     def create_token(self, kind: str, label: str = "") -> str:
         """Makes a new token and stores only its hash; the plain token is returned once."""
         assert kind in TOKEN_KINDS
-        token = f"hf{kind[0]}_" + secrets.token_urlsafe(32)
+        token = f"hf{kind[0]}_" + secrets.token_urlsafe(32)  # hfa_, hfw_, hfd_
         with self.engine.begin() as conn:
             conn.execute(tokens.insert().values(hash=hash_token(token), kind=kind, label=label,
                                                 created=self.clock()))
@@ -62,7 +62,14 @@ class Tokens(Database):
         known = self.known_token(token, kind)
         if known is not None:
             return known
-        digest = hash_token(token)
+        return self.kind_of_digest(hash_token(token)) == kind
+
+    def kind_of_digest(self, digest: str) -> str | None:
+        """The kind of the token with this SHA-256, or None when there is none (revoked); kept briefly."""
+        with self._cache_lock:
+            cached = self._token_cache.get(digest)
+        if cached is not None and cached[1] >= time.monotonic():
+            return cached[0]
         with self._single() as conn:
             found = conn.scalar(sa.select(tokens.c.kind).where(tokens.c.hash == digest))
             if found is not None:
@@ -71,4 +78,19 @@ class Tokens(Database):
             if len(self._token_cache) > 10_000:
                 self._token_cache.clear()
             self._token_cache[digest] = (found, time.monotonic() + TOKEN_CACHE_S)
-        return found == kind
+        return str(found) if found is not None else None
+
+    def server_key(self, name: str) -> bytes:
+        """A secret of the server's own (the dashboard's session key), made at first use and shared by every
+        process through the database."""
+        with self._read() as conn:
+            found = conn.scalar(sa.select(keys.c.value).where(keys.c.name == name))
+        if found is None:
+            try:
+                with self._single() as conn:
+                    conn.execute(keys.insert().values(name=name, value=secrets.token_hex(32)))
+            except sa.exc.IntegrityError:
+                pass  # another process made it meanwhile: theirs holds
+            with self._read() as conn:
+                found = conn.scalar(sa.select(keys.c.value).where(keys.c.name == name))
+        return bytes.fromhex(str(found))

@@ -26,6 +26,7 @@ class Workers(Database):
             self._touched[worker_id] = time.monotonic()
             if blender > self._newest[0]:
                 self._newest = (blender, self._newest[1])
+        self._call_all(self.change_listeners)
         return worker_id
 
     def worker_seen_lately(self, worker_id: str) -> bool:

