@@ -276,6 +276,10 @@ class WorkerClient:
         return bool(self._json(self._request("POST", "/jobs/claim/cancel",
                                              json={"worker_id": worker_id})).get("canceled"))
 
+    def report_state(self, state: P.WorkerState) -> None:
+        """Tells the server what this worker does now (paused and why, warm), for its dashboard."""
+        self._json(self._request("POST", "/state", json=state.to_json()))
+
     def heartbeat(self, job_id: str, lease_id: str, progress: P.Progress) -> P.HeartbeatReply:
         body = self._json(self._request("POST", f"/jobs/{job_id}/heartbeat",
                                         json={"lease_id": lease_id, "progress": progress.to_json()}))

@@ -111,6 +111,37 @@ def test_cancel_from_the_page_stops_blender_and_a_failure_shows_its_reason(farm)
         wait_until(lambda: not blender_processes(running.jobs_dir), timeout=30, what="Blender gone from the worker")
 
 
+def test_a_pause_from_the_cli_shows_on_the_page_within_two_seconds(tmp_path, blender):
+    """`homefarm pause` on the PC: the worker's guard sees it, the worker tells the server, the page says so."""
+    from support.harness import run_cli
+    from worker_app import guard as G
+
+    server = JobServer(tmp_path / "server").start()
+    served = Served(server)
+    token = server.store.create_token("dashboard", "test")
+    guard = G.Guard([G.ManualPause(tmp_path / "home" / "data" / "pause.json")], interval=0.25).start()
+    running = Running(served, blender, tmp_path, max_jobs=10, claim_wait=2, guard=guard)
+    try:
+        with chromium() as browser:
+            page = browser.new_page()
+            page.goto(served.url + "/dashboard/")
+            page.fill("#token", token)
+            page.click("button[type=submit]")
+            page.wait_for_selector("article.worker .state.waiting", timeout=30_000)
+            paused = run_cli(tmp_path, "pause", "30m")
+            assert paused.returncode == 0, paused.stderr
+            asked = time.monotonic()
+            page.wait_for_selector("article.worker .state.paused", timeout=10_000)
+            assert time.monotonic() - asked < 2.0
+            assert page.inner_text("article.worker .state").startswith("paused (you paused it), until")
+            assert run_cli(tmp_path, "resume").returncode == 0
+            page.wait_for_selector("article.worker .state.waiting", timeout=10_000)
+    finally:
+        running.worker.stop()
+        guard.stop()
+        server.stop()
+
+
 def test_a_change_without_the_pages_csrf_token_is_refused(farm):
     served, running = farm
     job = served.submit(FAST_RENDER, scene={"url": "/api/worker/v1/assets/" + "e" * 64, "sha256": "e" * 64,

@@ -80,6 +80,9 @@ class FakeClient:
                 continue
         return None
 
+    def report_state(self, state: P.WorkerState) -> None:
+        self.calls.add(("state", state.worker_id, state))
+
     def cancel_claim(self, worker_id: str) -> bool:
         self.calls.add(("cancel_claim",))
         self._cancel.set()

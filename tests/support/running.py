@@ -24,13 +24,13 @@ def _warm(asked: bool | None) -> bool:
 class Running:
     """A Worker on its own thread, with what it reported."""
 
-    def __init__(self, served: Served, blender, tmp_path, max_jobs=1, claim_wait=5, warm=None):
+    def __init__(self, served: Served, blender, tmp_path, max_jobs=1, claim_wait=5, warm=None, guard=None):
         self.reports, self.states, self.links = [], [], []
         self.ended = threading.Event()
         self.jobs_dir = tmp_path / "worker" / "jobs"
         self.worker = Worker(served.worker_client(), blender, Folders(self.jobs_dir, tmp_path / "worker" / "cache"),
                              Settings(device="CPU", claim_wait=claim_wait, max_jobs=max_jobs, warm=_warm(warm)),
-                             make_client=served.worker_client, on_snapshot=self._seen,
+                             make_client=served.worker_client, on_snapshot=self._seen, guard=guard,
                              on_job_end=self._ended)
         self.thread = self.worker.start_thread()
 

@@ -622,3 +622,10 @@ def test_paths_are_resolved_once_not_every_second(monkeypatch):
     for _ in range(10):  # ten guard ticks
         assert detector.check(NOW) is None
     assert len(calls) == 301, f"{len(calls)} realpath calls for 300 processes over 10 ticks"
+
+
+def test_the_pause_kinds_the_worker_reports_are_the_protocols():
+    from worker_app import protocol as P
+    from worker_app.guard.causes import PauseKind
+
+    assert tuple(kind.value for kind in PauseKind) == P.PAUSE_KINDS

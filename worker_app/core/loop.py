@@ -24,8 +24,8 @@ from worker_app import layout as L
 from worker_app import __version__
 from worker_app import constants as C
 from worker_app import protocol as P
-from worker_app.client import (GatewayCut, LeaseLost, NotFound, Rejected, Unauthorized, Unreachable, WorkerClient,
-                               backoff_delay)
+from worker_app.client import (ClientError, GatewayCut, LeaseLost, NotFound, Rejected, Unauthorized, Unreachable,
+                               WorkerClient, backoff_delay)
 from worker_app.core import events as E
 from worker_app.core.job import JobContext, JobReport, JobRun
 from worker_app.core.eventloop import EventLoop
@@ -174,6 +174,8 @@ class Worker(EventLoop):
             case E.PauseChanged(decision=decision):
                 was_paused, self.decision = self.decision.paused, decision
                 self.show(pause=_pause_of(decision))
+                if decision.paused != was_paused or decision.paused:
+                    self._share_state()
                 if decision.paused:
                     self._end_claim()
                     if job is None:
@@ -192,6 +194,7 @@ class Worker(EventLoop):
                     self.blenders = list(blenders)
             case E.WarmChanged(running=running):
                 self.show(blender_warm=running)
+                self._share_state()
             case E.AwakeChanged(held=held):
                 self.show(keeping_awake=held)
             case E.GpuSampled(snapshot=sample):
@@ -449,6 +452,32 @@ class Worker(EventLoop):
             self._sender.client.upload_part_size = reply.upload_part_size
         self._check_version(reply)
         log.info("signed on to %s as %s", self.client.server_url, self.worker_id)
+        if self.decision.paused:
+            self._share_state()
+
+    def _share_state(self) -> None:
+        """Tells the server, off the loop's thread and best effort, whether this worker is paused and why (the
+        kind only), and whether it keeps a warm Blender: the dashboard shows it. A failure costs nothing: the
+        next change says it again."""
+        worker_id = self.worker_id
+        if worker_id is None:
+            return
+        pause = _pause_of(self.decision)
+        until = pause.until.timestamp() if pause is not None and pause.until is not None else \
+            (pause.resume_at if pause is not None else None)
+        state = P.WorkerState(worker_id, paused=pause is not None, pause_kind=str(pause.kind) if pause else None,
+                              until=until, warm=self.warm.running)
+        client = self.make_client()
+
+        def send() -> None:
+            try:
+                client.report_state(state)
+            except ClientError as error:
+                log.debug("could not tell the server this worker's state: %s", error)
+            finally:
+                if client is not self.client:
+                    client.close()
+        threading.Thread(target=send, name="worker-state", daemon=True).start()
 
     def _check_version(self, reply: P.HelloReply) -> None:
         """The server can announce a newer release, and refuse workers older than a minimum."""

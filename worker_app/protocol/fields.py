@@ -22,6 +22,8 @@ FORMATS = K.FILE_FORMATS
 SCENE_TYPES = ("blend", "zip")
 JOB_STATES = ("queued", "leased", "done", "failed", "canceled")
 STAGES = ("downloading", "rendering", "uploading")
+# Why a worker steps aside, as it tells the server (the worker's guard names the same kinds: a test checks).
+PAUSE_KINDS = ("manual", "game", "gpu", "fullscreen", "active", "schedule", "thermal", "disk", "hold-off", "update")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _OUTPUT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

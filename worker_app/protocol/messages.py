@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from worker_app.protocol import limits
-from worker_app.protocol.fields import (JOB_STATES, PROTOCOL_VERSION, STAGES, VERSION_PATTERN, ValidationError, check_bool,
+from worker_app.protocol.fields import (JOB_STATES, PAUSE_KINDS, PROTOCOL_VERSION, STAGES, VERSION_PATTERN, ValidationError, check_bool,
                                         check_choice,
                                         check_int, check_list, check_number, check_object, check_output_name,
                                         check_sha256, check_str, join, optional_str)
@@ -170,6 +170,30 @@ class HelloReply:
                    min_worker_version=optional_str(data, "min_worker_version", "", max_len=32),
                    upload_part_size=None if part_size is None else check_int(part_size, "upload_part_size",
                                                                              5 * 1024**2, 5 * 1024**3))
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    """What a worker tells the server when it changes, for the dashboard: whether it is paused and why (the
+    kind only: which program, the owner does not share), until when, and whether it keeps a warm Blender."""
+    worker_id: str
+    paused: bool = False
+    pause_kind: str | None = None
+    until: float | None = None
+    warm: bool = False
+
+    @classmethod
+    def parse(cls, data: Any) -> WorkerState:
+        check_object(data, "", {"worker_id"}, {"paused", "pause_kind", "until", "warm"})
+        kind = data.get("pause_kind")
+        return cls(worker_id=check_str(data["worker_id"], "worker_id", max_len=64),
+                   paused=check_bool(data.get("paused", False), "paused"),
+                   pause_kind=None if kind is None else check_choice(kind, "pause_kind", PAUSE_KINDS),
+                   until=_optional_number(data, "until", 0, 1e12),
+                   warm=check_bool(data.get("warm", False), "warm"))
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

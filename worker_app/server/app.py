@@ -402,6 +402,15 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
+@route("POST", P.WORKER_PREFIX + "/state", auth="worker")
+async def worker_state(server: JobServer, request: Request) -> Response:
+    """The worker's own state when it changes (paused and why, warm), for the dashboard."""
+    state = P.WorkerState.parse(await read_json(request))
+    if not await db(server.store.set_worker_state, state.worker_id, state.to_json()):
+        raise HttpError(422, "invalid", "unknown worker; POST /hello first", field="worker_id")
+    return JSONResponse({"ok": True})
+
+
 @route("POST", P.WORKER_PREFIX + "/jobs/claim/cancel", auth="worker")
 async def cancel_claim(server: JobServer, request: Request) -> Response:
     worker_id = await _worker_of(server, request)

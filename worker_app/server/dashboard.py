@@ -49,6 +49,7 @@ SESSION_S = 12 * 3600.0
 KEEPALIVE_S = 15.0  # under every CDN's idle cut (CloudFront 30 s)
 SIGN_IN_KINDS = ("dashboard", "app")
 ONLINE_S = 120.0  # a worker seen this recently is online (a waiting worker's claims come every 20-25 s)
+PAUSED_ONLINE_S = 6 * 3600.0  # a paused worker claims nothing: it says so when it pauses, and is trusted this long
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 PREVIEWABLE = (".png", ".jpg", ".jpeg", ".webp", ".gif")
@@ -243,11 +244,15 @@ def _overview(server: JobServer) -> dict[str, Any]:
         if now - (row["last_seen"] or 0) > 7 * 86400 or row["name"] in workers:
             continue  # a worker signs on anew at each start: its newest id stands for it
         job = by_worker.get(row["id"])
-        online = now - (row["last_seen"] or 0) < ONLINE_S or job is not None
+        said = row["state"] if isinstance(row["state"], dict) else {}
+        online = now - (row["last_seen"] or 0) < ONLINE_S or job is not None or (
+            bool(said.get("paused")) and now - (row["last_seen"] or 0) < PAUSED_ONLINE_S)
         info = row["info"] if isinstance(row["info"], dict) else {}
+        state = "rendering" if job else ("offline" if not online else "paused" if said.get("paused") else "waiting")
         workers[row["name"]] = {
-            "name": row["name"], "online": online, "last_seen": row["last_seen"],
-            "state": "rendering" if job else ("waiting" if online else "offline"),
+            "name": row["name"], "online": online, "last_seen": row["last_seen"], "state": state,
+            "pause_kind": said.get("pause_kind") if said.get("paused") else None,
+            "paused_until": said.get("until"), "warm": bool(said.get("warm")),
             "job": _brief(job) if job else None,
             "app_version": info.get("app_version"), "os": info.get("os"),
             "outdated": bool(server.latest_worker_version and info.get("app_version")

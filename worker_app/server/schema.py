@@ -77,6 +77,7 @@ workers = sa.Table(
     sa.Column("last_seen", Time, nullable=False),
     sa.Column("blender", sa.Integer, nullable=False, server_default="0"),  # its newest Blender, blender_key
     sa.Column("claims_canceled", Time),  # when it last asked its waiting claims to end
+    sa.Column("state", sa.Text),  # what it last said of itself (P.WorkerState, as JSON): paused and why, warm
     sa.Index("workers_seen", "last_seen"),
 )
 
@@ -233,8 +234,10 @@ def _to_v5(conn: sa.Connection) -> None:
 
 
 def _to_v6(conn: sa.Connection) -> None:
-    """The server's keys (the dashboard's sessions)."""
+    """The server's keys (the dashboard's sessions) and what each worker last said of itself."""
     keys.create(conn, checkfirst=True)
+    if "state" not in {c["name"] for c in sa.inspect(conn).get_columns("workers")}:
+        conn.exec_driver_sql("ALTER TABLE workers ADD COLUMN state TEXT")
 
 
 _STEPS = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6}

@@ -123,6 +123,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/worker/v1/state": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The worker's own state, sent when it changes, for the dashboard.
+         * @description Whether the worker is paused and why (the kind of reason only: the owner's programs are not named),
+         *     until when if that is known, and whether it keeps a warm Blender. Best effort: a worker that cannot
+         *     send it says it again at its next change. Also counts as seeing the worker.
+         */
+        post: operations["reportState"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/worker/v1/jobs/claim/cancel": {
         parameters: {
             query?: never;
@@ -1204,6 +1226,45 @@ export interface operations {
             422: components["responses"]["Invalid"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
+            default: components["responses"]["Other"];
+        };
+    };
+    reportState: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    worker_id: string;
+                    paused?: boolean;
+                    /** @enum {string} */
+                    pause_kind?: "manual" | "game" | "gpu" | "fullscreen" | "active" | "schedule" | "thermal" | "disk" | "hold-off" | "update";
+                    until?: components["schemas"]["Timestamp"];
+                    warm?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description Noted. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        ok: boolean;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            411: components["responses"]["LengthRequired"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Invalid"];
             default: components["responses"]["Other"];
         };
     };

@@ -66,14 +66,27 @@ function bar(job) {
 
 // -- the farm -------------------------------------------------------------------------------------
 
+const PAUSED = {
+  manual: "paused (you paused it)", game: "paused: a game is running", gpu: "paused: another program uses the GPU",
+  fullscreen: "paused: a full-screen program", active: "paused: someone is using the PC",
+  schedule: "paused by its schedule", thermal: "paused: too hot, or drawing too much power",
+  disk: "paused: too little free disk", "hold-off": "resuming in a moment", update: "paused: needs a newer homefarm",
+};
+
+function workerState(w) {
+  if (w.state !== "paused") return w.state;
+  const words = PAUSED[w.pause_kind] || "paused";
+  return w.paused_until ? `${words}, until ${new Date(w.paused_until * 1000).toLocaleTimeString()}` : words;
+}
+
 async function farm() {
   const [data, activity] = await Promise.all([api("overview"), api("activity")]);
   const workers = data.workers.length ? data.workers.map((w) => el("article", { class: "card worker", "data-name": w.name },
     el("h3", { text: w.name }),
-    el("div", {}, el("span", { class: `state ${w.state}`, text: w.state }),
+    el("div", {}, el("span", { class: `state ${w.state}`, text: workerState(w) }),
       w.job ? el("span", {}, " job ", el("a", { href: `#/job/${w.job.id}`, text: w.job.id })) : null),
     w.job ? el("div", {}, bar(w.job), el("div", { class: "muted", text: progressOf(w.job) })) : null,
-    el("div", { class: "muted", text: `seen ${ago(w.last_seen, data.now)}` }),
+    el("div", { class: "muted", text: `seen ${ago(w.last_seen, data.now)}${w.warm ? " · Blender kept warm" : ""}` }),
     el("div", { class: "muted", text: `homefarm ${w.app_version ?? "?"} · ${w.os ?? ""}` }),
     w.outdated ? el("div", { class: "flag", text: "a newer homefarm is available" }) : null,
     w.blender.length ? el("div", { class: "muted", text: `Blender ${w.blender.join(", ")}` }) : null,

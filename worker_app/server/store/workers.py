@@ -52,7 +52,19 @@ class Workers(Database):
     def list_workers(self) -> list[dict[str, Any]]:
         with self._read() as conn:
             rows = conn.execute(sa.select(workers).order_by(workers.c.last_seen.desc())).all()
-        return [{"id": r.id, "name": r.name, "info": json.loads(r.info), "last_seen": r.last_seen} for r in rows]
+        return [{"id": r.id, "name": r.name, "info": json.loads(r.info), "last_seen": r.last_seen,
+                 "state": json.loads(r.state) if r.state else None} for r in rows]
+
+    def set_worker_state(self, worker_id: str, state: dict[str, Any]) -> bool:
+        """What the worker says of itself now; also counts as seeing it. False for a worker never seen."""
+        with self._single() as conn:
+            found = conn.execute(workers.update().where(workers.c.id == worker_id)
+                                 .values(state=json.dumps(state), last_seen=self.clock())).rowcount > 0
+        if found:
+            with self._cache_lock:
+                self._touched[worker_id] = time.monotonic()
+            self._call_all(self.change_listeners)
+        return found
 
     def _worker_blender(self, conn: sa.Connection, worker_id: str) -> int:
         with self._cache_lock:
