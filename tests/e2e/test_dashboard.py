@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from support.browser import ARTIFACTS, chromium
+from support.engines import need
 from support.harness import FAST_RENDER, Served, wait_until
 from support.running import Running, blender_processes
 from worker_app.server import JobServer
@@ -87,6 +88,7 @@ def test_a_job_renders_live_on_the_page_and_its_text_stays_text(farm, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "dashboard-job-1280-light.png"), full_page=True)
         page.goto(f"{served.url}/dashboard/#/jobs")
         page.wait_for_selector("tr[data-job]")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-jobs-1280-light.png"), full_page=True)
         assert XSS in page.inner_text("tbody")
         assert page.evaluate("window.__pwned") is None
     assert errors == [], errors
@@ -109,6 +111,31 @@ def test_cancel_from_the_page_stops_blender_and_a_failure_shows_its_reason(farm)
         page.click("text=Cancel")
         page.wait_for_selector("h1 .state.canceled", timeout=30_000)
         wait_until(lambda: not blender_processes(running.jobs_dir), timeout=30, what="Blender gone from the worker")
+
+
+def test_a_scene_dropped_on_the_page_is_rendered(farm):
+    from worker_app.demo import sample_scene
+
+    served, running = farm
+    with chromium() as browser:
+        page = browser.new_page()
+        sign_in(page, served)
+        page.goto(served.url + "/dashboard/#/jobs")
+        page.set_input_files("#scene-file", str(sample_scene()))
+        page.fill("#frames", "1-2")
+        page.fill("#samples", "4")
+        page.fill("#width", "96")
+        page.fill("#height", "54")
+        page.select_option("#device", "CPU")
+        page.fill("#tag", "from the page")
+        page.click("text=Render")
+        page.wait_for_selector("h1 .state", timeout=30_000)
+        job_id = page.url.rsplit("/", 1)[1]
+        wait_until(lambda: served.app.job(job_id)["state"] == "done", timeout=120, what="the dropped scene rendered")
+        page.wait_for_selector(".outputs img", timeout=30_000)
+        assert page.locator(".outputs img").count() == 2 and page.inner_text(".tag") == "from the page"
+        spec = served.app.job(job_id)["spec"]
+        assert spec["render"]["resolution"] == [96, 54] and spec["scene"]["sha256"]
 
 
 def test_a_pause_from_the_cli_shows_on_the_page_within_two_seconds(tmp_path, blender):
@@ -162,3 +189,42 @@ def test_a_change_without_the_pages_csrf_token_is_refused(farm):
         assert "script-src 'self'" in headers["Content-Security-Policy"] and "unsafe-inline" not in \
             headers["Content-Security-Policy"]
     assert served.app.job(job["id"])["state"] != "canceled" or time.sleep(0) is None
+
+
+def test_behind_nginx_under_a_path_with_no_serious_accessibility_problem(farm):
+    """The pages through nginx mounting the server under /render, as on a web app's own domain; axe-core (the
+    TypeScript client's dev package) finds no serious or critical violation on the farm, the jobs and a job."""
+    from support.engines import Nginx
+    from support.harness import ROOT
+
+    served, running = farm
+    axe = ROOT / "clients" / "typescript" / "node_modules" / "axe-core" / "axe.min.js"
+    if not axe.exists():
+        need(None, "axe-core", "make test (npm ci in clients/typescript)")
+    job = served.submit(FAST_RENDER, tag="a tag")
+    wait_until(lambda: served.app.job(job["id"])["state"] == "done", timeout=120, what="the job done")
+    proxy = Nginx.start(served.url.removeprefix("http://"), prefix="/render")
+    try:
+        base = proxy.url + "/render"
+        with chromium() as browser:
+            # axe is injected as a script, which the dashboard's own CSP refuses: this context lets it in.
+            page = browser.new_context(bypass_csp=True).new_page()
+            page.goto(base + "/dashboard/")
+            assert page.url == base + "/dashboard/sign-in", "the redirect kept the proxy's path"
+            page.add_script_tag(content=axe.read_text(encoding="utf-8"))
+            assert page.evaluate("axe.run().then(r => r.violations.filter(v => ['serious', 'critical']"
+                                 ".includes(v.impact)).map(v => v.id))") == [], "the sign-in page"
+            page.fill("#token", served.dashboard_token)
+            page.click("button[type=submit]")
+            page.wait_for_selector("article.worker")
+            wait_until(lambda: page.inner_text("#live") == "live", timeout=15, what="the event stream through nginx")
+            for route, ready in (("#/", "article.worker"), ("#/jobs", "tr[data-job]"),
+                                 (f"#/job/{job['id']}", ".outputs img")):
+                page.goto(base + "/dashboard/" + route)
+                page.wait_for_selector(ready)
+                page.add_script_tag(content=axe.read_text(encoding="utf-8"))
+                found = page.evaluate("axe.run().then(r => r.violations.filter(v => ['serious', 'critical']"
+                                      ".includes(v.impact)).map(v => v.id + ': ' + v.nodes.length))")
+                assert found == [], f"{route}: {found}"
+    finally:
+        proxy.stop()

@@ -32,9 +32,10 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 
 from worker_app import __version__
 from worker_app import protocol as P
-from worker_app.server.http import PAGES, HttpError, db, job_id_of, read_json, route
+from worker_app.protocol import limits
+from worker_app.server.http import PAGES, HttpError, db, job_id_of, read_json, receive_file, route
 from worker_app.server.schema import hash_token
-from worker_app.server.storage import output_key
+from worker_app.server.storage import asset_key, output_key
 from worker_app.server.store import Conflict, NotFound
 from worker_app.server.wakeups import call_from_any_thread
 
@@ -377,6 +378,27 @@ async def set_priority(server: JobServer, request: Request, job_id: str) -> Resp
     except NotFound as error:
         raise HttpError(404, "not_found", str(error)) from None
     return JSONResponse({"id": job_id, "priority": priority})
+
+
+@route("POST", PREFIX + "/api/assets", auth="none", table=PAGES)
+async def upload_scene(server: JobServer, request: Request) -> Response:
+    """A scene dropped on the page: its bytes go into storage through the server, checked by their SHA-256."""
+    await signed_in(server, request)
+    sha, size = await receive_file(request, server.tmp_dir,
+                                   lambda tmp, sha: server.storage.put_file(asset_key(sha), tmp, sha), None,
+                                   limits.MAX_SCENE_SIZE)
+    return JSONResponse({"sha256": sha, "size": size, "url": f"{P.WORKER_PREFIX}/assets/{sha}"}, 201)
+
+
+@route("POST", PREFIX + "/api/jobs", auth="none", table=PAGES)
+async def submit_job(server: JobServer, request: Request) -> Response:
+    """A job from the page's form: the same spec, and the same checks, as the web app's API."""
+    await signed_in(server, request)
+    spec = P.JobSpec.parse(await read_json(request))
+    if spec.webhook_url:
+        raise HttpError(422, "invalid", "the dashboard submits jobs without webhooks", field="webhook_url")
+    view, _ = await db(server.store.submit_view, spec.to_json(), spec.priority, spec.max_attempts, spec.tag, None)
+    return JSONResponse(_brief(view), 201)
 
 
 @route("GET", PREFIX + "/events", auth="none", table=PAGES)

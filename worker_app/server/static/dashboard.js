@@ -5,6 +5,7 @@ const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const view = document.getElementById("view");
 const live = document.getElementById("live");
 let refreshTimer = null;
+let jobForm = null;
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -157,7 +158,8 @@ async function jobs(params) {
     el("td", {}, j.state === "leased" ? [bar(j), el("div", { class: "muted", text: progressOf(j) })] : el("span", { class: "muted", text: j.error ?? "" })),
     el("td", { class: "muted", text: when(j.updated) })));
   const more = data.next_cursor ? el("a", { href: `#/jobs?${new URLSearchParams({ ...(state ? { state } : {}), cursor: data.next_cursor })}`, text: "Older jobs" }) : null;
-  show(el("h1", { text: "Jobs" }), el("div", { class: "filters" }, el("label", { for: "state-filter", text: "State" }), filter),
+  jobForm ??= newJobForm();  // one form, kept across the live refreshes: what the owner typed stays
+  show(el("h1", { text: "Jobs" }), jobForm, el("div", { class: "filters" }, el("label", { for: "state-filter", text: "State" }), filter),
     el("table", {}, el("thead", {}, el("tr", {}, ["Job", "State", "Tag", "Progress or reason", "Updated"].map((h) => el("th", { text: h })))),
       el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 5, class: "muted", text: "No jobs here." })))), more);
 }
@@ -192,9 +194,59 @@ async function job(id) {
     j.error ? [el("h2", { text: "Why it failed" }), el("p", { class: "reason", text: j.error })] : null,
     el("h2", { text: "Outputs" }), outputs,
     j.warnings && j.warnings.length ? [el("h2", { text: "Warnings" }), el("ul", {}, j.warnings.map((w) => el("li", { text: `${w.kind}: ${w.path || ""} ${w.message || ""}` })))] : null,
-    j.log_tail ? [el("h2", { text: "Blender's last lines" }), el("pre", { class: "log", text: j.log_tail })] : null,
+    j.log_tail ? [el("h2", { text: "Blender's last lines" }), el("pre", { class: "log", tabindex: 0, "aria-label": "Blender's last lines", text: j.log_tail })] : null,
     hooks ? [el("h2", { text: "Webhook deliveries" }), hooks] : null,
-    el("h2", { text: "Spec" }), el("pre", { text: JSON.stringify(j.spec, null, 2) }));
+    el("h2", { text: "Spec" }), el("pre", { tabindex: 0, "aria-label": "the job's spec", text: JSON.stringify(j.spec, null, 2) }));
+}
+
+// -- a new job from a scene dropped on the page ----------------------------------------------------
+
+function newJobForm() {
+  const problem = el("p", { class: "problem", role: "alert" });
+  const status = el("p", { class: "muted", role: "status" });
+  const file = el("input", { id: "scene-file", type: "file", accept: ".blend", required: true });
+  const field = (id, label, input) => el("div", { class: "field" }, el("label", { for: id, text: label }), input);
+  const frames = el("input", { id: "frames", value: "1", required: true });
+  const samples = el("input", { id: "samples", type: "number", value: 64, min: 1 });
+  const width = el("input", { id: "width", type: "number", value: 1280, min: 1 });
+  const height = el("input", { id: "height", type: "number", value: 720, min: 1 });
+  const device = el("select", { id: "device" }, ["AUTO", "GPU", "CPU"].map((d) => el("option", { value: d, text: d })));
+  const tag = el("input", { id: "tag" });
+  const drop = el("div", { class: "drop", text: "Drop a .blend here, or choose one:" });
+  const form = el("form", { class: "card new-job", "aria-label": "render a scene" }, drop, field("scene-file", "Scene", file),
+    el("div", { class: "fields" }, field("frames", "Frames (1-24, 5)", frames), field("samples", "Samples", samples),
+      field("width", "Width", width), field("height", "Height", height), field("device", "Device", device),
+      field("tag", "Tag", tag)),
+    el("button", { type: "submit", text: "Render" }), status, problem);
+  form.addEventListener("dragover", (e) => { e.preventDefault(); form.classList.add("over"); });
+  form.addEventListener("dragleave", () => form.classList.remove("over"));
+  form.addEventListener("drop", (e) => {
+    e.preventDefault(); form.classList.remove("over");
+    if (e.dataTransfer.files.length) { file.files = e.dataTransfer.files; status.textContent = e.dataTransfer.files[0].name; }
+  });
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    problem.textContent = "";
+    const scene = file.files[0];
+    if (!scene) { problem.textContent = "Choose a .blend file first."; return; }
+    try {
+      status.textContent = `Uploading ${scene.name}…`;
+      const response = await fetch("api/assets", { method: "POST", body: scene, credentials: "same-origin",
+        headers: { "X-CSRF-Token": csrf, "Content-Type": "application/octet-stream" } });
+      const asset = await response.json();
+      if (!response.ok) throw new Error(asset.message || `the upload failed (${response.status})`);
+      status.textContent = "Submitting…";
+      const spec = { scene: asset, render: { frames: frames.value.trim(), samples: Number(samples.value),
+        resolution: [Number(width.value), Number(height.value)], device: device.value } };
+      if (tag.value.trim()) spec.tag = tag.value.trim();
+      const made = await api("jobs", { method: "POST", body: JSON.stringify(spec) });
+      location.hash = `#/job/${made.id}`;
+    } catch (error) {
+      status.textContent = "";
+      problem.textContent = error.message;
+    }
+  });
+  return form;
 }
 
 // -- routing and live updates ---------------------------------------------------------------------
