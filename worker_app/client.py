@@ -48,6 +48,15 @@ class ClientError(Exception):
         return field if isinstance(field, str) else None
 
 
+class Held(Exception):
+    """The server holds this worker (its dashboard said so): no job until ``until`` (Unix time), or until
+    released when None."""
+
+    def __init__(self, until: float | None):
+        super().__init__("held by the server" + (f" until {until:.0f}" if until else " until it releases it"))
+        self.until = until
+
+
 class Unreachable(ClientError):
     """The server could not be reached or failed (5xx); worth retrying later."""
 
@@ -265,6 +274,9 @@ class WorkerClient:
                 raise GatewayCut(str(error), error.status, seconds) from None
             raise
         if response.status_code == 204:
+            held = response.headers.get(P.HELD_HEADER)
+            if held is not None:
+                raise Held(None if held == "release" else _number_or_none(held))
             return None
         try:
             return P.Lease.parse(self._json(response))
@@ -484,6 +496,13 @@ def _reply(cls: type[R], body: Any, what: str) -> R:
     except P.ValidationError as error:
         raise Unreachable(f"the server sent a malformed {what} reply: {error}") from None
     return parsed
+
+
+def _number_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def file_sha256(path: Path) -> str:

@@ -169,6 +169,30 @@ def test_a_pause_from_the_cli_shows_on_the_page_within_two_seconds(tmp_path, ble
         server.stop()
 
 
+def test_a_worker_held_from_the_page_stops_claiming_and_its_owner_is_told(farm):
+    from support.harness import wait_until as wait
+    from worker_app.tray import status
+
+    served, running = farm
+    with chromium() as browser:
+        page = browser.new_page()
+        sign_in(page, served)
+        page.wait_for_selector("article.worker .state.waiting", timeout=30_000)
+        page.get_by_role("button", name="Hold until released").click()
+        page.wait_for_selector("article.worker .state.held")
+        assert page.inner_text("article.worker .state") == "held from here until released"
+        wait(lambda: running.worker.snapshot.held, timeout=30, what="the worker to hear of the hold")
+        assert status.job_line(running.worker.snapshot) == "Held by the server until it is released from its dashboard"
+        job = served.submit(FAST_RENDER)
+        time.sleep(3)
+        assert served.app.job(job["id"])["state"] == "queued", "a held worker claims nothing"
+        page.get_by_role("button", name="Release", exact=True).click()
+        page.wait_for_selector("article.worker .state:not(.held)")
+        # Released: the worker hears it at its next claim, within its recheck (30 s).
+        wait(lambda: served.app.job(job["id"])["state"] == "done", timeout=120, what="the job after the release")
+        assert not running.worker.snapshot.held
+
+
 def test_a_change_without_the_pages_csrf_token_is_refused(farm):
     served, running = farm
     job = served.submit(FAST_RENDER, scene={"url": "/api/worker/v1/assets/" + "e" * 64, "sha256": "e" * 64,

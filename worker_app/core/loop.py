@@ -24,7 +24,7 @@ from worker_app import layout as L
 from worker_app import __version__
 from worker_app import constants as C
 from worker_app import protocol as P
-from worker_app.client import (ClientError, GatewayCut, LeaseLost, NotFound, Rejected, Unauthorized, Unreachable,
+from worker_app.client import (ClientError, GatewayCut, Held, LeaseLost, NotFound, Rejected, Unauthorized, Unreachable,
                                WorkerClient, backoff_delay)
 from worker_app.core import events as E
 from worker_app.core.job import JobContext, JobReport, JobRun
@@ -47,6 +47,8 @@ from worker_app.system import gpu
 from worker_app.system.power import KeepAwake
 
 log = logging.getLogger("homefarm.worker")
+
+HELD_RECHECK_S = 30.0  # a worker held by the server until released asks again this often
 
 
 class Worker(EventLoop):
@@ -328,6 +330,14 @@ class Worker(EventLoop):
         self._claiming = True
         try:
             lease = self.call(self.client.claim, self.worker_id, self.settings.claim_wait, name="claim")
+        except Held as held:
+            # The server's dashboard holds this worker: say so, and ask again when the hold ends (within
+            # HELD_RECHECK_S at most, as it may be released early).
+            self._claiming = False
+            self.show(held=True, held_until=held.until, message=str(held))
+            wait = HELD_RECHECK_S if held.until is None else min(HELD_RECHECK_S, max(held.until - time.time(), 1.0))
+            self._sleep(wait)
+            return None
         except GatewayCut as cut:
             # A proxy ended the wait: the server is fine. Wait less from now on, and claim again at once.
             shorter = max(1.0, round(cut.seconds * C.GATEWAY_CUT_SHARE, 1))
@@ -340,6 +350,8 @@ class Worker(EventLoop):
         finally:
             self._claiming = False
         self._set_link(True, LinkProblem.NONE)
+        if self._snapshot.held:
+            self.show(held=False, held_until=None)
         return lease
 
     def _handle(self, lease: P.Lease) -> Outcome:

@@ -167,6 +167,8 @@ class Snapshot:
     last_job: LastJob | None = None
     blender_warm: bool = False  # a warm Blender is open, waiting for the next job (it holds its memory)
     keeping_awake: bool = False  # the OS keeps the PC from sleeping while a job is held (power.keep_awake)
+    held: bool = False  # the server's dashboard holds this worker: no job until held_until (None: until released)
+    held_until: float | None = None
 
     @property
     def job_id(self) -> str | None:

@@ -22,6 +22,9 @@ FORMATS = K.FILE_FORMATS
 SCENE_TYPES = ("blend", "zip")
 JOB_STATES = ("queued", "leased", "done", "failed", "canceled")
 STAGES = ("downloading", "rendering", "uploading")
+# A claim's 204 carries this header while the worker is held from the dashboard: the hold's end (Unix time),
+# or "release" when it lasts until released. The worker claims again at the end, or within a minute.
+HELD_HEADER = "X-Homefarm-Held-Until"
 # Why a worker steps aside, as it tells the server (the worker's guard names the same kinds: a test checks).
 PAUSE_KINDS = ("manual", "game", "gpu", "fullscreen", "active", "schedule", "thermal", "disk", "hold-off", "update")
 

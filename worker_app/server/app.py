@@ -31,6 +31,7 @@ from worker_app.server.dashboard import Sessions, Streams
 from worker_app.server.metrics import Metrics
 from worker_app.server.storage import PART_SIZE, asset_key, open_storage, output_key
 from worker_app.server.store import KEEP_FAILED_S, KEEP_OUTPUTS_S, BadCursor, Claimed, KeyReused, Store
+from worker_app.server.schema import HELD_FOREVER
 from worker_app.server.origin import LOOPBACK, OriginCheck, PrivateTarget, check_public_target
 from worker_app.server.views import OutputRecord
 from worker_app.server.wakeups import POLL_S, Wakeups
@@ -335,6 +336,10 @@ async def claim(server: JobServer, request: Request) -> Response:
     except ValueError:
         raise HttpError(422, "invalid", "wait must be a number of seconds", field="wait") from None
     wait = min(max(wait, 0.0), server.claim_wait_max)
+    held = await db(server.store.held_until, worker_id)
+    if held is not None:
+        log.debug("claim by %s: held from the dashboard", worker_id)
+        return Response(status_code=204, headers={P.HELD_HEADER: "release" if held >= HELD_FOREVER else f"{held:.0f}"})
     claimed = await _wait_for_job(server, request, worker_id, wait)
     if server.metrics:
         server.metrics.claimed(claimed is not None)
@@ -387,7 +392,7 @@ async def _claim_if_any(server: JobServer, worker_id: str) -> Claimed | None:
     """A claim that asks the database only when a job may have come for this worker since its last empty
     answer (server/wakeups.py): an idle worker's long polls, one after another, cost no statement."""
     wakeups = server.wakeups
-    if not wakeups.may_have_work(worker_id):
+    if not wakeups.may_have_work(worker_id) or await db(server.store.held_until, worker_id) is not None:
         return None
     generation = wakeups.generation
     claimed = await db(server.store.claim, worker_id)

@@ -34,7 +34,7 @@ from worker_app import __version__
 from worker_app import protocol as P
 from worker_app.protocol import limits
 from worker_app.server.http import PAGES, HttpError, db, job_id_of, read_json, receive_file, route
-from worker_app.server.schema import hash_token
+from worker_app.server.schema import HELD_FOREVER, hash_token
 from worker_app.server.storage import asset_key, output_key
 from worker_app.server.store import Conflict, NotFound
 from worker_app.server.wakeups import call_from_any_thread
@@ -249,11 +249,14 @@ def _overview(server: JobServer) -> dict[str, Any]:
         online = now - (row["last_seen"] or 0) < ONLINE_S or job is not None or (
             bool(said.get("paused")) and now - (row["last_seen"] or 0) < PAUSED_ONLINE_S)
         info = row["info"] if isinstance(row["info"], dict) else {}
-        state = "rendering" if job else ("offline" if not online else "paused" if said.get("paused") else "waiting")
+        held = row["held_until"] if row["held_until"] is not None and row["held_until"] > now else None
+        state = "rendering" if job else ("offline" if not online else "held" if held else
+                                         "paused" if said.get("paused") else "waiting")
         workers[row["name"]] = {
             "name": row["name"], "online": online, "last_seen": row["last_seen"], "state": state,
             "pause_kind": said.get("pause_kind") if said.get("paused") else None,
             "paused_until": said.get("until"), "warm": bool(said.get("warm")),
+            "held": held is not None, "held_until": held if held is not None and held < HELD_FOREVER else None,
             "job": _brief(job) if job else None,
             "app_version": info.get("app_version"), "os": info.get("os"),
             "outdated": bool(server.latest_worker_version and info.get("app_version")
@@ -399,6 +402,32 @@ async def submit_job(server: JobServer, request: Request) -> Response:
         raise HttpError(422, "invalid", "the dashboard submits jobs without webhooks", field="webhook_url")
     view, _ = await db(server.store.submit_view, spec.to_json(), spec.priority, spec.max_attempts, spec.tag, None)
     return JSONResponse(_brief(view), 201)
+
+
+@route("POST", PREFIX + "/api/workers/{name}/hold", auth="none", table=PAGES)
+async def hold_worker(server: JobServer, request: Request, name: str) -> Response:
+    """Offers the worker no job for ``minutes`` (null: until released); a render under way finishes. The
+    worker learns it at its next claim, and its owner's tray says so."""
+    await signed_in(server, request)
+    body = await read_json(request)
+    P.check_object(body, "", set(), {"minutes"})
+    minutes = body.get("minutes")
+    until = HELD_FOREVER if minutes is None else server.store.clock() + 60 * P.check_number(
+        minutes, "minutes", 1, 7 * 24 * 60)
+    ids = await db(server.store.hold_worker, name, until)
+    if not ids:
+        raise HttpError(404, "not_found", f"no worker called {name}")
+    for worker_id in ids:  # a claim waiting now ends, and the next one hears of the hold
+        server.wakeups.cancel(worker_id)
+    return JSONResponse({"name": name, "held_until": None if until >= HELD_FOREVER else until})
+
+
+@route("POST", PREFIX + "/api/workers/{name}/release", auth="none", table=PAGES)
+async def release_worker(server: JobServer, request: Request, name: str) -> Response:
+    await signed_in(server, request)
+    if not await db(server.store.hold_worker, name, None):
+        raise HttpError(404, "not_found", f"no worker called {name}")
+    return JSONResponse({"name": name, "held_until": None})
 
 
 @route("GET", PREFIX + "/events", auth="none", table=PAGES)

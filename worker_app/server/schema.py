@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 SCHEMA_VERSION = 6
-TOKEN_KINDS = ("app", "worker", "dashboard")  # a dashboard token signs in to the dashboard, nothing else
+TOKEN_KINDS = ("app", "worker", "dashboard")
+HELD_FOREVER = 1e12  # a worker held until the dashboard releases it  # a dashboard token signs in to the dashboard, nothing else
 
 # Epoch seconds as a double: MySQL's FLOAT is single precision, a second off in 2026.
 Time: sa.Double[float] = sa.Double()
@@ -78,6 +79,7 @@ workers = sa.Table(
     sa.Column("blender", sa.Integer, nullable=False, server_default="0"),  # its newest Blender, blender_key
     sa.Column("claims_canceled", Time),  # when it last asked its waiting claims to end
     sa.Column("state", sa.Text),  # what it last said of itself (P.WorkerState, as JSON): paused and why, warm
+    sa.Column("held_until", Time),  # held from the dashboard: offered no job until then (HELD_FOREVER: until released)
     sa.Index("workers_seen", "last_seen"),
 )
 
@@ -236,8 +238,11 @@ def _to_v5(conn: sa.Connection) -> None:
 def _to_v6(conn: sa.Connection) -> None:
     """The server's keys (the dashboard's sessions) and what each worker last said of itself."""
     keys.create(conn, checkfirst=True)
-    if "state" not in {c["name"] for c in sa.inspect(conn).get_columns("workers")}:
-        conn.exec_driver_sql("ALTER TABLE workers ADD COLUMN state TEXT")
+    have = {c["name"] for c in sa.inspect(conn).get_columns("workers")}
+    for column in (workers.c.state, workers.c.held_until):
+        if column.name not in have:
+            conn.exec_driver_sql(f"ALTER TABLE workers ADD COLUMN {column.name} "
+                                 f"{column.type.compile(dialect=conn.dialect)}")
 
 
 _STEPS = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6}

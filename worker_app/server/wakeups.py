@@ -113,6 +113,10 @@ class Wakeups:
     def waiter(self, worker_id: str) -> _Registered:
         return _Registered(self, Waiter(worker_id))
 
+    def cancel(self, worker_id: str) -> None:
+        """Ends this worker's waiting claims in this process now, with no job (on the event loop's thread)."""
+        self._deliver(Wakeup(WakeKind.CANCEL, worker_id))
+
     def waiting(self, worker_id: str) -> bool:
         return any(w.worker_id == worker_id for w in self._waiters)
 

@@ -58,6 +58,10 @@ def job_line(snapshot: Snapshot, now: float | None = None) -> str:
         return f"Uploading job {job.job_id}"
     if snapshot.state == State.PAUSED:
         return snapshot.pause.reason if snapshot.pause else "Paused"
+    if snapshot.held and snapshot.state == State.WAITING:
+        if snapshot.held_until is None:
+            return "Held by the server until it is released from its dashboard"
+        return "Held by the server until " + time.strftime("%H:%M", time.localtime(snapshot.held_until))
     if snapshot.link.problem == LinkProblem.UNAUTHORIZED:
         return "The server refused this PC's token: sign in again"
     if snapshot.state == State.BACKING_OFF and snapshot.link.online:

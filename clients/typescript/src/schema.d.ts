@@ -1212,9 +1212,11 @@ export interface operations {
                     "application/json": components["schemas"]["Lease"];
                 };
             };
-            /** @description No job came during the wait. */
+            /** @description No job came during the wait, or the worker is held from the server's dashboard (then at once, with X-Homefarm-Held-Until). */
             204: {
                 headers: {
+                    /** @description The worker is held from the dashboard until this Unix time, or until released (`release`). Claim again at that time, or within a minute. */
+                    "X-Homefarm-Held-Until"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;

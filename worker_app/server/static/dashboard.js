@@ -75,6 +75,9 @@ const PAUSED = {
 };
 
 function workerState(w) {
+  if (w.state === "held") {
+    return w.held_until ? `held from here until ${new Date(w.held_until * 1000).toLocaleTimeString()}` : "held from here until released";
+  }
   if (w.state !== "paused") return w.state;
   const words = PAUSED[w.pause_kind] || "paused";
   return w.paused_until ? `${words}, until ${new Date(w.paused_until * 1000).toLocaleTimeString()}` : words;
@@ -92,6 +95,10 @@ async function farm() {
     w.outdated ? el("div", { class: "flag", text: "a newer homefarm is available" }) : null,
     w.blender.length ? el("div", { class: "muted", text: `Blender ${w.blender.join(", ")}` }) : null,
     w.gpus.length ? el("div", { class: "muted", text: w.gpus.join(", ") }) : null,
+    el("div", { class: "actions" }, w.held
+      ? el("button", { type: "button", text: "Release", onclick: () => holdWorker(w.name, "release") })
+      : [el("button", { type: "button", text: "Hold 1 hour", onclick: () => holdWorker(w.name, "hold", { minutes: 60 }) }),
+        el("button", { type: "button", text: "Hold until released", onclick: () => holdWorker(w.name, "hold", { minutes: null }) })]),
   )) : [el("p", { class: "muted", text: "No worker has signed on yet: run homefarm login on the PC." })];
   const states = ["queued", "leased", "done", "failed", "canceled"];
   const counts = el("div", { class: "counts" }, states.map((s) => el("a", { class: "card", href: `#/jobs?state=${s}` },
@@ -102,6 +109,15 @@ async function farm() {
       : el("p", {}, el("a", { href: `#/job/${data.last.job}`, text: `job ${data.last.job}` }), ` ${data.last.name} has no preview`)) : null;
   show(el("h1", { text: "Farm" }), el("h2", { text: "Workers" }), el("div", { class: "grid" }, workers),
     el("h2", { text: "Jobs" }), counts, chart(activity), last);
+}
+
+async function holdWorker(name, action, body) {
+  try {
+    await api(`workers/${encodeURIComponent(name)}/${action}`, { method: "POST", body: JSON.stringify(body || {}) });
+    refresh();
+  } catch (error) {
+    show(el("p", { class: "problem", role: "alert", text: error.message }));
+  }
 }
 
 function chart(activity) {

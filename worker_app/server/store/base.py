@@ -58,6 +58,7 @@ JOBS = Wakeup(WakeKind.JOBS)
 TOKEN_CACHE_S = 10.0  # a revoked token keeps working this long at most, in a process that just saw it
 TOUCH_EVERY_S = 300.0  # a worker's last_seen is written at most this often (idle costs: docs/server.md)
 NEWEST_CACHE_S = 5.0
+HELD_CACHE_S = 5.0  # a hold from the dashboard reaches a worker's claims in another process within this
 POOL_SIZE = 10  # connections per server process to PostgreSQL or MySQL; --db-pool changes it
 AUTO_POOL_SIZE = 2  # and in its autocommit pool, for the lone statements of the idle loops and the claims
 KEEP_FAILED_S = 3600.0  # outputs of failed and canceled jobs are deleted this long after the job ended
@@ -234,6 +235,7 @@ class Database:
         self._touched: dict[str, float] = {}  # worker id -> when its last_seen was written
         self._blender: dict[str, int] = {}  # worker id -> its newest Blender (a hello makes a new id)
         self._newest: tuple[int, float] = (0, 0.0)  # newest Blender seen lately, and until when it holds
+        self._held: dict[str, tuple[float | None, float]] = {}  # worker id -> (held until, cached until)
         self._pick, self._lease = claim_statements(self.dialect)
         self._upsert_output = output_upsert(self.dialect)
         self._finish = finish_statement(self.dialect)

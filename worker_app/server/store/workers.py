@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from worker_app.server.schema import newest_blender, workers
-from worker_app.server.store.base import NEWEST_CACHE_S, TOUCH_EVERY_S, Database
+from worker_app.server.store.base import HELD_CACHE_S, NEWEST_CACHE_S, TOUCH_EVERY_S, Database
 
 
 class Workers(Database):
@@ -53,7 +53,35 @@ class Workers(Database):
         with self._read() as conn:
             rows = conn.execute(sa.select(workers).order_by(workers.c.last_seen.desc())).all()
         return [{"id": r.id, "name": r.name, "info": json.loads(r.info), "last_seen": r.last_seen,
-                 "state": json.loads(r.state) if r.state else None} for r in rows]
+                 "state": json.loads(r.state) if r.state else None, "held_until": r.held_until} for r in rows]
+
+    def hold_worker(self, name: str, until: float | None) -> list[str]:
+        """Offers the worker called ``name`` no job until ``until`` (HELD_FOREVER: until released; None:
+        released now), under every id it signed on with; returns those ids."""
+        with self.engine.begin() as conn:
+            ids = [str(i) for i in conn.scalars(sa.select(workers.c.id).where(workers.c.name == name))]
+            if ids:
+                conn.execute(workers.update().where(workers.c.name == name).values(held_until=until))
+        with self._cache_lock:
+            self._held.clear()
+        self._call_all(self.change_listeners)
+        return ids
+
+    def held_until(self, worker_id: str) -> float | None:
+        """When this worker's hold from the dashboard ends, or None when it is not held (kept a few seconds)."""
+        now = time.monotonic()
+        with self._cache_lock:
+            cached = self._held.get(worker_id)
+        if cached is None or cached[1] < now:
+            with self._read() as conn:
+                until = conn.scalar(sa.select(workers.c.held_until).where(workers.c.id == worker_id))
+            cached = (float(until) if until is not None else None, now + HELD_CACHE_S)
+            with self._cache_lock:
+                if len(self._held) > 10_000:
+                    self._held.clear()
+                self._held[worker_id] = cached
+        until = cached[0]
+        return until if until is not None and until > self.clock() else None
 
     def set_worker_state(self, worker_id: str, state: dict[str, Any]) -> bool:
         """What the worker says of itself now; also counts as seeing it. False for a worker never seen."""
