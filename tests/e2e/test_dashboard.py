@@ -99,11 +99,14 @@ def test_cancel_from_the_page_stops_blender_and_a_failure_shows_its_reason(farm)
     with chromium() as browser:
         page = browser.new_page()
         sign_in(page, served)
-        failing = served.submit(scene={"url": "/api/worker/v1/assets/" + "f" * 64, "sha256": "f" * 64, "size": 10})
-        wait_until(lambda: served.app.job(failing["id"])["state"] == "failed", timeout=60, what="the failure")
+        # Blender fails it (the override names an object the scene lacks, and the name is markup).
+        failing = served.submit(FAST_RENDER, overrides={"objects": {XSS: {"visible": False}}})
+        wait_until(lambda: served.app.job(failing["id"])["state"] == "failed", timeout=90, what="the failure")
         page.goto(f"{served.url}/dashboard/#/job/{failing['id']}")
         page.wait_for_selector(".reason")
-        assert "scene" in page.inner_text(".reason")
+        assert XSS in page.inner_text(".reason") and page.locator("img[src=x]").count() == 0
+        assert page.evaluate("window.__pwned") is None
+        assert page.inner_text("pre.log").strip(), "Blender's last lines are shown"
         long = served.submit({**SLOW, "frames": "1-40"})
         wait_until(lambda: served.app.job(long["id"])["state"] == "leased" and blender_processes(running.jobs_dir),
                    timeout=60, what="Blender rendering")

@@ -17,6 +17,7 @@ from support.harness import Served, wait_until
 from support.engines import Nginx
 from worker_app import protocol as P
 from worker_app.app_client import AppError
+from worker_app.client import WorkerClient
 from worker_app.server import JobServer
 from worker_app.server.webhooks import verify
 
@@ -224,10 +225,15 @@ def test_tokens_are_created_listed_and_revoked_from_the_command_line(tmp_path):
     assert made.returncode == 0, made.stderr
     token = made.stdout.split()[-1]
     assert token.startswith("hfw_")
-    server = JobServer(tmp_path / "server").start()
+    # The server polls each second here (90 s by default) while a claim waits: another worker's, below.
+    server = JobServer(tmp_path / "server", claim_poll=1.0).start()
     try:
         ping = f"{server.url}{P.WORKER_PREFIX}/ping"
         assert requests.get(ping, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code == 200
+        other = WorkerClient(server.url, server.store.create_token("worker", "another PC"))
+        other_id = other.hello(P.Hello(name="other", os="linux", app_version="0")).worker_id
+        waiting = threading.Thread(target=lambda: other.claim(other_id, 20), daemon=True)
+        waiting.start()
         listed = homefarm("serve", "--data-dir", data, "tokens", "list").stdout
         assert "worker" in listed and "studio PC" in listed and "last used" in listed and token not in listed
         token_id = listed.split()[0]

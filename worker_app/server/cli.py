@@ -198,7 +198,7 @@ def _cmd_tokens(args: argparse.Namespace, data_dir: Path, db_url: str | None) ->
             except NotFound as error:
                 raise SystemExit(f"homefarm: {error}; `homefarm serve tokens list` shows the ids") from None
             print(f"revoked {gone['kind']} token {gone['id']} ({gone['label'] or 'no label'}); servers refuse it "
-                  "within 10 seconds")
+                  "at once on PostgreSQL, else at their next poll (docs/server.md)")
     finally:
         store.close()
     return 0

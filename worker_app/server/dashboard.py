@@ -10,7 +10,7 @@ nothing happens.
 Sign-in takes a ``dashboard`` token (``homefarm serve tokens create --kind dashboard``) or the web app's token
 and gives a session cookie (HttpOnly, SameSite=Strict, Secure behind https, 12 hours), signed with a key the
 server keeps in its database (every process, and the next instance, knows it). The token's hash rides in the
-cookie, so revoking the token ends its sessions within 10 s. Every change carries a CSRF token (an HMAC of the
+cookie, so revoking the token ends its sessions when the server refuses the token (docs/server.md). Every change carries a CSRF token (an HMAC of the
 session) in ``X-CSRF-Token``; failed sign-ins from one address are answered ever more slowly.
 """
 
@@ -37,6 +37,7 @@ from worker_app.server.http import PAGES, HttpError, db, job_id_of, read_json, r
 from worker_app.server.schema import HELD_FOREVER, hash_token
 from worker_app.server.storage import asset_key, output_key
 from worker_app.server.store import Conflict, NotFound
+from worker_app.server.store.base import TOUCH_EVERY_S
 from worker_app.server.wakeups import call_from_any_thread
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ COOKIE = "hf_dashboard"
 SESSION_S = 12 * 3600.0
 KEEPALIVE_S = 15.0  # under every CDN's idle cut (CloudFront 30 s)
 SIGN_IN_KINDS = ("dashboard", "app")
-ONLINE_S = 120.0  # a worker seen this recently is online (a waiting worker's claims come every 20-25 s)
+ONLINE_S = 2 * TOUCH_EVERY_S + 60  # a waiting worker's last_seen is written every 5 minutes (idle costs)
 PAUSED_ONLINE_S = 6 * 3600.0  # a paused worker claims nothing: it says so when it pauses, and is trusted this long
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
@@ -246,7 +247,7 @@ def _overview(server: JobServer) -> dict[str, Any]:
             continue  # a worker signs on anew at each start: its newest id stands for it
         job = by_worker.get(row["id"])
         said = row["state"] if isinstance(row["state"], dict) else {}
-        online = now - (row["last_seen"] or 0) < ONLINE_S or job is not None or (
+        online = now - (row["last_seen"] or 0) < ONLINE_S or job is not None or server.wakeups.waiting(row["id"]) or (
             bool(said.get("paused")) and now - (row["last_seen"] or 0) < PAUSED_ONLINE_S)
         info = row["info"] if isinstance(row["info"], dict) else {}
         held = row["held_until"] if row["held_until"] is not None and row["held_until"] > now else None
@@ -279,7 +280,11 @@ def _older(version: str, than: str) -> bool:
 
 def _brief(job: dict[str, Any]) -> dict[str, Any]:
     progress = job.get("progress") or {}
+    figures = progress.get("gpu") if isinstance(progress, dict) else None
+    gpu: dict[str, Any] = figures if isinstance(figures, dict) else {}
     return {"id": job["id"], "state": job["state"], "tag": job.get("tag"), "priority": job.get("priority"),
+            "gpu": {k: gpu[k] for k in ("name", "temp_c", "power_w", "load", "vram_used", "vram_total")
+                    if isinstance(gpu.get(k), (int, float, str))},
             "attempts": job.get("attempts"), "worker_id": job.get("worker_id"), "error": job.get("error"),
             "updated": job.get("updated"), "created": job.get("created"),
             "progress": {k: progress.get(k) for k in ("stage", "frame", "frames_done", "frame_count", "percent",
@@ -292,7 +297,9 @@ async def jobs_page(server: JobServer, request: Request) -> Response:
     state = request.query_params.get("state") or None
     if state is not None:
         P.check_choice(state, "state", P.JOB_STATES)
-    found, following = await db(server.store.list_jobs, state, 50, request.query_params.get("cursor") or None)
+    tag = (request.query_params.get("tag") or "").strip()[:200] or None
+    found, following = await db(server.store.list_jobs, state, 50, request.query_params.get("cursor") or None,
+                                None, tag)
     return JSONResponse({"jobs": [_brief(job) for job in found], "next_cursor": following})
 
 
@@ -428,6 +435,13 @@ async def release_worker(server: JobServer, request: Request, name: str) -> Resp
     if not await db(server.store.hold_worker, name, None):
         raise HttpError(404, "not_found", f"no worker called {name}")
     return JSONResponse({"name": name, "held_until": None})
+
+
+@route("POST", PREFIX + "/api/jobs/{job_id}/webhooks/again", auth="none", table=PAGES)
+async def webhooks_again(server: JobServer, request: Request, job_id: str) -> Response:
+    """The job's webhook deliveries that were given up on, sent again now."""
+    await signed_in(server, request)
+    return JSONResponse({"again": await db(server.store.send_again, job_id_of(job_id))})
 
 
 @route("GET", PREFIX + "/events", auth="none", table=PAGES)

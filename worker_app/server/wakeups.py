@@ -28,7 +28,7 @@ from worker_app.server.store.base import ALIVE_EVERY_S
 
 log = logging.getLogger("homefarm.server")
 
-POLL_S = 60.0  # no NOTIFY (SQLite, MySQL, TiDB): how often waiting claims look for other processes' jobs
+POLL_S = 90.0  # no NOTIFY (SQLite, MySQL, TiDB): how often waiting claims look for other processes' jobs
 REAP_IDLE_S = 600.0  # with no lease seen, how often the reaper looks for one another process made
 RETRY_S = 5.0  # after the database did not answer
 
@@ -75,6 +75,8 @@ class Wakeups:
         self._empty_at: dict[str, int] = {}  # worker id -> the generation its last claim found nothing at
         self._waiters: set[Waiter] = set()
         self._leased: asyncio.Event | None = None
+        self._access_mark: str | None = None
+        self._mark_read = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = threading.Event()
@@ -140,6 +142,9 @@ class Wakeups:
     def _deliver(self, message: Wakeup) -> None:
         if message.kind == WakeKind.JOBS:
             self.generation += 1
+        elif message.kind == WakeKind.ACCESS:
+            self.store.forget_access()
+            return
         for waiter in list(self._waiters):
             waiter.wake(message)
 
@@ -182,8 +187,11 @@ class Wakeups:
                 continue
             try:
                 now = time.time()
-                queued, canceled = await asyncio.to_thread(self.store.poll_wakeups, since - 1.0)
+                queued, canceled, mark = await asyncio.to_thread(self.store.poll_wakeups, since - 1.0)
                 since = now
+                if self._mark_read and mark != self._access_mark:
+                    self.store.forget_access()  # a token revoked or a worker held in another process
+                self._access_mark, self._mark_read = mark, True
             except Exception as error:
                 log.warning("could not check for new jobs: %s", error)
                 continue

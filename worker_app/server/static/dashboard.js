@@ -60,6 +60,15 @@ function progressOf(job) {
   return parts.join(" · ");
 }
 
+function gpuLine(g) {
+  const parts = [];
+  if (g.temp_c !== undefined) parts.push(`${g.temp_c} °C`);
+  if (g.power_w !== undefined) parts.push(`${g.power_w} W`);
+  if (g.load !== undefined) parts.push(`${g.load}% load`);
+  if (g.vram_used !== undefined && g.vram_total) parts.push(`${(g.vram_used / 2 ** 30).toFixed(1)} of ${(g.vram_total / 2 ** 30).toFixed(1)} GiB`);
+  return `${g.name ?? "GPU"}: ${parts.join(" · ")}`;
+}
+
 function bar(job) {
   const p = job.progress || {};
   return el("progress", { max: 100, value: p.percent ?? 0, "aria-label": `job ${job.id} progress` });
@@ -90,6 +99,7 @@ async function farm() {
     el("div", {}, el("span", { class: `state ${w.state}`, text: workerState(w) }),
       w.job ? el("span", {}, " job ", el("a", { href: `#/job/${w.job.id}`, text: w.job.id })) : null),
     w.job ? el("div", {}, bar(w.job), el("div", { class: "muted", text: progressOf(w.job) })) : null,
+    w.job && Object.keys(w.job.gpu || {}).length ? el("div", { class: "muted gpu", text: gpuLine(w.job.gpu) }) : null,
     el("div", { class: "muted", text: `seen ${ago(w.last_seen, data.now)}${w.warm ? " · Blender kept warm" : ""}` }),
     el("div", { class: "muted", text: `homefarm ${w.app_version ?? "?"} · ${w.os ?? ""}` }),
     w.outdated ? el("div", { class: "flag", text: "a newer homefarm is available" }) : null,
@@ -160,12 +170,14 @@ function chart(activity) {
 
 async function jobs(params) {
   const state = params.get("state") || "";
+  const tag = params.get("tag") || "";
   const query = new URLSearchParams();
   if (state) query.set("state", state);
+  if (tag) query.set("tag", tag);
   if (params.get("cursor")) query.set("cursor", params.get("cursor"));
   const data = await api("jobs?" + query);
   const filter = el("select", { id: "state-filter", "aria-label": "show jobs in state",
-    onchange: (e) => { location.hash = "#/jobs" + (e.target.value ? `?state=${e.target.value}` : ""); } },
+    onchange: (e) => { location.hash = "#/jobs?" + new URLSearchParams({ ...(e.target.value ? { state: e.target.value } : {}), ...(tag ? { tag } : {}) }); } },
     ["", "queued", "leased", "done", "failed", "canceled"].map((s) => el("option", { value: s, text: s || "every state", selected: s === state })));
   const rows = data.jobs.map((j) => el("tr", { "data-job": j.id },
     el("td", {}, el("a", { href: `#/job/${j.id}`, text: j.id })),
@@ -173,9 +185,12 @@ async function jobs(params) {
     el("td", { text: j.tag ?? "" }),
     el("td", {}, j.state === "leased" ? [bar(j), el("div", { class: "muted", text: progressOf(j) })] : el("span", { class: "muted", text: j.error ?? "" })),
     el("td", { class: "muted", text: when(j.updated) })));
-  const more = data.next_cursor ? el("a", { href: `#/jobs?${new URLSearchParams({ ...(state ? { state } : {}), cursor: data.next_cursor })}`, text: "Older jobs" }) : null;
+  const more = data.next_cursor ? el("a", { href: `#/jobs?${new URLSearchParams({ ...(state ? { state } : {}), ...(tag ? { tag } : {}), cursor: data.next_cursor })}`, text: "Older jobs" }) : null;
   jobForm ??= newJobForm();  // one form, kept across the live refreshes: what the owner typed stays
-  show(el("h1", { text: "Jobs" }), jobForm, el("div", { class: "filters" }, el("label", { for: "state-filter", text: "State" }), filter),
+  const tagFilter = el("input", { id: "tag-filter", type: "search", value: tag, placeholder: "a tag",
+    onchange: (e) => { location.hash = "#/jobs?" + new URLSearchParams({ ...(state ? { state } : {}), ...(e.target.value.trim() ? { tag: e.target.value.trim() } : {}) }); } });
+  show(el("h1", { text: "Jobs" }), jobForm, el("div", { class: "filters" }, el("label", { for: "state-filter", text: "State" }), filter,
+    el("label", { for: "tag-filter", text: "Tag" }), tagFilter),
     el("table", {}, el("thead", {}, el("tr", {}, ["Job", "State", "Tag", "Progress or reason", "Updated"].map((h) => el("th", { text: h })))),
       el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 5, class: "muted", text: "No jobs here." })))), more);
 }
@@ -211,7 +226,8 @@ async function job(id) {
     el("h2", { text: "Outputs" }), outputs,
     j.warnings && j.warnings.length ? [el("h2", { text: "Warnings" }), el("ul", {}, j.warnings.map((w) => el("li", { text: `${w.kind}: ${w.path || ""} ${w.message || ""}` })))] : null,
     j.log_tail ? [el("h2", { text: "Blender's last lines" }), el("pre", { class: "log", tabindex: 0, "aria-label": "Blender's last lines", text: j.log_tail })] : null,
-    hooks ? [el("h2", { text: "Webhook deliveries" }), hooks] : null,
+    hooks ? [el("h2", { text: "Webhook deliveries" }), hooks,
+      j.webhooks.some((w) => !w.delivered && !w.next_attempt) ? el("button", { type: "button", text: "Send again", onclick: act("webhooks/again") }) : null] : null,
     el("h2", { text: "Spec" }), el("pre", { tabindex: 0, "aria-label": "the job's spec", text: JSON.stringify(j.spec, null, 2) }));
 }
 

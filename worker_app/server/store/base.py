@@ -17,12 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from worker_app.protocol import limits
-from worker_app.server.schema import alive, jobs, migrate
+from worker_app.server.schema import alive, jobs, keys, migrate
 from worker_app.server.store.statements import claim_statements, finish_statement, output_upsert
 
 log = logging.getLogger("homefarm.server")
 
 NOTIFY_CHANNEL = "homefarm"
+ACCESS_MARK = "access-changed"  # the server_keys row whose value changes with every revocation or hold
 
 Row = sa.Row[Unpack[tuple[Any, ...]]]  # a row as a query returns it, its columns by name
 
@@ -31,6 +32,7 @@ class WakeKind(enum.StrEnum):
     JOBS = "jobs"  # work may be available
     CANCEL = "cancel"  # one worker's waiting claims end now (it paused or quits)
     CLOSING = "closing"  # this server process shuts down: every waiting claim ends now
+    ACCESS = "access"  # a token was revoked or a worker held: every process forgets what it kept of them
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,14 @@ class Wakeup:
 
 
 JOBS = Wakeup(WakeKind.JOBS)
-TOKEN_CACHE_S = 10.0  # a revoked token keeps working this long at most, in a process that just saw it
+# Token answers and holds are kept this long in each process (an idle worker's claims, every 20 s, cost no
+# statement); a revocation or a hold reaches every process at once on PostgreSQL (NOTIFY) and within a poll
+# (POLL_S) on the others while claims wait; the process that made it forgets at once.
+TOKEN_CACHE_S = 300.0
+LAST_USED_EVERY_S = 3600.0  # a token's last_used is written at most this often
 TOUCH_EVERY_S = 300.0  # a worker's last_seen is written at most this often (idle costs: docs/server.md)
 NEWEST_CACHE_S = 5.0
-HELD_CACHE_S = 5.0  # a hold from the dashboard reaches a worker's claims in another process within this
+HELD_CACHE_S = 300.0
 POOL_SIZE = 10  # connections per server process to PostgreSQL or MySQL; --db-pool changes it
 AUTO_POOL_SIZE = 2  # and in its autocommit pool, for the lone statements of the idle loops and the claims
 KEEP_FAILED_S = 3600.0  # outputs of failed and canceled jobs are deleted this long after the job ended
@@ -236,6 +242,7 @@ class Database:
         self._blender: dict[str, int] = {}  # worker id -> its newest Blender (a hello makes a new id)
         self._newest: tuple[int, float] = (0, 0.0)  # newest Blender seen lately, and until when it holds
         self._held: dict[str, tuple[float | None, float]] = {}  # worker id -> (held until, cached until)
+        self._used_written: dict[str, float] = {}  # token digest -> when this process last wrote its last_used
         self._pick, self._lease = claim_statements(self.dialect)
         self._upsert_output = output_upsert(self.dialect)
         self._finish = finish_statement(self.dialect)
@@ -270,6 +277,22 @@ class Database:
         if self.notifies:
             conn.execute(sa.text("SELECT pg_notify(:channel, :message)"),
                          {"channel": NOTIFY_CHANNEL, "message": message.text()})
+
+    def access_changed(self) -> None:
+        """A token was revoked or a worker held or released: this process forgets its kept answers now, the
+        others hear it (NOTIFY on PostgreSQL; the access mark, read by their poll, elsewhere)."""
+        self.forget_access()
+        now = f"{self.clock():.6f}"
+        with self.engine.begin() as conn:
+            if conn.execute(keys.update().where(keys.c.name == ACCESS_MARK).values(value=now)).rowcount == 0:
+                conn.execute(keys.insert().values(name=ACCESS_MARK, value=now))
+            self._announce(conn, Wakeup(WakeKind.ACCESS))
+
+    def forget_access(self) -> None:
+        """Drops the token answers and worker holds this process kept (from any thread)."""
+        with self._cache_lock:
+            self._token_cache.clear()
+            self._held.clear()
 
     def _tell(self, message: Wakeup) -> None:
         for listener in list(self.listeners):

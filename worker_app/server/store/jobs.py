@@ -93,7 +93,8 @@ class Jobs(Leases):
         return views.job_view(row._mapping, [views.OutputRecord(*r) for r in stored], self.retention)
 
     def list_jobs(self, state: str | None = None, limit: int = 100, cursor: str | None = None,
-             updated_since: float | None = None) -> tuple[list[dict[str, Any]], str | None]:
+                  updated_since: float | None = None, tag: str | None = None,
+                  worker_id: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """A page of jobs and the cursor of the next (None after the last). Newest first; with
         ``updated_since``, those changed after it, oldest change first, so a poller keeps the last ``updated``
         it saw. A cursor is opaque; it keeps the order it was made in."""
@@ -113,6 +114,10 @@ class Jobs(Leases):
                 query = query.where(jobs.c.id < after[2])
         if state:
             query = query.where(jobs.c.state == state)
+        if tag:
+            query = query.where(jobs.c.tag == tag)
+        if worker_id:
+            query = query.where(jobs.c.worker_id == worker_id)
         query = query.limit(limit + 1)
         for _ in range(2):
             with self._single() as conn:

@@ -8,9 +8,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from worker_app.server.schema import blender_key, jobs, workers
+from worker_app.server.schema import blender_key, jobs, keys, workers
 from worker_app.server.views import OutputRecord
-from worker_app.server.store.base import JOBS, Row, Canceled, Claimed, Conflict, LeaseLost, NotFound, WakeKind, Wakeup
+from worker_app.server.store.base import ACCESS_MARK, JOBS, Row, Canceled, Claimed, Conflict, LeaseLost, NotFound, WakeKind, Wakeup
 from worker_app.server.store.statements import CLAIMED_ROW, JOB_OUTPUTS, LEASE_ROW, OUTPUT_ROW, STORED_NAMES, leased_update
 from worker_app.server.store.webhooks import Webhooks
 from worker_app.server.store.workers import Workers
@@ -64,16 +64,18 @@ class Leases(Workers, Webhooks):
         with self._read() as conn:
             return conn.scalar(sa.select(jobs.c.id).where(jobs.c.state == "queued").limit(1)) is not None
 
-    def poll_wakeups(self, since: float) -> tuple[bool, list[str]]:
-        """For processes without NOTIFY, in one statement: whether a job is queued, and the workers that
-        canceled their claims at or after ``since``."""
-        queued = sa.select(sa.literal("q").label("kind"), sa.null().label("worker")).where(
+    def poll_wakeups(self, since: float) -> tuple[bool, list[str], str | None]:
+        """For processes without NOTIFY, in one statement: whether a job is queued, the workers that canceled
+        their claims at or after ``since``, and the access mark (it changes with each revocation or hold)."""
+        queued = sa.select(sa.literal("q").label("kind"), sa.null().label("value")).where(
             sa.exists().where(jobs.c.state == "queued"))
-        canceled = sa.select(sa.literal("c").label("kind"), workers.c.id.label("worker")).where(
+        canceled = sa.select(sa.literal("c").label("kind"), workers.c.id.label("value")).where(
             workers.c.claims_canceled >= since)
+        mark = sa.select(sa.literal("a").label("kind"), keys.c.value.label("value")).where(keys.c.name == ACCESS_MARK)
         with self._read() as conn:
-            rows = conn.execute(sa.union_all(queued, canceled)).all()
-        return any(row.kind == "q" for row in rows), [row.worker for row in rows if row.kind == "c"]
+            rows = conn.execute(sa.union_all(queued, canceled, mark)).all()
+        return (any(row.kind == "q" for row in rows), [row.value for row in rows if row.kind == "c"],
+                next((row.value for row in rows if row.kind == "a"), None))
 
     def expire_leases(self) -> int:
         """Puts jobs whose lease ran out back in the queue (or fails them on their last attempt). Also notes

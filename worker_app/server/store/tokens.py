@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from worker_app.server.schema import TOKEN_KINDS, hash_token, keys, tokens
-from worker_app.server.store.base import TOKEN_CACHE_S, Database, NotFound
+from worker_app.server.store.base import LAST_USED_EVERY_S, TOKEN_CACHE_S, Database, NotFound
 
 
 class Tokens(Database):
@@ -39,8 +39,7 @@ class Tokens(Database):
             if len(rows) != 1:
                 raise NotFound(f"no token {token_id}" if not rows else f"{len(rows)} tokens start with {token_id}")
             conn.execute(tokens.delete().where(tokens.c.hash == rows[0].hash))
-        with self._cache_lock:
-            self._token_cache.pop(rows[0].hash, None)
+        self.access_changed()
         return {"id": rows[0].hash[:12], "kind": rows[0].kind, "label": rows[0].label}
 
     def has_tokens(self) -> bool:
@@ -72,8 +71,9 @@ class Tokens(Database):
             return cached[0]
         with self._single() as conn:
             found = conn.scalar(sa.select(tokens.c.kind).where(tokens.c.hash == digest))
-            if found is not None:
+            if found is not None and time.monotonic() - self._used_written.get(digest, -1e18) > LAST_USED_EVERY_S:
                 conn.execute(tokens.update().where(tokens.c.hash == digest).values(last_used=self.clock()))
+                self._used_written[digest] = time.monotonic()
         with self._cache_lock:
             if len(self._token_cache) > 10_000:
                 self._token_cache.clear()

@@ -72,6 +72,17 @@ class Webhooks(Database):
                                           row.created))
         return taken, next_at
 
+    def send_again(self, job_id: int) -> int:
+        """The job's deliveries that were given up on are due again now; returns how many."""
+        with self._single() as conn:
+            again = conn.execute(webhooks.update().where(webhooks.c.job_id == job_id, webhooks.c.delivered.is_(None),
+                                                         webhooks.c.next_at.is_(None))
+                                 .values(next_at=self.clock(), created=self.clock())).rowcount
+        if again:
+            self._call_all(self.webhook_listeners)
+            self._call_all(self.change_listeners)
+        return int(again)
+
     def release_webhooks(self, deliveries: list[int]) -> None:
         """Deliveries this process took and will not try (it is stopping): due again now, attempt uncounted."""
         if not deliveries:

@@ -62,8 +62,7 @@ class Workers(Database):
             ids = [str(i) for i in conn.scalars(sa.select(workers.c.id).where(workers.c.name == name))]
             if ids:
                 conn.execute(workers.update().where(workers.c.name == name).values(held_until=until))
-        with self._cache_lock:
-            self._held.clear()
+        self.access_changed()
         self._call_all(self.change_listeners)
         return ids
 
