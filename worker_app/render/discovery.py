@@ -11,6 +11,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -182,11 +184,35 @@ def pick(installs: list[BlenderInstall], min_version: str | None) -> BlenderInst
                           f"has {have}")
 
 
+_PROBED: dict[tuple[str, int, int], tuple[float, dict[str, list[str]]]] = {}
+_PROBED_LOCK = threading.Lock()
+PROBE_KEEP_S = 3600.0  # a Blender's devices, once listed, are kept this long by this process
+
+
 def probe_devices(install: BlenderInstall, timeout: float = 60.0) -> dict[str, list[str]]:
     """What Blender can render on: {"CPU": ["AMD EPYC"], "CUDA": ["NVIDIA GeForce RTX 4070"], ...}.
 
-    Backends this build knows but finds no device for map to an empty list.
+    Backends this build knows but finds no device for map to an empty list. A listing costs a Blender start
+    (a second or more): this process keeps it an hour for the same Blender file (path, size and time), so that
+    a worker the tray restarts after a settings change signs on at once.
     """
+    try:
+        stat = os.stat(install.path)
+        key: tuple[str, int, int] | None = (install.path, stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        key = None
+    with _PROBED_LOCK:
+        kept = _PROBED.get(key) if key is not None else None
+    if kept is not None and time.monotonic() - kept[0] < PROBE_KEEP_S:
+        return {backend: list(names) for backend, names in kept[1].items()}
+    devices = _list_devices(install, timeout)
+    if key is not None:
+        with _PROBED_LOCK:
+            _PROBED[key] = (time.monotonic(), devices)
+    return {backend: list(names) for backend, names in devices.items()}
+
+
+def _list_devices(install: BlenderInstall, timeout: float) -> dict[str, list[str]]:
     cmd = [install.path, "--background", "--factory-startup", "--disable-autoexec",
            "--python", str(script_path("probe_devices.py"))]
     try:
