@@ -231,8 +231,8 @@ def test_announcements_reach_listeners_and_cancels_are_kept(store, clock):
     assert heard == [JOBS, JOBS, Wakeup(WakeKind.CANCEL, worker)]
     assert [message.text() for message in heard] == ["jobs", "jobs", f"cancel {worker}"], "NOTIFY's payloads"
     assert Wakeup.parse(f"cancel {worker}") == heard[2] and Wakeup.parse("something newer") is None
-    assert store.canceled_since(clock.now) == [worker] and store.canceled_since(clock.now + 1) == []
-    assert store.has_queued()
+    queued, canceled, _ = store.poll_wakeups(clock.now)
+    assert queued and canceled == [worker] and store.poll_wakeups(clock.now + 1)[1] == []
 
 
 def test_the_schema_is_made_once_by_processes_starting_together(db_url):

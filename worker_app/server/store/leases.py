@@ -55,15 +55,6 @@ class Leases(Workers, Webhooks):
             self._announce(conn, message)
         self._tell(message)
 
-    def canceled_since(self, since: float) -> list[str]:
-        """Workers that canceled their claims at or after ``since`` (for processes that poll)."""
-        with self._read() as conn:
-            return list(conn.scalars(sa.select(workers.c.id).where(workers.c.claims_canceled >= since)))
-
-    def has_queued(self) -> bool:
-        with self._read() as conn:
-            return conn.scalar(sa.select(jobs.c.id).where(jobs.c.state == "queued").limit(1)) is not None
-
     def poll_wakeups(self, since: float) -> tuple[bool, list[str], str | None]:
         """For processes without NOTIFY, in one statement: whether a job is queued, the workers that canceled
         their claims at or after ``since``, and the access mark (it changes with each revocation or hold)."""
