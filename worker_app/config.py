@@ -127,6 +127,8 @@ class Config:
     gpu_interval_s: float = 2.0
     # [power]
     keep_awake: bool = True  # keep the PC from sleeping while a job is held (never the display)
+    # [share]: what the server's dashboard may show of this PC besides the kind of pause
+    share_program_names: bool = False
     # [notify]
     notify_gaming: bool = True
     notify_jobs: bool = False
@@ -278,6 +280,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("guard", "check_interval_s", "check_interval_s", _number_in(0.2, 60)),
     Setting("guard", "gpu_interval_s", "gpu_interval_s", _number_in(0.5, 60)),
     Setting("power", "keep_awake", "keep_awake", _bool, core="keep_awake"),
+    Setting("share", "program_names", "share_program_names", _bool, core="share_program_names"),
     Setting("notify", "gaming", "notify_gaming", _bool),
     Setting("notify", "jobs", "notify_jobs", _bool),
     Setting("storage", "cache_max_gb", "cache_max_gb", _number_in(0.1, 100_000)),

@@ -3,6 +3,7 @@ and Blender: signing in, the farm live through the event stream, a job's page, c
 text that stays text, changes that need the page's CSRF token; screenshots in tests/artifacts/."""
 
 import time
+import uuid
 
 import pytest
 import requests
@@ -116,12 +117,51 @@ def test_cancel_from_the_page_stops_blender_and_a_failure_shows_its_reason(farm)
         wait_until(lambda: not blender_processes(running.jobs_dir), timeout=30, what="Blender gone from the worker")
 
 
-def test_a_scene_dropped_on_the_page_is_rendered(farm):
+@pytest.fixture(params=["folder", "s3", "s3-refused"])
+def dropping(request, tmp_path, blender, monkeypatch):
+    """A farm whose scenes live in a folder, in S3 (the page sends them straight there), or in S3 whose CORS
+    rules refuse the page (it sends them through the server)."""
+    storage_url = None
+    refused = request.param == "s3-refused"
+    if request.param != "folder":
+        store = request.getfixturevalue("seaweed")
+        for key, value in store.env().items():
+            monkeypatch.setenv(key, value)
+        storage_url = store.url(f"t-{uuid.uuid4().hex[:12]}")
+    if refused:
+        client = _bucket_client()
+        client.put_bucket_cors(Bucket="renders", CORSConfiguration={"CORSRules": [{
+            "AllowedOrigins": ["https://web-app.example"], "AllowedMethods": ["PUT"], "AllowedHeaders": ["*"]}]})
+    server = JobServer(tmp_path / "server", storage_url=storage_url).start()
+    served = Served(server)
+    served.dashboard_token = server.store.create_token("dashboard", "test")
+    running = Running(served, blender, tmp_path, max_jobs=5, claim_wait=2)
+    try:
+        yield served, running, request.param
+    finally:
+        running.worker.stop()
+        server.stop()
+        if refused:
+            client.delete_bucket_cors(Bucket="renders")
+
+
+def _bucket_client():
+    import os
+
+    import boto3
+    return boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+
+
+def test_a_scene_dropped_on_the_page_goes_where_the_apis_bytes_go_and_is_rendered(dropping):
+    """Through the server with a folder; straight to S3 in checked parts, or through the server where the
+    bucket refuses the page; then rendered, its timeline and a search finding it."""
     from worker_app.demo import sample_scene
 
-    served, running = farm
+    served, running, kind = dropping
+    sent = []
     with chromium() as browser:
         page = browser.new_page()
+        page.on("request", lambda r: sent.append((r.method, r.url)))
         sign_in(page, served)
         page.goto(served.url + "/dashboard/#/jobs")
         page.set_input_files("#scene-file", str(sample_scene()))
@@ -137,8 +177,27 @@ def test_a_scene_dropped_on_the_page_is_rendered(farm):
         wait_until(lambda: served.app.job(job_id)["state"] == "done", timeout=120, what="the dropped scene rendered")
         page.wait_for_selector(".outputs img", timeout=30_000)
         assert page.locator(".outputs img").count() == 2 and page.inner_text(".tag") == "from the page"
+        wait_until(lambda: page.evaluate("document.querySelector('.outputs img').naturalWidth") == 96, timeout=10,
+                   what="the thumbnail drawn (from S3, through the page's CSP)")
+        timeline = page.inner_text(".timeline")
+        assert "Submitted" in timeline and f"Attempt 1 by {running.worker.settings.name}" in timeline
+        assert "done · 2 of 2 frames · 2 outputs uploaded" in timeline
         spec = served.app.job(job_id)["spec"]
         assert spec["render"]["resolution"] == [96, 54] and spec["scene"]["sha256"]
+        through_server = [url for method, url in sent if method == "POST" and url.endswith("/dashboard/api/assets")]
+        straight = [url for method, url in sent if method == "PUT" and not url.startswith(served.url)]
+        if kind == "s3":
+            assert straight and not through_server, "the scene went straight to storage"
+        else:
+            assert through_server and not straight or kind == "s3-refused", sent
+        if kind == "s3-refused":
+            assert through_server, "refused by the bucket, the scene went through the server"
+        page.goto(served.url + "/dashboard/#/jobs?" + "q=FROM+THE")
+        page.wait_for_selector(f"tr[data-job='{job_id}']")
+        assert page.locator("tbody tr").count() == 1
+        page.fill("#text-filter", "no such words")
+        page.press("#text-filter", "Enter")
+        page.wait_for_selector("text=No job matches.")
 
 
 def test_a_pause_from_the_cli_shows_on_the_page_within_two_seconds(tmp_path, blender):

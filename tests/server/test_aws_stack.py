@@ -100,6 +100,12 @@ def test_cloudfront_forwards_what_the_api_needs_and_proves_itself_to_the_origin(
     assert [rule.get("SourcePrefixListId") for rule in ingress] == [{"Ref": "CloudFrontPrefixListId"}]
 
 
+def test_the_bucket_lets_the_dashboard_and_only_it_send_scenes_straight():
+    rules = RESOURCES["Bucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert rules == [{"AllowedOrigins": [{"Fn::Sub": "https://${Distribution.DomainName}"}], "AllowedMethods": ["PUT"],
+                      "AllowedHeaders": ["*"], "ExposedHeaders": ["ETag"], "MaxAge": 3600}]
+
+
 def test_the_instance_takes_the_elastic_ip_so_the_origin_never_moves():
     user_data = RESOURCES["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
     assert "associate-address" in user_data and "${Address.AllocationId}" in user_data

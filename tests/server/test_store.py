@@ -413,3 +413,66 @@ def test_a_submission_with_an_idempotency_key_makes_one_job(db_url, clock):
     finally:
         for store in stores:
             store.close()
+
+
+def test_each_attempt_is_kept_for_the_timeline_and_the_workers_day(store, clock):
+    """Every way an attempt ends leaves one row: given back, failed and retried, gone silent, done; and a job
+    canceled while rendering. A worker's day counts its done jobs and their GPU energy."""
+    pc, other = store.register_worker("pc", {}), store.register_worker("laptop", {})
+    job = store.submit(SPEC, 0, 3, "scene one")
+    start = clock.now
+    lease = store.claim(pc)
+    store.heartbeat(job, lease.lease_id, {"frames_done": 1, "frame_count": 4})
+    clock.now += 5
+    store.release(job, lease.lease_id, "the owner started a game")
+    lease = store.claim(pc)
+    clock.now += 5
+    store.fail(job, lease.lease_id, "Blender crashed: out of memory", "", retryable=True)
+    lease = store.claim(other)
+    store.heartbeat(job, lease.lease_id, {"frames_done": 2, "frame_count": 4})
+    clock.now += 61
+    assert store.expire_leases() == 1
+    lease = store.claim(pc)
+    store.add_output(job, lease.lease_id, "frame_0001.png", "b" * 64, 10)
+    clock.now += 1
+    store.complete(job, lease.lease_id, ["frame_0001.png"], {"render_s": 2.5, "gpu_energy_wh": 0.75})
+    timeline = store.attempts_of(job)
+    assert [(a["outcome"], a["worker"], a["attempt"]) for a in timeline] == [
+        ("released", "pc", 1), ("retried", "pc", 1), ("expired", "laptop", 2), ("done", "pc", 3)]
+    assert timeline[0]["frames_done"] == 1 and timeline[0]["reason"] == "the owner started a game"
+    assert timeline[1]["reason"] == "Blender crashed: out of memory"
+    assert (timeline[2]["frames_done"], timeline[2]["frame_count"]) == (2, 4)
+    assert timeline[3]["render_s"] == 2.5 and timeline[3]["energy_wh"] == 0.75 and timeline[3]["uploaded"] == 1
+    assert all(a["claimed"] <= a["ended"] for a in timeline)
+
+    canceled = store.submit(SPEC, 0, 3, None)
+    lease = store.claim(other)
+    store.cancel(canceled)
+    assert [a["outcome"] for a in store.attempts_of(canceled)] == ["canceled"]
+    assert store.attempts_of(store.submit(SPEC, 0, 3, None)) == [], "a job never claimed has no attempt"
+    assert store.worker_days(start) == {pc: (1, 0.75)}
+    assert store.worker_days(clock.now + 1) == {}
+
+
+def test_jobs_are_found_by_worker_and_by_words_on_every_engine(store):
+    pc, other = store.register_worker("pc", {}), store.register_worker("laptop", {})
+    spaceship = store.submit(SPEC, 0, 3, "Spaceship 100%_final")
+    lease = store.claim(pc)
+    store.fail(spaceship, lease.lease_id, "Blender crashed", "", retryable=True)  # back in the queue, no worker
+    lease = store.claim(other)
+    store.complete(spaceship, lease.lease_id, [], {})
+    teapot = store.submit(SPEC, 0, 3, "teapot")
+    store.claim(pc)
+    store.submit(SPEC, 0, 3, "never claimed")
+
+    def found(**filters):
+        return sorted(int(job["id"]) for job in store.list_jobs(limit=50, **filters)[0])
+
+    assert found(worker="pc") == sorted([spaceship, teapot]), "a job counts for every worker that tried it"
+    assert found(worker="laptop") == [spaceship]
+    assert found(worker="nobody") == []
+    assert found(text="SPACESHIP") == [spaceship], "case does not matter"
+    assert found(text="100%_") == [spaceship] and found(text="0%x") == [], "% and _ are themselves"
+    assert found(text="crashed") == [], "a done job's old reason is gone"
+    assert found(text=str(teapot)) == [teapot]
+    assert found(text="teapot", state="done") == []

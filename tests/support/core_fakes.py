@@ -199,8 +199,9 @@ class FakeGuard:
     def add_listener(self, listener) -> None:
         self.listeners.append(listener)
 
-    def set(self, kind: str | None) -> None:
-        self.decision = PauseDecision(True, f"Paused: {kind} reason", (Cause(kind, f"{kind} reason"),)) \
+    def set(self, kind: str | None, program: str = "") -> None:
+        self.decision = PauseDecision(True, f"Paused: {kind} reason", (Cause(kind, f"{kind} reason",
+                                                                             program=program),)) \
             if kind else PauseDecision()
         for listener in self.listeners:
             listener(self.decision)

@@ -20,12 +20,14 @@ from worker_app.render.blender import RenderResult
 class Core:
     """A Worker on its thread, with every snapshot and report it produced, and waits on them."""
 
-    def __init__(self, tmp_path: Path, client: FakeClient, guard=None, policy="requeue", max_jobs=None):
+    def __init__(self, tmp_path: Path, client: FakeClient, guard=None, policy="requeue", max_jobs=None,
+                 share_program_names=False):
         self.client = client
         self.snapshots, self.reports = [], []
         self.changed = threading.Condition()
         self.worker = Worker(client, BLENDER, Folders(tmp_path / "data" / "jobs", tmp_path / "cache"),
-                             Settings(claim_wait=5, pause_policy=policy, max_jobs=max_jobs), guard=guard,
+                             Settings(claim_wait=5, pause_policy=policy, max_jobs=max_jobs,
+                                      share_program_names=share_program_names), guard=guard,
                              on_snapshot=self._snap, on_job_end=self._report, make_run=FakeRun)
         self.thread = self.worker.start_thread()
 
@@ -258,6 +260,20 @@ def test_requeue_gives_the_job_back_and_claims_nothing_while_paused(core, client
     guard.set(None)
     c.wait(lambda: len(c.reports) == 2, what="job 2 after the pause")
     assert c.reports[1].outcome == Outcome.DONE
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_the_server_hears_the_kind_of_pause_and_the_programs_name_only_if_shared(core, client, share):
+    guard = FakeGuard()
+    c = core(guard=guard, share_program_names=share)
+    c.wait(lambda: ("claim",) in client.calls, what="the first claim")
+    guard.set("game", program="eldenring.exe")
+    assert client.calls.wait_for(lambda calls: any(call[0] == "state" and call[2].paused for call in calls), 5), \
+        "the pause was told to the server"
+    told = next(call[2] for call in client.calls if call[0] == "state" and call[2].paused)
+    assert told.pause_kind == "game"
+    assert told.program == ("eldenring.exe" if share else None)
+    assert ("program" in told.to_json()) is share
 
 
 def test_suspend_freezes_blender_and_thaws_it(core, client, monkeypatch):

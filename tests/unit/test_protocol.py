@@ -125,3 +125,14 @@ def test_an_upload_plan_round_trips():
                                             {"x-amz-checksum-sha256": "q"}),),
                         expires_at=1.0)
     assert P.UploadPlan.parse(plan.to_json()) == plan
+
+
+def test_a_workers_state_names_its_program_only_when_given_and_checks_it():
+    plain = P.WorkerState.parse({"worker_id": "w_1", "paused": True, "pause_kind": "game"})
+    assert plain.program is None and "program" not in plain.to_json()
+    shared = P.WorkerState.parse({"worker_id": "w_1", "paused": True, "pause_kind": "game", "program": "cs2.exe"})
+    assert shared.to_json()["program"] == "cs2.exe"
+    for bad in ("", "x" * 256, 7):
+        with pytest.raises(P.ValidationError) as refused:
+            P.WorkerState.parse({"worker_id": "w_1", "program": bad})
+        assert refused.value.field == "program"

@@ -469,7 +469,7 @@ class Worker(EventLoop):
 
     def _share_state(self) -> None:
         """Tells the server, off the loop's thread and best effort, whether this worker is paused and why (the
-        kind only), and whether it keeps a warm Blender: the dashboard shows it. A failure costs nothing: the
+        kind; the program's name only if the owner shares it), and whether it keeps a warm Blender: the dashboard shows it. A failure costs nothing: the
         next change says it again."""
         worker_id = self.worker_id
         if worker_id is None:
@@ -477,8 +477,9 @@ class Worker(EventLoop):
         pause = _pause_of(self.decision)
         until = pause.until.timestamp() if pause is not None and pause.until is not None else \
             (pause.resume_at if pause is not None else None)
+        program = pause.program if pause is not None and self.settings.share_program_names else ""
         state = P.WorkerState(worker_id, paused=pause is not None, pause_kind=str(pause.kind) if pause else None,
-                              until=until, warm=self.warm.running)
+                              until=until, warm=self.warm.running, program=program or None)
         client = self.make_client()
 
         def send() -> None:

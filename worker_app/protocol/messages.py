@@ -178,22 +178,26 @@ class HelloReply:
 @dataclass(frozen=True)
 class WorkerState:
     """What a worker tells the server when it changes, for the dashboard: whether it is paused and why (the
-    kind only: which program, the owner does not share), until when, and whether it keeps a warm Blender."""
+    kind; the program's name only when its owner set ``share.program_names``), until when, and whether it
+    keeps a warm Blender."""
     worker_id: str
     paused: bool = False
     pause_kind: str | None = None
     until: float | None = None
     warm: bool = False
+    program: str | None = None
 
     @classmethod
     def parse(cls, data: Any) -> WorkerState:
-        check_object(data, "", {"worker_id"}, {"paused", "pause_kind", "until", "warm"})
+        check_object(data, "", {"worker_id"}, {"paused", "pause_kind", "until", "warm", "program"})
         kind = data.get("pause_kind")
         return cls(worker_id=check_str(data["worker_id"], "worker_id", max_len=64),
                    paused=check_bool(data.get("paused", False), "paused"),
                    pause_kind=None if kind is None else check_choice(kind, "pause_kind", PAUSE_KINDS),
                    until=_optional_number(data, "until", 0, 1e12),
-                   warm=check_bool(data.get("warm", False), "warm"))
+                   warm=check_bool(data.get("warm", False), "warm"),
+                   program=None if data.get("program") is None else check_str(data["program"], "program",
+                                                                               max_len=255))
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -27,6 +27,7 @@ from worker_app.protocol import limits
 from worker_app import protocol as P
 from worker_app.server.http import (HttpError, content_length, db, drain, empty, job_id_of, lease_header, read_json,
                                     receive_file, route, starlette_routes)
+from worker_app.server import assets
 from worker_app.server.dashboard import Sessions, Streams
 from worker_app.server.metrics import Metrics
 from worker_app.server.storage import PART_SIZE, asset_key, open_storage, output_key
@@ -40,7 +41,6 @@ from worker_app.server.webhooks import BACKOFF_BASE_S, WebhookSender
 log = logging.getLogger("homefarm.server")
 
 MAX_OUTPUT_BYTES = 64 * 1024**3
-MAX_ASSET_BYTES = limits.MAX_SCENE_SIZE
 # After SIGTERM everything ends within this (requests in flight, slow uploads, webhook deliveries): under ECS's
 # and Docker's default stop timeout of 30 s (--shutdown-grace).
 SHUTDOWN_GRACE_S = 25.0
@@ -93,6 +93,7 @@ class JobServer:
         self.sessions = Sessions(self)
         self.dashboard_streams = Streams()
         self.store.change_listeners.append(self.dashboard_streams.changed)
+        self.wakeups.changed_elsewhere.append(self.dashboard_streams.changed)
         self.asgi = Starlette(routes=starlette_routes(self), lifespan=self._lifespan,
                               exception_handlers={HTTPException: _http_exception})  # type: ignore[dict-item]
         config = uvicorn.Config(self.asgi, lifespan="on", log_config=None, access_log=False,
@@ -466,12 +467,6 @@ async def put_output(server: JobServer, request: Request, job_id: str, name: str
     return JSONResponse(P.StoredOutput(name, sha, size, stored=new[0]).to_json(), 201 if new[0] else 200)
 
 
-def _how_to_upload(server: JobServer) -> dict[str, Any]:
-    """The answer to a plan without ``parts`` (or on a local store): whether the bytes go straight to storage,
-    and in parts of which size; with a local store they go through the server (PUT), as protocol 1 has it."""
-    return P.UploadPlan(direct=server.storage.direct, part_size=server.storage.part_size).to_json()
-
-
 async def _output_upload_call(request: Request, job_id: str, name: str,
                               commit: bool) -> tuple[int, str, P.UploadRequest]:
     """A direct upload's call for one output: the job, its lease, and the upload's fields."""
@@ -491,7 +486,7 @@ async def plan_output_upload(server: JobServer, request: Request, job_id: str, n
         stored = P.StoredOutput(name, ask.sha256, existing.size, stored=False)
         return JSONResponse({**P.UploadPlan(stored=True).to_json(), **stored.to_json(), "stored": True})
     if not server.storage.direct or ask.parts is None:
-        return JSONResponse(_how_to_upload(server))
+        return JSONResponse(assets.how_to_upload(server))
     plan = await db(server.storage.upload_urls, output_key(job, name), ask.size, ask.parts, ask.upload_id,
                     set(ask.done))
     return JSONResponse(plan.to_json())
@@ -651,44 +646,18 @@ async def put_asset(server: JobServer, request: Request) -> Response:
     expected = request.headers.get("x-content-sha256")
     if expected is not None:
         P.check_sha256(expected, "X-Content-SHA256")
-    sha, size = await receive_file(request, server.tmp_dir,
-                                   lambda tmp, sha: server.storage.put_file(asset_key(sha), tmp, sha),
-                                   expected, MAX_ASSET_BYTES)
-    return JSONResponse(_asset(sha, size), 201)
-
-
-def _asset(sha: str, size: int) -> dict[str, Any]:
-    """A stored scene; a job names it by ``url``, a path the worker resolves against its server."""
-    return {"sha256": sha, "size": size, "url": f"{P.WORKER_PREFIX}/assets/{sha}"}
+    return JSONResponse(await assets.receive(server, request, expected), 201)
 
 
 @route("POST", P.API_PREFIX + "/assets/uploads", auth="app")
 async def plan_asset_upload(server: JobServer, request: Request) -> Response:
     """Where the web app uploads a scene straight to storage (S3); ``{"direct": false}``: PUT it here."""
-    ask = P.UploadRequest.parse(await read_json(request), MAX_ASSET_BYTES, commit=False)
-    if server.storage.direct and await db(server.storage.stat, asset_key(ask.sha256)) == ask.size:
-        return JSONResponse({**P.UploadPlan(stored=True).to_json(), **_asset(ask.sha256, ask.size)})
-    if not server.storage.direct or ask.parts is None:
-        return JSONResponse(_how_to_upload(server))
-    plan = await db(server.storage.upload_urls, asset_key(ask.sha256), ask.size, ask.parts, ask.upload_id,
-                    set(ask.done))
-    return JSONResponse(plan.to_json())
+    return JSONResponse(await assets.plan(server, request))
 
 
 @route("POST", P.API_PREFIX + "/assets/{sha256}/commit", auth="app")
 async def commit_asset_upload(server: JobServer, request: Request, sha256: str) -> Response:
-    body = await read_json(request)
-    if isinstance(body, dict):
-        body.setdefault("sha256", sha256)
-    ask = P.UploadRequest.parse(body, MAX_ASSET_BYTES, commit=True)
-    if ask.sha256 != P.check_sha256(sha256, "sha256"):
-        raise HttpError(422, "invalid", "differs from the SHA-256 in the path", field="sha256")
-    if not server.storage.direct:
-        raise HttpError(422, "invalid", "this server stores scenes itself; PUT them to /api/v1/assets",
-                        field="upload_id")
-    await db(server.storage.finish_upload, asset_key(ask.sha256), ask.sha256, ask.size, ask.parts or [],
-             ask.upload_id, ask.etags)
-    return JSONResponse(_asset(ask.sha256, ask.size), 201)
+    return JSONResponse(await assets.commit(server, request, sha256, "PUT /api/v1/assets"), 201)
 
 
 @route("GET", P.API_PREFIX + "/workers", auth="app")

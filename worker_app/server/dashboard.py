@@ -32,11 +32,11 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 
 from worker_app import __version__
 from worker_app import protocol as P
-from worker_app.protocol import limits
-from worker_app.server.http import PAGES, HttpError, db, job_id_of, read_json, receive_file, route
+from worker_app.server import assets
+from worker_app.server.http import PAGES, HttpError, db, job_id_of, read_json, route
 from worker_app.server.schema import HELD_FOREVER, hash_token
-from worker_app.server.storage import asset_key, output_key
-from worker_app.server.store import Conflict, NotFound
+from worker_app.server.storage import output_key
+from worker_app.server.store import BadCursor, Conflict, NotFound
 from worker_app.server.store.base import TOUCH_EVERY_S
 from worker_app.server.wakeups import call_from_any_thread
 
@@ -52,8 +52,8 @@ KEEPALIVE_S = 15.0  # under every CDN's idle cut (CloudFront 30 s)
 SIGN_IN_KINDS = ("dashboard", "app")
 ONLINE_S = 2 * TOUCH_EVERY_S + 60  # a waiting worker's last_seen is written every 5 minutes (idle costs)
 PAUSED_ONLINE_S = 6 * 3600.0  # a paused worker claims nothing: it says so when it pauses, and is trusted this long
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:{storage}; "
+       "connect-src 'self'{storage}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 PREVIEWABLE = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 
 
@@ -135,8 +135,10 @@ async def signed_in(server: JobServer, request: Request) -> str:
     return cookie
 
 
-def _secured(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = CSP
+def _secured(response: Response, storage: str = "") -> Response:
+    """``storage``: the S3 origin the page may send a dropped scene to, and show outputs from (a thumbnail's
+    URL redirects to a presigned one there)."""
+    response.headers["Content-Security-Policy"] = CSP.format(storage=f" {storage}" if storage else "")
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Cache-Control"] = "no-store"
@@ -162,8 +164,9 @@ async def dashboard(server: JobServer, request: Request) -> Response:
     except HttpError:
         return RedirectResponse(server.base_url(request) + PREFIX + "/sign-in", 303)
     page = (await asyncio.to_thread(_read_text, "dashboard.html")).replace(
-        "{{csrf}}", server.sessions.csrf(cookie)).replace("{{version}}", __version__)
-    return _secured(Response(page, media_type="text/html; charset=utf-8"))
+        "{{csrf}}", server.sessions.csrf(cookie)).replace("{{version}}", __version__).replace(
+        "{{storage}}", "direct" if server.storage.direct else "server")
+    return _secured(Response(page, media_type="text/html; charset=utf-8"), server.storage.upload_origin)
 
 
 def _read_text(name: str) -> str:
@@ -233,16 +236,28 @@ def _file(path: Any, media_type: str, headers: dict[str, str]) -> Response:
 @route("GET", PREFIX + "/api/overview", auth="none", table=PAGES)
 async def overview(server: JobServer, request: Request) -> Response:
     await signed_in(server, request)
-    return JSONResponse(await db(_overview, server))
+    now = server.store.clock()
+    try:  # the browser's midnight, for "today" in its owner's time zone
+        today = min(max(float(request.query_params.get("today", "")), now - 2 * 86400), now)
+    except ValueError:
+        today = now - 86400
+    return JSONResponse(await db(_overview, server, today))
 
 
-def _overview(server: JobServer) -> dict[str, Any]:
+def _overview(server: JobServer, today: float) -> dict[str, Any]:
     store = server.store
     now = store.clock()
     running, _ = store.list_jobs("leased", 50)
+    days = store.worker_days(today)
+    names: dict[str, tuple[int, float | None]] = {}
+    rows = store.list_workers()
+    for row in rows:  # a worker's day counts every id it signed on with
+        jobs_done, wh = days.get(row["id"], (0, None))
+        before = names.get(row["name"], (0, None))
+        names[row["name"]] = (before[0] + jobs_done, wh if before[1] is None else before[1] + (wh or 0.0))
     by_worker = {job["worker_id"]: job for job in running}
     workers: dict[str, dict[str, Any]] = {}
-    for row in store.list_workers():
+    for row in rows:
         if now - (row["last_seen"] or 0) > 7 * 86400 or row["name"] in workers:
             continue  # a worker signs on anew at each start: its newest id stands for it
         job = by_worker.get(row["id"])
@@ -259,6 +274,8 @@ def _overview(server: JobServer) -> dict[str, Any]:
             "paused_until": said.get("until"), "warm": bool(said.get("warm")),
             "held": held is not None, "held_until": held if held is not None and held < HELD_FOREVER else None,
             "job": _brief(job) if job else None,
+            "jobs_today": names.get(row["name"], (0, None))[0], "energy_wh_today": names.get(row["name"], (0, None))[1],
+            "program": said.get("program") if said.get("paused") else None,
             "app_version": info.get("app_version"), "os": info.get("os"),
             "outdated": bool(server.latest_worker_version and info.get("app_version")
                              and _older(str(info["app_version"]), server.latest_worker_version)),
@@ -298,8 +315,13 @@ async def jobs_page(server: JobServer, request: Request) -> Response:
     if state is not None:
         P.check_choice(state, "state", P.JOB_STATES)
     tag = (request.query_params.get("tag") or "").strip()[:200] or None
-    found, following = await db(server.store.list_jobs, state, 50, request.query_params.get("cursor") or None,
-                                None, tag)
+    worker = (request.query_params.get("worker") or "").strip()[:255] or None
+    text = (request.query_params.get("q") or "").strip()[:200] or None
+    try:
+        found, following = await db(server.store.list_jobs, state, 50, request.query_params.get("cursor") or None,
+                                    None, tag, worker, text)
+    except BadCursor as error:
+        raise HttpError(422, "invalid", error.detail, field=error.field) from None
     return JSONResponse({"jobs": [_brief(job) for job in found], "next_cursor": following})
 
 
@@ -309,6 +331,7 @@ async def job_page(server: JobServer, request: Request, job_id: str) -> Response
     job = job_id_of(job_id)
     view = await db(server.store.get, job)
     view["webhooks"] = await db(server.store.webhook_deliveries, job)
+    view["timeline"] = await db(server.store.attempts_of, job)
     for output in view["outputs"]:
         output["preview"] = output["name"].lower().endswith(PREVIEWABLE)
     return JSONResponse(view)
@@ -392,12 +415,23 @@ async def set_priority(server: JobServer, request: Request, job_id: str) -> Resp
 
 @route("POST", PREFIX + "/api/assets", auth="none", table=PAGES)
 async def upload_scene(server: JobServer, request: Request) -> Response:
-    """A scene dropped on the page: its bytes go into storage through the server, checked by their SHA-256."""
+    """A scene dropped on the page, through the server: where the storage is a folder, or the browser could
+    not reach S3 itself (the bucket's CORS, a page not served over https)."""
     await signed_in(server, request)
-    sha, size = await receive_file(request, server.tmp_dir,
-                                   lambda tmp, sha: server.storage.put_file(asset_key(sha), tmp, sha), None,
-                                   limits.MAX_SCENE_SIZE)
-    return JSONResponse({"sha256": sha, "size": size, "url": f"{P.WORKER_PREFIX}/assets/{sha}"}, 201)
+    return JSONResponse(await assets.receive(server, request, None), 201)
+
+
+@route("POST", PREFIX + "/api/assets/uploads", auth="none", table=PAGES)
+async def plan_scene_upload(server: JobServer, request: Request) -> Response:
+    """Where the page uploads a scene straight to S3, as the web app's API plans it (docs/protocol.md)."""
+    await signed_in(server, request)
+    return JSONResponse(await assets.plan(server, request))
+
+
+@route("POST", PREFIX + "/api/assets/{sha256}/commit", auth="none", table=PAGES)
+async def commit_scene_upload(server: JobServer, request: Request, sha256: str) -> Response:
+    await signed_in(server, request)
+    return JSONResponse(await assets.commit(server, request, sha256, "the dashboard's api/assets"), 201)
 
 
 @route("POST", PREFIX + "/api/jobs", auth="none", table=PAGES)
@@ -447,40 +481,51 @@ async def webhooks_again(server: JobServer, request: Request, job_id: str) -> Re
 @route("GET", PREFIX + "/events", auth="none", table=PAGES)
 async def events(server: JobServer, request: Request) -> Response:
     """Server-Sent Events: ``change`` when a job or a worker changed in this process (or, on PostgreSQL, in
-    another: its NOTIFY wakes this one's claims and streams alike); a comment every 15 s otherwise."""
+    another: its change notice); a comment every 15 s otherwise. A browser that reconnects with a
+    ``Last-Event-ID`` older than the last change (or from another server) hears of a change at once."""
     await signed_in(server, request)
-    stream = server.dashboard_streams.open()
-    return StreamingResponse(stream.events(request), media_type="text/event-stream",
+    stream = server.dashboard_streams.open(request.headers.get("last-event-id"))
+    return StreamingResponse(stream.events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 class Streams:
-    """The open event streams of this process; told of every change from any thread."""
+    """The open event streams of this process; told of every change from any thread. Each change has an id,
+    this process's own and counting up, that a reconnecting browser sends back."""
 
     def __init__(self) -> None:
         self._open: set[Stream] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closing = False
+        self._boot = base64.urlsafe_b64encode(hashlib.sha256(str(time.time_ns()).encode()).digest()[:6]).decode()
+        self._changes = 0
 
-    def open(self) -> Stream:
+    @property
+    def last_id(self) -> str:
+        return f"{self._boot}-{self._changes}"
+
+    def open(self, last_event_id: str | None = None) -> Stream:
         self.loop = asyncio.get_running_loop()
         stream = Stream(self)
         self._open.add(stream)
+        if last_event_id is not None and last_event_id != self.last_id:
+            stream.pending.set()  # it missed a change while away
         return stream
 
     def changed(self) -> None:
         """From any thread."""
-        if self._open:
-            call_from_any_thread(self.loop, self._tell)
+        call_from_any_thread(self.loop, self._tell)
 
     def _tell(self) -> None:
+        self._changes += 1
         for stream in list(self._open):
             stream.pending.set()
 
     def close(self) -> None:
         """The server stops: every stream ends now (a browser reconnects to the next instance)."""
         self.closing = True
-        self._tell()
+        for stream in list(self._open):
+            stream.pending.set()
 
     @property
     def count(self) -> int:
@@ -491,9 +536,8 @@ class Stream:
     def __init__(self, streams: Streams):
         self.streams = streams
         self.pending = asyncio.Event()
-        self.sent = 0
 
-    async def events(self, request: Request) -> AsyncIterator[str]:
+    async def events(self) -> AsyncIterator[str]:
         try:
             yield "retry: 3000\n\n"
             while not self.streams.closing:
@@ -506,7 +550,6 @@ class Stream:
                     return
                 await asyncio.sleep(0.25)  # changes in a burst (a frame saved, its heartbeat) go as one
                 self.pending.clear()
-                self.sent += 1
-                yield f"id: {self.sent}\nevent: change\ndata: {{}}\n\n"
+                yield f"id: {self.streams.last_id}\nevent: change\ndata: {{}}\n\n"
         finally:
             self.streams._open.discard(self)

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 TOKEN_KINDS = ("app", "worker", "dashboard")
 HELD_FOREVER = 1e12  # a worker held until the dashboard releases it  # a dashboard token signs in to the dashboard, nothing else
 
@@ -126,6 +126,28 @@ alive = sa.Table(
     "server_alive", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("at", Time, nullable=False),
+)
+
+# Each attempt at a job once it ended, for the dashboard's timeline and each worker's day: who claimed it, when,
+# how far it got and how it ended (the attempt under way is the job's own row).
+attempts = sa.Table(
+    "job_attempts", metadata,
+    sa.Column("id", JobId, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.BigInteger, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("claimed", Time),
+    sa.Column("ended", Time, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # done, failed, retried, released, expired, canceled
+    sa.Column("frames_done", sa.Integer),
+    sa.Column("frame_count", sa.Integer),
+    sa.Column("reason", sa.Text),
+    sa.Column("render_s", sa.Double()),
+    sa.Column("energy_wh", sa.Double()),
+    sa.Index("job_attempts_job", "job_id", "id"),
+    sa.Index("job_attempts_ended", "ended"),
+    sa.Index("job_attempts_worker", "worker_id", "job_id"),
+    sqlite_autoincrement=True,
 )
 
 # The server's own secrets, made once and shared by its processes: the dashboard's session-signing key.
@@ -245,7 +267,12 @@ def _to_v6(conn: sa.Connection) -> None:
                                  f"{column.type.compile(dialect=conn.dialect)}")
 
 
-_STEPS = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6}
+def _to_v7(conn: sa.Connection) -> None:
+    """Each ended attempt at a job (the dashboard's timeline)."""
+    attempts.create(conn, checkfirst=True)
+
+
+_STEPS = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6, 7: _to_v7}
 
 
 def blender_key(version: str | None) -> int:

@@ -71,6 +71,11 @@ class Storage:
     direct = False
     part_size = PART_SIZE
 
+    @property
+    def upload_origin(self) -> str:
+        """The origin (scheme, host, port) of the presigned URLs this storage gives out, if any."""
+        return ""
+
     def describe(self) -> str:
         raise NotImplementedError
 
@@ -161,9 +166,19 @@ class S3Storage(Storage):
                         request_checksum_calculation="when_required",
                         response_checksum_validation="when_required")
         self.client = boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+        self._origin: str | None = None
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
+
+    @property
+    def upload_origin(self) -> str:
+        """The dashboard's page may send to it, and show outputs from it."""
+        if self._origin is None:
+            url = urlsplit(self.client.generate_presigned_url(
+                "put_object", Params={"Bucket": self.bucket, "Key": self._key("probe")}, ExpiresIn=60))
+            self._origin = f"{url.scheme}://{url.netloc}"
+        return self._origin
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key

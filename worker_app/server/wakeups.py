@@ -81,6 +81,9 @@ class Wakeups:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
+        # Told (on the listening thread) when another process says a job or a worker changed there: the
+        # dashboards' streams in this one.
+        self.changed_elsewhere: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -189,8 +192,10 @@ class Wakeups:
                 now = time.time()
                 queued, canceled, mark = await asyncio.to_thread(self.store.poll_wakeups, since - 1.0)
                 since = now
-                if self._mark_read and mark != self._access_mark:
-                    self.store.forget_access()  # a token revoked or a worker held in another process
+                if not self._mark_read or mark != self._access_mark:
+                    # A token revoked or a worker held in another process (at the first read: perhaps since
+                    # this process kept its answers, so they go too).
+                    self.store.forget_access()
                 self._access_mark, self._mark_read = mark, True
             except Exception as error:
                 log.warning("could not check for new jobs: %s", error)
@@ -215,7 +220,13 @@ class Wakeups:
                     while not self._stop.is_set():
                         for notify in conn.notifies(timeout=1.0):
                             message = Wakeup.parse(notify.payload)
-                            if message is not None:
+                            if message is None:
+                                continue
+                            if message.kind == WakeKind.CHANGED:
+                                if message.sender != self.store.process_id:
+                                    for listener in list(self.changed_elsewhere):
+                                        listener()
+                            else:
                                 self._from_any_thread(message)
             except Exception as error:
                 if self._stop.is_set():

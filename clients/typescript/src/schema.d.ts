@@ -134,8 +134,8 @@ export interface paths {
         put?: never;
         /**
          * The worker's own state, sent when it changes, for the dashboard.
-         * @description Whether the worker is paused and why (the kind of reason only: the owner's programs are not named),
-         *     until when if that is known, and whether it keeps a warm Blender. Best effort: a worker that cannot
+         * @description Whether the worker is paused and why (the kind of reason; the program that caused it only when the
+         *     owner set share.program_names = true), until when if that is known, and whether it keeps a warm Blender. Best effort: a worker that cannot
          *     send it says it again at its next change. Also counts as seeing the worker.
          */
         post: operations["reportState"];
@@ -1247,6 +1247,8 @@ export interface operations {
                     pause_kind?: "manual" | "game" | "gpu" | "fullscreen" | "active" | "schedule" | "thermal" | "disk" | "hold-off" | "update";
                     until?: components["schemas"]["Timestamp"];
                     warm?: boolean;
+                    /** @description The program that paused the worker, sent only when its owner shares program names. */
+                    program?: string;
                 };
             };
         };

@@ -2,6 +2,7 @@
 // names) is put on the page with textContent: text, never markup. Live through Server-Sent Events.
 
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const directStorage = document.querySelector('meta[name="storage"]').content === "direct";  // scenes go to S3
 const view = document.getElementById("view");
 const live = document.getElementById("live");
 let refreshTimer = null;
@@ -88,12 +89,13 @@ function workerState(w) {
     return w.held_until ? `held from here until ${new Date(w.held_until * 1000).toLocaleTimeString()}` : "held from here until released";
   }
   if (w.state !== "paused") return w.state;
-  const words = PAUSED[w.pause_kind] || "paused";
+  const words = (PAUSED[w.pause_kind] || "paused") + (w.program ? ` (${w.program})` : "");
   return w.paused_until ? `${words}, until ${new Date(w.paused_until * 1000).toLocaleTimeString()}` : words;
 }
 
 async function farm() {
-  const [data, activity] = await Promise.all([api("overview"), api("activity")]);
+  const midnight = new Date().setHours(0, 0, 0, 0) / 1000;  // "today" in this browser's time zone
+  const [data, activity] = await Promise.all([api(`overview?today=${midnight}`), api("activity")]);
   const workers = data.workers.length ? data.workers.map((w) => el("article", { class: "card worker", "data-name": w.name },
     el("h3", { text: w.name }),
     el("div", {}, el("span", { class: `state ${w.state}`, text: workerState(w) }),
@@ -101,6 +103,7 @@ async function farm() {
     w.job ? el("div", {}, bar(w.job), el("div", { class: "muted", text: progressOf(w.job) })) : null,
     w.job && Object.keys(w.job.gpu || {}).length ? el("div", { class: "muted gpu", text: gpuLine(w.job.gpu) }) : null,
     el("div", { class: "muted", text: `seen ${ago(w.last_seen, data.now)}${w.warm ? " · Blender kept warm" : ""}` }),
+    el("div", {}, el("a", { href: `#/jobs?${new URLSearchParams({ worker: w.name })}`, text: today(w) })),
     el("div", { class: "muted", text: `homefarm ${w.app_version ?? "?"} · ${w.os ?? ""}` }),
     w.outdated ? el("div", { class: "flag", text: "a newer homefarm is available" }) : null,
     w.blender.length ? el("div", { class: "muted", text: `Blender ${w.blender.join(", ")}` }) : null,
@@ -121,6 +124,11 @@ async function farm() {
     el("h2", { text: "Jobs" }), counts, chart(activity), last);
 }
 
+function today(w) {
+  const jobs = `${w.jobs_today} job${w.jobs_today === 1 ? "" : "s"} today`;
+  return w.energy_wh_today === null || w.energy_wh_today === undefined ? jobs : `${jobs} · ${w.energy_wh_today.toFixed(1)} Wh on the GPU`;
+}
+
 async function holdWorker(name, action, body) {
   try {
     await api(`workers/${encodeURIComponent(name)}/${action}`, { method: "POST", body: JSON.stringify(body || {}) });
@@ -130,19 +138,19 @@ async function holdWorker(name, action, body) {
   }
 }
 
-function chart(activity) {
+function bars(hours, series, label) {
+  // One bar per hour, its parts stacked: series is [[class, value of an hour], ...].
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
-  const hours = activity.hours;
-  const most = Math.max(1, ...hours.map((h) => h.done + h.failed));
+  const most = Math.max(1e-9, ...hours.map((h) => series.reduce((sum, [, value]) => sum + value(h), 0)));
   svg.setAttribute("viewBox", `0 0 ${hours.length} 100`);
   svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("role", "img");
-  const total = hours.reduce((a, h) => [a[0] + h.done, a[1] + h.failed], [0, 0]);
-  svg.setAttribute("aria-label", `jobs an hour over the last 7 days: ${total[0]} done, ${total[1]} failed`);
+  svg.setAttribute("aria-label", label);
   hours.forEach((h, i) => {
     let y = 100;
-    for (const [kind, n] of [["done", h.done], ["failed", h.failed]]) {
+    for (const [kind, value] of series) {
+      const n = value(h);
       if (!n) continue;
       const height = (n / most) * 96;
       const rect = document.createElementNS(ns, "rect");
@@ -157,42 +165,89 @@ function chart(activity) {
   line.setAttribute("x1", 0); line.setAttribute("x2", hours.length); line.setAttribute("y1", 100); line.setAttribute("y2", 100);
   line.setAttribute("class", "axis");
   svg.append(line);
-  if (!total[0] && !total[1]) {
+  return svg;
+}
+
+function chart(activity) {
+  const hours = activity.hours;
+  const done = hours.reduce((n, h) => n + h.done, 0);
+  const failed = hours.reduce((n, h) => n + h.failed, 0);
+  if (!done && !failed) {
     return el("section", { class: "chart" }, el("h2", { text: "Jobs an hour, last 7 days" }),
       el("p", { class: "muted", text: "No job ended in the last 7 days." }));
   }
+  const minutes = hours.reduce((n, h) => n + h.render_s, 0) / 60;
   const reasons = activity.reasons.length ? el("ul", {}, activity.reasons.map(([reason, n]) => el("li", { text: `${n} × ${reason}` }))) : null;
-  return el("section", { class: "chart" }, el("h2", { text: "Jobs an hour, last 7 days" }), svg,
-    el("p", { class: "muted", text: `${total[0]} done, ${total[1]} failed` }), reasons ? el("h2", { text: "Failures by reason" }) : null, reasons);
+  return el("section", { class: "chart" },
+    el("h2", { text: "Jobs an hour, last 7 days" }),
+    bars(hours, [["done", (h) => h.done], ["failed", (h) => h.failed]], `jobs an hour over the last 7 days: ${done} done, ${failed} failed`),
+    el("p", { class: "muted", text: `${done} done, ${failed} failed` }),
+    el("h2", { text: "Render time an hour, last 7 days" }),
+    bars(hours, [["render", (h) => h.render_s]], `render time an hour over the last 7 days: ${minutes.toFixed(1)} minutes in all`),
+    el("p", { class: "muted", text: `${minutes < 120 ? `${minutes.toFixed(1)} minutes` : `${(minutes / 60).toFixed(1)} hours`} of rendering` }),
+    reasons ? el("h2", { text: "Failures by reason" }) : null, reasons);
 }
 
 // -- jobs -----------------------------------------------------------------------------------------
 
-async function jobs(params) {
-  const state = params.get("state") || "";
-  const tag = params.get("tag") || "";
+const FILTERS = ["state", "tag", "worker", "q"];
+
+function jobsLink(filters, extra = {}) {
   const query = new URLSearchParams();
-  if (state) query.set("state", state);
-  if (tag) query.set("tag", tag);
+  for (const key of FILTERS) if (filters[key]) query.set(key, filters[key]);
+  for (const [key, value] of Object.entries(extra)) query.set(key, value);
+  return "#/jobs?" + query;
+}
+
+async function jobs(params) {
+  const filters = Object.fromEntries(FILTERS.map((key) => [key, params.get(key) || ""]));
+  const query = new URLSearchParams(jobsLink(filters).slice(7));
   if (params.get("cursor")) query.set("cursor", params.get("cursor"));
   const data = await api("jobs?" + query);
-  const filter = el("select", { id: "state-filter", "aria-label": "show jobs in state",
-    onchange: (e) => { location.hash = "#/jobs?" + new URLSearchParams({ ...(e.target.value ? { state: e.target.value } : {}), ...(tag ? { tag } : {}) }); } },
-    ["", "queued", "leased", "done", "failed", "canceled"].map((s) => el("option", { value: s, text: s || "every state", selected: s === state })));
+  const change = (key) => (e) => { location.hash = jobsLink({ ...filters, [key]: e.target.value.trim() }); };
+  const stateFilter = el("select", { id: "state-filter", onchange: change("state") },
+    ["", "queued", "leased", "done", "failed", "canceled"].map((s) => el("option", { value: s, text: s || "every state", selected: s === filters.state })));
+  const text = (key, id, placeholder) => el("input", { id, type: "search", value: filters[key], placeholder, onchange: change(key) });
   const rows = data.jobs.map((j) => el("tr", { "data-job": j.id },
     el("td", {}, el("a", { href: `#/job/${j.id}`, text: j.id })),
     el("td", {}, el("span", { class: `state ${j.state}`, text: j.state })),
     el("td", { text: j.tag ?? "" }),
     el("td", {}, j.state === "leased" ? [bar(j), el("div", { class: "muted", text: progressOf(j) })] : el("span", { class: "muted", text: j.error ?? "" })),
     el("td", { class: "muted", text: when(j.updated) })));
-  const more = data.next_cursor ? el("a", { href: `#/jobs?${new URLSearchParams({ ...(state ? { state } : {}), ...(tag ? { tag } : {}), cursor: data.next_cursor })}`, text: "Older jobs" }) : null;
+  const more = data.next_cursor ? el("a", { href: jobsLink(filters, { cursor: data.next_cursor }), text: "Older jobs" }) : null;
   jobForm ??= newJobForm();  // one form, kept across the live refreshes: what the owner typed stays
-  const tagFilter = el("input", { id: "tag-filter", type: "search", value: tag, placeholder: "a tag",
-    onchange: (e) => { location.hash = "#/jobs?" + new URLSearchParams({ ...(state ? { state } : {}), ...(e.target.value.trim() ? { tag: e.target.value.trim() } : {}) }); } });
-  show(el("h1", { text: "Jobs" }), jobForm, el("div", { class: "filters" }, el("label", { for: "state-filter", text: "State" }), filter,
-    el("label", { for: "tag-filter", text: "Tag" }), tagFilter),
+  const filtered = FILTERS.some((key) => filters[key]);
+  show(el("h1", { text: "Jobs" }), jobForm,
+    el("div", { class: "filters", role: "search" },
+      el("label", { for: "state-filter", text: "State" }), stateFilter,
+      el("label", { for: "tag-filter", text: "Tag" }), text("tag", "tag-filter", "a tag"),
+      el("label", { for: "worker-filter", text: "Worker" }), text("worker", "worker-filter", "a worker's name"),
+      el("label", { for: "text-filter", text: "Search" }), text("q", "text-filter", "number, tag or reason"),
+      filtered ? el("a", { href: "#/jobs", text: "Show all" }) : null),
     el("table", {}, el("thead", {}, el("tr", {}, ["Job", "State", "Tag", "Progress or reason", "Updated"].map((h) => el("th", { text: h })))),
-      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 5, class: "muted", text: "No jobs here." })))), more);
+      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 5, class: "muted", text: filtered ? "No job matches." : "No jobs here." })))), more);
+}
+
+const ENDED = {
+  done: "done", failed: "failed", retried: "failed, to be tried again", released: "given back unfinished",
+  expired: "the worker went silent", canceled: "canceled",
+};
+
+function timeline(j) {
+  const frames = (a) => a.frame_count ? ` · ${a.frames_done ?? 0} of ${a.frame_count} frames` : "";
+  const items = [el("li", {}, el("b", { text: "Submitted" }), ` ${when(j.created)}`)];
+  for (const a of j.timeline) {
+    items.push(el("li", { class: a.outcome },
+      el("b", { text: `Attempt ${a.attempt}` }), ` by ${a.worker ?? "a worker since gone"} · claimed ${when(a.claimed)}`,
+      el("div", { class: "muted", text: `ended ${when(a.ended)}: ${ENDED[a.outcome] ?? a.outcome}${frames(a)} · ${a.uploaded} output${a.uploaded === 1 ? "" : "s"} uploaded` +
+        (a.render_s ? ` · ${a.render_s.toFixed(1)} s rendering` : "") + (a.energy_wh ? ` · ${a.energy_wh.toFixed(2)} Wh` : "") }),
+      a.reason && a.outcome !== "done" ? el("div", { class: "reason muted", text: a.reason }) : null));
+  }
+  if (j.state === "leased") {
+    items.push(el("li", { class: "now" }, el("b", { text: `Attempt ${j.attempts}` }), ` claimed ${when(j.claimed)}, rendering now`,
+      el("div", { class: "muted", text: progressOf(j) })));
+  }
+  return el("ol", { class: "timeline", "aria-label": "the job's timeline" }, items);
 }
 
 async function job(id) {
@@ -223,6 +278,7 @@ async function job(id) {
     actions, problem,
     el("p", { class: "muted", text: `submitted ${when(j.created)} · attempt ${j.attempts} of ${j.max_attempts} · priority ${j.priority}` + (j.finished ? ` · ended ${when(j.finished)}` : "") }),
     j.error ? [el("h2", { text: "Why it failed" }), el("p", { class: "reason", text: j.error })] : null,
+    el("h2", { text: "Timeline" }), timeline(j),
     el("h2", { text: "Outputs" }), outputs,
     j.warnings && j.warnings.length ? [el("h2", { text: "Warnings" }), el("ul", {}, j.warnings.map((w) => el("li", { text: `${w.kind}: ${w.path || ""} ${w.message || ""}` })))] : null,
     j.log_tail ? [el("h2", { text: "Blender's last lines" }), el("pre", { class: "log", tabindex: 0, "aria-label": "Blender's last lines", text: j.log_tail })] : null,
@@ -262,11 +318,7 @@ function newJobForm() {
     const scene = file.files[0];
     if (!scene) { problem.textContent = "Choose a .blend file first."; return; }
     try {
-      status.textContent = `Uploading ${scene.name}…`;
-      const response = await fetch("api/assets", { method: "POST", body: scene, credentials: "same-origin",
-        headers: { "X-CSRF-Token": csrf, "Content-Type": "application/octet-stream" } });
-      const asset = await response.json();
-      if (!response.ok) throw new Error(asset.message || `the upload failed (${response.status})`);
+      const asset = await uploadScene(scene, (text) => { status.textContent = text; });
       status.textContent = "Submitting…";
       const spec = { scene: asset, render: { frames: frames.value.trim(), samples: Number(samples.value),
         resolution: [Number(width.value), Number(height.value)], device: device.value } };
@@ -279,6 +331,64 @@ function newJobForm() {
     }
   });
   return form;
+}
+
+// -- a scene's upload: where the API sends bytes (straight to S3, or through the server) -------------
+
+const hex = (buffer) => Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
+const DIRECT_MAX = 1024 ** 3;  // the page hashes a scene in memory: larger ones go through the server
+
+async function uploadScene(scene, say) {
+  // With S3 storage the scene goes straight to the bucket, in parts each checked by its SHA-256 (the web app's
+  // API does the same). Where the browser cannot (no crypto.subtle outside https, the bucket's CORS refuses this
+  // page, a scene over 1 GiB), it goes through the server, and the page says why.
+  if (directStorage && window.crypto?.subtle && scene.size <= DIRECT_MAX) {
+    try {
+      const stored = await uploadDirect(scene, say);
+      if (stored) return stored;
+    } catch (error) {
+      if (!(error instanceof TypeError)) throw error;  // refused by storage or the server: say so
+      say(`Storage could not be reached from this page (its CORS rules?); sending ${scene.name} through the server…`);
+      return await uploadThroughServer(scene);
+    }
+  }
+  say(`Uploading ${scene.name}…`);
+  return await uploadThroughServer(scene);
+}
+
+async function uploadThroughServer(scene) {
+  const response = await fetch("api/assets", { method: "POST", body: scene, credentials: "same-origin",
+    headers: { "X-CSRF-Token": csrf, "Content-Type": "application/octet-stream" } });
+  const asset = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(asset.message || `the upload failed (${response.status})`);
+  return asset;
+}
+
+async function uploadDirect(scene, say) {
+  // The stored scene; null when the server keeps scenes itself (then they go through it).
+  say(`Checking ${scene.name}…`);
+  const bytes = await scene.arrayBuffer();
+  const sha256 = hex(await crypto.subtle.digest("SHA-256", bytes));
+  const size = bytes.byteLength;
+  const how = await api("assets/uploads", { method: "POST", body: JSON.stringify({ sha256, size }) });
+  if (how.stored) return { sha256, size, url: how.url };
+  if (!how.direct) return null;
+  const partSize = how.part_size ?? size;
+  const parts = [];
+  for (let at = 0; at < size || parts.length === 0; at += partSize) {
+    parts.push(hex(await crypto.subtle.digest("SHA-256", bytes.slice(at, Math.min(at + partSize, size)))));
+  }
+  const plan = await api("assets/uploads", { method: "POST", body: JSON.stringify({ sha256, size, parts }) });
+  if (plan.stored) return { sha256, size, url: plan.url };
+  const etags = {};
+  for (const part of plan.parts) {
+    say(`Uploading ${scene.name} to storage, part ${part.number} of ${parts.length}…`);
+    const start = (part.number - 1) * partSize;
+    const sent = await fetch(part.url, { method: "PUT", headers: part.headers, body: bytes.slice(start, Math.min(start + partSize, size)) });
+    if (!sent.ok) throw new Error(`storage refused part ${part.number} of the scene (${sent.status})`);
+    etags[String(part.number)] = sent.headers.get("ETag") ?? "";
+  }
+  return await api(`assets/${sha256}/commit`, { method: "POST", body: JSON.stringify({ sha256, size, parts, upload_id: plan.upload_id ?? null, etags }) });
 }
 
 // -- routing and live updates ---------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import secrets
 import sqlite3
 import ssl
 import threading
@@ -33,17 +34,21 @@ class WakeKind(enum.StrEnum):
     CANCEL = "cancel"  # one worker's waiting claims end now (it paused or quits)
     CLOSING = "closing"  # this server process shuts down: every waiting claim ends now
     ACCESS = "access"  # a token was revoked or a worker held: every process forgets what it kept of them
+    CHANGED = "changed"  # a job or a worker changed in the process named: the dashboards' streams tell it
 
 
 @dataclass(frozen=True)
 class Wakeup:
     """What wakes waiting claims, in this process (the store's listeners) and in the others (PostgreSQL's
-    NOTIFY payload, as text: "jobs", "cancel <worker id>", "closing")."""
+    NOTIFY payload, as text: "jobs", "cancel <worker id>", "closing", "access", "changed <process>")."""
     kind: WakeKind
-    worker_id: str = ""
+    worker_id: str = ""  # CANCEL: whose claims end
+    sender: str = ""  # CHANGED: the process where it changed (a process ignores its own)
 
     def text(self) -> str:
-        return f"{self.kind} {self.worker_id}" if self.kind == WakeKind.CANCEL else str(self.kind)
+        if self.kind == WakeKind.CANCEL:
+            return f"{self.kind} {self.worker_id}"
+        return f"{self.kind} {self.sender}" if self.kind == WakeKind.CHANGED else str(self.kind)
 
     @classmethod
     def parse(cls, text: str) -> Wakeup | None:
@@ -53,7 +58,8 @@ class Wakeup:
             found = WakeKind(kind)
         except ValueError:
             return None
-        return cls(found, worker_id if found == WakeKind.CANCEL else "")
+        return cls(found, worker_id if found == WakeKind.CANCEL else "",
+                   worker_id if found == WakeKind.CHANGED else "")
 
 
 JOBS = Wakeup(WakeKind.JOBS)
@@ -69,6 +75,7 @@ POOL_SIZE = 10  # connections per server process to PostgreSQL or MySQL; --db-po
 AUTO_POOL_SIZE = 2  # and in its autocommit pool, for the lone statements of the idle loops and the claims
 KEEP_FAILED_S = 3600.0  # outputs of failed and canceled jobs are deleted this long after the job ended
 KEEP_OUTPUTS_S = 30 * 86400.0  # and every job's outputs this long after it ended (0: kept until deleted)
+CHANGE_NOTICE_S = 1.0  # on PostgreSQL, the other processes hear of this one's changes at most this often
 ALIVE_EVERY_S = 30.0  # while leases are held, the liveness stamp is at most this old
 OUTAGE_MAX_S = 86400.0  # leases are extended by at most a day, however long no server was alive
 WEBHOOK_HOLD_S = 60.0  # a sender holds a delivery this long; if it dies, another process sends it then
@@ -206,6 +213,41 @@ def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> No
             time.sleep(0.02)
 
 
+class Notices:
+    """Sends a notice on a thread of its own when poked: at most once per ``CHANGE_NOTICE_S``, the last poke of a
+    burst always followed by one. A notice that fails is logged and dropped (the dashboards miss a refresh)."""
+
+    def __init__(self, send: Callable[[], None], every: float = CHANGE_NOTICE_S):
+        self._send, self._every = send, every
+        self._due = threading.Event()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def poke(self) -> None:
+        self._due.set()
+        with self._lock:
+            if self._thread is None and not self._stopped:
+                self._thread = threading.Thread(target=self._run, name="homefarm-change-notices", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._due.set()
+
+    def _run(self) -> None:
+        while True:
+            self._due.wait()
+            if self._stopped:
+                return
+            self._due.clear()
+            try:
+                self._send()
+            except Exception as error:
+                log.debug("could not tell the other server processes of a change: %s", error)
+            time.sleep(self._every)
+
+
 class Database:
     """The engine, the clock and the caches that the store's parts share; one per server process."""
 
@@ -233,6 +275,8 @@ class Database:
         self.lease_listeners: list[Callable[[], None]] = []
         self.webhook_listeners: list[Callable[[], None]] = []
         self.change_listeners: list[Callable[[], None]] = []  # any job changed here (the dashboard's stream)
+        self.process_id = secrets.token_hex(6)  # names this process's change notices to the others
+        self._notices = Notices(self._send_change_notice) if self.notifies else None
         self.next_expiry: float | None = None  # the soonest a lease the reaper saw last can run out
         self.leases_held = False  # whether the reaper saw any lease last time
         self._stamped = -1e18  # time.monotonic() of this process's last liveness stamp
@@ -249,6 +293,8 @@ class Database:
         self.expired_total = 0  # leases this process expired, for the metrics
 
     def close(self) -> None:
+        if self._notices is not None:
+            self._notices.stop()
         self.engine.dispose()
         if self._auto is not None:
             self._auto.dispose()
@@ -297,6 +343,17 @@ class Database:
     def _tell(self, message: Wakeup) -> None:
         for listener in list(self.listeners):
             listener(message)
+
+    def _changed(self) -> None:
+        """A job or a worker changed in this process: the dashboards' streams here hear it now, those of the
+        other processes (PostgreSQL) within ``CHANGE_NOTICE_S``."""
+        self._call_all(self.change_listeners)
+        if self._notices is not None:
+            self._notices.poke()
+
+    def _send_change_notice(self) -> None:
+        with self._single() as conn:
+            self._announce(conn, Wakeup(WakeKind.CHANGED, sender=self.process_id))
 
     @staticmethod
     def _call_all(listeners: list[Callable[[], None]]) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import sqlalchemy as sa
 
 from worker_app.server import views
-from worker_app.server.schema import blender_key, idempotency, jobs, outputs
+from worker_app.server.schema import attempts, blender_key, idempotency, jobs, outputs, workers
 from worker_app.server.store.base import JOBS, Row, Conflict, KeyReused, NotFound
 from worker_app.server.store.leases import Leases
 
@@ -33,7 +33,7 @@ class Jobs(Leases):
                                                          created=now))
             self._announce(conn, JOBS)
         self._tell(JOBS)
-        self._call_all(self.change_listeners)
+        self._changed()
         return job_id
 
     def _keyed_job(self, key: str, request_sha256: str) -> int | None:
@@ -94,10 +94,12 @@ class Jobs(Leases):
 
     def list_jobs(self, state: str | None = None, limit: int = 100, cursor: str | None = None,
                   updated_since: float | None = None, tag: str | None = None,
-                  worker_id: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+                  worker: str | None = None,
+                  text: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """A page of jobs and the cursor of the next (None after the last). Newest first; with
         ``updated_since``, those changed after it, oldest change first, so a poller keeps the last ``updated``
-        it saw. A cursor is opaque; it keeps the order it was made in."""
+        it saw. A cursor is opaque; it keeps the order it was made in. ``worker``: jobs the worker of
+        that name holds or made an attempt at; ``text``: a job's number, or words in its tag or failure reason."""
         after = _parse_cursor(cursor)
         by_update = updated_since is not None or (after is not None and after[0] == "u")
         if by_update:
@@ -116,8 +118,17 @@ class Jobs(Leases):
             query = query.where(jobs.c.state == state)
         if tag:
             query = query.where(jobs.c.tag == tag)
-        if worker_id:
-            query = query.where(jobs.c.worker_id == worker_id)
+        if worker is not None:
+            ids = sa.select(workers.c.id).where(workers.c.name == worker)
+            query = query.where(sa.or_(jobs.c.worker_id.in_(ids), jobs.c.id.in_(
+                sa.select(attempts.c.job_id).where(attempts.c.worker_id.in_(ids)))))
+        if text:
+            pattern = "%" + text.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
+            found: list[sa.ColumnElement[bool]] = [jobs.c.tag.ilike(pattern, escape="!"),
+                                                   jobs.c.error.ilike(pattern, escape="!")]
+            if text.strip().isdigit() and len(text.strip()) < 18:
+                found.append(jobs.c.id == int(text.strip()))
+            query = query.where(sa.or_(*found))
         query = query.limit(limit + 1)
         for _ in range(2):
             with self._single() as conn:
@@ -140,13 +151,15 @@ class Jobs(Leases):
             if state is None:
                 raise NotFound(f"no job {job_id}")
             # A leased job stays canceled; its worker learns it at the next heartbeat and stops.
+            if state == "leased":
+                self._end_attempt(conn, job_id, "canceled", now, reason="canceled while rendering")
             changed = conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.state.in_(("queued", "leased")))
                                    .values(state="canceled", cancel_requested=1, updated=now, finished=now,
                                            lease_expires=None)).rowcount
             if not changed:
                 raise Conflict(f"job {job_id} is already {state}")
             self.queue_end_webhooks(conn, job_id, "canceled", now)
-        self._call_all(self.change_listeners)
+        self._changed()
         return self.get(job_id)
 
     def counts(self) -> dict[str, int]:
@@ -160,7 +173,7 @@ class Jobs(Leases):
             if not conn.execute(jobs.update().where(jobs.c.id == job_id)
                                 .values(priority=priority, updated=self.clock())).rowcount:
                 raise NotFound(f"no job {job_id}")
-        self._call_all(self.change_listeners)
+        self._changed()
 
     def ended_since(self, since: float) -> list[Row]:
         """Jobs that ended (done or failed) after ``since``: when, how, why, and their render time."""
@@ -168,6 +181,31 @@ class Jobs(Leases):
             return list(conn.execute(sa.select(jobs.c.finished, jobs.c.state, jobs.c.error, jobs.c.stats)
                                      .where(jobs.c.finished > since, jobs.c.state.in_(("done", "failed")))
                                      .order_by(jobs.c.finished)).all())
+
+    def attempts_of(self, job_id: int) -> list[dict[str, Any]]:
+        """The job's ended attempts, oldest first, each with its worker's name and the outputs it uploaded."""
+        query = (sa.select(attempts, workers.c.name.label("worker"))
+                 .join(workers, workers.c.id == attempts.c.worker_id, isouter=True)
+                 .where(attempts.c.job_id == job_id).order_by(attempts.c.id))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+            stored = conn.execute(sa.select(outputs.c.created).where(outputs.c.job_id == job_id)).scalars().all()
+        found = []
+        for row in rows:
+            item = {k: v for k, v in row._mapping.items() if k not in ("id", "job_id")}
+            item["uploaded"] = sum(1 for created in stored
+                                   if (row.claimed or 0) <= created <= row.ended)
+            found.append(item)
+        return found
+
+    def worker_days(self, since: float) -> dict[str, tuple[int, float | None]]:
+        """Per worker id, the jobs it finished since ``since`` and the GPU energy (Wh) they took (None when
+        none was measured)."""
+        query = (sa.select(attempts.c.worker_id, sa.func.count(), sa.func.sum(attempts.c.energy_wh))
+                 .where(attempts.c.ended >= since, attempts.c.outcome == "done")
+                 .group_by(attempts.c.worker_id))
+        with self._read() as conn:
+            return {str(w): (int(n), None if wh is None else float(wh)) for w, n, wh in conn.execute(query).all()}
 
     def last_rendered(self) -> tuple[int, str] | None:
         """The newest done job that still has an output, and that output's name (its first, by name)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from worker_app.server.schema import blender_key, jobs, keys, workers
+from worker_app.server.schema import attempts, blender_key, jobs, keys, workers
 from worker_app.server.views import OutputRecord
 from worker_app.server.store.base import ACCESS_MARK, JOBS, Row, Canceled, Claimed, Conflict, LeaseLost, NotFound, WakeKind, Wakeup
 from worker_app.server.store.statements import CLAIMED_ROW, JOB_OUTPUTS, LEASE_ROW, OUTPUT_ROW, STORED_NAMES, leased_update
@@ -34,7 +34,7 @@ class Leases(Workers, Webhooks):
             done = conn.execute(JOB_OUTPUTS, {"w_job": row.id}).all() if row.has_outputs else []
         self.stamp_alive()  # a lease is held now: the stamp says when this process was last alive
         self._call_all(self.lease_listeners)
-        self._call_all(self.change_listeners)
+        self._changed()
         return Claimed(row.id, lease_id, row.attempts, json.loads(row.spec), expires, {r.name: r.sha256 for r in done})
 
     def _claim_compare_and_set(self, conn: sa.Connection, params: dict[str, Any]) -> Row | None:
@@ -91,7 +91,10 @@ class Leases(Workers, Webhooks):
                 else:
                     values = dict(state="queued", lease_id=None, worker_id=None, lease_expires=None, updated=now)
                 # Another server process may be expiring the same lease: whichever changes the row counts it.
+                under_way = self._attempt_under_way(conn, row.id)
                 if conn.execute(jobs.update().where(jobs.c.id == row.id, expired).values(**values)).rowcount:
+                    self._end_attempt(conn, row.id, "expired", now, under_way=under_way,
+                                      reason="the worker went silent and its lease ran out")
                     requeued += values["state"] == "queued"
                     changed += 1
                     if values["state"] == "failed":
@@ -101,9 +104,44 @@ class Leases(Workers, Webhooks):
         if requeued:
             self._tell(JOBS)
         if changed:
-            self._call_all(self.change_listeners)
+            self._changed()
         self.expired_total += changed
         return changed
+
+    @staticmethod
+    def _attempt_under_way(conn: sa.Connection, job_id: int, lease_id: str | None = None) -> Row | None:
+        held = jobs.c.lease_id == lease_id if lease_id is not None else jobs.c.lease_id.is_not(None)
+        return conn.execute(sa.select(jobs.c.attempts, jobs.c.worker_id, jobs.c.claimed, jobs.c.progress)
+                            .where(jobs.c.id == job_id, held)).first()
+
+    def _end_attempt(self, conn: sa.Connection, job_id: int, outcome: str, now: float, *, lease_id: str | None = None,
+                     reason: str | None = None, stats: dict[str, Any] | None = None,
+                     under_way: Row | None = None) -> None:
+        """Records the attempt under way (the lease ``lease_id``, or whichever is held; or ``under_way``, read
+        before) as ended, in the transaction that ends it: the job's timeline and each worker's day."""
+        row = under_way if under_way is not None else self._attempt_under_way(conn, job_id, lease_id)
+        if row is None:
+            return
+        try:
+            progress = json.loads(row.progress) if row.progress else {}
+        except ValueError:
+            progress = {}
+        progress = progress if isinstance(progress, dict) else {}
+        stats = stats or {}
+
+        def number(value: Any) -> float | None:
+            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+        frames_done, frame_count = number(progress.get("frames_done")), number(progress.get("frame_count"))
+        if outcome == "done":  # every frame rendered (stats.frames: the spec's frame count)
+            frame_count = frame_count if frame_count is not None else number(stats.get("frames"))
+            frames_done = frame_count
+        conn.execute(attempts.insert().values(
+            job_id=job_id, attempt=row.attempts, worker_id=row.worker_id, claimed=row.claimed, ended=now,
+            outcome=outcome, reason=(reason or None) and reason[:500],
+            frames_done=None if frames_done is None else int(frames_done),
+            frame_count=None if frame_count is None else int(frame_count),
+            render_s=number(stats.get("render_s")), energy_wh=number(stats.get("gpu_energy_wh"))))
 
     def _leased_row(self, conn: sa.Connection, job_id: int, lease_id: str) -> Row:
         """The job's row if ``lease_id`` is its current, unexpired lease; else LeaseLost."""
@@ -137,7 +175,7 @@ class Leases(Workers, Webhooks):
                                     progress=json.dumps(progress), updated=now)
         except Canceled:
             return True, 0.0
-        self._call_all(self.change_listeners)
+        self._changed()
         return False, self.lease_ttl
 
     def check_lease(self, job_id: int, lease_id: str) -> None:
@@ -176,12 +214,19 @@ class Leases(Workers, Webhooks):
                  warnings: list[dict[str, Any]] | None = None) -> None:
         now = self.clock()
         if self.webhook_url is None:
-            with self._single() as conn:
-                if conn.execute(self._finish, dict(w_job=job_id, w_lease=lease_id, w_now=now, w_names=names,
-                                              w_count=len(set(names)), v_stats=json.dumps(stats),
-                                              v_warnings=json.dumps(warnings or []), v_now=now)).rowcount == 1:
-                    self._call_all(self.change_listeners)
-                    return
+            with self.engine.begin() as conn:
+                under_way = self._attempt_under_way(conn, job_id, lease_id)
+                if under_way is not None and conn.execute(
+                        self._finish, dict(w_job=job_id, w_lease=lease_id, w_now=now, w_names=names,
+                                           w_count=len(set(names)), v_stats=json.dumps(stats),
+                                           v_warnings=json.dumps(warnings or []), v_now=now)).rowcount == 1:
+                    self._end_attempt(conn, job_id, "done", now, stats=stats, under_way=under_way)
+                    finished = True
+                else:
+                    finished = False
+            if finished:
+                self._changed()
+                return
         # A webhook to queue, or something to explain (an output missing, the lease lost or canceled).
         with self.engine.begin() as conn:  # the job's end and its webhooks commit together
             if names:
@@ -192,11 +237,12 @@ class Leases(Workers, Webhooks):
                     if row.state == "canceled":
                         raise Canceled(f"job {job_id} was canceled")
                     raise Conflict(f"outputs not uploaded: {', '.join(missing)}")
+            self._end_attempt(conn, job_id, "done", now, lease_id=lease_id, stats=stats)
             self._update_leased(conn, job_id, lease_id, state="done", lease_id=None, lease_expires=None,
                                 stats=json.dumps(stats), warnings=json.dumps(warnings or []), updated=now,
                                 finished=now, error=None)
             self.queue_end_webhooks(conn, job_id, "done", now)
-        self._call_all(self.change_listeners)
+        self._changed()
 
     def fail(self, job_id: int, lease_id: str, reason: str, log_tail: str, retryable: bool,
              needs_blender: str | None = None) -> str:
@@ -209,6 +255,7 @@ class Leases(Workers, Webhooks):
             if row.state == "canceled":
                 return "canceled"
             needed = blender_key(needs_blender) if needs_blender else 0
+            under_way = self._attempt_under_way(conn, job_id, lease_id)
             if needed and self._newest_known(conn) >= needed:
                 self._update_leased(conn, job_id, lease_id, state="queued", lease_id=None, worker_id=None,
                                     lease_expires=None, attempts=max(row.attempts - 1, 0), log_tail=log_tail,
@@ -222,11 +269,13 @@ class Leases(Workers, Webhooks):
                                     finished=None if state == "queued" else now)
                 if state == "failed":
                     self.queue_end_webhooks(conn, job_id, "failed", now)
+            self._end_attempt(conn, job_id, "failed" if state == "failed" else "retried", now, reason=reason,
+                              under_way=under_way)
             if state == "queued":
                 self._announce(conn, JOBS)
         if state == "queued":
             self._tell(JOBS)
-        self._call_all(self.change_listeners)
+        self._changed()
         return state
 
     def release(self, job_id: int, lease_id: str, reason: str) -> None:
@@ -236,9 +285,10 @@ class Leases(Workers, Webhooks):
             row = self._leased_row(conn, job_id, lease_id)
             if row.state == "canceled":
                 return
+            self._end_attempt(conn, job_id, "released", now, lease_id=lease_id, reason=reason)
             self._update_leased(conn, job_id, lease_id, state="queued", lease_id=None, worker_id=None,
                                 lease_expires=None, attempts=max(row.attempts - 1, 0),
                                 progress=json.dumps({"message": reason}), updated=now)
             self._announce(conn, JOBS)
         self._tell(JOBS)
-        self._call_all(self.change_listeners)
+        self._changed()

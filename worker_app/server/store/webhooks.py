@@ -80,7 +80,7 @@ class Webhooks(Database):
                                  .values(next_at=self.clock(), created=self.clock())).rowcount
         if again:
             self._call_all(self.webhook_listeners)
-            self._call_all(self.change_listeners)
+            self._changed()
         return int(again)
 
     def release_webhooks(self, deliveries: list[int]) -> None:

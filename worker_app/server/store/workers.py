@@ -26,7 +26,7 @@ class Workers(Database):
             self._touched[worker_id] = time.monotonic()
             if blender > self._newest[0]:
                 self._newest = (blender, self._newest[1])
-        self._call_all(self.change_listeners)
+        self._changed()
         return worker_id
 
     def worker_seen_lately(self, worker_id: str) -> bool:
@@ -63,7 +63,7 @@ class Workers(Database):
             if ids:
                 conn.execute(workers.update().where(workers.c.name == name).values(held_until=until))
         self.access_changed()
-        self._call_all(self.change_listeners)
+        self._changed()
         return ids
 
     def held_until(self, worker_id: str) -> float | None:
@@ -90,7 +90,7 @@ class Workers(Database):
         if found:
             with self._cache_lock:
                 self._touched[worker_id] = time.monotonic()
-            self._call_all(self.change_listeners)
+            self._changed()
         return found
 
     def _worker_blender(self, conn: sa.Connection, worker_id: str) -> int:
