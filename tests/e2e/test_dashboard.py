@@ -92,6 +92,12 @@ def test_a_job_renders_live_on_the_page_and_its_text_stays_text(farm, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "dashboard-jobs-1280-light.png"), full_page=True)
         assert XSS in page.inner_text("tbody")
         assert page.evaluate("window.__pwned") is None
+        page.goto(f"{served.url}/dashboard/#/")
+        page.wait_for_selector(".chart svg rect.done")
+        card = page.inner_text("article.worker")
+        assert "1 job today" in card, card
+        assert "1 done, 0 failed" in page.inner_text(".chart") and page.locator(".chart svg rect.render").count() == 1
+        page.screenshot(path=str(ARTIFACTS / "dashboard-farm-after-1280-light.png"), full_page=True)
     assert errors == [], errors
 
 

@@ -165,7 +165,7 @@ function bars(hours, series, label) {
   line.setAttribute("x1", 0); line.setAttribute("x2", hours.length); line.setAttribute("y1", 100); line.setAttribute("y2", 100);
   line.setAttribute("class", "axis");
   svg.append(line);
-  return svg;
+  return [svg, el("div", { class: "axis-labels muted", "aria-hidden": "true" }, el("span", { text: "7 days ago" }), el("span", { text: "now" }))];
 }
 
 function chart(activity) {
