@@ -25,11 +25,12 @@ def safe_name(text, limit=24):
 
 
 class Confinement:
-    def __init__(self, job_dir, out_dir, emit):
+    def __init__(self, job_dir, out_dir, emit, touched=None):
         self.job_dir = os.path.abspath(job_dir)
         self.out_dir = os.path.abspath(out_dir)
         self.cache_dir = os.path.join(self.job_dir, "caches")
         self.emit = emit
+        self.touched = touched  # render_job.Touched: the paths pointed in are put back after a kept scene's job
         self.records = []
         self._before = {}  # folder outside the job -> its entries before the render
 
@@ -123,7 +124,10 @@ class Confinement:
             return
         if resolved:
             self._watch(resolved)
-        setattr(owner, attr, target)
+        if self.touched is not None:
+            self.touched.set(owner, attr, target)
+        else:
+            setattr(owner, attr, target)
         record = {"what": label, "from": original, "to": os.path.relpath(target, self.job_dir)
                   if os.path.isabs(target) else target}
         self.records.append(record)

@@ -34,6 +34,9 @@ IMAGES = "images"  # image name -> a local file the worker downloaded
 DEVICE_TYPE = "device_type"  # a Cycles backend the owner chose, or None
 GPU_INDICES = "gpu_indices"  # the GPUs the owner chose, or []
 JOB_DIR = "job_dir"  # the job's own folder: nothing is written outside it
+# The scene's SHA-256 where a warm Blender may keep it loaded for the next job on the same scene (a .blend, the
+# owner allows it); None: opened from scratch for each job, as always
+SCENE_KEY = "scene_key"
 
 # -- events (the "event" field of each line) ----------------------------------------------------
 JOB_START = "job_start"

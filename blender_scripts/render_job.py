@@ -39,6 +39,42 @@ class JobError(Exception):
     """A job that cannot be rendered as asked; the message names the field."""
 
 
+def _copied(value):
+    """A value read from Blender, as it is now: arrays and vectors alias the data they came from."""
+    if isinstance(value, bpy.types.ID) or value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if hasattr(value, "copy"):
+        return value.copy()  # mathutils Vector, Euler, Color, Quaternion
+    try:
+        return tuple(value)  # bpy_prop_array (a socket's colour)
+    except TypeError:
+        return value
+
+
+class Touched:
+    """Every value a job changes in the loaded file, in order, so that a warm Blender can put the file back as it
+    was loaded and render the next job on the same scene without opening it again (``warm.py``). A change that
+    cannot be put back (an image replaced by the job's) makes the file not ``restorable``: the next job opens it
+    from scratch."""
+
+    def __init__(self):
+        self._undo = []
+        self.restorable = True
+
+    def set(self, owner, attr, value):
+        old = _copied(getattr(owner, attr))
+        self._undo.append(lambda: setattr(owner, attr, old))
+        setattr(owner, attr, value)
+
+    def undo(self, action):
+        """``action`` puts back something changed otherwise (a handler added, the frame set)."""
+        self._undo.append(action)
+
+    def restore(self):
+        while self._undo:
+            self._undo.pop()()
+
+
 def _c_stdout_flusher():
     """Returns a function that flushes the C runtime's stdout buffer.
 
@@ -85,13 +121,13 @@ def available_engines():
     return sorted({"BLENDER_WORKBENCH"} | {cls.bl_idname for cls in bpy.types.RenderEngine.__subclasses__()})
 
 
-def set_engine(scene, engine):
+def set_engine(scene, engine, touched):
     candidates = [engine]
     if engine == "BLENDER_EEVEE":
         candidates.append("BLENDER_EEVEE_NEXT")  # Blender 4.2-4.5 renamed EEVEE; 5.0 renamed it back.
     for candidate in candidates:
         try:
-            scene.render.engine = candidate
+            touched.set(scene.render, "engine", candidate)
             return candidate
         except TypeError:
             continue
@@ -99,10 +135,10 @@ def set_engine(scene, engine):
                    % (engine, ", ".join(available_engines())))
 
 
-def enable_cycles_device(scene, preference, device_type=None, gpu_indices=None):
+def enable_cycles_device(scene, preference, touched, device_type=None, gpu_indices=None):
     """Chooses the Cycles device: the configured or best GPU backend there is, else the CPU with a warning."""
     if preference == "CPU":
-        scene.cycles.device = "CPU"
+        touched.set(scene.cycles, "device", "CPU")
         return "CPU", []
     prefs = bpy.context.preferences.addons["cycles"].preferences
     for backend in ([device_type] if device_type else GPU_BACKENDS):
@@ -118,23 +154,23 @@ def enable_cycles_device(scene, preference, device_type=None, gpu_indices=None):
             continue
         for device in prefs.devices:
             device.use = device in gpus
-        scene.cycles.device = "GPU"
+        touched.set(scene.cycles, "device", "GPU")
         return backend, [d.name for d in gpus]
     wanted = device_type or "GPU"
     if gpu_indices:
         wanted += " %s" % list(gpu_indices)
     emit(K.WARNING, message="render.device: Blender sees no %s device; rendering on the CPU" % wanted)
-    scene.cycles.device = "CPU"
+    touched.set(scene.cycles, "device", "CPU")
     return "CPU", []
 
 
-def set_samples(scene, engine, samples):
+def set_samples(scene, engine, samples, touched):
     if samples is None:
         return None
     if engine == "CYCLES":
-        scene.cycles.samples = samples
+        touched.set(scene.cycles, "samples", samples)
     elif engine.startswith("BLENDER_EEVEE"):
-        scene.eevee.taa_render_samples = samples
+        touched.set(scene.eevee, "taa_render_samples", samples)
     return samples
 
 
@@ -156,26 +192,26 @@ def denoiser_available(denoiser, device):
     return False
 
 
-def set_denoising(scene, wanted, device):
+def set_denoising(scene, wanted, device, touched):
     """Keeps the scene's denoising where this Blender can do it; ``render.denoise`` overrides the scene."""
     if not hasattr(scene, "cycles"):
         return
     cycles = scene.cycles
     if wanted is not None:
-        cycles.use_denoising = bool(wanted)
+        touched.set(cycles, "use_denoising", bool(wanted))
     if not cycles.use_denoising:
         return
     if denoiser_available(cycles.denoiser, device):
         return
     fallback = next((d for d in ("OPENIMAGEDENOISE", "OPTIX") if denoiser_available(d, device)), None)
     if fallback is not None:
-        cycles.denoiser = fallback
+        touched.set(cycles, "denoiser", fallback)
         return
     # Builds without OpenImageDenoise (Debian's among them) fail a render that asks for it.
-    cycles.use_denoising = False
+    touched.set(cycles, "use_denoising", False)
     for layer in scene.view_layers:
         if hasattr(layer, "cycles"):
-            layer.cycles.use_denoising = False
+            touched.set(layer.cycles, "use_denoising", False)
     emit(K.WARNING, message="render.denoise: this Blender cannot denoise (no OpenImageDenoise); "
                             "rendered without denoising")
 
@@ -186,21 +222,34 @@ def renders_through_a_camera(scene):
     return not (scene.render.use_sequencer and editor is not None and len(editor.sequences_all) > 0)
 
 
-def apply_overrides(scene, overrides, images):
-    """Applies the job's template parameters; a name missing from the .blend fails the job with its path."""
+def _keep_rotation(obj, touched):
+    """Setting the rotation mode converts the rotation: the mode goes back first, then each form's values."""
+    kept = (obj.rotation_mode, _copied(obj.rotation_euler), _copied(obj.rotation_quaternion),
+            _copied(obj.rotation_axis_angle))
+
+    def put_back():
+        obj.rotation_mode = kept[0]
+        obj.rotation_euler, obj.rotation_quaternion, obj.rotation_axis_angle = kept[1:]
+    touched.undo(put_back)
+
+
+def apply_overrides(scene, overrides, images, touched):
+    """Applies the job's template parameters; a name missing from the .blend fails the job with its path.
+    Each value changed is noted in ``touched``, to be put back on a kept scene."""
     for name, changes in overrides.get("objects", {}).items():
         obj = bpy.data.objects.get(name)
         if obj is None:
             raise JobError("overrides.objects.%s: no object named %r" % (name, name))
         if "location" in changes:
-            obj.location = changes["location"]
+            touched.set(obj, "location", changes["location"])
         if "rotation" in changes:
+            _keep_rotation(obj, touched)
             obj.rotation_mode = "XYZ"
             obj.rotation_euler = [math.radians(v) for v in changes["rotation"]]
         if "scale" in changes:
-            obj.scale = changes["scale"]
+            touched.set(obj, "scale", changes["scale"])
         if "visible" in changes:
-            obj.hide_render = not changes["visible"]
+            touched.set(obj, "hide_render", not changes["visible"])
     for name, inputs in overrides.get("materials", {}).items():
         mat = bpy.data.materials.get(name)
         if mat is None:
@@ -216,16 +265,17 @@ def apply_overrides(scene, overrides, images):
                                % (name, key))
             if isinstance(value, list) and len(value) == 3:
                 value = value + [1.0]
-            socket.default_value = value
+            touched.set(socket, "default_value", value)
     for name, body in overrides.get("texts", {}).items():
         obj = bpy.data.objects.get(name)
         if obj is None or obj.type != "FONT":
             raise JobError("overrides.texts.%s: no text object named %r" % (name, name))
-        obj.data.body = body
+        touched.set(obj.data, "body", body)
     for name, path in images.items():
         image = bpy.data.images.get(name)
         if image is None:
             raise JobError("overrides.images.%s: no image named %r" % (name, name))
+        touched.restorable = False  # an unpacked, reloaded image cannot be put back: the next job reopens
         if image.packed_file is not None:
             image.unpack(method="REMOVE")
         image.source = "FILE"
@@ -235,7 +285,7 @@ def apply_overrides(scene, overrides, images):
         coll = bpy.data.collections.get(name)
         if coll is None:
             raise JobError("overrides.collections.%s: no collection named %r" % (name, name))
-        coll.hide_render = not changes["visible"]
+        touched.set(coll, "hide_render", not changes["visible"])
 
 
 def open_scene(job, confinement):
@@ -260,59 +310,83 @@ def open_scene(job, confinement):
 
 
 def main():
-    run(read_job())
+    run(read_job(), Touched())
 
 
-def run(job):
-    """Renders one job in this Blender: opens its .blend from scratch (Python off), applies the job, renders.
-    The cold mode runs it once per process; ``warm.py`` once per job in a process that stays open."""
+def scene_key(job):
+    """What a kept scene must match for a job to render on it: the same file (by SHA-256), scene, engine and
+    devices; None when the job's scene is not to be kept (``K.SCENE_KEY`` is None)."""
+    if not job.get(K.SCENE_KEY):
+        return None
+    render = job[K.RENDER]
+    return (job[K.SCENE_KEY], render.get("scene") or "", render.get("engine"), render.get("device"),
+            job.get(K.DEVICE_TYPE), tuple(job.get(K.GPU_INDICES) or ()))
+
+
+def run(job, touched, reuse=False):
+    """Renders one job in this Blender. It opens the job's .blend from scratch (Python off); with ``reuse``
+    (``warm.py``: the file loaded is this job's scene, put back as it was loaded) it renders on it instead.
+    Every value the job changes is noted in ``touched``. The cold mode runs it once per process; ``warm.py``
+    once per job in a process that stays open."""
     render = job[K.RENDER]
     out_dir = job[K.OUTPUT_DIR]
-    confinement = confine.Confinement(job[K.JOB_DIR], out_dir, emit)
-    open_scene(job, confinement)
-    bpy.app.handlers.render_stats.append(_c_stdout_flusher())
+    confinement = confine.Confinement(job[K.JOB_DIR], out_dir, emit, touched)
+    if reuse:
+        confinement.redirect_all(render.get("scene") or bpy.context.scene.name)
+    else:
+        open_scene(job, confinement)
+    flush = _c_stdout_flusher()
+    bpy.app.handlers.render_stats.append(flush)
+    touched.undo(lambda: bpy.app.handlers.render_stats.remove(flush))
     scene = pick_scene(render)
+    # Cycles keeps what it built (the BVH, images) between frames and, in a warm Blender, between jobs on the
+    # same scene; only what changed is synced again.
+    touched.set(scene.render, "use_persistent_data", True)
 
-    engine = set_engine(scene, render["engine"])
+    engine = set_engine(scene, render["engine"], touched)
     device, gpus = ("CPU", [])
     if engine == "CYCLES":
-        device, gpus = enable_cycles_device(scene, render.get("device", "AUTO"), job.get(K.DEVICE_TYPE),
+        device, gpus = enable_cycles_device(scene, render.get("device", "AUTO"), touched, job.get(K.DEVICE_TYPE),
                                             job.get(K.GPU_INDICES))
-        set_denoising(scene, render.get("denoise"), device)
-    set_samples(scene, engine, render.get("samples"))
+        set_denoising(scene, render.get("denoise"), device, touched)
+    set_samples(scene, engine, render.get("samples"), touched)
 
-    apply_overrides(scene, job.get(K.OVERRIDES, {}), job.get(K.IMAGES, {}))
+    apply_overrides(scene, job.get(K.OVERRIDES, {}), job.get(K.IMAGES, {}), touched)
     missing.report(emit)
 
     if render.get("camera"):
         camera = bpy.data.objects.get(render["camera"])
         if camera is None or camera.type != "CAMERA":
             raise JobError("render.camera: no camera object named %r" % render["camera"])
-        scene.camera = camera
+        touched.set(scene, "camera", camera)
     if scene.camera is None and renders_through_a_camera(scene):
         raise JobError("render.camera: the scene has no active camera and the job names none")
 
     if render.get("resolution"):
-        scene.render.resolution_x, scene.render.resolution_y = render["resolution"]
-    scene.render.resolution_percentage = render.get("resolution_percentage", 100)
+        touched.set(scene.render, "resolution_x", render["resolution"][0])
+        touched.set(scene.render, "resolution_y", render["resolution"][1])
+    touched.set(scene.render, "resolution_percentage", render.get("resolution_percentage", 100))
 
     fmt = render["format"]
     if fmt not in K.FILE_FORMATS:
         raise JobError("render.format: %r is not one of %s" % (fmt, ", ".join(K.FILE_FORMATS)))
-    scene.render.image_settings.file_format = fmt
+    touched.set(scene.render.image_settings, "file_format", fmt)
     if fmt == "FFMPEG":
-        scene.render.ffmpeg.format = "MPEG4"
-        scene.render.ffmpeg.codec = "H264"
+        touched.set(scene.render.ffmpeg, "format", "MPEG4")
+        touched.set(scene.render.ffmpeg, "codec", "H264")
 
     frames = job[K.FRAMES]
     samples = current_samples(scene, engine)
     emit(K.JOB_START, engine=engine, device=device, gpus=gpus, frames=frames, samples=samples,
          width=scene.render.resolution_x * scene.render.resolution_percentage // 100,
          height=scene.render.resolution_y * scene.render.resolution_percentage // 100,
-         blender=bpy.app.version_string)
+         blender=bpy.app.version_string, reused=reuse)
 
+    touched.set(scene.render, "filepath", scene.render.filepath)
+    frame = scene.frame_current
+    touched.undo(lambda: scene.frame_set(frame))
     if fmt == "FFMPEG":
-        render_movie(scene, frames, out_dir)
+        render_movie(scene, frames, out_dir, touched)
     else:
         render_stills(scene, frames, out_dir)
     escaped = confinement.escaped()
@@ -347,9 +421,14 @@ def render_stills(scene, frames, out_dir):
              seconds=round(time.monotonic() - started, 3))
 
 
-def render_movie(scene, frames, out_dir):
+def render_movie(scene, frames, out_dir, touched):
     if frames != list(range(frames[0], frames[-1] + 1)):
         raise JobError("render.frames: FFMPEG output needs one contiguous range, not %s" % frames)
+    start, end = scene.frame_start, scene.frame_end
+
+    def put_back():  # each bound clamps the other: the start first, as start <= end held before
+        scene.frame_start, scene.frame_end = start, end
+    touched.undo(put_back)
     scene.frame_start, scene.frame_end = frames[0], frames[-1]
     scene.render.filepath = os.path.join(out_dir, K.MOVIE_STEM)
     done = []

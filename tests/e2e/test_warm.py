@@ -15,21 +15,25 @@ from worker_app.render.blender import BlenderRun
 from worker_app.render.warm import WarmBlender, WarmLimits, warm_run
 
 pytestmark = pytest.mark.blender
+SAMPLE_KEY = "sample-scene"  # what the worker sends: the scene's SHA-256
 RENDER = {"engine": "CYCLES", "samples": 4, "resolution": [64, 36], "format": "PNG", "device": "CPU"}
 A = {}
 B = {"objects": {"Hero": {"location": [0, 0, -20]}}, "collections": {"Props": {"visible": False}},
      "texts": {"Title": "warm"}, "materials": {"HeroMat": {"base_color": [0, 1, 0]}}}
 
 
-def job_of(tmp_path: Path, name: str, overrides: dict, frames=(1,)) -> tuple[Path, dict]:
+def job_of(tmp_path: Path, name: str, overrides: dict, frames=(1,), render=None, images=None,
+           keep=False) -> tuple[Path, dict]:
     job_dir = tmp_path / "jobs" / name
     (job_dir / "out").mkdir(parents=True)
-    return job_dir, {K.RENDER: RENDER, K.FRAMES: list(frames), K.OUTPUT_DIR: str(job_dir / "out"),
-                     K.OVERRIDES: overrides}
+    return job_dir, {K.RENDER: {**RENDER, **(render or {})}, K.FRAMES: list(frames), K.OUTPUT_DIR: str(job_dir / "out"),
+                     K.OVERRIDES: overrides, K.IMAGES: images or {},
+                     K.SCENE_KEY: SAMPLE_KEY if keep else None}
 
 
-def render(kind, blender, tmp_path, name, overrides, warm=None, **limits):
-    job_dir, job = job_of(tmp_path, name, overrides)
+def render(kind, blender, tmp_path, name, overrides, warm=None, keep=False, job_render=None, images=None,
+           frames=(1,), **limits):
+    job_dir, job = job_of(tmp_path, name, overrides, frames, job_render, images, keep)
     args = (blender.path, sample_scene(), job, job_dir)
     kwargs = dict(total_timeout=limits.get("total", 120), silence_timeout=60, user_dir=tmp_path / "user")
     run = warm_run(warm, *args, **kwargs) if kind == "warm" else BlenderRun(*args, **kwargs)
@@ -37,10 +41,100 @@ def render(kind, blender, tmp_path, name, overrides, warm=None, **limits):
     return run, result
 
 
-def digest(result) -> str:
-    """The SHA-256 of the frame's pixels (the PNG's text chunks carry the render's date and time)."""
-    width, height, pixels = read_png(Path(result.saved[0]))
+def digest(result, index=0) -> str:
+    """The SHA-256 of a frame's pixels (the PNG's text chunks carry the render's date and time)."""
+    width, height, pixels = read_png(Path(sorted(result.saved)[index]))
     return hashlib.sha256(repr((width, height, pixels)).encode()).hexdigest()
+
+
+# Each kind of change a template job makes, twice (B, then A' with other values): objects, materials, texts,
+# collections, the camera, render settings, images.
+KINDS = {
+    "object": ({"objects": {"Hero": {"location": [0.6, 0.2, 1.3], "scale": [1.3, 1.3, 1.3]}}},
+               {"objects": {"Hero": {"rotation": [0, 40, 10], "visible": False}, "Floor": {"scale": [0.5, 0.5, 1]}}}),
+    "material": ({"materials": {"HeroMat": {"base_color": [0, 1, 0], "roughness": 0.9}}},
+                 {"materials": {"HeroMat": {"metallic": 0.0}, "RingMat": {"emission_strength": 8.0}}}),
+    "text": ({"texts": {"Title": "warm"}}, {"texts": {"Title": "a longer title"}}),
+    "collection": ({"collections": {"Props": {"visible": False}}},
+                   {"collections": {"Props": {"visible": False}}, "objects": {"Hero": {"visible": False}}}),
+    "camera": ({"objects": {"Camera": {"location": [1.5, -7.5, 3.0]}}},
+               {"objects": {"Camera": {"rotation": [65, 0, 12]}}}),
+    "render": ({"render": {"samples": 8, "resolution": [48, 27]}}, {"render": {"resolution": [72, 40]}}),
+    "image": ({"images": "red"}, {"images": "blue"}),
+}
+
+
+def _job_args(tmp_path, change):
+    """(overrides, render settings, images) of a change from KINDS."""
+    change = dict(change)
+    job_render = change.pop("render", None)
+    images = None
+    if "images" in change:
+        from support.pngio import write_png
+        colour = {"red": (220, 20, 20), "blue": (20, 20, 220)}[change.pop("images")]
+        images = {"Label": str(write_png(tmp_path / f"label-{colour[0]}.png", 16, 16, colour))}
+    return change, job_render, images
+
+
+def test_a_kept_scene_renders_each_kind_of_change_as_a_cold_blender_does(blender, tmp_path):
+    """Sequences A, B, A', A on the scene the warm Blender keeps, for every kind of change, against cold renders
+    of each, pixel for pixel; and a job that fails halfway through its overrides leaves nothing behind."""
+    cold_a = digest(render("cold", blender, tmp_path, "cold-A", A)[1])
+    warm = WarmBlender(tmp_path / "warm")
+    try:
+        run, result = render("warm", blender, tmp_path, "first", A, warm, keep=True)
+        assert result.ok and not run.tracker.scene_reused and digest(result) == cold_a
+        pid = run.proc.pid
+        for kind, changes in KINDS.items():
+            for n, change in enumerate(changes):
+                overrides, job_render, images = _job_args(tmp_path, change)
+                cold = digest(render("cold", blender, tmp_path, f"cold-{kind}-{n}", overrides,
+                                     job_render=job_render, images=images)[1])
+                assert cold != cold_a, f"{kind} {n} changes the picture"
+                run, result = render("warm", blender, tmp_path, f"{kind}-{n}", overrides, warm, keep=True,
+                                     job_render=job_render, images=images)
+                assert result.ok, result.reason
+                assert run.tracker.scene_reused == (kind != "image" or n == 0), (kind, n)
+                assert digest(result) == cold, f"{kind} {n} on the kept scene differs from a cold render"
+            run, result = render("warm", blender, tmp_path, f"{kind}-A", A, warm, keep=True)
+            assert result.ok and digest(result) == cold_a, f"after {kind}, A differs from a cold A"
+            assert run.tracker.scene_reused == (kind != "image"), "a replaced image is not put back: reopened"
+        # Fails halfway: the Hero moved, then a material that is not there.
+        _, failed = render("warm", blender, tmp_path, "half", {"objects": {"Hero": {"location": [0, 0, 3]}},
+                                                               "materials": {"NoSuchMat": {"metallic": 1.0}}},
+                           warm, keep=True)
+        assert not failed.ok and "overrides.materials.NoSuchMat" in failed.reason
+        run, result = render("warm", blender, tmp_path, "after-half", A, warm, keep=True)
+        assert result.ok and digest(result) == cold_a and not run.tracker.scene_reused, "reopened after a failure"
+        assert run.proc.pid == pid, "all in one process"
+    finally:
+        warm.close("the test is over")
+
+
+def test_a_job_that_may_not_keep_its_scene_opens_it_each_time(blender, tmp_path):
+    warm = WarmBlender(tmp_path / "warm")
+    try:
+        for n in range(2):
+            run, result = render("warm", blender, tmp_path, f"plain-{n}", A, warm, keep=False)
+            assert result.ok and not run.tracker.scene_reused
+        run, result = render("warm", blender, tmp_path, "other-settings", A, warm, keep=True)
+        run, result = render("warm", blender, tmp_path, "other-device", A, warm, keep=True,
+                             job_render={"engine": "BLENDER_WORKBENCH"})
+        assert result.ok and not run.tracker.scene_reused, "another engine: the file is opened anew"
+    finally:
+        warm.close("the test is over")
+
+
+def test_the_frames_of_an_animation_with_a_moving_camera_match_single_frame_cold_renders(blender, tmp_path):
+    """Cycles' persistent data keeps the scene built between a job's frames: each frame as a cold Blender
+    rendering that frame alone renders it."""
+    frames = (1, 2, 3)
+    moving = {"objects": {"Camera": {"location": [0, -8.5, 3.4]}}}
+    _, whole = render("cold", blender, tmp_path, "animation", moving, frames=frames)
+    assert whole.ok, whole.reason
+    for index, frame in enumerate(frames):
+        _, alone = render("cold", blender, tmp_path, f"frame-{frame}", moving, frames=(frame,))
+        assert digest(whole, index) == digest(alone), f"frame {frame}"
 
 
 def test_jobs_in_one_warm_process_match_cold_renders_pixel_for_pixel(blender, tmp_path):

@@ -290,7 +290,11 @@ class JobRun:
             render["device"] = ctx.settings.device
         job = {K.RENDER: render, K.FRAMES: todo, K.OUTPUT_DIR: str((self.dir / L.OUTPUTS).resolve()),
                K.OVERRIDES: {k: v for k, v in spec.overrides.items() if k != "images"}, K.IMAGES: images,
-               K.DEVICE_TYPE: ctx.settings.device_type or None, K.GPU_INDICES: list(ctx.settings.gpu_indices)}
+               K.DEVICE_TYPE: ctx.settings.device_type or None, K.GPU_INDICES: list(ctx.settings.gpu_indices),
+               # A warm Blender may keep a .blend loaded for the next job on it (a zip's files live in this
+               # job's folder, which goes when the job ends: opened anew each time).
+               K.SCENE_KEY: spec.scene.sha256 if ctx.settings.warm and ctx.settings.reuse_scene
+               and spec.scene.type == "blend" else None}
         ctx.stage(State.RENDERING, JobProgress(self.job_id, "rendering", frame_count=len(todo)),
                   f"job {self.job_id}: rendering")
         result = self._render(blender, blend, job, spec)

@@ -114,6 +114,7 @@ class ProgressTracker:
         self.clock = clock
         self.started = clock()
         self.saved: list[str] = []
+        self.scene_reused = False  # a warm Blender rendered it on the scene the job before left loaded
         self.errors: list[str] = []  # Blender's own error lines
         self.script_errors: list[str] = []  # error events from the bundled script: the precise cause
         self.exceptions: list[str] = []  # Python exceptions Blender printed
@@ -143,6 +144,7 @@ class ProgressTracker:
         if kind == K.JOB_START:
             if isinstance(event.get("samples"), int):
                 self.samples = event["samples"]
+            self.scene_reused = event.get("reused") is True
             self.started = self.clock()
         elif kind == K.FRAME_START:
             self.frame = event.get("frame")
