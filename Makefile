@@ -9,13 +9,16 @@ NODE_STAMP := clients/typescript/node_modules/.installed
 # packaging than the server is tested with.
 LINT_VENV ?= .venv-lint
 LINT_STAMP := $(LINT_VENV)/.installed
+# The newest Blender as a Python module (PyPI's bpy), for the tests of what depends on Blender's version.
+BPY_VENV ?= .venv-bpy
+BPY_STAMP := $(BPY_VENV)/.installed
 
-.PHONY: demo test check bench dist venv blender tools node lint-tools clean
+.PHONY: demo test check bench dist venv blender tools node lint-tools bpy clean
 
 demo: $(STAMP) blender
 	$(BIN)/homefarm demo
 
-test: $(STAMP) blender tools node lint-tools
+test: $(STAMP) blender tools node lint-tools bpy
 	$(BIN)/python -m pytest -rP
 
 # The fast tier: no Blender, no database engines, no display; under a minute on two cores.
@@ -62,5 +65,14 @@ $(LINT_STAMP): installer/server/aws/lint-requirements.txt
 	$(LINT_VENV)/bin/python -m pip install --quiet -r installer/server/aws/lint-requirements.txt
 	touch $@
 
+# Blender 5.0 as a module (about 1 GB; Python 3.11 only): tests/e2e/test_newer_blender.py.
+bpy: $(BPY_STAMP)
+
+$(BPY_STAMP): tests/blender/bpy-requirements.txt
+	@if $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
+		$(PYTHON) -m venv $(BPY_VENV) && $(BPY_VENV)/bin/python -m pip install --quiet -r tests/blender/bpy-requirements.txt \
+		&& touch $@; \
+	else echo "PyPI's bpy needs Python 3.11: the newer Blender's tests will be skipped"; fi
+
 clean:
-	rm -rf $(VENV) $(LINT_VENV) build dist *.egg-info .pytest_cache tests/artifacts clients/typescript/node_modules clients/typescript/dist
+	rm -rf $(VENV) $(LINT_VENV) $(BPY_VENV) build dist *.egg-info .pytest_cache tests/artifacts clients/typescript/node_modules clients/typescript/dist

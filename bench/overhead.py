@@ -41,15 +41,15 @@ CASES = {
 class Farm:
     """A server and one worker on loopback; ``job(render)`` is one job from submission to done."""
 
-    def __init__(self, root: Path, blender, warm: bool, device: str):
+    def __init__(self, root: Path, blender, warm: bool, device: str, scene: Path | None = None, **settings):
         self.server = JobServer(root / "server").start()
         self.app = AppClient(self.server.url, self.server.store.create_token("app", "bench"))
         token = self.server.store.create_token("worker", "bench")
         make_client = lambda: WorkerClient(self.server.url, token)  # noqa: E731
         self.worker = Worker(make_client(), blender, Folders(root / "worker" / "jobs", root / "worker" / "cache"),
-                             Settings(device=device, claim_wait=20, warm=warm), make_client=make_client)
+                             Settings(device=device, claim_wait=20, warm=warm, **settings), make_client=make_client)
         self.thread = self.worker.start_thread()
-        self.scene = self.app.upload_asset(sample_scene())
+        self.scene = self.app.upload_asset(scene or sample_scene())
         self.done: dict[str, float] = {}  # job id -> when the server recorded it done
         self.changed = threading.Condition()
         complete = self.server.store.complete
@@ -62,9 +62,12 @@ class Farm:
 
         self.server.store.complete = recorded
 
-    def job(self, render: dict) -> float:
+    def job(self, render: dict, overrides: dict | None = None) -> float:
         started = time.perf_counter()
-        job = self.app.submit({"scene": {k: self.scene[k] for k in ("url", "sha256", "size")}, "render": render})
+        spec = {"scene": {k: self.scene[k] for k in ("url", "sha256", "size")}, "render": render}
+        if overrides:
+            spec["overrides"] = overrides
+        job = self.app.submit(spec)
         return self.wait(job["id"], started)
 
     def wait(self, job_id: str, started: float) -> float:
@@ -81,6 +84,18 @@ class Farm:
         self.worker.stop()
         self.thread.join(60)
         self.server.stop()
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of each thread of this process (the worker's and the in-process server's), by name."""
+    import psutil
+
+    names = {thread.native_id: thread.name for thread in threading.enumerate()}
+    found: dict[str, float] = {}
+    for thread in psutil.Process().threads():
+        name = names.get(thread.id, "other (a library's own threads)")
+        found[name] = found.get(name, 0.0) + thread.user_time + thread.system_time
+    return found
 
 
 def bare(blender: str, out: Path, render: dict, device: str) -> float:
@@ -110,6 +125,7 @@ def main() -> int:
         warm = Farm(root / "warm", blender, warm=True, device=args.device)
         try:
             times: dict[tuple[str, str], list[float]] = {}
+            spent: dict[tuple[str, str], dict[str, float]] = {}  # (case, way) -> thread -> CPU seconds
             for case, size in CASES.items():
                 render = {"engine": "CYCLES", "frames": "1", "format": "PNG", "device": args.device,
                           "denoise": False, **size}
@@ -117,8 +133,12 @@ def main() -> int:
                 for run in range(args.runs):
                     times.setdefault((case, "bare"), []).append(bare(blender.path, root / "bare", render,
                                                                      args.device))
-                    times.setdefault((case, "cold"), []).append(cold.job(render))
-                    times.setdefault((case, "warm"), []).append(warm.job(render))
+                    for way, farm in (("cold", cold), ("warm", warm)):
+                        before = thread_cpu()
+                        times.setdefault((case, way), []).append(farm.job(render))
+                        for name, seconds in thread_cpu().items():
+                            used = spent.setdefault((case, way), {})
+                            used[name] = used.get(name, 0.0) + seconds - before.get(name, 0.0)
             small = {"engine": "CYCLES", "frames": "1", "format": "PNG", "device": args.device, "denoise": False,
                      **CASES["start-up-bound (128x128, 4 samples)"]}
             started = time.perf_counter()
@@ -139,6 +159,11 @@ def main() -> int:
             median = statistics.median(values)
             print(f"  {label:24s} median {median:6.3f} s  max {max(values):6.3f} s  ratio {median / base:5.2f}")
     print(f"small jobs, 20 submitted at once to one warm worker: {per_second:.1f} jobs/s")
+    print("CPU of homefarm's own threads (worker and the in-process server) per job, beside Blender:")
+    for (case, way), used in spent.items():
+        top = sorted(((seconds / args.runs, name) for name, seconds in used.items()), reverse=True)[:6]
+        print(f"  {case}, {way}: {sum(used.values()) / args.runs * 1000:.0f} ms in all; "
+              + ", ".join(f"{name} {seconds * 1000:.0f}" for seconds, name in top))
     return 0
 
 

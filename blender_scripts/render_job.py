@@ -51,6 +51,15 @@ def _copied(value):
         return value
 
 
+def _same(old, new):
+    if isinstance(old, tuple) or (hasattr(old, "__len__") and not isinstance(old, str)):
+        try:
+            return len(old) == len(new) and all(a == b for a, b in zip(old, new))
+        except TypeError:
+            return False
+    return old == new
+
+
 class Touched:
     """Every value a job changes in the loaded file, in order, so that a warm Blender can put the file back as it
     was loaded and render the next job on the same scene without opening it again (``warm.py``). A change that
@@ -60,9 +69,16 @@ class Touched:
     def __init__(self):
         self._undo = []
         self.restorable = True
+        # A collection shown or hidden: Cycles' persistent data does not see it (Blender 3.4 to 5.0), so what it
+        # kept is dropped before this job renders, and before the next one (which sees the change put back).
+        self.resync = False
 
     def set(self, owner, attr, value):
+        """Sets ``owner.attr``, noting its value before. A value that is already there is not set again: each
+        set tells Blender's dependency graph that something changed, and Cycles would sync it anew."""
         old = _copied(getattr(owner, attr))
+        if _same(old, value):
+            return
         self._undo.append(lambda: setattr(owner, attr, old))
         setattr(owner, attr, value)
 
@@ -285,6 +301,8 @@ def apply_overrides(scene, overrides, images, touched):
         coll = bpy.data.collections.get(name)
         if coll is None:
             raise JobError("overrides.collections.%s: no collection named %r" % (name, name))
+        if coll.hide_render != (not changes["visible"]):
+            touched.resync = True
         touched.set(coll, "hide_render", not changes["visible"])
 
 
@@ -323,11 +341,12 @@ def scene_key(job):
             job.get(K.DEVICE_TYPE), tuple(job.get(K.GPU_INDICES) or ()))
 
 
-def run(job, touched, reuse=False):
+def run(job, touched, reuse=False, resync=False):
     """Renders one job in this Blender. It opens the job's .blend from scratch (Python off); with ``reuse``
     (``warm.py``: the file loaded is this job's scene, put back as it was loaded) it renders on it instead.
-    Every value the job changes is noted in ``touched``. The cold mode runs it once per process; ``warm.py``
-    once per job in a process that stays open."""
+    Every value the job changes is noted in ``touched``; ``resync``: the job before changed what Cycles'
+    persistent data does not follow. The cold mode runs it once per process; ``warm.py`` once per job in a
+    process that stays open."""
     render = job[K.RENDER]
     out_dir = job[K.OUTPUT_DIR]
     confinement = confine.Confinement(job[K.JOB_DIR], out_dir, emit, touched)
@@ -340,8 +359,9 @@ def run(job, touched, reuse=False):
     touched.undo(lambda: bpy.app.handlers.render_stats.remove(flush))
     scene = pick_scene(render)
     # Cycles keeps what it built (the BVH, images) between frames and, in a warm Blender, between jobs on the
-    # same scene; only what changed is synced again.
-    touched.set(scene.render, "use_persistent_data", True)
+    # same scene; only what changed is synced again. Not put back after the job: turning it off frees what
+    # Cycles kept.
+    scene.render.use_persistent_data = True
 
     engine = set_engine(scene, render["engine"], touched)
     device, gpus = ("CPU", [])
@@ -374,6 +394,10 @@ def run(job, touched, reuse=False):
     if fmt == "FFMPEG":
         touched.set(scene.render.ffmpeg, "format", "MPEG4")
         touched.set(scene.render.ffmpeg, "codec", "H264")
+
+    if touched.resync or resync:  # drops what Cycles kept: it builds the scene anew for this job
+        scene.render.use_persistent_data = False
+        scene.render.use_persistent_data = True
 
     frames = job[K.FRAMES]
     samples = current_samples(scene, engine)

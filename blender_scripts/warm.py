@@ -38,6 +38,7 @@ class Kept:
 
     def __init__(self):
         self.key = None
+        self.resync = False  # the job before changed (and put back) what Cycles' persistent data misses
 
     def reusable(self, key):
         return key is not None and key == self.key
@@ -52,9 +53,23 @@ class Kept:
             return
         if key is not None and touched.restorable and not bpy.app.autoexec_fail:
             self.key = key
+            self.resync = touched.resync
 
     def drop(self):
         self.key = None
+        self.resync = False
+
+
+def render(job, kept):
+    """Renders one job, on the scene ``kept`` holds where it may; returns whether it did. Raises as
+    ``render_job.run`` does, and then nothing is kept."""
+    key = render_job.scene_key(job)
+    reuse, resync = kept.reusable(key), kept.resync
+    kept.drop()  # until this job ends well
+    touched = render_job.Touched()
+    render_job.run(job, touched, reuse=reuse, resync=reuse and resync)
+    kept.keep(key, touched)
+    return reuse
 
 
 def serve():
@@ -67,13 +82,7 @@ def serve():
         ok = False
         try:
             with open(path, encoding="utf-8") as handle:
-                job = json.load(handle)
-            key = render_job.scene_key(job)
-            reuse = kept.reusable(key)
-            kept.drop()  # until this job ends well
-            touched = render_job.Touched()
-            render_job.run(job, touched, reuse=reuse)
-            kept.keep(key, touched)
+                render(json.load(handle), kept)
             ok = True
         except render_job.JobError as error:
             traceback.print_exc(file=sys.stdout)  # in the job's log, as a cold Blender prints it

@@ -1,6 +1,7 @@
 """The warm Blender with the real Blender: one process, jobs one after another, nothing leaking between them."""
 
 import hashlib
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -32,9 +33,9 @@ def job_of(tmp_path: Path, name: str, overrides: dict, frames=(1,), render=None,
 
 
 def render(kind, blender, tmp_path, name, overrides, warm=None, keep=False, job_render=None, images=None,
-           frames=(1,), **limits):
+           frames=(1,), scene=None, **limits):
     job_dir, job = job_of(tmp_path, name, overrides, frames, job_render, images, keep)
-    args = (blender.path, sample_scene(), job, job_dir)
+    args = (blender.path, scene or sample_scene(), job, job_dir)
     kwargs = dict(total_timeout=limits.get("total", 120), silence_timeout=60, user_dir=tmp_path / "user")
     run = warm_run(warm, *args, **kwargs) if kind == "warm" else BlenderRun(*args, **kwargs)
     result = run.run()
@@ -125,16 +126,37 @@ def test_a_job_that_may_not_keep_its_scene_opens_it_each_time(blender, tmp_path)
         warm.close("the test is over")
 
 
-def test_the_frames_of_an_animation_with_a_moving_camera_match_single_frame_cold_renders(blender, tmp_path):
-    """Cycles' persistent data keeps the scene built between a job's frames: each frame as a cold Blender
-    rendering that frame alone renders it."""
+@pytest.fixture(scope="module")
+def moving_camera_scene(blender, tmp_path_factory):
+    """A small template scene (tests/support/make_template_scene.py) whose camera moves over frames 1 to 3."""
+    out = tmp_path_factory.mktemp("scene") / "template.blend"
+    made = subprocess.run([blender.path, "-b", "--factory-startup", "--python",
+                           str(Path(__file__).parent.parent / "support" / "make_template_scene.py"), "--",
+                           str(out), "40", "64", "3"], capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0 and out.is_file(), made.stdout[-2000:] + made.stderr[-2000:]
+    return out
+
+
+def test_the_frames_of_an_animation_with_a_moving_camera_match_single_frame_cold_renders(blender, tmp_path,
+                                                                                        moving_camera_scene):
+    """Cycles' persistent data keeps the scene built between a job's frames, in a cold and in a warm Blender:
+    each frame as a cold Blender rendering that frame alone renders it."""
     frames = (1, 2, 3)
-    moving = {"objects": {"Camera": {"location": [0, -8.5, 3.4]}}}
-    _, whole = render("cold", blender, tmp_path, "animation", moving, frames=frames)
+    alone = [digest(render("cold", blender, tmp_path, f"frame-{f}", A, frames=(f,), scene=moving_camera_scene)[1])
+             for f in frames]
+    assert len(set(alone)) == 3, "the camera moves"
+    _, whole = render("cold", blender, tmp_path, "animation", A, frames=frames, scene=moving_camera_scene)
     assert whole.ok, whole.reason
-    for index, frame in enumerate(frames):
-        _, alone = render("cold", blender, tmp_path, f"frame-{frame}", moving, frames=(frame,))
-        assert digest(whole, index) == digest(alone), f"frame {frame}"
+    assert [digest(whole, i) for i in range(3)] == alone
+    warm = WarmBlender(tmp_path / "warm")
+    try:
+        for n in range(2):  # the second on the kept scene
+            run, again = render("warm", blender, tmp_path, f"warm-animation-{n}", A, warm, keep=True,
+                                frames=frames, scene=moving_camera_scene)
+            assert again.ok and run.tracker.scene_reused == (n == 1)
+            assert [digest(again, i) for i in range(3)] == alone, f"warm run {n}"
+    finally:
+        warm.close("the test is over")
 
 
 def test_jobs_in_one_warm_process_match_cold_renders_pixel_for_pixel(blender, tmp_path):

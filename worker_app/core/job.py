@@ -312,6 +312,8 @@ class JobRun:
         assert self.run is not None
         self._keep_record(self.run.tracker)
         tracker = self.run.tracker
+        if tracker.scene_reused:
+            stats["scene_reused"] = True  # rendered on the scene the job before left loaded in the warm Blender
         if tracker.warnings:
             stats["warnings"] = self.redact("; ".join(tracker.warnings))[:1000]
         if spec.strict and tracker.missing:
