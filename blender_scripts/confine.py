@@ -43,8 +43,11 @@ class Confinement:
                 # Rendered as a compositor input, another scene writes nothing; pointed in all the same.
                 self._move(scene.render, "filepath", "output path of scene %r" % scene.name,
                            os.path.join(self.cache_dir, "scene-" + safe_name(scene.name), ""), watch="")
-            if scene.node_tree is not None:
-                self._file_outputs(scene.node_tree, scene.name)
+            # Blender 5.0 moved the compositor into a node group (scene.compositing_node_group), which the
+            # node groups below include; before, it is the scene's own node_tree.
+            tree = getattr(scene, "node_tree", None)
+            if tree is not None:
+                self._file_outputs(tree, scene.name)
         for group in bpy.data.node_groups:
             if group.bl_idname == "CompositorNodeTree":
                 self._file_outputs(group, "node group " + group.name)

@@ -62,7 +62,7 @@ def report(emit):
             missing("sound", sound.filepath, sound.name)
     for scene in bpy.data.scenes:
         editor = scene.sequence_editor
-        for strip in (editor.sequences_all if editor is not None else []):
+        for strip in all_strips(editor):
             if strip.type == "MOVIE" and _missing_file(strip.filepath):
                 missing("clip", strip.filepath, strip.name)
             elif strip.type == "IMAGE" and strip.elements and \
@@ -77,3 +77,12 @@ def report(emit):
             cache = psys.point_cache
             if cache.use_external and _missing_file(cache.filepath):
                 missing("cache", cache.filepath, obj.name)
+
+
+def all_strips(editor):
+    """Every strip of a scene's sequencer (``strips_all`` from Blender 4.4, the only name in 5.0; before,
+    ``sequences_all``); none without a sequencer."""
+    if editor is None:
+        return []
+    strips = getattr(editor, "strips_all", None)
+    return strips if strips is not None else editor.sequences_all

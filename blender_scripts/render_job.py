@@ -235,7 +235,7 @@ def set_denoising(scene, wanted, device, touched):
 def renders_through_a_camera(scene):
     """A scene whose sequencer has strips renders them, with no camera; everything else needs one."""
     editor = scene.sequence_editor
-    return not (scene.render.use_sequencer and editor is not None and len(editor.sequences_all) > 0)
+    return not (scene.render.use_sequencer and len(missing.all_strips(editor)) > 0)
 
 
 def _keep_rotation(obj, touched):
@@ -390,6 +390,8 @@ def run(job, touched, reuse=False, resync=False):
     fmt = render["format"]
     if fmt not in K.FILE_FORMATS:
         raise JobError("render.format: %r is not one of %s" % (fmt, ", ".join(K.FILE_FORMATS)))
+    if hasattr(scene.render.image_settings, "media_type"):  # Blender 5.0: a movie's format is under VIDEO
+        touched.set(scene.render.image_settings, "media_type", "VIDEO" if fmt == "FFMPEG" else "IMAGE")
     touched.set(scene.render.image_settings, "file_format", fmt)
     if fmt == "FFMPEG":
         touched.set(scene.render.ffmpeg, "format", "MPEG4")

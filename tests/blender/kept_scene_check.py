@@ -1,6 +1,7 @@
 """Renders a template job sequence with ``render_job.run`` in a Python with PyPI's ``bpy`` (a newer Blender as a
 module), each job twice: on a file opened for it, and on the scene ``warm.Kept`` keeps from the job before.
-Prints one JSON line: for each job, the frames written each way and whether the kept scene was used.
+Then a movie of two frames. Prints one JSON line: for each job, the frames written each way and whether the kept
+scene was used; the movie files.
 
     python kept_scene_check.py SCENE.blend WORK_DIR LABEL.png
 """
@@ -48,7 +49,14 @@ def main(scene, work, label):
             if way == "kept":
                 found[n]["reused"] = reuse
             found[n][way] = os.path.join(out, "frame_0001.png")
-    print("@result " + json.dumps({"blender": bpy.app.version_string, "jobs": found}), flush=True)
+    # A movie of two frames, on a file opened for it (Blender 5.0 moved the movie formats).
+    job_dir = os.path.join(work, "movie")
+    os.makedirs(os.path.join(job_dir, "out"))
+    warm.render({K.RENDER: dict(RENDER, format="FFMPEG"), K.FRAMES: [1, 2], K.OUTPUT_DIR: os.path.join(job_dir, "out"),
+                 K.OVERRIDES: {}, K.IMAGES: {}, K.JOB_DIR: job_dir, K.SCENE_FILE: scene, K.DEVICE_TYPE: None,
+                 K.GPU_INDICES: [], K.SCENE_KEY: None}, warm.Kept())
+    movies = [os.path.join(job_dir, "out", name) for name in os.listdir(os.path.join(job_dir, "out"))]
+    print("@result " + json.dumps({"blender": bpy.app.version_string, "jobs": found, "movies": movies}), flush=True)
 
 
 if __name__ == "__main__":

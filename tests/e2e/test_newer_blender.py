@@ -19,7 +19,8 @@ def _digest(path: str) -> str:
     return hashlib.sha256(repr((width, height, pixels)).encode()).hexdigest()
 
 
-def test_a_kept_scene_renders_each_kind_of_change_as_an_opened_file_in_the_newest_blender(tmp_path):
+def test_a_kept_scene_renders_each_kind_of_change_as_an_opened_file_and_a_movie_renders_in_the_newest_blender(
+        tmp_path):
     need(str(BPY_PYTHON) if BPY_PYTHON.exists() else None, "PyPI's bpy", "make bpy")
     label = write_png(tmp_path / "label.png", 16, 16, (220, 20, 20))
     ran = subprocess.run([str(BPY_PYTHON), str(ROOT / "tests" / "blender" / "kept_scene_check.py"),
@@ -38,3 +39,5 @@ def test_a_kept_scene_renders_each_kind_of_change_as_an_opened_file_in_the_newes
     assert len(plain) == 1, "A is A, whatever came before"
     assert len({_digest(job["opened"]) for job in jobs}) == len({job["name"] for job in jobs}), \
         "each change changes the picture"
+    movies = result["movies"]
+    assert len(movies) == 1 and Path(movies[0]).name.startswith("movie_") and Path(movies[0]).stat().st_size > 1000
