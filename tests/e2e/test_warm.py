@@ -286,6 +286,30 @@ def test_the_warm_process_outlives_the_thread_of_the_job_that_started_it(blender
         warm.close("the test is over")
 
 
+def test_template_jobs_through_a_server_render_on_the_kept_scene_and_say_so(served, blender, tmp_path):
+    """The worker names the scene for the warm Blender to keep: the second job on the same .blend renders on it,
+    its stats say so, and its picture is the one a job alone would make."""
+    from support.running import Running
+
+    running = Running(served, blender, tmp_path, max_jobs=3, warm=True)
+    try:
+        scene = served.upload_scene()
+        paint = {"materials": {"HeroMat": {"base_color": [0.1, 0.3, 0.9]}}}
+        jobs = [served.submit({**RENDER, "frames": "1"}, scene=scene, overrides=paint if n == 1 else {})
+                for n in range(3)]
+        for job in jobs:
+            wait_for(lambda: served.app.job(job["id"])["state"] in ("done", "failed"), f"job {job['id']} to end")
+        views = [served.app.job(job["id"]) for job in jobs]
+        assert [v["state"] for v in views] == ["done"] * 3, [v.get("error") for v in views]
+        assert [v["stats"].get("scene_reused") for v in views] == [None, 1, 1]
+        first, third = (served.app.download_output(v["id"], v["outputs"][0]["name"], tmp_path / f"{v['id']}.png")
+                        for v in (views[0], views[2]))
+        assert read_png(first) == read_png(third), "the job after a change renders as the first one"
+    finally:
+        running.worker.stop()
+        running.finish(60)
+
+
 def test_the_worker_shows_blender_warm_and_a_pause_ends_the_idle_warm_blender(served, blender, tmp_path):
     from support.running import Running
     from worker_app.core import State

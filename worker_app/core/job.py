@@ -313,7 +313,7 @@ class JobRun:
         self._keep_record(self.run.tracker)
         tracker = self.run.tracker
         if tracker.scene_reused:
-            stats["scene_reused"] = True  # rendered on the scene the job before left loaded in the warm Blender
+            stats["scene_reused"] = 1  # rendered on the scene the job before left loaded in the warm Blender
         if tracker.warnings:
             stats["warnings"] = self.redact("; ".join(tracker.warnings))[:1000]
         if spec.strict and tracker.missing:
