@@ -91,10 +91,15 @@ def thread_cpu() -> dict[str, float]:
     import psutil
 
     names = {thread.native_id: thread.name for thread in threading.enumerate()}
+    process = psutil.Process()
     found: dict[str, float] = {}
-    for thread in psutil.Process().threads():
+    for thread in process.threads():
         name = names.get(thread.id, "other (a library's own threads)")
         found[name] = found.get(name, 0.0) + thread.user_time + thread.system_time
+    times = process.cpu_times()
+    live = sum(found.values())
+    # Threads that ended since (a job's own thread, an upload's) are counted only in the process's total.
+    found["threads that ended"] = times.user + times.system - live
     return found
 
 
@@ -162,7 +167,8 @@ def main() -> int:
     print("CPU of homefarm's own threads (worker and the in-process server) per job, beside Blender:")
     for (case, way), used in spent.items():
         top = sorted(((seconds / args.runs, name) for name, seconds in used.items()), reverse=True)[:6]
-        print(f"  {case}, {way}: {sum(used.values()) / args.runs * 1000:.0f} ms in all; "
+        print(f"  {case}, {way}: {sum(used.values()) / args.runs * 1000:.0f} ms in all "
+              f"({100 * sum(used.values()) / sum(times[(case, way)]):.1f} % of one core over the job); "
               + ", ".join(f"{name} {seconds * 1000:.0f}" for seconds, name in top))
     return 0
 
