@@ -122,9 +122,11 @@ def test_a_blend_that_would_run_python_on_load_never_does(served, blender, tmp_p
     subprocess.run([blender.path, "-b", "--factory-startup", "-Y", str(sample_scene()), "--python", str(script)],
                    check=True, capture_output=True, timeout=120)
     asset = served.app.upload_asset(booby_trapped)
-    job = served.submit(FAST_RENDER, scene={k: asset[k] for k in ("url", "sha256", "size")})
-    Running(served, blender, tmp_path / "w").finish(120)
-    assert served.app.job(job["id"])["state"] == "done"
+    jobs = [served.submit(FAST_RENDER, scene={k: asset[k] for k in ("url", "sha256", "size")}) for _ in range(2)]
+    Running(served, blender, tmp_path / "w", max_jobs=2, warm=True).finish(120)
+    views = [served.app.job(job["id"]) for job in jobs]
+    assert [v["state"] for v in views] == ["done", "done"]
+    assert "scene_reused" not in views[1]["stats"], "a scene whose Python was blocked is opened anew for each job"
     assert not marker.exists() and not (tmp_path / "marker.driver").exists()
     # The file really is booby-trapped: with auto-run allowed, Blender runs its code.
     subprocess.run([blender.path, "-b", "--factory-startup", "--enable-autoexec", str(booby_trapped),
