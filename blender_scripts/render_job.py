@@ -477,12 +477,26 @@ def render_movie(scene, frames, out_dir, touched):
     report_compositor_outputs(out_dir, frames[0], set())
 
 
+def _failed():
+    """Blender's executable exits with --python-exit-code when the script raises; Blender as a Python module
+    (no executable: ``bpy.app.binary_path`` is empty) exits with the same code here."""
+    if bpy.app.binary_path:
+        raise
+    import traceback
+    traceback.print_exc(file=sys.stdout)
+    sys.stdout.flush()
+    os._exit(K.SCRIPT_EXIT_CODE)
+
+
 if __name__ == "__main__":
     try:
         main()
     except JobError as error:
         emit(K.ERROR, message=str(error), kind="job")
-        raise
+        _failed()
     except Exception as error:  # Reported, then re-raised so --python-exit-code fails the run.
         emit(K.ERROR, message="%s: %s" % (type(error).__name__, error), kind="internal")
-        raise
+        _failed()
+    if not bpy.app.binary_path:
+        sys.stdout.flush()
+        os._exit(0)  # a module's Blender ends at once: no teardown of what Cycles kept

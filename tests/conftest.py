@@ -31,6 +31,24 @@ def blender():
         pytest.fail(f"these tests render with a real Blender: {error}")
 
 
+@pytest.fixture(scope="session")
+def bpy_blender(tmp_path_factory):
+    """Blender 5.0 as homefarm installs it for a newer scene: PyPI's bpy in a virtual environment of its own
+    (render/installs.py), made from pip's cache that `make bpy` filled."""
+    from support.engines import need
+    from support.harness import ROOT
+    from worker_app.render.installs import install_module
+
+    need(str(ROOT / ".venv-bpy") if (ROOT / ".venv-bpy" / ".installed").exists() else None, "PyPI's bpy", "make bpy")
+    return install_module(tmp_path_factory.mktemp("data"), "5.0")
+
+
+@pytest.fixture(params=["system", "bpy"])
+def any_blender(request):
+    """The system's Blender (Debian's 3.4, an executable), then Blender 5.0 installed as a Python module."""
+    return request.getfixturevalue("blender" if request.param == "system" else "bpy_blender")
+
+
 def _serving(tmp_path, lease_ttl: float):
     server = JobServer(tmp_path / "server", lease_ttl=lease_ttl).start()
     try:

@@ -62,7 +62,7 @@ def cmd_run(args, paths: config_mod.Paths) -> int:
     token = found.token
     log.info("the worker token comes from %s", found.source)
     try:
-        blenders = find_all(cfg.blender_path)
+        blenders = find_all(cfg.blender_path, paths.data_dir)
     except BlenderNotFound as error:
         raise SystemExit(f"homefarm: {error}") from None
     for blender in blenders:
@@ -226,6 +226,29 @@ def cmd_stats(args, paths: config_mod.Paths) -> int:
     return 0
 
 
+def cmd_blender(args, paths: config_mod.Paths) -> int:
+    """`blender list` shows the Blenders found and installed; `add 4.5` installs one; `remove 4.5` removes it."""
+    from worker_app.render import installs
+    from worker_app.render.discovery import find_installs
+
+    cfg = _load_config(paths)
+    try:
+        if args.action == "add":
+            install = installs.install_module(paths.data_dir, installs.series_of(args.version or ""), say=print)
+            print(f"Blender {install.version} is ready; jobs whose scenes need it render with it")
+        elif args.action == "remove":
+            print(f"removed Blender {installs.remove_module(paths.data_dir, args.version or '')}")
+        else:
+            for found in find_installs(cfg.blender_path):
+                print(f"Blender {found.version:<10} executable  {found.path}")
+            for module in installs.module_installs(paths.data_dir):
+                print(f"Blender {module.version:<10} module      {installs.install_size(module) / 2**30:.1f} GB, "
+                      f"installed by homefarm (homefarm blender remove {installs.series_of(module.version)})")
+    except installs.InstallError as error:
+        raise SystemExit(f"homefarm: {error}") from None
+    return 0
+
+
 def cmd_autostart(args, paths: config_mod.Paths) -> int:
     from worker_app.system import autostart
 
@@ -354,6 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--last", type=int, default=10, help="how many recent jobs to list (default 10)")
     stats.add_argument("--json", action="store_true", help="print the figures as JSON, for a script")
     stats.set_defaults(func=cmd_stats)
+
+    blender = _command(sub, "blender", help="list, add or remove the Blenders jobs render with",
+                       description="Lists the Blenders found on this PC and those homefarm installed; adds the "
+                                   "newest release of a series (PyPI's Blender module, about 1 GB) or removes one.",
+                       epilog="examples:\n  homefarm blender list\n  homefarm blender add 4.5\n"
+                              "  homefarm blender remove 4.5", formatter_class=argparse.RawDescriptionHelpFormatter)
+    blender.add_argument("action", nargs="?", choices=("list", "add", "remove"), default="list")
+    blender.add_argument("version", nargs="?", help="a Blender series such as 4.5")
+    blender.set_defaults(func=cmd_blender)
 
     auto = _command(sub, "autostart", help="start homefarm when you sign in: on, off or status")
     auto.add_argument("action", choices=("on", "off", "status"), nargs="?", default="status")

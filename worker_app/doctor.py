@@ -9,6 +9,7 @@ from worker_app import layout as L
 from worker_app import config as config_mod
 from worker_app.system import gpu
 from worker_app.render.discovery import BlenderNotFound, find_installs, probe_devices
+from worker_app.render.environment import is_module
 from worker_app.client import ClientError, Unauthorized, WorkerClient
 from worker_app.system.credentials import (NO_BACKEND_HELP, CredentialError, TokenStore, service_token,
                                            token_kind_problem)
@@ -34,9 +35,14 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None, token_
         checks.append(Check("config", False, str(error), f"edit {paths.config_file}"))
         cfg = config_mod.Config()
 
-    installs = find_installs(cfg.blender_path)
+    from worker_app.render.installs import module_installs
+
+    installs = find_installs(cfg.blender_path) + module_installs(paths.data_dir)
     if installs:
-        detail = "; ".join(f"{i.version} at {i.path}" for i in installs)
+        detail = "; ".join(f"{i.version} at {i.path}" + (" (installed by homefarm as a module)" if is_module(i.path)
+                                                       else "") for i in installs)
+        if cfg.auto_install == "yes":
+            detail += "; a newer one a scene needs is installed on demand (blender.auto_install)"
         checks.append(Check("blender", True, detail))
         try:
             devices = probe_devices(installs[0])

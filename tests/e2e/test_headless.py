@@ -14,21 +14,11 @@ import psutil
 import pytest
 
 from support.harness import FAST_RENDER, TESTS, box_env, homefarm, private_file
-from support.server_process import start_server
 from worker_app.app_client import AppClient
 from worker_app.demo import sample_scene
 
 ROOT = TESTS.parent
 UNIT = ROOT / "installer" / "homefarm-worker.service"
-
-
-@pytest.fixture
-def serve(tmp_path):
-    server = start_server(tmp_path / "server")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.blender

@@ -15,7 +15,6 @@ import pytest
 
 from support.harness import FAST_RENDER
 from support.running import SLOW_RENDER
-from support.server_process import start_server
 from support.bus import GNOME, LOGIND, PrivateBus
 from support.harness import box_env, homefarm, private_file
 from worker_app.app_client import AppClient
@@ -31,13 +30,6 @@ def bus(tmp_path):
     bus = PrivateBus.start(tmp_path / "dbus")
     yield bus
     bus.stop()
-
-
-@pytest.fixture
-def serve(tmp_path):
-    server = start_server(tmp_path / "server")
-    yield server
-    server.stop()
 
 
 def wait_job(app, job_id, predicate, timeout=120.0) -> tuple[dict, float]:

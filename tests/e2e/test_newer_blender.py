@@ -4,12 +4,17 @@ installed by `make test` into .venv-bpy), running the very scripts a worker's Bl
 import hashlib
 import json
 import subprocess
+import sys
+import time
 from pathlib import Path
 
+
 from support.engines import need
-from support.harness import ROOT
+from support.harness import FAST_RENDER, ROOT, box_env, homefarm, private_file
 from support.pngio import read_png, write_png
+from worker_app.app_client import AppClient
 from worker_app.demo import sample_scene
+from worker_app.render.blendfile import read_header
 
 BPY_PYTHON = ROOT / ".venv-bpy" / "bin" / "python"
 
@@ -41,3 +46,42 @@ def test_a_kept_scene_renders_each_kind_of_change_as_an_opened_file_and_a_movie_
         "each change changes the picture"
     movies = result["movies"]
     assert len(movies) == 1 and Path(movies[0]).name.startswith("movie_") and Path(movies[0]).stat().st_size > 1000
+
+
+SAVE_AS_NEWER = """
+import sys
+import bpy
+bpy.ops.wm.open_mainfile(filepath=sys.argv[1])
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2])
+"""
+
+
+def test_a_scene_from_a_newer_blender_renders_after_the_worker_installs_that_blender(tmp_path, serve):
+    """`homefarm serve` and `homefarm run` (Debian's Blender 3.4 on this PC, `blender.auto_install = yes`): a
+    scene saved by Blender 5.0 renders after the worker installed 5.0 while the job waited, in one attempt."""
+    need(str(BPY_PYTHON) if BPY_PYTHON.exists() else None, "PyPI's bpy", "make bpy")
+    newer = tmp_path / "saved-by-5.0.blend"
+    saved = subprocess.run([str(BPY_PYTHON), "-c", SAVE_AS_NEWER, str(sample_scene()), str(newer)],
+                           capture_output=True, text=True, timeout=300)
+    assert saved.returncode == 0 and newer.is_file(), saved.stderr[-2000:]
+    assert read_header(newer).version_text.startswith("5.0")
+    secret = private_file(tmp_path / "secret" / "worker-token", serve.worker_token)
+    env = box_env(tmp_path)
+    for key, value in (("server.url", serve.url), ("blender.auto_install", "yes")):
+        assert homefarm(env, "config", "set", key, value).returncode == 0
+    app = AppClient(serve.url, serve.app_token)
+    asset = app.upload_asset(newer)
+    job = app.submit({"scene": {k: asset[k] for k in ("url", "sha256", "size")}, "render": FAST_RENDER})
+    started = time.monotonic()
+    worker = subprocess.Popen([sys.executable, "-m", "worker_app", "run", "--max-jobs", "1", "--token-file",
+                               str(secret)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output = worker.communicate(timeout=600)[0]
+    finally:
+        worker.kill()
+    view = app.job(job["id"])
+    assert view["state"] == "done", output[-4000:]
+    assert view["attempts"] == 1 and view["stats"]["blender"].startswith("5.0"), view["stats"]
+    listed = homefarm(env, "blender", "list")
+    assert listed.returncode == 0 and "Blender 5.0" in listed.stdout and "module" in listed.stdout, listed.stdout
+    print(f"installed on demand and rendered in {time.monotonic() - started:.1f} s")

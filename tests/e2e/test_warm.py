@@ -77,35 +77,35 @@ def _job_args(tmp_path, change):
     return change, job_render, images
 
 
-def test_a_kept_scene_renders_each_kind_of_change_as_a_cold_blender_does(blender, tmp_path):
+def test_a_kept_scene_renders_each_kind_of_change_as_a_cold_blender_does(any_blender, tmp_path):
     """Sequences A, B, A', A on the scene the warm Blender keeps, for every kind of change, against cold renders
     of each, pixel for pixel; and a job that fails halfway through its overrides leaves nothing behind."""
-    cold_a = digest(render("cold", blender, tmp_path, "cold-A", A)[1])
+    cold_a = digest(render("cold", any_blender, tmp_path, "cold-A", A)[1])
     warm = WarmBlender(tmp_path / "warm")
     try:
-        run, result = render("warm", blender, tmp_path, "first", A, warm, keep=True)
+        run, result = render("warm", any_blender, tmp_path, "first", A, warm, keep=True)
         assert result.ok and not run.tracker.scene_reused and digest(result) == cold_a
         pid = run.proc.pid
         for kind, changes in KINDS.items():
             for n, change in enumerate(changes):
                 overrides, job_render, images = _job_args(tmp_path, change)
-                cold = digest(render("cold", blender, tmp_path, f"cold-{kind}-{n}", overrides,
+                cold = digest(render("cold", any_blender, tmp_path, f"cold-{kind}-{n}", overrides,
                                      job_render=job_render, images=images)[1])
                 assert cold != cold_a, f"{kind} {n} changes the picture"
-                run, result = render("warm", blender, tmp_path, f"{kind}-{n}", overrides, warm, keep=True,
+                run, result = render("warm", any_blender, tmp_path, f"{kind}-{n}", overrides, warm, keep=True,
                                      job_render=job_render, images=images)
                 assert result.ok, result.reason
                 assert run.tracker.scene_reused == (kind != "image" or n == 0), (kind, n)
                 assert digest(result) == cold, f"{kind} {n} on the kept scene differs from a cold render"
-            run, result = render("warm", blender, tmp_path, f"{kind}-A", A, warm, keep=True)
+            run, result = render("warm", any_blender, tmp_path, f"{kind}-A", A, warm, keep=True)
             assert result.ok and digest(result) == cold_a, f"after {kind}, A differs from a cold A"
             assert run.tracker.scene_reused == (kind != "image"), "a replaced image is not put back: reopened"
         # Fails halfway: the Hero moved, then a material that is not there.
-        _, failed = render("warm", blender, tmp_path, "half", {"objects": {"Hero": {"location": [0, 0, 3]}},
+        _, failed = render("warm", any_blender, tmp_path, "half", {"objects": {"Hero": {"location": [0, 0, 3]}},
                                                                "materials": {"NoSuchMat": {"metallic": 1.0}}},
                            warm, keep=True)
         assert not failed.ok and "overrides.materials.NoSuchMat" in failed.reason
-        run, result = render("warm", blender, tmp_path, "after-half", A, warm, keep=True)
+        run, result = render("warm", any_blender, tmp_path, "after-half", A, warm, keep=True)
         assert result.ok and digest(result) == cold_a and not run.tracker.scene_reused, "reopened after a failure"
         assert run.proc.pid == pid, "all in one process"
     finally:
@@ -159,15 +159,15 @@ def test_the_frames_of_an_animation_with_a_moving_camera_match_single_frame_cold
         warm.close("the test is over")
 
 
-def test_jobs_in_one_warm_process_match_cold_renders_pixel_for_pixel(blender, tmp_path):
-    cold = {name: digest(render("cold", blender, tmp_path, f"cold-{name}", over)[1])
+def test_jobs_in_one_warm_process_match_cold_renders_pixel_for_pixel(any_blender, tmp_path):
+    cold = {name: digest(render("cold", any_blender, tmp_path, f"cold-{name}", over)[1])
             for name, over in (("A", A), ("B", B))}
     assert cold["A"] != cold["B"]  # the overrides change the picture
     warm = WarmBlender(tmp_path / "warm")
     try:
         seen = []
         for name, over in (("A", A), ("B", B), ("A", A)):
-            run, result = render("warm", blender, tmp_path, f"warm-{name}-{len(seen)}", over, warm)
+            run, result = render("warm", any_blender, tmp_path, f"warm-{name}-{len(seen)}", over, warm)
             assert result.ok, result.reason
             seen.append((name, digest(result), run.proc.pid))
         assert [(n, d) for n, d, _ in seen] == [(n, cold[n]) for n, _, _ in seen]

@@ -28,6 +28,12 @@ class SettingsChanged:
 
 
 @dataclass(frozen=True)
+class BlenderAdded:
+    """A job installed the Blender its scene needed (``blender.auto_install``): the jobs after it may use it."""
+    install: Any
+
+
+@dataclass(frozen=True)
 class PauseChanged:
     """From the guard's thread."""
     decision: PauseDecision

@@ -24,7 +24,7 @@ from worker_app import constants as C
 from worker_app import protocol as P
 from worker_app.blender_scripts import contract as K
 from worker_app.client import file_sha256
-from worker_app.core.events import OutputSaved, RenderProgress, SentKind
+from worker_app.core.events import BlenderAdded, OutputSaved, RenderProgress, SentKind
 from worker_app.core.folders import Folders
 from worker_app.core.settings import Settings
 from worker_app.core.downloads import Failed, fetch_images, fetch_scene
@@ -394,12 +394,36 @@ class JobRun:
         try:
             return pick(list(self.ctx.blenders), wanted)
         except BlenderNotFound:
+            installed = self._install_blender(wanted) if wanted else None
+            if installed is not None:
+                return installed
             have = ", ".join(b.version for b in self.ctx.blenders)
             if wanted == header.version_text:
                 reason = f"{what}: saved by Blender {wanted}; this PC has {have}"
             else:
                 reason = f"blender.min_version: the job needs Blender {wanted} or newer; this PC has {have}"
             raise Failed(reason, retryable=False, needs_blender=wanted) from None
+
+    def _install_blender(self, wanted: str) -> BlenderInstall | None:
+        """With ``blender.auto_install = "yes"``: installs the newest release of the series the job needs while
+        the job keeps its lease (one attempt), and offers it to the jobs after this one. None when not allowed,
+        or when it cannot be done here (the reason goes to the log; the job fails as without it)."""
+        from worker_app.render import installs
+
+        if self.ctx.settings.auto_install != "yes":
+            return None
+        series = installs.series_of(wanted)
+        self.ctx.stage(State.DOWNLOADING, JobProgress(self.job_id, f"installing Blender {series}"),
+                       f"job {self.job_id}: installing Blender {series}, which its scene needs")
+        try:
+            install: BlenderInstall = self.ctx.call(installs.install_module, self.ctx.folders.jobs.parent, series,
+                                                    name="install-blender")
+        except installs.InstallError as error:
+            log.warning("job %s: Blender %s could not be installed: %s", self.job_id, series, error)
+            return None
+        self.ctx.post(BlenderAdded(install))
+        self.check()
+        return install if install.version_tuple[:len(P.version_tuple(wanted))] >= P.version_tuple(wanted) else None
 
     def _queue_output(self, path: Path) -> None:
         """An output Blender has saved: checked, cleaned of volatile metadata, hashed, into the outbox."""

@@ -194,6 +194,9 @@ class Worker(EventLoop):
                     self._end_warm("warm Blender was turned off")
                 if blenders:
                     self.blenders = list(blenders)
+            case E.BlenderAdded(install=install):
+                if all(b.path != install.path for b in self.blenders):
+                    self.blenders = [*self.blenders, install]
             case E.WarmChanged(running=running):
                 self.show(blender_warm=running)
                 self._share_state()

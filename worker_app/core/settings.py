@@ -19,6 +19,7 @@ class Settings:
     confine_writes: bool = True  # Landlock where the OS has it (worker_app/render/sandbox.py)
     warm: bool = True  # one Blender renders job after job (worker_app/render/warm.py)
     warm_idle_s: float = C.WARM_IDLE_S  # a warm Blender without a job ends after this long
+    auto_install: str = "no"  # "yes": a job whose scene needs a newer Blender installs it (render/installs.py)
     reuse_scene: bool = True  # a warm Blender keeps the last job's .blend loaded for a job on the same scene
     keep_awake: bool = True  # keep the PC from sleeping while a job is held (worker_app/system/power.py)
     share_program_names: bool = False  # the dashboard may show which program paused the worker (a game's name)

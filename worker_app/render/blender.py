@@ -25,7 +25,7 @@ from worker_app import constants as C
 from worker_app.blender_scripts import contract as K
 from worker_app.render import output as blender_output
 from worker_app.render import procs
-from worker_app.render.environment import blender_env, script_path
+from worker_app.render.environment import blender_command, blender_env, script_path
 
 log = logging.getLogger("homefarm.blender")
 
@@ -36,9 +36,7 @@ def render_command(blender: str, job_file: Path, script: Path | None = None) -> 
     """Blender starts empty; render_job.py opens the scene (named in the job file) itself, once it has set up
     what keeps the scene's writes in the job's folder: Blender evaluates a file as it loads it, and a
     simulation in it writes its cache then."""
-    return [blender, "--background", "--factory-startup", "--disable-autoexec",
-            "--python-exit-code", str(SCRIPT_EXIT_CODE),
-            "--python", str(script or script_path("render_job.py")), "--", str(job_file)]
+    return blender_command(blender, script or script_path("render_job.py"), str(job_file), exit_code=SCRIPT_EXIT_CODE)
 
 
 @dataclass

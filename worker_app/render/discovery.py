@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from worker_app import constants as C
 from worker_app.render import output as blender_output
 from worker_app.render import procs
-from worker_app.render.environment import blender_env, script_path
+from worker_app.render.environment import blender_command, blender_env, script_path
 
 if TYPE_CHECKING:
     from worker_app.system.desktop import SteamStatus
@@ -161,11 +161,15 @@ def find_blender(configured: str = "") -> BlenderInstall:
     return find_all(configured)[0]
 
 
-def find_all(configured: str = "") -> list[BlenderInstall]:
-    """Every working Blender, the configured one first; BlenderNotFound if there is none."""
+def find_all(configured: str = "", data_dir: Any = None) -> list[BlenderInstall]:
+    """Every working Blender, the configured one first, then those homefarm installed under ``data_dir``
+    (render/installs.py); BlenderNotFound if there is none."""
     if configured and not os.path.isfile(configured):
         raise BlenderNotFound(f"blender.path is set to {configured}, which does not exist")
     installs = find_installs(configured)
+    if data_dir is not None:
+        from worker_app.render.installs import module_installs
+        installs += module_installs(data_dir)
     if not installs:
         raise BlenderNotFound(NOT_FOUND_HELP)
     return installs
@@ -213,8 +217,7 @@ def probe_devices(install: BlenderInstall, timeout: float = 60.0) -> dict[str, l
 
 
 def _list_devices(install: BlenderInstall, timeout: float) -> dict[str, list[str]]:
-    cmd = [install.path, "--background", "--factory-startup", "--disable-autoexec",
-           "--python", str(script_path("probe_devices.py"))]
+    cmd = blender_command(install.path, script_path("probe_devices.py"))
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
                              env=blender_env(), encoding="utf-8", errors="replace",

@@ -9,8 +9,28 @@ from pathlib import Path
 from typing import Any
 
 
+# In the virtual environment of a Blender homefarm installed as a Python module (render/installs.py)
+MODULE_MARK = "homefarm-blender.json"
+
+
 def script_path(name: str) -> Path:
     return Path(str(resources.files("worker_app.blender_scripts").joinpath(name)))
+
+
+def is_module(blender: str) -> bool:
+    """Whether ``blender`` is the Python of a Blender installed as a module (PyPI's bpy), not an executable."""
+    return (Path(blender).parent.parent / MODULE_MARK).is_file()
+
+
+def blender_command(blender: str, script: Path, *args: str, exit_code: int | None = None) -> list[str]:
+    """Blender running one of our scripts in the background with factory settings and the scene's Python off;
+    for a module install, its Python running the script (``-I``: none of the environment's Python settings).
+    ``exit_code``: what a script that raises exits with."""
+    if is_module(blender):
+        return [blender, "-I", str(script), "--", *args]
+    flags = ["--python-exit-code", str(exit_code)] if exit_code is not None else []
+    return [blender, "--background", "--factory-startup", "--disable-autoexec", *flags, "--python", str(script),
+            "--", *args]
 
 
 def without_bundle(path: str, bundle: str, sep: str = os.pathsep) -> str:

@@ -35,7 +35,7 @@ from worker_app import constants as C
 from worker_app.blender_scripts import contract as K
 from worker_app.render import procs
 from worker_app.render.blender import BlenderRun, clear_crash_reports, pump
-from worker_app.render.environment import blender_env, script_path
+from worker_app.render.environment import blender_command, blender_env, script_path
 
 log = logging.getLogger("homefarm.blender")
 
@@ -105,8 +105,7 @@ class WarmBlender:
     def _start(self, blender: str, jobs_root: Path, user_dir: Path | None, confine: bool) -> subprocess.Popen[bytes]:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         # The jobs' folder on the command line says whose Blender it is (orphan checks, ps, the tests).
-        cmd = [blender, "--background", "--factory-startup", "--disable-autoexec",
-               "--python", str(script_path("warm.py")), "--", str(jobs_root)]
+        cmd = blender_command(blender, script_path("warm.py"), str(jobs_root))
         writable = [jobs_root, self.folder] + ([user_dir] if user_dir else [])
         self.lines = queue.Queue()
         env = blender_env(user_dir, self.tmp_dir)

@@ -348,7 +348,7 @@ class TrayApp(QObject):
 
         def apply():
             from worker_app.render.discovery import find_all
-            if runtime.reconfigure(cfg, find_all(cfg.blender_path)):
+            if runtime.reconfigure(cfg, find_all(cfg.blender_path, self.paths.data_dir)):
                 return "applied"
             runtime.stop()
             return "restart"

@@ -38,7 +38,7 @@ class Services:
         from worker_app import runtime
         from worker_app.render.discovery import find_all
 
-        rt = runtime.build(cfg, self.paths, token, find_all(cfg.blender_path), on_snapshot=on_snapshot,
+        rt = runtime.build(cfg, self.paths, token, find_all(cfg.blender_path, self.paths.data_dir), on_snapshot=on_snapshot,
                            on_job_end=on_job_end)
         rt.start()
         return rt
