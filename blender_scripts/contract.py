@@ -37,6 +37,7 @@ JOB_DIR = "job_dir"  # the job's own folder: nothing is written outside it
 # The scene's SHA-256 where a warm Blender may keep it loaded for the next job on the same scene (a .blend, the
 # owner allows it); None: opened from scratch for each job, as always
 SCENE_KEY = "scene_key"
+STRICT = "strict"  # a job that fails, before any frame renders, when its scene lacks a file it names
 
 # -- events (the "event" field of each line) ----------------------------------------------------
 JOB_START = "job_start"

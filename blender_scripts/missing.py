@@ -21,13 +21,17 @@ def _missing_file(filepath, packed=False):
 
 def report(emit):
     """Reports every file the scene needs that is not there, with the path as the scene names it: linked
-    libraries and the data-blocks they should bring, images, fonts, caches, movie clips and sounds."""
+    libraries and the data-blocks they should bring, images, fonts, caches (point caches, volumes, fluids,
+    Alembic, an Ocean's bake, a Mesh Cache's file, Multires detail saved outside), movie clips and sounds.
+    Returns them, each as (kind, path)."""
     seen = set()
+    found = []
 
     def missing(kind, path, name=None):
         if (kind, path, name) in seen:
             return
         seen.add((kind, path, name))
+        found.append((kind, path))
         fields = {"kind": kind, "path": path}
         if name:
             fields["name"] = name
@@ -73,11 +77,18 @@ def report(emit):
             if mod.type == "FLUID" and mod.fluid_type == "DOMAIN" and mod.domain_settings.cache_type != "REPLAY" \
                     and _missing_file(mod.domain_settings.cache_directory):
                 missing("cache", mod.domain_settings.cache_directory, obj.name)
+            elif mod.type == "OCEAN" and getattr(mod, "is_cached", False) and _missing_file(mod.filepath):
+                missing("cache", mod.filepath, obj.name)  # marked baked, its folder gone: Blender renders flat
+            elif mod.type == "MESH_CACHE" and _missing_file(mod.filepath):
+                missing("cache", mod.filepath, obj.name)  # an .mdd or .pc2 the mesh's motion comes from
+            elif mod.type == "MULTIRES" and getattr(mod, "is_external", False) and _missing_file(mod.filepath):
+                missing("cache", mod.filepath, obj.name)  # the sculpted detail, saved beside as a .btx
         for psys in obj.particle_systems:
             cache = psys.point_cache
             if cache.use_external and _missing_file(cache.filepath):
                 missing("cache", cache.filepath, obj.name)
 
+    return found
 
 def all_strips(editor):
     """Every strip of a scene's sequencer (``strips_all`` from Blender 4.4, the only name in 5.0; before,

@@ -372,7 +372,11 @@ def run(job, touched, reuse=False, resync=False):
     set_samples(scene, engine, render.get("samples"), touched)
 
     apply_overrides(scene, job.get(K.OVERRIDES, {}), job.get(K.IMAGES, {}), touched)
-    missing.report(emit)
+    lacking = missing.report(emit)
+    if lacking and job.get(K.STRICT):
+        listed = ", ".join("%s %r" % found for found in lacking[:5])
+        raise JobError("strict: the scene lacks %d file(s): %s%s; nothing was rendered"
+                       % (len(lacking), listed, " and more" if len(lacking) > 5 else ""))
 
     if render.get("camera"):
         camera = bpy.data.objects.get(render["camera"])

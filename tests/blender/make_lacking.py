@@ -54,6 +54,27 @@ bpy.context.active_object.data.font = bpy.data.fonts.load(font_copy)
 save("missing_font")
 os.remove(font_copy)
 
+# Caches a modifier reads, made and then not shipped: a Mesh Cache's .mdd, Multires detail saved outside the
+# file (.btx). (An Ocean's bake is checked too, but a bake runs as a job that background Blender never runs.)
+base_scene()
+cube = bpy.data.objects["Cube"]
+save("missing_mesh_cache")
+mdd = cube.modifiers.new("Motion", "MESH_CACHE")
+mdd.cache_format = "MDD"
+mdd.filepath = "//cache/motion.mdd"
+save("missing_mesh_cache")
+
+base_scene()
+cube = bpy.data.objects["Cube"]
+bpy.context.view_layer.objects.active = cube
+save("missing_multires")
+multires = cube.modifiers.new("Detail", "MULTIRES")
+bpy.ops.object.multires_subdivide(modifier="Detail", mode="CATMULL_CLARK")
+bpy.ops.object.multires_external_save(filepath=os.path.join(out_dir, "detail.btx"), relative_path=True,
+                                      modifier="Detail")
+save("missing_multires")
+os.remove(os.path.join(out_dir, "detail.btx"))
+
 # The sequencer only: a colour strip, no camera at all.
 scene = base_scene()
 for obj in list(bpy.data.objects):

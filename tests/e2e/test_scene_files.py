@@ -35,6 +35,8 @@ def render(served, blender, tmp_path, scene: Path, **extra) -> dict:
     ("missing_library", "library", "//lib.blend"),
     ("missing_image", "image", "//tex/wood.png"),
     ("missing_font", "font", "//work/Brand.ttf"),
+    ("missing_mesh_cache", "cache", "//cache/motion.mdd"),
+    ("missing_multires", "cache", "//detail.btx"),
 ])
 def test_a_missing_file_is_a_warning_on_a_done_job_and_fails_a_strict_one(lacking, served, blender, tmp_path,
                                                                           case, kind, path):
@@ -45,6 +47,7 @@ def test_a_missing_file_is_a_warning_on_a_done_job_and_fails_a_strict_one(lackin
     strict = render(served, blender, tmp_path / "b", lacking / f"{case}.blend", strict=True)
     assert strict["state"] == "failed" and strict["attempts"] == 1
     assert strict["error"].startswith("strict: the scene lacks") and f"{kind} '{path}'" in strict["error"]
+    assert strict["error"].endswith("nothing was rendered") and strict["outputs"] == [], "failed before any frame"
 
 
 def test_a_sequencer_only_scene_renders_without_a_camera(lacking, served, blender, tmp_path):

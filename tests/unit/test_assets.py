@@ -99,6 +99,7 @@ def test_zip_without_the_named_blend(tmp_path):
     with pytest.raises(AssetError) as caught:
         unpack_zip(archive, tmp_path / "job", "scene.blend")
     assert caught.value.field == "scene.blend"
+    assert "'scene.blend' is not in the zip; the .blend files in it: 'other.blend'" in str(caught.value)
 
 
 def test_not_a_zip(tmp_path):
@@ -106,6 +107,13 @@ def test_not_a_zip(tmp_path):
     archive.write_bytes(b"not a zip at all")
     with pytest.raises(AssetError, match="not a valid zip"):
         unpack_zip(archive, tmp_path / "job", "scene.blend")
+
+
+def test_a_blend_sent_as_a_zip_is_named_for_what_it_is(tmp_path):
+    from worker_app.demo import sample_scene
+    with pytest.raises(AssetError) as caught:
+        unpack_zip(sample_scene(), tmp_path / "job", "scene.blend")
+    assert caught.value.field == "scene.type" and 'send it with "type": "blend"' in str(caught.value)
 
 
 def test_cache_evicts_least_recently_used_but_never_the_scene_in_use(tmp_path):

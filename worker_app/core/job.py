@@ -294,7 +294,8 @@ class JobRun:
                # A warm Blender may keep a .blend loaded for the next job on it (a zip's files live in this
                # job's folder, which goes when the job ends: opened anew each time).
                K.SCENE_KEY: spec.scene.sha256 if ctx.settings.warm and ctx.settings.reuse_scene
-               and spec.scene.type == "blend" else None}
+               and spec.scene.type == "blend" else None,
+               K.STRICT: spec.strict}
         ctx.stage(State.RENDERING, JobProgress(self.job_id, "rendering", frame_count=len(todo)),
                   f"job {self.job_id}: rendering")
         result = self._render(blender, blend, job, spec)
@@ -302,7 +303,10 @@ class JobRun:
         stats["uploaded_during_render"] = len(self.queued) - ctx.outbox.pending(self.job_id)
         self.check()
         if not result.ok:
-            unreadable = _UNREADABLE.search(result.log_tail or "")
+            # A reason the script gave (the job's fault, named by field) stands; else Blender's own words on a
+            # file it could not read. (A missing library also prints "Unable to open".)
+            told = self.run is not None and self.run.tracker.job_error
+            unreadable = None if told else _UNREADABLE.search(result.log_tail or "")
             retryable = result.stopped is None and result.exit_code not in (SCRIPT_EXIT_CODE, 0) \
                 and not unreadable
             reason = result.reason

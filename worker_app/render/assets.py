@@ -113,7 +113,12 @@ def unpack_zip(archive: Path, dest: Path, blend: str) -> Path:
     try:
         zf = zipfile.ZipFile(archive)
     except zipfile.BadZipFile as error:
-        raise AssetError("scene", f"not a valid zip file: {error}") from None
+        from worker_app.render.blendfile import NotABlendFile, read_header
+        try:
+            read_header(archive)
+        except (NotABlendFile, OSError):
+            raise AssetError("scene", f"not a valid zip file: {error}") from None
+        raise AssetError("scene.type", 'the file is a .blend, not a zip: send it with "type": "blend"') from None
     with zf:
         members = zf.infolist()
         if len(members) > C.ZIP_MAX_MEMBERS:
@@ -158,5 +163,8 @@ def unpack_zip(archive: Path, dest: Path, blend: str) -> Path:
                     out.write(chunk)
     blend_path = (root / safe_member_path(blend)).resolve()
     if not blend_path.is_file():
-        raise AssetError("scene.blend", f"{blend!r} is not in the zip")
+        blends = sorted(info.filename for info in members if info.filename.lower().endswith(".blend"))
+        listed = f"; the .blend files in it: {', '.join(repr(b) for b in blends[:10])}" if blends else \
+            "; it holds no .blend file"
+        raise AssetError("scene.blend", f"{blend!r} is not in the zip{listed}")
     return blend_path

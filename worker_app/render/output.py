@@ -117,6 +117,7 @@ class ProgressTracker:
         self.scene_reused = False  # a warm Blender rendered it on the scene the job before left loaded
         self.errors: list[str] = []  # Blender's own error lines
         self.script_errors: list[str] = []  # error events from the bundled script: the precise cause
+        self.job_error = False  # one of them was the job's fault (a field named), not ours or Blender's
         self.exceptions: list[str] = []  # Python exceptions Blender printed
         self.warnings: list[str] = []
         self.missing: list[dict[str, Any]] = []  # {"kind", "path"}: what the scene needs and is not there
@@ -162,6 +163,7 @@ class ProgressTracker:
             self.redirected.append({key: str(event.get(key))[:1024] for key in ("what", "from", "to")})
         elif kind == K.ERROR:
             self.script_errors.append(str(event.get("message")))
+            self.job_error = self.job_error or event.get("kind") == "job"
 
     def progress(self, gpu: dict[str, Any] | None = None) -> P.Progress:
         """This render as the heartbeat reports it and the tray shows it: one progress type from Blender's
