@@ -61,6 +61,8 @@ def cmd_run(args, paths: config_mod.Paths) -> int:
                          "the systemd unit's credential, README \"A headless render box\")")
     token = found.token
     log.info("the worker token comes from %s", found.source)
+    from worker_app.render.installs import remove_unused
+    remove_unused(paths.data_dir, cfg.keep_unused_days)
     try:
         blenders = find_all(cfg.blender_path, paths.data_dir)
     except BlenderNotFound as error:

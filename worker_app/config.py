@@ -109,6 +109,7 @@ class Config:
     warm_idle_s: float = C.WARM_IDLE_S  # a warm Blender without a job ends after this long (memory, VRAM freed)
     reuse_scene: bool = True  # and keeps the last job's scene loaded for the next job on the same scene
     auto_install: str = "no"  # "yes": install the Blender a job's scene needs (PyPI's bpy, about 1 GB each)
+    keep_unused_days: float = 30.0  # a Blender homefarm installed that no job used this long is removed (0: never)
     # [guard]: when to step aside for the owner (worker_app/guard/)
     pause_while_gaming: bool = True
     games: tuple[str, ...] = ()
@@ -264,6 +265,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("blender", "warm_idle_s", "warm_idle_s", _number_in(5, 86400), core="warm_idle_s"),
     Setting("blender", "reuse_scene", "reuse_scene", _bool, core="reuse_scene"),
     Setting("blender", "auto_install", "auto_install", _choice("no", "yes"), core="auto_install"),
+    Setting("blender", "keep_unused_days", "keep_unused_days", _number_in(0, 3650)),
     Setting("guard", "pause_while_gaming", "pause_while_gaming", _bool),
     Setting("guard", "games", "games", _strings, "More games (one per line)", "lines", '["eldenring.exe", "cs2.exe"]'),
     Setting("guard", "game_folders", "game_folders", _strings, example='["D:\\Games"]'),

@@ -37,6 +37,7 @@ from worker_app.guard.energy import EnergyMeter
 from worker_app.render.assets import SceneCache
 from worker_app.render.blender import SCRIPT_EXIT_CODE, RenderResult
 from worker_app.render.blendfile import NotABlendFile, read_header
+from worker_app.render import installs
 from worker_app.render.discovery import BlenderInstall, BlenderNotFound, pick
 from worker_app.render.images import strip_volatile_metadata
 from worker_app.render.output import Line, ProgressTracker
@@ -396,7 +397,9 @@ class JobRun:
         needed = [v for v in (spec.min_blender_version, header.version_text) if v]
         wanted = max(needed, key=P.version_tuple) if needed else None
         try:
-            return pick(list(self.ctx.blenders), wanted)
+            chosen = pick(list(self.ctx.blenders), wanted)
+            installs.mark_used(chosen)
+            return chosen
         except BlenderNotFound:
             installed = self._install_blender(wanted) if wanted else None
             if installed is not None:
@@ -412,8 +415,6 @@ class JobRun:
         """With ``blender.auto_install = "yes"``: installs the newest release of the series the job needs while
         the job keeps its lease (one attempt), and offers it to the jobs after this one. None when not allowed,
         or when it cannot be done here (the reason goes to the log; the job fails as without it)."""
-        from worker_app.render import installs
-
         if self.ctx.settings.auto_install != "yes":
             return None
         series = installs.series_of(wanted)

@@ -115,6 +115,38 @@ def remove_module(data_dir: Path, version: str) -> str:
     raise InstallError(f"no Blender {version} was installed by homefarm (`homefarm blender list` shows them)")
 
 
+USED = "last-used"  # touched in a module install's folder each time a job renders with it
+
+
+def mark_used(install: BlenderInstall) -> None:
+    """Notes that a job rendered with this Blender now (for ``remove_unused``); nothing for an executable."""
+    venv = Path(install.path).parent.parent
+    if (venv / MODULE_MARK).is_file():
+        (venv / USED).touch()
+
+
+def remove_unused(data_dir: Path, days: float, now: float | None = None) -> list[str]:
+    """Removes the Blenders homefarm installed that no job used in ``days`` (0: keeps them); returns their
+    versions. An install no job used yet counts from when it was installed. Never the system's Blender."""
+    if days <= 0:
+        return []
+    now = time.time() if now is None else now
+    removed = []
+    for install in module_installs(data_dir):
+        venv = Path(install.path).parent.parent
+        used = venv / USED
+        try:
+            last = used.stat().st_mtime if used.exists() else (venv / MODULE_MARK).stat().st_mtime
+        except OSError:
+            continue
+        if now - last > days * 86400:
+            shutil.rmtree(venv, ignore_errors=True)
+            log.info("Blender %s removed: no job used it in %g days (blender.keep_unused_days)", install.version,
+                     days)
+            removed.append(install.version)
+    return removed
+
+
 def install_size(install: BlenderInstall) -> int:
     """Bytes on disk of a module install's virtual environment."""
     total = 0

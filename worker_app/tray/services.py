@@ -37,7 +37,9 @@ class Services:
     def _start_runtime(self, cfg, token, on_snapshot, on_job_end):
         from worker_app import runtime
         from worker_app.render.discovery import find_all
+        from worker_app.render.installs import remove_unused
 
+        remove_unused(self.paths.data_dir, cfg.keep_unused_days)
         rt = runtime.build(cfg, self.paths, token, find_all(cfg.blender_path, self.paths.data_dir), on_snapshot=on_snapshot,
                            on_job_end=on_job_end)
         rt.start()
