@@ -73,17 +73,17 @@ class Confinement:
                 multilayer = node.format.file_format == "OPEN_EXR_MULTILAYER"
                 target = os.path.join(self.out_dir, prefix) if multilayer else self.out_dir + os.sep
                 self._move(node, "base_path", label, target, output=True)
-                if not multilayer:
+                if not multilayer:  # each input's file name gets the node's prefix: told once, with the folder
                     for index, slot in enumerate(node.file_slots):
                         self._move(slot, "path", "%s, input %d" % (label, index + 1),
                                    "%s%s_" % (prefix, safe_name(slot.path or str(index + 1), 16)),
-                                   watch=os.path.join(base, slot.path), output=True)
+                                   watch=os.path.join(base, slot.path), output=True, told=False)
             if hasattr(node, "directory"):  # Blender 5.x
                 base = bpy.path.abspath(node.directory)
                 self._move(node, "directory", label, self.out_dir + os.sep, output=True)
                 if hasattr(node, "file_name"):
                     self._move(node, "file_name", label, prefix, watch=os.path.join(base, node.file_name),
-                               output=True)
+                               output=True, told=False)
 
     def _object(self, obj):
         for mod in obj.modifiers:
@@ -114,8 +114,8 @@ class Confinement:
         path = os.path.abspath(path)
         return path == self.job_dir or path.startswith(self.job_dir + os.sep)
 
-    def _move(self, owner, attr, label, target, watch=None, output=False):
-        """Points ``owner.attr`` at ``target``; records the change and watches the folder it named.
+    def _move(self, owner, attr, label, target, watch=None, output=False, told=True):
+        """Points ``owner.attr`` at ``target``; records the change (``told``) and watches the folder it named.
 
         A cache inside the job's folder (shipped in the zip) stays where it is; an output always moves into
         the output folder, so that it is uploaded."""
@@ -133,8 +133,9 @@ class Confinement:
             setattr(owner, attr, target)
         record = {"what": label, "from": original, "to": os.path.relpath(target, self.job_dir)
                   if os.path.isabs(target) else target}
-        self.records.append(record)
-        self.emit(K.REDIRECTED, **record)
+        if told:
+            self.records.append(record)
+            self.emit(K.REDIRECTED, **record)
         if os.path.isabs(target):
             os.makedirs(os.path.dirname(target) if not target.endswith(os.sep) else target, exist_ok=True)
 

@@ -76,6 +76,8 @@ def test_a_hostile_scene_renders_with_nothing_written_outside_the_job(hostile, s
         assert extra and all(n.endswith((".png", ".exr")) for n in extra), names
     redirected = [w for w in view["warnings"] if w["kind"] == "redirected"]
     assert redirected, view["warnings"]
+    assert not [w for w in redirected if ", input " in (w.get("message") or "") + (w.get("path") or "")], \
+        "a File Output node is told once (its folder), not once more per input"
     assert str(tmp_path) not in str(view["warnings"]), "a warning names a folder of this PC"
     # Nothing was written in the job's folder outside its own places either.
     assert not [p for p in files_under(job_dir) if "Startup" in str(p) or "server" in str(p)]
