@@ -205,6 +205,16 @@ def test_a_file_blender_cannot_read_is_not_retried_and_names_no_folder_of_this_p
     assert "~\\AppData\\Local\\Temp" in fail.log_tail
 
 
+def test_a_damaged_file_says_so_in_the_reason_not_only_in_the_log(core, client, monkeypatch):
+    monkeypatch.setattr(FakeRun, "result", RenderResult(
+        False, 11, reason="Blender crashed (exit code 11)",
+        log_tail="Read blend: scene.blend\nMissing DNA block\nError: Not freed memory blocks: 3"))
+    client.leases.put(lease("1"))
+    core(max_jobs=1).report()
+    fail = client.reports("fail")[0]
+    assert fail.reason == "scene: Blender could not read the file (Missing DNA block)" and fail.retryable is False
+
+
 def test_a_file_saved_by_a_newer_blender_fails_at_once_for_a_worker_that_has_it(core, client):
     newer = b"BLENDER-v405" + b"\0" * 500
     client.scene = newer

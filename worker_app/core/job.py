@@ -46,7 +46,7 @@ log = logging.getLogger("homefarm.worker")
 
 # Blender's own words for a scene it cannot read: the same file fails on every worker.
 _UNREADABLE = re.compile(r"File format is not supported|not a blend file|Failed to read blend file|"
-                         r"cannot read file|Unable to open", re.IGNORECASE)
+                         r"cannot read file|Unable to open|Missing DNA block", re.IGNORECASE)
 
 
 @dataclass
