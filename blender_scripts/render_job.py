@@ -394,9 +394,17 @@ def run(job, touched, reuse=False, resync=False):
     fmt = render["format"]
     if fmt not in K.FILE_FORMATS:
         raise JobError("render.format: %r is not one of %s" % (fmt, ", ".join(K.FILE_FORMATS)))
-    if hasattr(scene.render.image_settings, "media_type"):  # Blender 5.0: a movie's format is under VIDEO
-        touched.set(scene.render.image_settings, "media_type", "VIDEO" if fmt == "FFMPEG" else "IMAGE")
-    touched.set(scene.render.image_settings, "file_format", fmt)
+    settings = scene.render.image_settings
+    before = (settings.file_format, settings.color_mode, settings.color_depth)
+
+    def put_back():  # the format first: setting one changes the colour mode and depth it allows (RGBA, JPEG)
+        settings.file_format = before[0]
+        settings.color_mode, settings.color_depth = before[1:]
+    touched.undo(put_back)
+    if hasattr(settings, "media_type"):  # Blender 5.0: a movie's format is under VIDEO
+        touched.set(settings, "media_type", "VIDEO" if fmt == "FFMPEG" else "IMAGE")
+    if settings.file_format != fmt:
+        settings.file_format = fmt
     if fmt == "FFMPEG":
         touched.set(scene.render.ffmpeg, "format", "MPEG4")
         touched.set(scene.render.ffmpeg, "codec", "H264")
@@ -412,8 +420,8 @@ def run(job, touched, reuse=False, resync=False):
          height=scene.render.resolution_y * scene.render.resolution_percentage // 100,
          blender=bpy.app.version_string, reused=reuse)
 
-    touched.set(scene.render, "filepath", scene.render.filepath)
-    frame = scene.frame_current
+    path, frame = scene.render.filepath, scene.frame_current  # each frame sets both: put back after the job
+    touched.undo(lambda: setattr(scene.render, "filepath", path))
     touched.undo(lambda: scene.frame_set(frame))
     if fmt == "FFMPEG":
         render_movie(scene, frames, out_dir, touched)

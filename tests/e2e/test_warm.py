@@ -1,6 +1,7 @@
 """The warm Blender with the real Blender: one process, jobs one after another, nothing leaking between them."""
 
 import hashlib
+import json
 import subprocess
 import threading
 import time
@@ -110,6 +111,19 @@ def test_a_kept_scene_renders_each_kind_of_change_as_a_cold_blender_does(any_ble
         assert run.proc.pid == pid, "all in one process"
     finally:
         warm.close("the test is over")
+
+
+def test_after_each_job_the_kept_scene_is_as_it_was_loaded(any_blender, tmp_path):
+    """Every setting a job touches, compared after each kind of job with the scene as loaded
+    (tests/blender/restore_check.py): a JPEG job once left the next PNG without its alpha."""
+    from worker_app.render.environment import blender_command
+
+    script = Path(__file__).parent.parent / "blender" / "restore_check.py"
+    ran = subprocess.run(blender_command(any_blender.path, script, str(sample_scene()), str(tmp_path / "work")),
+                         capture_output=True, text=True, timeout=300)
+    lines = [line for line in ran.stdout.splitlines() if line.startswith("@result ")]
+    assert lines, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert json.loads(lines[-1][len("@result "):])["differences"] == []
 
 
 def test_a_job_that_may_not_keep_its_scene_opens_it_each_time(blender, tmp_path):

@@ -450,7 +450,7 @@ def test_each_attempt_is_kept_for_the_timeline_and_the_workers_day(store, clock)
     store.cancel(canceled)
     assert [a["outcome"] for a in store.attempts_of(canceled)] == ["canceled"]
     assert store.attempts_of(store.submit(SPEC, 0, 3, None)) == [], "a job never claimed has no attempt"
-    assert store.worker_days(start) == {pc: (1, 0.75)}
+    assert store.worker_days(start) == {"pc": (1, 0.75)}
     assert store.worker_days(clock.now + 1) == {}
 
 

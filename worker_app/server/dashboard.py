@@ -249,12 +249,7 @@ def _overview(server: JobServer, today: float) -> dict[str, Any]:
     now = store.clock()
     running, _ = store.list_jobs("leased", 50)
     days = store.worker_days(today)
-    names: dict[str, tuple[int, float | None]] = {}
     rows = store.list_workers()
-    for row in rows:  # a worker's day counts every id it signed on with
-        jobs_done, wh = days.get(row["id"], (0, None))
-        before = names.get(row["name"], (0, None))
-        names[row["name"]] = (before[0] + jobs_done, wh if before[1] is None else before[1] + (wh or 0.0))
     by_worker = {job["worker_id"]: job for job in running}
     workers: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -274,7 +269,7 @@ def _overview(server: JobServer, today: float) -> dict[str, Any]:
             "paused_until": said.get("until"), "warm": bool(said.get("warm")),
             "held": held is not None, "held_until": held if held is not None and held < HELD_FOREVER else None,
             "job": _brief(job) if job else None,
-            "jobs_today": names.get(row["name"], (0, None))[0], "energy_wh_today": names.get(row["name"], (0, None))[1],
+            "jobs_today": days.get(row["name"], (0, None))[0], "energy_wh_today": days.get(row["name"], (0, None))[1],
             "program": said.get("program") if said.get("paused") else None,
             "app_version": info.get("app_version"), "os": info.get("os"),
             "outdated": bool(server.latest_worker_version and info.get("app_version")

@@ -199,11 +199,12 @@ class Jobs(Leases):
         return found
 
     def worker_days(self, since: float) -> dict[str, tuple[int, float | None]]:
-        """Per worker id, the jobs it finished since ``since`` and the GPU energy (Wh) they took (None when
-        none was measured)."""
-        query = (sa.select(attempts.c.worker_id, sa.func.count(), sa.func.sum(attempts.c.energy_wh))
+        """Per worker name (every id it signed on with), the jobs it finished since ``since`` and the GPU energy
+        (Wh) they took (None when none was measured)."""
+        query = (sa.select(workers.c.name, sa.func.count(), sa.func.sum(attempts.c.energy_wh))
+                 .join(workers, workers.c.id == attempts.c.worker_id)
                  .where(attempts.c.ended >= since, attempts.c.outcome == "done")
-                 .group_by(attempts.c.worker_id))
+                 .group_by(workers.c.name))
         with self._read() as conn:
             return {str(w): (int(n), None if wh is None else float(wh)) for w, n, wh in conn.execute(query).all()}
 
