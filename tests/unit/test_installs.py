@@ -30,8 +30,8 @@ def test_only_whole_installs_are_offered_newest_first(tmp_path):
     found = installs.module_installs(tmp_path)
     assert [i.version for i in found] == ["5.0.1", "4.5.15"]
     assert all(is_module(i.path) for i in found)
-    assert blender_command(found[0].path, Path("render_job.py"), "job.json")[1:] == ["-I", "render_job.py", "--",
-                                                                                  "job.json"]
+    assert blender_command(found[0].path, Path("render_job.py"), "job.json")[1:] == ["-I", "-B", "render_job.py",
+                                                                                  "--", "job.json"]
     assert not is_module("/usr/bin/blender")
     assert "--factory-startup" in blender_command("/usr/bin/blender", Path("render_job.py"), "job.json")
 

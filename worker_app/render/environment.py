@@ -26,8 +26,8 @@ def blender_command(blender: str, script: Path, *args: str, exit_code: int | Non
     """Blender running one of our scripts in the background with factory settings and the scene's Python off;
     for a module install, its Python running the script (``-I``: none of the environment's Python settings).
     ``exit_code``: what a script that raises exits with."""
-    if is_module(blender):
-        return [blender, "-I", str(script), "--", *args]
+    if is_module(blender):  # -B: no bytecode written beside the scripts (-I ignores PYTHONDONTWRITEBYTECODE)
+        return [blender, "-I", "-B", str(script), "--", *args]
     flags = ["--python-exit-code", str(exit_code)] if exit_code is not None else []
     return [blender, "--background", "--factory-startup", "--disable-autoexec", *flags, "--python", str(script),
             "--", *args]
