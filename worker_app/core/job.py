@@ -428,7 +428,10 @@ class JobRun:
             return None
         self.ctx.post(BlenderAdded(install))
         self.check()
-        return install if install.version_tuple[:len(P.version_tuple(wanted))] >= P.version_tuple(wanted) else None
+        try:
+            return pick([install], wanted)
+        except BlenderNotFound:  # the series' newest release is older than the job's min_version
+            return None
 
     def _queue_output(self, path: Path) -> None:
         """An output Blender has saved: checked, cleaned of volatile metadata, hashed, into the outbox."""

@@ -472,8 +472,8 @@ class Worker(EventLoop):
 
     def _share_state(self) -> None:
         """Tells the server, off the loop's thread and best effort, whether this worker is paused and why (the
-        kind; the program's name only if the owner shares it), and whether it keeps a warm Blender: the dashboard shows it. A failure costs nothing: the
-        next change says it again."""
+        kind; the program's name only if the owner shares it), and whether it keeps a warm Blender: the dashboard
+        shows it. A failure costs nothing: the next change says it again."""
         worker_id = self.worker_id
         if worker_id is None:
             return

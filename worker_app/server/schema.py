@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 SCHEMA_VERSION = 7
-TOKEN_KINDS = ("app", "worker", "dashboard")
-HELD_FOREVER = 1e12  # a worker held until the dashboard releases it  # a dashboard token signs in to the dashboard, nothing else
+TOKEN_KINDS = ("app", "worker", "dashboard")  # a dashboard token signs in to the dashboard, nothing else
+HELD_FOREVER = 1e12  # a worker held until the dashboard releases it
 
 # Epoch seconds as a double: MySQL's FLOAT is single precision, a second off in 2026.
 Time: sa.Double[float] = sa.Double()
