@@ -9,9 +9,11 @@ NODE_STAMP := clients/typescript/node_modules/.installed
 # packaging than the server is tested with.
 LINT_VENV ?= .venv-lint
 LINT_STAMP := $(LINT_VENV)/.installed
-# The newest Blender as a Python module (PyPI's bpy), for the tests of what depends on Blender's version.
+# Newer Blenders as Python modules (PyPI's bpy: 5.0 and 4.5 LTS), for the tests of what depends on Blender's
+# version; the 4.5 one also fills pip's cache for the worker's own install of 4.5 on demand.
 BPY_VENV ?= .venv-bpy
 BPY_STAMP := $(BPY_VENV)/.installed
+BPY45_VENV ?= .venv-bpy45
 
 .PHONY: demo test check bench dist venv blender tools node lint-tools bpy clean
 
@@ -65,14 +67,17 @@ $(LINT_STAMP): installer/server/aws/lint-requirements.txt
 	$(LINT_VENV)/bin/python -m pip install --quiet -r installer/server/aws/lint-requirements.txt
 	touch $@
 
-# Blender 5.0 as a module (about 1 GB; Python 3.11 only): tests/e2e/test_newer_blender.py.
+# Blender 5.0 and 4.5 as modules (about 1 GB each; Python 3.11 only): tests/e2e/test_newer_blender.py.
 bpy: $(BPY_STAMP)
 
-$(BPY_STAMP): tests/blender/bpy-requirements.txt
+$(BPY_STAMP): tests/blender/bpy-requirements.txt tests/blender/bpy45-requirements.txt
 	@if $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
-		$(PYTHON) -m venv $(BPY_VENV) && $(BPY_VENV)/bin/python -m pip install --quiet -r tests/blender/bpy-requirements.txt \
+		$(PYTHON) -m venv $(BPY45_VENV) && $(BPY45_VENV)/bin/python -m pip install --quiet \
+			-r tests/blender/bpy45-requirements.txt \
+		&& $(PYTHON) -m venv $(BPY_VENV) && $(BPY_VENV)/bin/python -m pip install --quiet \
+			-r tests/blender/bpy-requirements.txt \
 		&& touch $@; \
 	else echo "PyPI's bpy needs Python 3.11: the newer Blender's tests will be skipped"; fi
 
 clean:
-	rm -rf $(VENV) $(LINT_VENV) $(BPY_VENV) build dist *.egg-info .pytest_cache tests/artifacts clients/typescript/node_modules clients/typescript/dist
+	rm -rf $(VENV) $(LINT_VENV) $(BPY_VENV) $(BPY45_VENV) build dist *.egg-info .pytest_cache tests/artifacts clients/typescript/node_modules clients/typescript/dist

@@ -43,10 +43,22 @@ def bpy_blender(tmp_path_factory):
     return install_module(tmp_path_factory.mktemp("data"), "5.0")
 
 
-@pytest.fixture(params=["system", "bpy"])
+@pytest.fixture(scope="session")
+def bpy45_blender(tmp_path_factory):
+    """Blender 4.5 LTS as homefarm installs it, from pip's cache that `make bpy` filled."""
+    from support.engines import need
+    from support.harness import ROOT
+    from worker_app.render.installs import install_module
+
+    need(str(ROOT / ".venv-bpy") if (ROOT / ".venv-bpy" / ".installed").exists() else None, "PyPI's bpy", "make bpy")
+    return install_module(tmp_path_factory.mktemp("data"), "4.5")
+
+
+@pytest.fixture(params=["system", "bpy", "bpy45"])
 def any_blender(request):
-    """The system's Blender (Debian's 3.4, an executable), then Blender 5.0 installed as a Python module."""
-    return request.getfixturevalue("blender" if request.param == "system" else "bpy_blender")
+    """The system's Blender (Debian's 3.4, an executable), then Blender 5.0 and 4.5 installed as Python modules."""
+    return request.getfixturevalue({"system": "blender", "bpy": "bpy_blender", "bpy45": "bpy45_blender"}[
+        request.param])
 
 
 def _serving(tmp_path, lease_ttl: float):

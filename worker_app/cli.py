@@ -236,19 +236,50 @@ def cmd_blender(args, paths: config_mod.Paths) -> int:
     cfg = _load_config(paths)
     try:
         if args.action == "add":
-            install = installs.install_module(paths.data_dir, installs.series_of(args.version or ""), say=print)
-            print(f"Blender {install.version} is ready; jobs whose scenes need it render with it")
+            bar = _ProgressBar()
+            install = installs.install(paths.data_dir, installs.series_of(args.version or ""), cfg.blender_sources,
+                                       cfg.blender_mirror, cfg.allow_insecure_http, say=bar.say, progress=bar)
+            bar.say(f"Blender {install.version} is ready; jobs whose scenes need it render with it")
         elif args.action == "remove":
-            print(f"removed Blender {installs.remove_module(paths.data_dir, args.version or '')}")
+            print(f"removed Blender {installs.remove(paths.data_dir, args.version or '')}")
         else:
             for found in find_installs(cfg.blender_path):
                 print(f"Blender {found.version:<10} executable  {found.path}")
-            for module in installs.module_installs(paths.data_dir):
-                print(f"Blender {module.version:<10} module      {installs.install_size(module) / 2**30:.1f} GB, "
-                      f"installed by homefarm (homefarm blender remove {installs.series_of(module.version)})")
+            for own in installs.installed(paths.data_dir):
+                print(f"Blender {own.version:<10} {installs.kind_of(own):<11} "
+                      f"{installs.install_size(own) / 2**30:.1f} GB, installed by homefarm "
+                      f"(homefarm blender remove {installs.series_of(own.version)})")
     except installs.InstallError as error:
         raise SystemExit(f"homefarm: {error}") from None
     return 0
+
+
+class _ProgressBar:
+    """A download's progress on the terminal: one line redrawn; a line per tenth where output is not a terminal."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.live = self.stream.isatty()
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if not total:
+            return
+        percent = min(100, done * 100 // total)
+        if self.live:
+            filled = percent * 30 // 100
+            self.stream.write(f"\r  [{'#' * filled}{' ' * (30 - filled)}] {percent:3d}%  "
+                              f"{done / 1e6:.0f} of {total / 1e6:.0f} MB")
+            self.stream.flush()
+        elif percent // 10 != self.shown // 10:
+            print(f"  {percent}% ({done / 1e6:.0f} of {total / 1e6:.0f} MB)", file=self.stream, flush=True)
+        self.shown = percent
+
+    def say(self, text: str) -> None:
+        if self.live and self.shown >= 0:
+            self.stream.write("\n")
+            self.shown = -1
+        print(text, file=self.stream, flush=True)
 
 
 def cmd_autostart(args, paths: config_mod.Paths) -> int:

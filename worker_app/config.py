@@ -108,7 +108,11 @@ class Config:
     warm: bool = True  # keep one Blender open between jobs: small jobs skip Blender's start-up
     warm_idle_s: float = C.WARM_IDLE_S  # a warm Blender without a job ends after this long (memory, VRAM freed)
     reuse_scene: bool = True  # and keeps the last job's scene loaded for the next job on the same scene
-    auto_install: str = "no"  # "yes": install the Blender a job's scene needs (PyPI's bpy, about 1 GB each)
+    # A job whose scene needs a Blender this PC lacks: "ask" the owner (the tray; headless: as "no"), "yes" install
+    # it on the job's way, "no" leave the job to a PC that has it (render/installs.py)
+    auto_install: str = "ask"
+    blender_sources: tuple[str, ...] = ("archives", "pypi")  # where Blenders come from, in this order
+    blender_mirror: str = "https://download.blender.org/release"  # the official archives, or a mirror of them
     keep_unused_days: float = 30.0  # a Blender homefarm installed that no job used this long is removed (0: never)
     # [guard]: when to step aside for the owner (worker_app/guard/)
     pause_while_gaming: bool = True
@@ -221,6 +225,15 @@ def _choice(*choices):
     return check
 
 
+def _sources(key, value):
+    value = _strings(key, value)
+    wrong = [v for v in value if v not in ("archives", "pypi")]
+    if wrong or not value or len(set(value)) != len(value):
+        raise ConfigError(key, 'must list archives and/or pypi, each once, in the order to try them, e.g. '
+                               '["archives", "pypi"]')
+    return value
+
+
 def _url(key, value):
     _text(key, value)
     parts = urlsplit(value)
@@ -251,7 +264,7 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("server", "url", "server_url", _url, "Server URL", "text"),
-    Setting("server", "allow_insecure_http", "allow_insecure_http", _bool),
+    Setting("server", "allow_insecure_http", "allow_insecure_http", _bool, core="allow_insecure_http"),
     Setting("worker", "name", "worker_name", _text, "Worker name", "text", core="name"),
     Setting("worker", "claim_wait_s", "claim_wait_s", _wait, core="claim_wait"),
     Setting("blender", "path", "blender_path", _text, "Blender", "blender"),
@@ -264,7 +277,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("blender", "warm", "warm", _bool, core="warm"),
     Setting("blender", "warm_idle_s", "warm_idle_s", _number_in(5, 86400), core="warm_idle_s"),
     Setting("blender", "reuse_scene", "reuse_scene", _bool, core="reuse_scene"),
-    Setting("blender", "auto_install", "auto_install", _choice("no", "yes"), core="auto_install"),
+    Setting("blender", "auto_install", "auto_install", _choice("ask", "yes", "no"),
+            "Blender a job needs (ask, yes, no)", ("ask", "yes", "no"), core="auto_install"),
+    Setting("blender", "sources", "blender_sources", _sources, example='["archives", "pypi"]',
+            core="blender_sources"),
+    Setting("blender", "mirror", "blender_mirror", _url, core="blender_mirror"),
     Setting("blender", "keep_unused_days", "keep_unused_days", _number_in(0, 3650)),
     Setting("guard", "pause_while_gaming", "pause_while_gaming", _bool),
     Setting("guard", "games", "games", _strings, "More games (one per line)", "lines", '["eldenring.exe", "cs2.exe"]'),

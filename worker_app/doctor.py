@@ -9,7 +9,6 @@ from worker_app import layout as L
 from worker_app import config as config_mod
 from worker_app.system import gpu
 from worker_app.render.discovery import BlenderNotFound, find_installs, probe_devices
-from worker_app.render.environment import is_module
 from worker_app.client import ClientError, Unauthorized, WorkerClient
 from worker_app.system.credentials import (NO_BACKEND_HELP, CredentialError, TokenStore, service_token,
                                            token_kind_problem)
@@ -35,14 +34,15 @@ def run_checks(paths: config_mod.Paths, tokens: TokenStore | None = None, token_
         checks.append(Check("config", False, str(error), f"edit {paths.config_file}"))
         cfg = config_mod.Config()
 
-    from worker_app.render.installs import module_installs
+    from worker_app.render.installs import installed, kind_of
 
-    installs = find_installs(cfg.blender_path) + module_installs(paths.data_dir)
+    installs = find_installs(cfg.blender_path) + installed(paths.data_dir)
     if installs:
-        detail = "; ".join(f"{i.version} at {i.path}" + (" (installed by homefarm as a module)" if is_module(i.path)
-                                                       else "") for i in installs)
-        if cfg.auto_install == "yes":
-            detail += "; a newer one a scene needs is installed on demand (blender.auto_install)"
+        own = {"module": " (installed by homefarm from PyPI)", "archive": " (installed by homefarm from the archives)"}
+        detail = "; ".join(f"{i.version} at {i.path}{own.get(kind_of(i), '')}" for i in installs)
+        detail += {"yes": "; one a scene needs is installed on demand (blender.auto_install)",
+                   "ask": "; the tray asks before installing one a scene needs (blender.auto_install)"
+                   }.get(cfg.auto_install, "")
         checks.append(Check("blender", True, detail))
         try:
             devices = probe_devices(installs[0])

@@ -54,6 +54,7 @@ class Runtime:
     cfg: config_mod.Config | None = None
     paths: config_mod.Paths | None = None
     thread: object = None
+    asks_owner: bool = False  # a person is there to answer (the tray): blender.auto_install = "ask" asks
 
     def reconfigure(self, cfg: config_mod.Config, blenders: list[BlenderInstall] | None = None) -> bool:
         """Applies new settings without a restart; False when only a restart can (another server)."""
@@ -62,7 +63,7 @@ class Runtime:
                                                                              old.allow_insecure_http):
             return False
         worker = self.worker
-        worker.reconfigure(settings(cfg, worker.settings.max_jobs), blenders)
+        worker.reconfigure(settings(cfg, worker.settings.max_jobs, self.asks_owner), blenders)
         fresh = build_guard(cfg, self.paths, worker.own_pids, [b.path for b in worker.blenders], self.monitor)
         self.guard.detectors = fresh.detectors
         self.guard.hold_off_s, self.guard.interval = cfg.hold_off_s, cfg.check_interval_s
@@ -87,13 +88,18 @@ class Runtime:
         self.monitor.stop()
 
 
-def settings(cfg: config_mod.Config, max_jobs: int | None = None) -> Settings:
-    """The core's settings, from the config's keys the settings table marks as the core's."""
-    return Settings(**{s.core: getattr(cfg, s.attr) for s in config_mod.SETTINGS if s.core}, max_jobs=max_jobs)
+def settings(cfg: config_mod.Config, max_jobs: int | None = None, asks_owner: bool = False) -> Settings:
+    """The core's settings, from the config's keys the settings table marks as the core's. Without a person to
+    answer (``homefarm run``, a service), ``blender.auto_install = "ask"`` is "no"."""
+    values = {s.core: getattr(cfg, s.attr) for s in config_mod.SETTINGS if s.core}
+    if values.get("auto_install") == "ask" and not asks_owner:
+        values["auto_install"] = "no"
+    return Settings(**values, max_jobs=max_jobs)
 
 
 def build(cfg: config_mod.Config, paths: config_mod.Paths, token: str, blenders: list[BlenderInstall], *,
-          provider=None, awake_backend=None, max_jobs: int | None = None, on_snapshot=None, on_job_end=None) -> Runtime:
+          provider=None, awake_backend=None, max_jobs: int | None = None, on_snapshot=None, on_job_end=None,
+          asks_owner: bool = False) -> Runtime:
     def make_client():
         return WorkerClient(cfg.server_url, token, cfg.allow_insecure_http)
 
@@ -101,9 +107,9 @@ def build(cfg: config_mod.Config, paths: config_mod.Paths, token: str, blenders:
     holder: dict = {}
     own_pids = lambda: holder["worker"].own_pids()  # noqa: E731 - the worker exists by the first check
     guard = build_guard(cfg, paths, own_pids, [b.path for b in blenders], monitor)
-    worker = Worker(make_client(), blenders, Folders(paths.jobs_dir, paths.scene_cache), settings(cfg, max_jobs),
+    worker = Worker(make_client(), blenders, Folders(paths.jobs_dir, paths.scene_cache), settings(cfg, max_jobs, asks_owner),
                     make_client=make_client, guard=guard, monitor=monitor, ledger=ledger(paths),
                     on_snapshot=on_snapshot, on_job_end=on_job_end, keep_awake=KeepAwake(awake_backend))
     worker.cache.max_bytes = int(cfg.cache_max_gb * 1024**3)
     holder["worker"] = worker
-    return Runtime(worker, guard, monitor, cfg, paths)
+    return Runtime(worker, guard, monitor, cfg, paths, asks_owner=asks_owner)

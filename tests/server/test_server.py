@@ -327,3 +327,24 @@ def test_a_claim_whose_answer_never_arrived_frees_the_job_soon(tmp_path):
         assert served.app.job(kept_job["id"])["state"] == "leased"
     finally:
         server.stop()
+
+
+def test_a_worker_getting_the_blender_keeps_the_job_and_gets_it_after_its_hello_again_under_its_id(served):
+    """`blender.auto_install = "ask"`: no worker has Blender 4.5 yet, but this one is asking its owner to install
+    it; the job waits for it, its attempt uncounted, and is offered to it once it says hello again with 4.5."""
+    old, old_id = _worker_with(served, "3.4.1")
+    job = served.app.submit({"scene": SCENE})
+    lease = old.claim(old_id, 1)
+    reason = "scene: saved by Blender 4.5; this PC has 3.4.1; its owner is asked to install it"
+    failed = P.FailReport(reason, needs_blender="4.5", installing_blender=True)
+    assert failed.to_json()["installing_blender"] is True
+    assert old.report(lease.job_id, lease.lease_id, failed).state == "queued"
+    view = served.app.job(job["id"])
+    assert view["state"] == "queued" and view["attempts"] == 0
+    assert old.claim(old_id, 0.3) is None, "not offered again until the worker has it"
+    again = old.hello(P.Hello(name="pc-3.4.1", os="Linux", app_version="0", worker_id=old_id,
+                              blender=[{"version": "3.4.1"}, {"version": "4.5.3"}]))
+    assert again.worker_id == old_id, "a hello again keeps the worker's id: one card on the dashboard"
+    assert old.claim(old_id, 1).job_id == job["id"]
+    other = old.hello(P.Hello(name="another PC", os="Linux", app_version="0", worker_id=old_id))
+    assert other.worker_id != old_id, "an id is kept only under the name it was given to"

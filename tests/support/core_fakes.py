@@ -63,7 +63,7 @@ class FakeClient:
         self._cancel = threading.Event()
 
     def hello(self, hello: P.Hello) -> P.HelloReply:
-        self.calls.add(("hello",))
+        self.calls.add(("hello", hello))
         return P.HelloReply("worker-1", heartbeat_interval_s=0.05, claim_wait_max_s=30)
 
     def claim(self, worker_id: str, wait: float) -> P.Lease | None:

@@ -516,3 +516,47 @@ def test_open_config_file_falls_back_to_notepad_then_explorer_where_no_program_o
                                                                                    "/Users/kim/config.toml"]
     finally:
         tray.close()
+
+
+def test_a_job_needing_a_blender_asks_once_and_the_owner_installs_it_from_the_menu(tray, qtbot, tmp_path, blender):
+    """`blender.auto_install = "ask"`: one notification per series; the menu's entry (or a click on the
+    notification) installs it off the GUI thread (here from an archive mirror on loopback, a real archive), its
+    progress in the menu; the worker is told, and the entry goes."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from support.blender_mirror import Mirror, build_release
+    from worker_app.core.events import BlenderAdded
+
+    posted = []
+    tray.fake_runtime.worker = SimpleNamespace(post=posted.append)
+    wanted = Snapshot(state=State.WAITING, blenders_wanted=("3.4",))
+    with Mirror(tmp_path / "release") as mirror:
+        build_release(tmp_path / "release", blender.version, blender.path, padding=2_000_000)
+        tray.cfg = replace(tray.cfg, blender_sources=("archives",), blender_mirror=mirror.url)
+        tray.on_snapshot(wanted)
+        tray.on_snapshot(wanted)
+        asked = [n for n in tray.notifications if n[0] == "A job needs Blender 3.4"]
+        assert len(asked) == 1 and "about 1 GB" in asked[0][1], tray.notifications
+        entry = tray.actions.install_blender
+        assert entry.isVisible() and entry.isEnabled() and entry.text() == "Install Blender 3.4 (a job needs it)"
+        entry.trigger()
+        assert not entry.isEnabled() and entry.text().startswith("Installing Blender 3.4")
+        tray.install_blender("3.4")  # a second click while it installs starts nothing
+        qtbot.waitUntil(lambda: len(posted) == 1, timeout=60000)
+    assert isinstance(posted[0], BlenderAdded) and posted[0].install.version == blender.version
+    assert tray.notifications[-1] == (f"Blender {blender.version} installed",
+                                      "The jobs that need it render on this PC now.")
+    assert not tray.actions.install_blender.isVisible()
+    assert len([path for path, _ in mirror.requests if path.endswith(".tar.xz")]) == 1
+
+
+def test_a_blender_that_cannot_be_installed_is_said_in_words(tray, qtbot, tmp_path):
+    from dataclasses import replace
+
+    tray.cfg = replace(tray.cfg, blender_sources=("archives",), blender_mirror="http://mirror.example.com/release")
+    tray.on_snapshot(Snapshot(state=State.WAITING, blenders_wanted=("4.5",)))
+    tray._message_clicked()  # the owner clicked the notification
+    qtbot.waitUntil(lambda: tray.notifications[-1][0] == "Blender 4.5 was not installed", timeout=10000)
+    assert "plain http to another machine" in tray.notifications[-1][1]
+    assert tray.actions.install_blender.isVisible() and tray.actions.install_blender.isEnabled(), "it can be tried again"

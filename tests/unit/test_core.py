@@ -21,13 +21,14 @@ class Core:
     """A Worker on its thread, with every snapshot and report it produced, and waits on them."""
 
     def __init__(self, tmp_path: Path, client: FakeClient, guard=None, policy="requeue", max_jobs=None,
-                 share_program_names=False):
+                 share_program_names=False, auto_install="no"):
         self.client = client
         self.snapshots, self.reports = [], []
         self.changed = threading.Condition()
         self.worker = Worker(client, BLENDER, Folders(tmp_path / "data" / "jobs", tmp_path / "cache"),
                              Settings(claim_wait=5, pause_policy=policy, max_jobs=max_jobs,
-                                      share_program_names=share_program_names), guard=guard,
+                                      share_program_names=share_program_names, auto_install=auto_install),
+                             guard=guard,
                              on_snapshot=self._snap, on_job_end=self._report, make_run=FakeRun)
         self.thread = self.worker.start_thread()
 
@@ -223,6 +224,36 @@ def test_a_file_saved_by_a_newer_blender_fails_at_once_for_a_worker_that_has_it(
     fail = client.reports("fail")[0]
     assert fail.reason == "scene: saved by Blender 4.5; this PC has 3.4.1"
     assert fail.retryable is False and fail.needs_blender == "4.5" and not FakeRun.runs
+
+
+def test_asked_the_job_waits_on_the_server_the_owner_is_asked_once_and_a_blender_added_is_told_the_server(
+        core, client):
+    """``blender.auto_install = "ask"`` (the tray): the job goes back to the server, which keeps it for this
+    worker (``installing_blender``); the tray's snapshot asks for the series, once; a Blender added on the owner's
+    word ends the question and the worker says hello again with the id it has."""
+    from worker_app.core.events import BlenderAdded
+    from worker_app.render.discovery import BlenderInstall
+    newer = b"BLENDER-v405" + b"\0" * 500
+    client.scene = newer
+    client.leases.put(lease("1", scene_bytes=newer))
+    client.leases.put(lease("2", scene_bytes=newer))
+    c = core(max_jobs=2, auto_install="ask")
+    c.wait(lambda: len(c.reports) == 2, what="two jobs")
+    fails = client.reports("fail")
+    assert [f.installing_blender for f in fails] == [True, True] and fails[0].needs_blender == "4.5"
+    assert fails[0].reason == "scene: saved by Blender 4.5; this PC has 3.4.1; its owner is asked to install it"
+    assert c.snapshots[-1].blenders_wanted == ("4.5",), "asked once for the series"
+    assert not FakeRun.runs
+    hellos = [call for call in client.calls if call[0] == "hello"]
+    c2 = core(auto_install="ask")
+    c2.wait(lambda: any(s.state == State.WAITING for s in c2.snapshots), what="a claim")
+    c2.worker.post(BlenderAdded(BlenderInstall("/opt/blender-4.5/blender", "4.5.3")))
+    deadline = time.monotonic() + 10
+    while len([call for call in client.calls if call[0] == "hello"]) < len(hellos) + 2:  # c2's hello, then its hello again
+        assert time.monotonic() < deadline, "no hello again after a Blender was added"
+        time.sleep(0.02)
+    again = [call for call in client.calls if call[0] == "hello"][-1][1]
+    assert again.worker_id == "worker-1" and {"version": "4.5.3", "path": "/opt/blender-4.5/blender"} in again.blender
 
 
 def test_strict_fails_a_job_whose_scene_lacks_files_and_warnings_otherwise(core, client, monkeypatch):

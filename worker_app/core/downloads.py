@@ -17,9 +17,11 @@ class Failed(Exception):
     """The job cannot be done here; ``retryable`` says whether another attempt may succeed, ``needs_blender``
     that it can on a worker with that Blender version."""
 
-    def __init__(self, reason: str, log_tail: str = "", retryable: bool = False, needs_blender: str | None = None):
+    def __init__(self, reason: str, log_tail: str = "", retryable: bool = False, needs_blender: str | None = None,
+                 installing_blender: bool = False):
         super().__init__(reason)
         self.reason, self.log_tail, self.retryable, self.needs_blender = reason, log_tail, retryable, needs_blender
+        self.installing_blender = installing_blender  # the owner is asked to install it: the job waits for us
 
 
 def fetch_images(cache: SceneCache, client: WorkerClient, images: dict[str, Any], job_dir: Path) -> dict[str, str]:

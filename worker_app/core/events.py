@@ -29,8 +29,15 @@ class SettingsChanged:
 
 @dataclass(frozen=True)
 class BlenderAdded:
-    """A job installed the Blender its scene needed (``blender.auto_install``): the jobs after it may use it."""
+    """A Blender was installed (by a job with ``blender.auto_install = "yes"``, or on the owner's word): the jobs
+    after it may use it, and the server hears of it."""
     install: Any
+
+
+@dataclass(frozen=True)
+class BlenderWanted:
+    """A job needs a Blender series this PC lacks and ``blender.auto_install = "ask"``: the owner is asked."""
+    series: str
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from worker_app import constants as C
 from worker_app import protocol as P
 from worker_app.blender_scripts import contract as K
 from worker_app.client import file_sha256
-from worker_app.core.events import BlenderAdded, OutputSaved, RenderProgress, SentKind
+from worker_app.core.events import BlenderAdded, BlenderWanted, OutputSaved, RenderProgress, SentKind
 from worker_app.core.folders import Folders
 from worker_app.core.settings import Settings
 from worker_app.core.downloads import Failed, fetch_images, fetch_scene
@@ -208,7 +208,8 @@ class JobRun:
             report.reason = self.redact(failure.reason)
             log.error("job %s failed: %s", self.job_id, failure.reason)
             self._report("fail", {"reason": report.reason, "log_tail": self.redact(failure.log_tail),
-                                  "retryable": failure.retryable, "needs_blender": failure.needs_blender})
+                                  "retryable": failure.retryable, "needs_blender": failure.needs_blender,
+                                  "installing_blender": failure.installing_blender})
             self.beat.stop()
             ctx.results_sent(self.job_id, timeout=C.READ_TIMEOUT)
         except Ended as ended:
@@ -409,22 +410,28 @@ class JobRun:
                 reason = f"{what}: saved by Blender {wanted}; this PC has {have}"
             else:
                 reason = f"blender.min_version: the job needs Blender {wanted} or newer; this PC has {have}"
-            raise Failed(reason, retryable=False, needs_blender=wanted) from None
+            asking = bool(wanted) and self.ctx.settings.auto_install == "ask"
+            if asking:  # the job waits on the server while the owner is asked (the tray's notification)
+                self.ctx.post(BlenderWanted(installs.series_of(wanted or "")))
+                reason += "; its owner is asked to install it"
+            raise Failed(reason, retryable=False, needs_blender=wanted, installing_blender=asking) from None
 
     def _install_blender(self, wanted: str) -> BlenderInstall | None:
         """With ``blender.auto_install = "yes"``: installs the newest release of the series the job needs while
         the job keeps its lease (one attempt), and offers it to the jobs after this one. None when not allowed,
         or when it cannot be done here (the reason goes to the log; the job fails as without it)."""
-        if self.ctx.settings.auto_install != "yes":
+        settings = self.ctx.settings
+        if settings.auto_install != "yes":
             return None
         series = installs.series_of(wanted)
         self.ctx.stage(State.DOWNLOADING, JobProgress(self.job_id, f"installing Blender {series}"),
                        f"job {self.job_id}: installing Blender {series}, which its scene needs")
         try:
-            install: BlenderInstall = self.ctx.call(installs.install_module, self.ctx.folders.jobs.parent, series,
-                                                    name="install-blender")
+            install: BlenderInstall = self.ctx.call(
+                installs.install, self.ctx.folders.jobs.parent, series, settings.blender_sources,
+                settings.blender_mirror, settings.allow_insecure_http, name="install-blender")
         except installs.InstallError as error:
-            log.warning("job %s: Blender %s could not be installed: %s", self.job_id, series, error)
+            log.warning("job %s: %s", self.job_id, error)
             return None
         self.ctx.post(BlenderAdded(install))
         self.check()

@@ -82,6 +82,7 @@ class Worker(EventLoop):
         self._devices: list[str] | None = None
         self._gpus: gpu.GpuInventory | None = None  # what hello reports, listed once
         self._claim_wait_max = float("inf")  # what the server allows, from its hello
+        self._hello_due = False  # say hello again (keeping our id): what this worker has changed
         self._sender: OutboxSender | None = None
         self._sent: dict[str, E.SentKind] = {}  # job id -> how its results left the outbox
         if guard is not None:
@@ -197,6 +198,14 @@ class Worker(EventLoop):
             case E.BlenderAdded(install=install):
                 if all(b.path != install.path for b in self.blenders):
                     self.blenders = [*self.blenders, install]
+                    self._hello_due = True  # the server hears of it before the next claim: the waiting one ends
+                    self._end_claim()
+                series = ".".join(install.version.split(".")[:2])
+                if series in self._snapshot.blenders_wanted:
+                    self.show(blenders_wanted=tuple(s for s in self._snapshot.blenders_wanted if s != series))
+            case E.BlenderWanted(series=series):
+                if series not in self._snapshot.blenders_wanted:
+                    self.show(blenders_wanted=(*self._snapshot.blenders_wanted, series))
             case E.WarmChanged(running=running):
                 self.show(blender_warm=running)
                 self._share_state()
@@ -290,6 +299,8 @@ class Worker(EventLoop):
                         continue
                     if self.worker_id is None:
                         self.enter(State.CONNECTING, message=f"connecting to {self.client.server_url}")
+                        self._hello()
+                    elif self._hello_due:  # a Blender was added: the server offers this worker what it needs
                         self._hello()
                     if self._stopping.is_set():  # asked to stop while signing on: no pause, no claim
                         continue
@@ -453,7 +464,9 @@ class Worker(EventLoop):
         hello = P.Hello(name=self.settings.name or socket.gethostname(),
                         os=f"{platform.system()} {platform.release()}", app_version=__version__,
                         blender=[{"version": b.version, "path": b.path} for b in self.blenders],
-                        gpus=gpus.gpus, devices=self.call(self._render_devices, name="probe"))
+                        gpus=gpus.gpus, devices=self.call(self._render_devices, name="probe"),
+                        worker_id=self.worker_id)
+        self._hello_due = False
         reply: P.HelloReply = self.call(self.client.hello, hello, name="hello")
         self._set_link(True, LinkProblem.NONE)
         self.worker_id = reply.worker_id

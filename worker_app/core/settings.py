@@ -19,7 +19,13 @@ class Settings:
     confine_writes: bool = True  # Landlock where the OS has it (worker_app/render/sandbox.py)
     warm: bool = True  # one Blender renders job after job (worker_app/render/warm.py)
     warm_idle_s: float = C.WARM_IDLE_S  # a warm Blender without a job ends after this long
-    auto_install: str = "no"  # "yes": a job whose scene needs a newer Blender installs it (render/installs.py)
+    # A job whose scene needs a Blender this PC lacks: "yes" installs it (render/installs.py), "ask" leaves the job
+    # waiting on the server while the tray asks the owner (only with a tray: runtime.settings), "no" leaves it to
+    # a PC that has it
+    auto_install: str = "no"
+    blender_sources: tuple[str, ...] = ("archives", "pypi")
+    blender_mirror: str = "https://download.blender.org/release"
+    allow_insecure_http: bool = False  # plain http beyond this PC (the server, a Blender mirror) on the owner's word
     reuse_scene: bool = True  # a warm Blender keeps the last job's .blend loaded for a job on the same scene
     keep_awake: bool = True  # keep the PC from sleeping while a job is held (worker_app/system/power.py)
     share_program_names: bool = False  # the dashboard may show which program paused the worker (a game's name)

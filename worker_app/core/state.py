@@ -169,6 +169,7 @@ class Snapshot:
     keeping_awake: bool = False  # the OS keeps the PC from sleeping while a job is held (power.keep_awake)
     held: bool = False  # the server's dashboard holds this worker: no job until held_until (None: until released)
     held_until: float | None = None
+    blenders_wanted: tuple[str, ...] = ()  # series jobs need that this PC lacks, the owner asked to install them
 
     @property
     def job_id(self) -> str | None:

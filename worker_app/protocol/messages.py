@@ -22,10 +22,11 @@ class Hello:
     blender: list[dict[str, Any]] = field(default_factory=list)  # [{"version": "4.2.1", "path": "..."}]
     gpus: list[dict[str, Any]] = field(default_factory=list)  # [{"name": "...", "vram_bytes": 0}]
     devices: list[str] = field(default_factory=list)  # render devices: "CPU", "CUDA", "OPTIX", ...
+    worker_id: str | None = None  # the id this worker had: a hello again (a Blender added) keeps it
 
     @classmethod
     def parse(cls, data: Any) -> Hello:
-        check_object(data, "", {"name", "os", "app_version"}, {"blender", "gpus", "devices"})
+        check_object(data, "", {"name", "os", "app_version"}, {"blender", "gpus", "devices", "worker_id"})
         blender = check_list(data.get("blender", []), "blender", 32)
         for i, item in enumerate(blender):
             check_object(item, f"blender[{i}]", {"version"}, {"path"})
@@ -39,10 +40,14 @@ class Hello:
             check_str(item, f"devices[{i}]", max_len=32)
         return cls(name=check_str(data["name"], "name", max_len=128), os=check_str(data["os"], "os", max_len=128),
                    app_version=check_str(data["app_version"], "app_version", max_len=64),
-                   blender=blender, gpus=gpus, devices=devices)
+                   blender=blender, gpus=gpus, devices=devices,
+                   worker_id=optional_str(data, "worker_id", "", max_len=64))
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.worker_id:
+            out.pop("worker_id")
+        return out
 
 
 @dataclass(frozen=True)
@@ -334,24 +339,30 @@ class FailReport:
     # The scene needs this Blender version or newer (it was saved by it): the server offers the job again,
     # to workers that have it, without counting the attempt.
     needs_blender: str | None = None
+    # This worker is getting that Blender (installing it, or asking its owner to): the server keeps the job
+    # queued for it even when no worker has that Blender yet.
+    installing_blender: bool = False
     kind = "fail"
 
     @classmethod
     def parse(cls, data: Any) -> FailReport:
-        parse_lease_call(data, {"reason"}, {"log_tail", "retryable", "needs_blender"})
+        parse_lease_call(data, {"reason"}, {"log_tail", "retryable", "needs_blender", "installing_blender"})
         tail = data.get("log_tail", "")
         check_str(tail, "log_tail", max_len=64 * 1024, allow_empty=True)
         needs = optional_str(data, "needs_blender", "", max_len=16)
         if needs is not None and not VERSION_PATTERN.match(needs):
             raise ValidationError("needs_blender", "must be a version such as 4.2 or 4.2.1")
         return cls(check_str(data["reason"], "reason", max_len=4096), tail,
-                   check_bool(data.get("retryable", False), "retryable"), needs)
+                   check_bool(data.get("retryable", False), "retryable"), needs,
+                   check_bool(data.get("installing_blender", False), "installing_blender") and needs is not None)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"reason": self.reason[:4096], "log_tail": self.log_tail[-60_000:],
                                "retryable": self.retryable}
         if self.needs_blender:
             out["needs_blender"] = self.needs_blender
+            if self.installing_blender:
+                out["installing_blender"] = True
         return out
 
 

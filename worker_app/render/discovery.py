@@ -168,8 +168,8 @@ def find_all(configured: str = "", data_dir: Any = None) -> list[BlenderInstall]
         raise BlenderNotFound(f"blender.path is set to {configured}, which does not exist")
     installs = find_installs(configured)
     if data_dir is not None:
-        from worker_app.render.installs import module_installs
-        installs += module_installs(data_dir)
+        from worker_app.render.installs import installed
+        installs += installed(data_dir)
     if not installs:
         raise BlenderNotFound(NOT_FOUND_HELP)
     return installs

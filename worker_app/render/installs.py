@@ -1,6 +1,9 @@
-"""Blenders homefarm installs itself, for scenes saved by a newer Blender than the PC has: PyPI's ``bpy`` (Blender
-as a Python module, published by the Blender Foundation) in a virtual environment of its own under the data
-dir, ``blenders/bpy-<series>/``.
+"""Blenders homefarm installs itself, for scenes saved by a newer Blender than the PC has, from the sources the
+setting ``blender.sources`` names, in its order: ``archives``, the official archives (download.blender.org or
+``blender.mirror``, checked against the SHA-256 the release publishes: render/archives.py), unpacked under the
+data dir as ``blenders/blender-<series>/``; and ``pypi``, PyPI's ``bpy`` (Blender as a Python module, published
+by the Blender Foundation) in a virtual environment of its own, ``blenders/bpy-<series>/``. A source that cannot
+serve (no network to it, no archive for this PC, a Python the module is not built for) gives way to the next.
 
 A module install is run as ``<venv>/bin/python -I render_job.py -- job.json``: the same scripts, events,
 confinement, overrides, progress, stop and limits as an executable. What it lacks: Blender's command-line
@@ -27,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from worker_app.render import archives
 from worker_app.render.discovery import BlenderInstall
 from worker_app.render.environment import MODULE_MARK
 
@@ -37,6 +41,7 @@ SERIES = re.compile(r"^\d+\.\d+$")
 # PyPI's bpy wheels are built for one Python each: 4.2 to 5.0 for Python 3.11.
 BPY_PYTHON = (3, 11)
 INSTALL_TIMEOUT_S = 1800.0
+SOURCES = ("archives", "pypi")
 
 
 class InstallError(RuntimeError):
@@ -55,8 +60,54 @@ def python_of(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
 
+def installed(data_dir: Path) -> list[BlenderInstall]:
+    """Every Blender homefarm installed here, from either source, newest first."""
+    found = module_installs(data_dir) + [BlenderInstall(str(path), version) for version, path in
+                                         archives.archive_installs(data_dir / BLENDERS)]
+    return sorted(found, key=lambda install: install.version_tuple, reverse=True)
+
+
+def kind_of(install: BlenderInstall) -> str:
+    """"module" (PyPI's bpy), "archive" (unpacked by homefarm) or "executable" (found on the PC)."""
+    folder = _folder_of(install)
+    if folder is None:
+        return "executable"
+    return "module" if (folder / MODULE_MARK).is_file() else "archive"
+
+
+def install(data_dir: Path, series: str, sources: tuple[str, ...] = SOURCES, mirror: str = archives.MIRROR,
+            allow_insecure_http: bool = False, say: Callable[[str], None] = lambda text: None,
+            progress: archives.Progress | None = None) -> BlenderInstall:
+    """Installs the newest release of a Blender series (``4.5``) from the first of ``sources`` that can serve
+    it; returns it (at once when that series is installed already). Raises InstallError with a sentence."""
+    if not SERIES.match(series):
+        raise InstallError(f"{series!r} is not a Blender series such as 4.5")
+    existing = [i for i in installed(data_dir) if series_of(i.version) == series]
+    if existing:
+        return existing[0]
+    reasons = []
+    for source in sources:
+        try:
+            if source == "pypi":
+                return install_module(data_dir, series, say=say)
+            root = data_dir / BLENDERS
+            started = time.monotonic()
+            version, executable = archives.install_archive(root, series, mirror, allow_insecure_http, say,
+                                                           progress)
+            log.info("Blender %s installed from the archives in %.0f s (%s)", version, time.monotonic() - started,
+                     executable.parent)
+            say(f"Blender {version} installed")
+            return BlenderInstall(str(executable), version)
+        except (InstallError, archives.ArchiveError) as error:
+            log.info("Blender %s from %s: %s", series, source, error)
+            reasons.append(f"{'PyPI' if source == 'pypi' else 'the archives'}: {error}")
+    if not reasons:
+        raise InstallError("blender.sources names no source to install Blender from (allowed: archives, pypi)")
+    raise InstallError(f"Blender {series} could not be installed. " + "; ".join(reasons))
+
+
 def module_installs(data_dir: Path) -> list[BlenderInstall]:
-    """The Blenders installed here, newest first."""
+    """The Blenders installed here as modules, newest first."""
     found = []
     root = data_dir / BLENDERS
     for venv in sorted(root.glob("bpy-*")) if root.is_dir() else []:
@@ -105,24 +156,35 @@ def install_module(data_dir: Path, series: str, python: str | None = None,
     return BlenderInstall(str(python_of(final)), version)
 
 
-def remove_module(data_dir: Path, version: str) -> str:
-    """Removes an installed Blender by version or series; returns the version removed."""
-    for install in module_installs(data_dir):
-        if install.version == version or series_of(install.version) == version:
-            venv = Path(install.path).parent.parent
-            shutil.rmtree(venv)
-            return install.version
+def remove(data_dir: Path, version: str) -> str:
+    """Removes a Blender homefarm installed, by version or series; returns the version removed."""
+    for found in installed(data_dir):
+        folder = _folder_of(found)
+        if folder is not None and (found.version == version or series_of(found.version) == version):
+            shutil.rmtree(folder)
+            return found.version
     raise InstallError(f"no Blender {version} was installed by homefarm (`homefarm blender list` shows them)")
 
 
 USED = "last-used"  # touched in a module install's folder each time a job renders with it
 
 
+def _folder_of(install: BlenderInstall) -> Path | None:
+    """The folder homefarm installed this Blender into; None for one found on the PC."""
+    path = Path(install.path)
+    if (path.parent.parent / MODULE_MARK).is_file():
+        return path.parent.parent
+    for folder in list(path.parents)[:4]:  # an archive's executable: <folder>/blender, or inside Blender.app
+        if (folder / archives.ARCHIVE_MARK).is_file():
+            return folder
+    return None
+
+
 def mark_used(install: BlenderInstall) -> None:
     """Notes that a job rendered with this Blender now (for ``remove_unused``); nothing for an executable."""
-    venv = Path(install.path).parent.parent
-    if (venv / MODULE_MARK).is_file():
-        (venv / USED).touch()
+    folder = _folder_of(install)
+    if folder is not None:
+        (folder / USED).touch()
 
 
 def remove_unused(data_dir: Path, days: float, now: float | None = None) -> list[str]:
@@ -132,15 +194,18 @@ def remove_unused(data_dir: Path, days: float, now: float | None = None) -> list
         return []
     now = time.time() if now is None else now
     removed = []
-    for install in module_installs(data_dir):
-        venv = Path(install.path).parent.parent
-        used = venv / USED
+    for install in installed(data_dir):
+        folder = _folder_of(install)
+        if folder is None:
+            continue
+        used = folder / USED
+        mark = folder / (MODULE_MARK if (folder / MODULE_MARK).is_file() else archives.ARCHIVE_MARK)
         try:
-            last = used.stat().st_mtime if used.exists() else (venv / MODULE_MARK).stat().st_mtime
+            last = used.stat().st_mtime if used.exists() else mark.stat().st_mtime
         except OSError:
             continue
         if now - last > days * 86400:
-            shutil.rmtree(venv, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
             log.info("Blender %s removed: no job used it in %g days (blender.keep_unused_days)", install.version,
                      days)
             removed.append(install.version)
@@ -148,9 +213,9 @@ def remove_unused(data_dir: Path, days: float, now: float | None = None) -> list
 
 
 def install_size(install: BlenderInstall) -> int:
-    """Bytes on disk of a module install's virtual environment."""
-    total = 0
-    for folder, _, files in os.walk(Path(install.path).parent.parent):
+    """Bytes on disk of a Blender homefarm installed (0 for one found on the PC)."""
+    total, home = 0, _folder_of(install)
+    for folder, _, files in os.walk(home) if home is not None else ():
         for name in files:
             try:
                 total += os.lstat(os.path.join(folder, name)).st_size

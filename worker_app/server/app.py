@@ -307,7 +307,7 @@ async def metrics(server: JobServer, request: Request) -> Response:
 @route("POST", P.WORKER_PREFIX + "/hello", auth="worker")
 async def hello(server: JobServer, request: Request) -> Response:
     hello = P.Hello.parse(await read_json(request))
-    worker_id = await db(server.store.register_worker, hello.name, hello.to_json())
+    worker_id = await db(server.store.register_worker, hello.name, hello.to_json(), hello.worker_id)
     reply = P.HelloReply(worker_id, server_version=__version__, claim_wait_max_s=server.claim_wait_max,
                          lease_ttl_s=server.store.lease_ttl, heartbeat_interval_s=server.store.heartbeat_interval,
                          latest_worker_version=server.latest_worker_version or None,
@@ -521,7 +521,7 @@ async def fail(server: JobServer, request: Request, job_id: str) -> Response:
     body = await read_json(request)
     failure = P.FailReport.parse(body)
     state = await db(server.store.fail, job_id_of(job_id), body["lease_id"], failure.reason, failure.log_tail,
-                     failure.retryable, failure.needs_blender)
+                     failure.retryable, failure.needs_blender, failure.installing_blender)
     if server.metrics and state == "failed":
         server.metrics.finished("failed", None)
     log.info("job %s failed (%s): %s", job_id, state, failure.reason)

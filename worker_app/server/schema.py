@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 TOKEN_KINDS = ("app", "worker", "dashboard")  # a dashboard token signs in to the dashboard, nothing else
 HELD_FOREVER = 1e12  # a worker held until the dashboard releases it
 
@@ -46,6 +46,9 @@ jobs = sa.Table(
     sa.Column("stats", sa.Text),
     sa.Column("warnings", sa.Text),
     sa.Column("min_blender", sa.Integer, nullable=False, server_default="0"),
+    # A worker is getting the Blender the job needs (its owner is asked): until then, no other worker takes the
+    # job to fail it for want of that Blender.
+    sa.Column("blender_awaited_until", Time),
     sa.Column("has_outputs", sa.Integer, nullable=False, server_default="0"),  # an attempt uploaded some
     sa.Column("webhook_url", sa.String(2048)),  # the job's own webhook, besides the server's
     sa.Column("outputs_deleted", Time),  # when retention deleted its outputs
@@ -272,7 +275,14 @@ def _to_v7(conn: sa.Connection) -> None:
     attempts.create(conn, checkfirst=True)
 
 
-_STEPS = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6, 7: _to_v7}
+def _to_v8(conn: sa.Connection) -> None:
+    """A job waiting while a worker gets the Blender it needs."""
+    if "blender_awaited_until" not in {c["name"] for c in sa.inspect(conn).get_columns("jobs")}:
+        kind = jobs.c.blender_awaited_until.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE jobs ADD COLUMN blender_awaited_until {kind}")
+
+
+_STEPS = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6, 7: _to_v7, 8: _to_v8}
 
 
 def blender_key(version: str | None) -> int:

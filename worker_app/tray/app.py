@@ -7,6 +7,7 @@ the keyring or Blender runs on plain threads (``Background``) and reports back t
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 import logging
 import time
 
@@ -69,6 +70,13 @@ class TrayApp(QObject):
         self._update_sign_in_actions()
         self.tray.setContextMenu(self.menu)
         self.tray.activated.connect(self._activated)
+        self.tray.messageClicked.connect(self._message_clicked)
+        self._blenders_asked: set[str] = set()  # series the owner was asked about (once each)
+        self._blender_notice = ""  # the series the latest notification asked about
+        self._installing = ""  # the series being installed
+        self._install_text = [""]  # its progress, written by the install's thread
+        self._install_timer = QTimer(self)
+        self._install_timer.timeout.connect(self._show_install_progress)
         self._stats_timer = QTimer(self)
         self._stats_timer.timeout.connect(self.refresh_stats)
         self._tray_timer = QTimer(self)
@@ -229,6 +237,75 @@ class TrayApp(QObject):
         for title, message in self.notices.changes(previous, snapshot, gaming_notices=self.cfg.notify_gaming,
                                                    server=self.cfg.server_url):
             self.notify(title, message)
+        self._ask_for_blenders(snapshot)
+
+    # -- a Blender a job needs (blender.auto_install = "ask") ----------------------------------------
+
+    def _ask_for_blenders(self, snapshot: Snapshot) -> None:
+        """Once per series a job needs: a notification; while it is needed, a menu entry that installs it."""
+        for series in snapshot.blenders_wanted:
+            if series not in self._blenders_asked:
+                self._blenders_asked.add(series)
+                self.notify(f"A job needs Blender {series}",
+                            f"A job needs Blender {series}, which this PC lacks (about 1 GB to download). Click "
+                            f"here, or choose \u201cInstall Blender {series}\u201d in homefarm's menu, to install "
+                            "it; the job waits on the server meanwhile.")
+                self._blender_notice = series
+        if not self._installing:
+            wanted = snapshot.blenders_wanted
+            self.actions.install_blender.setVisible(bool(wanted))
+            if wanted:
+                self.actions.install_blender.setEnabled(True)
+                self._line(self.actions.install_blender, f"Install Blender {wanted[0]} (a job needs it)")
+
+    @Slot()
+    def _message_clicked(self) -> None:
+        if self._blender_notice and self._blender_notice in self.snapshot.blenders_wanted:
+            self.install_blender(self._blender_notice)
+
+    def install_blender(self, series: str = "") -> None:
+        """Installs the Blender a job needs, off the GUI thread, its progress in the menu; the worker then
+        tells the server, which hands the job back."""
+        series = series or next(iter(self.snapshot.blenders_wanted), "")
+        if not series or self._installing:
+            return
+        self._installing, self._blender_notice = series, ""
+        text = self._install_text = [f"Installing Blender {series}…"]
+
+        def say(line: str) -> None:
+            text[0] = line
+
+        def progress(done: int, total: int) -> None:
+            if total:
+                text[0] = f"Installing Blender {series}: {done * 100 // total} % of {total / 1e6:.0f} MB"
+        cfg = self.cfg
+        self.actions.install_blender.setEnabled(False)
+        self._show_install_progress()
+        self._install_timer.start(500)
+        self.background.run(lambda: self.services.install_blender(cfg, series, say, progress),
+                            lambda result: self._blender_installed(series, result))
+
+    def _show_install_progress(self) -> None:
+        self._line(self.actions.install_blender, self._install_text[0])
+
+    def _blender_installed(self, series: str, result) -> None:
+        from worker_app.core.events import BlenderAdded
+        from worker_app.render.installs import InstallError
+
+        self._install_timer.stop()
+        self._installing = ""
+        if isinstance(result, InstallError):
+            self.notify(f"Blender {series} was not installed", str(result))
+        elif isinstance(result, Exception):
+            self.notify(f"Blender {series} was not installed", "Something went wrong; View log says what.")
+        else:
+            worker = getattr(self.runtime, "worker", None)
+            if worker is not None:
+                worker.post(BlenderAdded(result))
+            self.notify(f"Blender {result.version} installed", "The jobs that need it render on this PC now.")
+            self.snapshot = replace(self.snapshot, blenders_wanted=tuple(
+                s for s in self.snapshot.blenders_wanted if s != series))
+        self._ask_for_blenders(self.snapshot)
 
     def _set_icon(self, kind: str, percent: float | None = None) -> None:
         self.icon_state = kind

@@ -33,6 +33,7 @@ class MenuCommands(Protocol):
     def open_sign_in(self) -> None: ...
     def sign_out(self) -> None: ...
     def about(self) -> None: ...
+    def install_blender(self) -> None: ...
     def quit(self) -> None: ...
 
 
@@ -43,6 +44,7 @@ class TrayMenu:
     gpu: QAction
     today: QAction
     update: QAction
+    install_blender: QAction  # shown while a job needs a Blender this PC lacks; the install's progress
     pause_menu: QMenu  # controls
     pause_for: dict[str, QAction]
     resume: QAction
@@ -68,6 +70,8 @@ def build_menu(menu: QMenu, app: MenuCommands, pause_while_gaming: bool) -> Tray
     today = _status_line(menu, "Today: no jobs yet")
     update = _status_line(menu, "")
     update.setVisible(False)
+    install_blender = _action(menu, "Install Blender…", app.install_blender)
+    install_blender.setVisible(False)
     menu.addSeparator()
     pause_menu = menu.addMenu("Pause")
     pause_for = {}
@@ -102,7 +106,7 @@ def build_menu(menu: QMenu, app: MenuCommands, pause_while_gaming: bool) -> Tray
     about = _action(menu, "About homefarm", app.about)
     menu.addSeparator()
     quit_action = _action(menu, "Quit", app.quit)
-    return TrayMenu(job=job, gpu=gpu, today=today, update=update, pause_menu=pause_menu, pause_for=pause_for,
+    return TrayMenu(job=job, gpu=gpu, today=today, update=update, install_blender=install_blender, pause_menu=pause_menu, pause_for=pause_for,
                     resume=resume, not_a_game=not_a_game, gaming=gaming, autostart=autostart, outputs=outputs,
                     log=log, settings=settings, config_file=config_file, sign_in=sign_in, sign_out=sign_out,
                     about=about, quit=quit_action)

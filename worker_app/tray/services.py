@@ -34,6 +34,13 @@ class Services:
         self.autostart = autostart or autostart_mod.for_this_os()
         self.start_runtime = start_runtime or self._start_runtime
 
+    def install_blender(self, cfg, series: str, say, progress):
+        """Installs the newest Blender of ``series`` from the owner's sources (render/installs.py); returns it."""
+        from worker_app.render import installs
+
+        return installs.install(self.paths.data_dir, series, cfg.blender_sources, cfg.blender_mirror,
+                                cfg.allow_insecure_http, say=say, progress=progress)
+
     def _start_runtime(self, cfg, token, on_snapshot, on_job_end):
         from worker_app import runtime
         from worker_app.render.discovery import find_all
@@ -41,6 +48,6 @@ class Services:
 
         remove_unused(self.paths.data_dir, cfg.keep_unused_days)
         rt = runtime.build(cfg, self.paths, token, find_all(cfg.blender_path, self.paths.data_dir), on_snapshot=on_snapshot,
-                           on_job_end=on_job_end)
+                           on_job_end=on_job_end, asks_owner=True)
         rt.start()
         return rt

@@ -15,6 +15,7 @@ CHOICE_LABELS = {
     "requeue": "Give the job back (frees the GPU at once)",
     "suspend": "Freeze Blender (keeps its GPU memory)",
     "finish": "Finish the job first",
+    "ask": "Ask me first", "yes": "Install it without asking", "no": "Leave the job to a PC that has it",
 }
 
 # What to type, shown in an empty field before anything goes wrong.

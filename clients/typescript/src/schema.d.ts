@@ -565,6 +565,8 @@ export interface components {
                 uuid?: string;
             }[];
             devices?: string[];
+            /** @description The id this worker had until now (it says hello again after adding a Blender). The server keeps the id when it knows it under the same name, else gives a new one. */
+            worker_id?: string;
         };
         HelloReply: {
             worker_id: string;
@@ -1537,6 +1539,11 @@ export interface operations {
                     retryable?: boolean;
                     /** @description The scene was saved by this Blender version, newer than the worker's. The server queues the job again for workers that have it; the attempt does not count. */
                     needs_blender?: string;
+                    /**
+                     * @description With needs_blender: this worker is getting that Blender (installing it, or asking its owner to), so the server keeps the job queued for it even when no worker has that Blender yet. It tells its new Blender with a new hello.
+                     * @default false
+                     */
+                    installing_blender?: boolean;
                 };
             };
         };

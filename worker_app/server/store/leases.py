@@ -16,6 +16,9 @@ from worker_app.server.store.webhooks import Webhooks
 from worker_app.server.store.workers import Workers
 
 
+BLENDER_AWAITED_S = 86400.0  # how long a job waits for a worker that said it is getting the Blender it needs
+
+
 class Leases(Workers, Webhooks):
     def claim(self, worker_id: str) -> Claimed | None:
         """Leases the best queued job this worker can run, or returns None; never waits."""
@@ -245,10 +248,10 @@ class Leases(Workers, Webhooks):
         self._changed()
 
     def fail(self, job_id: int, lease_id: str, reason: str, log_tail: str, retryable: bool,
-             needs_blender: str | None = None) -> str:
+             needs_blender: str | None = None, installing_blender: bool = False) -> str:
         """Fails the attempt; a retryable failure with attempts left requeues the job. A scene saved by a
         newer Blender than the worker's goes back to the queue, attempt uncounted, when a worker seen in the
-        last day has that Blender; with none, the job fails with the reason."""
+        last day has that Blender or this worker is installing it; else the job fails with the reason."""
         now = self.clock()
         with self.engine.begin() as conn:
             row = self._leased_row(conn, job_id, lease_id)
@@ -256,11 +259,12 @@ class Leases(Workers, Webhooks):
                 return "canceled"
             needed = blender_key(needs_blender) if needs_blender else 0
             under_way = self._attempt_under_way(conn, job_id, lease_id)
-            if needed and self._newest_known(conn) >= needed:
+            if needed and (installing_blender or self._newest_known(conn) >= needed):
                 self._update_leased(conn, job_id, lease_id, state="queued", lease_id=None, worker_id=None,
                                     lease_expires=None, attempts=max(row.attempts - 1, 0), log_tail=log_tail,
                                     error=f"{reason}; waiting for a worker with Blender {needs_blender} or newer",
-                                    min_blender=max(row.min_blender, needed), updated=now)
+                                    min_blender=max(row.min_blender, needed), updated=now,
+                                    blender_awaited_until=now + BLENDER_AWAITED_S if installing_blender else None)
                 state = "queued"
             else:
                 state = "queued" if retryable and row.attempts < row.max_attempts else "failed"

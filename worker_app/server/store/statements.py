@@ -50,9 +50,12 @@ def claim_statements(dialect: str) -> tuple[Any, ...]:
     """(pick, lease): the best queued job this worker can run, and its lease as a compare-and-set; on
     PostgreSQL and SQLite the lease is one statement that picks too and returns the job."""
     # A job that needs a newer Blender than this worker has waits for a worker that has it; when no worker
-    # seen lately has it, any worker takes it and fails it with the reason, rather than it waiting forever.
-    eligible = sa.and_(jobs.c.state == "queued",
-                       sa.or_(jobs.c.min_blender <= _bp("w_mine"), jobs.c.min_blender > _bp("w_newest")))
+    # seen lately has it, any worker takes it and fails it with the reason, rather than it waiting forever,
+    # unless a worker is getting that Blender (for a day at most).
+    nobody_has_it = sa.and_(jobs.c.min_blender > _bp("w_newest"),
+                            sa.or_(jobs.c.blender_awaited_until.is_(None),
+                                   jobs.c.blender_awaited_until < _bp("v_now")))
+    eligible = sa.and_(jobs.c.state == "queued", sa.or_(jobs.c.min_blender <= _bp("w_mine"), nobody_has_it))
     values = dict(state="leased", lease_id=_bp("v_lease"), worker_id=_bp("v_worker"),
                   lease_expires=_bp("v_expires"), attempts=jobs.c.attempts + 1, claimed=_bp("v_now"),
                   updated=_bp("v_now"), progress=None)

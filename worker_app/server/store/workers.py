@@ -10,22 +10,33 @@ from typing import Any
 import sqlalchemy as sa
 
 from worker_app.server.schema import newest_blender, workers
-from worker_app.server.store.base import HELD_CACHE_S, NEWEST_CACHE_S, TOUCH_EVERY_S, Database
+from worker_app.server.store.base import HELD_CACHE_S, JOBS, NEWEST_CACHE_S, TOUCH_EVERY_S, Database
 
 
 class Workers(Database):
-    def register_worker(self, name: str, info: dict[str, Any]) -> str:
+    def register_worker(self, name: str, info: dict[str, Any], known_id: str | None = None) -> str:
+        """A worker's hello: a new id, or the one it had (``known_id``, a hello again after it added a Blender)
+        when the server knows it by that id and name; its Blenders, versions and GPUs as it says now."""
         now = self.clock()
-        worker_id = "w_" + secrets.token_hex(8)
+        info = {k: v for k, v in info.items() if k != "worker_id"}
         blender = newest_blender(info)
+        values = dict(name=name, info=json.dumps(info), last_seen=now, blender=blender)
         with self.engine.begin() as conn:
-            conn.execute(workers.insert().values(id=worker_id, name=name, info=json.dumps(info), first_seen=now,
-                                                 last_seen=now, blender=blender))
+            kept = bool(known_id) and conn.execute(
+                workers.update().where(workers.c.id == known_id, workers.c.name == name).values(**values)
+            ).rowcount > 0
+            worker_id = known_id if kept and known_id else "w_" + secrets.token_hex(8)
+            if not kept:
+                conn.execute(workers.insert().values(id=worker_id, first_seen=now, **values))
+            else:  # a job found nothing for it may now be its (a Blender added): every process claims afresh
+                self._announce(conn, JOBS)
         with self._cache_lock:
             self._blender[worker_id] = blender
             self._touched[worker_id] = time.monotonic()
             if blender > self._newest[0]:
                 self._newest = (blender, self._newest[1])
+        if kept:
+            self._tell(JOBS)
         self._changed()
         return worker_id
 
