@@ -61,6 +61,18 @@ def measure(command: list[str], env: dict, settle: float, seconds: float) -> tup
             proc.kill()
 
 
+def signed_in_env(home: Path, display: str, server) -> dict:
+    """The environment of a `homefarm` on ``display`` with its own home, signed in to ``server`` (its token in
+    the tests' file keyring)."""
+    env = {**os.environ, "HOMEFARM_HOME": str(home), "DISPLAY": display, "QT_QPA_PLATFORM": "xcb",
+           "PYTHON_KEYRING_BACKEND": "support.keyring_file_backend.FileKeyring",
+           "HOMEFARM_TEST_KEYRING": str(home / "keyring.json"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-m", "worker_app", "login", "--server", server.url, "--token-stdin"],
+                   input=server.worker_token + "\n", env=env, check=True, capture_output=True, text=True)
+    return env
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60)
@@ -74,13 +86,7 @@ def main() -> int:
             results = {}
             for name, command in (("headless worker", [sys.executable, "-m", "worker_app", "run"]),
                                   ("tray", [sys.executable, "-m", "worker_app"])):
-                home = tmp / name.replace(" ", "-")
-                env = {**os.environ, "HOMEFARM_HOME": str(home), "DISPLAY": display, "QT_QPA_PLATFORM": "xcb",
-                       "PYTHON_KEYRING_BACKEND": "support.keyring_file_backend.FileKeyring",
-                       "HOMEFARM_TEST_KEYRING": str(home / "keyring.json"),
-                       "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-                subprocess.run([sys.executable, "-m", "worker_app", "login", "--server", server.url, "--token-stdin"],
-                               input=server.worker_token + "\n", env=env, check=True, capture_output=True, text=True)
+                env = signed_in_env(tmp / name.replace(" ", "-"), display, server)
                 results[name] = measure(command, env, args.settle, args.seconds)
         finally:
             server.stop()

@@ -194,6 +194,16 @@ def cmd_resume(args, paths: config_mod.Paths) -> int:
     return 0
 
 
+def cmd_activity(args, paths: config_mod.Paths) -> int:
+    """The activity window (the tray's menu opens it as this command, in a process of its own)."""
+    try:
+        from worker_app.tray.activity import main as activity_main
+    except ImportError as error:
+        raise SystemExit(f"homefarm: the activity window needs Qt's charts ({error.name} is not installed): "
+                         "pip install 'homefarm[tray]'; `homefarm stats` prints the figures") from None
+    return activity_main(paths)
+
+
 def cmd_stats(args, paths: config_mod.Paths) -> int:
     import datetime as dt
 
@@ -410,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--last", type=int, default=10, help="how many recent jobs to list (default 10)")
     stats.add_argument("--json", action="store_true", help="print the figures as JSON, for a script")
     stats.set_defaults(func=cmd_stats)
+    activity = _command(sub, "activity", help="a window of what this PC did: jobs, energy, GPU and pauses, drawn")
+    activity.set_defaults(func=cmd_activity)
 
     blender = _command(sub, "blender", help="list, add or remove the Blenders jobs render with",
                        description="Lists the Blenders found on this PC and those homefarm installed; adds the "

@@ -141,6 +141,7 @@ class Config:
     notify_jobs: bool = False
     # [storage]
     cache_max_gb: float = 20.0
+    thumbnails_mb: float = 50.0  # the activity window's small copies of each job's first output
     min_free_gb: float = 2.0
     # [energy]
     price_per_kwh: float = 0.30
@@ -307,6 +308,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("notify", "gaming", "notify_gaming", _bool),
     Setting("notify", "jobs", "notify_jobs", _bool),
     Setting("storage", "cache_max_gb", "cache_max_gb", _number_in(0.1, 100_000)),
+    Setting("storage", "thumbnails_mb", "thumbnails_mb", _number_in(0, 100_000)),
     Setting("storage", "min_free_gb", "min_free_gb", _number_in(0, 100_000)),
     Setting("energy", "price_per_kwh", "price_per_kwh", _number_in(0, 100), "Electricity price per kWh", "number"),
     Setting("energy", "currency", "currency", _text, "Currency", "text"),

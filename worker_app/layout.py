@@ -9,7 +9,8 @@ JOBS = "jobs"  # one folder per job (below)
 OUTBOX = "outbox.sqlite3"  # what the server must still learn: outputs and final reports (core/outbox.py)
 WARM = "warm"  # the warm Blender's folder: its pid file and temporary files (render/warm.py)
 PAUSE = "pause.json"  # the owner's pause (`homefarm pause`, the tray), read by the guard (guard/manual.py)
-STATS = "stats.sqlite3"  # jobs, render time and energy per day (guard/energy.py)
+STATS = "stats.sqlite3"  # jobs, render time and energy per day, GPU minutes, pauses (guard/energy.py)
+THUMBNAILS = "thumbnails"  # a small copy of each job's first output, for the activity window (tray/thumbnails.py)
 TRAY_LOCK = "tray.lock"  # one tray per user (tray/single.py)
 SERVER = "server"  # `homefarm serve`'s own data, when it runs on this PC
 

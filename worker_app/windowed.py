@@ -25,7 +25,7 @@ def console_missing(argv: list[str], stdout=_UNSET, show=message_box) -> int | N
     """When a command was given to a program without a console (its ``stdout`` is None): tells where to run
     it, and returns the exit status (2); None when there is nothing to say."""
     stdout = sys.stdout if stdout is _UNSET else stdout
-    if len(argv) < 2 or stdout is not None:
+    if len(argv) < 2 or stdout is not None or argv[1:] == ["activity"]:  # a window: no console needed
         return None
     command = " ".join(argv[1:])
     show("homefarm", f"homefarm.exe is the tray app: it has no window for the output of "

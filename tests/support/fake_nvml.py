@@ -1,5 +1,7 @@
 """A GPU provider for machines without an NVIDIA GPU: the same interface as gpu.NvmlProvider."""
 
+import time
+
 from worker_app.system.gpu import GpuProcess, GpuSample, GpuUnavailable
 
 
@@ -39,3 +41,14 @@ class FakeProvider:
         for key in self.missing:
             figures[key] = None
         return GpuSample(index=index, name=self.name, processes=tuple(self.processes), **figures)
+
+
+class DrawingProvider(FakeProvider):
+    """A card at work: 64 °C, 180 W, its energy counter going up by 180 W's worth as a real one does; 20 % load,
+    under what the guard takes for another program's use of the GPU."""
+
+    energy_mj = property(lambda self: int(time.monotonic() * 180_000), lambda self, value: None)
+
+    def __init__(self):
+        super().__init__()
+        self.temp_c, self.power_w, self.load = 64, 180.0, 20

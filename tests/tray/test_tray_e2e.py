@@ -119,3 +119,64 @@ def test_the_tray_program_stops_its_worker_when_qt_says_the_app_is_about_to_quit
     QTimer.singleShot(0, app.quit)
     app.exec()
     assert stopped == [1]
+
+
+@pytest.fixture
+def gpu_figures(monkeypatch):
+    """A GPU that gives figures (temperature, power, energy) where this machine has none: the same interface as
+    NVML's provider (tests/support/fake_nvml.py); everything else is real."""
+    from support.fake_nvml import DrawingProvider
+    provider = DrawingProvider()
+    monkeypatch.setattr("worker_app.runtime.choose_provider", lambda *args, **kwargs: (provider, ""))
+    config_mod.set_values(config_mod.Paths.default(), {"guard.gpu_interval_s": 0.5})  # figures during the job
+    return provider
+
+
+def test_the_activity_window_shows_a_real_job_its_energy_and_a_pause_band(gpu_figures, live_tray, served, qtbot):
+    """A real job rendered by the tray's worker (real Blender, real server), a pause from the menu, then the
+    activity window on what the worker wrote: the job's thumbnail, today's energy, the temperature and the pause
+    band. Screenshots: tests/artifacts/activity-1280x800.png and activity-800x600.png."""
+    from PySide6.QtCharts import QAreaSeries
+
+    from support.harness import TESTS
+    from worker_app.runtime import ledger
+    from worker_app.tray.activity import ActivityWindow
+
+    assert live_tray.actions.activity.text() == "Activity…"
+    job = served.submit({**FAST_RENDER, "frames": "1-3"})
+    qtbot.waitUntil(lambda: served.app.job(job["id"])["state"] == "done", timeout=120000)
+    qtbot.waitUntil(lambda: bool(ledger(live_tray.paths).thumbnails()), timeout=20000)
+    live_tray.actions.pause_for["30m"].trigger()
+    qtbot.waitUntil(lambda: live_tray.snapshot.state == State.PAUSED, timeout=5000)
+    qtbot.wait(1500)
+    live_tray.actions.resume.trigger()
+    qtbot.waitUntil(lambda: live_tray.snapshot.state != State.PAUSED, timeout=5000)
+    live_tray.runtime.stop()  # the minute under way is written as the worker stops
+    live_tray.runtime = None
+    stats = ledger(live_tray.paths)
+    window = ActivityWindow(stats, live_tray.paths.data_dir, 0.30, "EUR")
+    qtbot.addWidget(window)
+    window.load()
+    qtbot.waitUntil(lambda: window.activity is not None, timeout=10000)
+    today = window.activity.days[-1]
+    assert today.done == 1 and today.energy_wh is not None and today.energy_wh > 0
+    assert "Today: 1 job done" in window.summary.text() and "GPU energy" in window.summary.text()
+    first = window.jobs_list.item(0)
+    assert first.text().startswith(f"Job {job['id']} · done") and not first.icon().isNull()
+    assert window.activity.jobs[0].thumbnail, "the job's first output has its thumbnail"
+    recent = window.recent_view.chart()
+    assert [s.name() for s in recent.series() if isinstance(s, QAreaSeries)] == ["paused: by you"]
+    assert any(s.temp_c == 64 for s in window.activity.samples)
+    artifacts = TESTS / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    window.resize(1280, 800)
+    window.show()
+    qtbot.wait(100)
+    window.grab().save(str(artifacts / "activity-1280x800.png"))
+    window.resize(800, 600)
+    qtbot.wait(100)
+    window.grab().save(str(artifacts / "activity-800x600.png"))
+    opened = []
+    live_tray.services.activity_command = lambda: opened.append(1) or ["true"]
+    live_tray.actions.activity.trigger()
+    assert opened == [1] and live_tray._activity is not None

@@ -36,10 +36,20 @@ def require_tools():
 
 @pytest.fixture
 def x_display(tmp_path):
+    yield from _x_server(tmp_path, "1024x768x24")
+
+
+@pytest.fixture
+def wide_display(tmp_path):
+    """A screen a 1280×800 window fits on, beside the tray's panel."""
+    yield from _x_server(tmp_path, "1600x1000x24")
+
+
+def _x_server(tmp_path, screen: str):
     require_tools()
     read_fd, write_fd = os.pipe()
     xvfb_log = open(tmp_path / "xvfb.log", "w")
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", screen, "-nolisten", "tcp"],
                             pass_fds=(write_fd,), stderr=xvfb_log)
     os.close(write_fd)
     number = b""
@@ -233,3 +243,97 @@ def test_the_sign_in_dialog_shows_a_long_error_whole(x_display, tmp_path):
     assert int(seen["label_height"]) >= int(seen["label_needs"]), f"the error is cut: {seen}"
     assert int(seen["lines"]) >= 3, "a long error wraps over several lines"
     assert shot.stat().st_size > 5000
+
+
+def test_the_activity_window_from_the_real_tray_after_a_real_job(wide_display, tmp_path):
+    """`homefarm serve`, then `homefarm run` renders a real job (its GPU figures from tests/support/fake_nvml.py,
+    this machine having no NVIDIA GPU) with a pause by the owner before it; then the real tray under Xvfb, its
+    menu's "Activity…" chosen: the window, a process of its own, shows the job's thumbnail, today's energy and
+    the temperature with the pause band. Screenshots: tests/artifacts/activity-real-1280x800.png and
+    activity-real-800x600.png. Quitting the tray closes the window."""
+    from support.harness import FAST_RENDER, private_file
+    from support.server_process import start_server
+    from worker_app.app_client import AppClient
+    from worker_app.demo import sample_scene
+    from worker_app.runtime import ledger
+
+    server = start_server(tmp_path / "server")
+    home = tmp_path / "home"
+    env = {**os.environ, "HOMEFARM_HOME": str(home), "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+           "PYTHONPATH": os.pathsep.join([str(TESTS / "support" / "fake_gpu_site"), str(TESTS),
+                                          os.environ.get("PYTHONPATH", "")])}
+    env.pop("DISPLAY", None)
+    paths = config_mod.Paths(home / "config", home / "data", home / "cache", home / "logs")
+    config_mod.set_values(paths, {"server.url": server.url, "blender.device": "CPU", "guard.gpu_interval_s": 0.5,
+                                  "guard.check_interval_s": 0.5, "guard.hold_off_s": 1,
+                                  "energy.price_per_kwh": 0.3})
+    token = private_file(tmp_path / "secret" / "token", server.worker_token)
+    worker = subprocess.Popen([sys.executable, "-m", "worker_app", "run", "--token-file", str(token)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    app = None
+    try:
+        stats = ledger(paths)
+        deadline = time.monotonic() + 60
+        run = lambda *args: subprocess.run([sys.executable, "-m", "worker_app", *args], env=env,  # noqa: E731
+                                           capture_output=True, text=True, timeout=60)
+        assert run("pause", "30m").returncode == 0
+        while time.monotonic() < deadline and not stats.activity(hours=1).pauses:
+            time.sleep(0.2)
+        assert stats.activity(hours=1).pauses, worker.poll() is not None and worker.communicate()[0][-3000:]
+        time.sleep(1)
+        assert run("resume").returncode == 0
+        client = AppClient(server.url, server.app_token)
+        asset = client.upload_asset(sample_scene())
+        job = client.submit({"scene": {k: asset[k] for k in ("url", "sha256", "size")},
+                             "render": {**FAST_RENDER, "frames": "1-3"}})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and client.job(job["id"])["state"] != "done":
+            time.sleep(0.2)
+        assert client.job(job["id"])["state"] == "done"
+        worker.send_signal(signal.SIGTERM)  # the minute under way is written as it stops
+        worker.communicate(timeout=60)
+        activity = stats.activity(hours=1)
+        assert activity.pauses[0].kind == "manual" and activity.days[-1].energy_wh
+        assert any(s.temp_c == 64 for s in activity.samples)
+
+        app = subprocess.Popen([sys.executable, "-m", "worker_app"], env={**env, "DISPLAY": wide_display,
+                                                                            "QT_QPA_PLATFORM": "xcb"},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        icon = find_icon(wide_display, app, tmp_path, deadline)
+        open_menu(wide_display, icon, deadline)
+        # Not signed in, so the worker is off: the enabled entries begin "Pause while gaming", "Start at login",
+        # "Activity…"; the keyboard walks the menu as a person's would.
+        for key in ("Down", "Down", "Down", "Return"):
+            subprocess.run(["xdotool", "key", key], env={**os.environ, "DISPLAY": wide_display}, check=True,
+                           timeout=10)
+            time.sleep(0.15)
+        window = None
+        while time.monotonic() < deadline and window is None:
+            found = [w for w in windows(wide_display) if w[1] == "homefarm — Activity" and w[4] >= 600]
+            window = found[0] if found else None
+            time.sleep(0.25)
+        assert window is not None, f"no activity window; windows: {windows(wide_display)}"
+        time.sleep(2)  # read and drawn
+        shots = []
+        for size, name in (("1280 800", "activity-real-1280x800.png"), ("800 600", "activity-real-800x600.png")):
+            subprocess.run(["xdotool", "windowsize", window[0], *size.split()],
+                           env={**os.environ, "DISPLAY": wide_display}, check=True, timeout=10)
+            time.sleep(1.5)
+            path = ARTIFACTS / name
+            ARTIFACTS.mkdir(exist_ok=True)
+            subprocess.run(["import", "-window", window[0], "-depth", "8", f"PNG24:{path}"],
+                           env={**os.environ, "DISPLAY": wide_display}, check=True, timeout=30)
+            shots.append(read_png(path))
+        assert [(w, h) for w, h, _ in shots] == [(1280, 800), (800, 600)]
+        assert stats.thumbnails(), "the window made the thumbnail of the job `homefarm run` rendered"
+        windows_before_quit = [w for w in windows(wide_display) if w[1] == "homefarm — Activity"]
+        output = stop(app)
+        assert windows_before_quit and not [w for w in windows(wide_display) if w[1] == "homefarm — Activity"], \
+            output
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        if app is not None and app.poll() is None:
+            app.kill()
+        server.stop()

@@ -127,6 +127,8 @@ def test_the_windowed_program_given_a_command_says_to_use_the_console_program():
                            show=lambda title, text: shown.append(text)) == 2
     assert "homefarm-cli login --server https://r.example.com" in shown[0] and "terminal" in shown[0]
     assert console_missing(["homefarm.exe"], stdout=None, show=shown.append) is None, "no command: the tray starts"
+    assert console_missing(["homefarm.exe", "activity"], stdout=None, show=shown.append) is None, \
+        "the activity window is a window: the tray's menu starts it as homefarm.exe activity"
     assert console_missing(["homefarm", "doctor"], stdout=sys.stdout, show=shown.append) is None, "a console"
     spec = (ROOT / "installer" / "homefarm.spec").read_text(encoding="utf-8")
     assert "entry_tray.py" in spec and "console_missing(sys.argv)" in (ROOT / "installer" / "entry_tray.py").read_text(

@@ -36,7 +36,7 @@ from worker_app.core.settings import Settings
 from worker_app.core.state import (JobProgress, LastJob, Link, LinkProblem, Outcome, Pause, Snapshot, State,
                                    Update)
 from worker_app.guard.causes import PauseDecision, PauseKind
-from worker_app.guard.energy import Ledger
+from worker_app.guard.energy import Ledger, MinuteSampler
 from worker_app.core.outbox import Outbox, OutboxSender
 from worker_app.render import procs
 from worker_app.render.assets import SceneCache
@@ -68,6 +68,7 @@ class Worker(EventLoop):
         self.guard = guard
         self.monitor = monitor
         self.ledger = ledger
+        self._sampler = MinuteSampler(ledger) if ledger is not None else None  # the activity window's minutes
         self._outbox = outbox  # opened by run() when not given
         self.on_job_end = on_job_end or (lambda report: None)
         self._make_run = make_run  # None: Blender itself (warm or cold, as set); the core's tests pass a fake
@@ -175,7 +176,16 @@ class Worker(EventLoop):
                     job.end(Outcome.RELEASED, "the worker is shutting down")
                 self._end_claim()
             case E.PauseChanged(decision=decision):
+                before = _pause_of(self.decision)
                 was_paused, self.decision = self.decision.paused, decision
+                now_pause = _pause_of(decision)
+                kind_changed = before is not None and now_pause is not None and before.kind != now_pause.kind
+                if self.ledger is not None and ((before is None) != (now_pause is None) or kind_changed):
+                    if now_pause is None:
+                        self._note("a pause's end", self.ledger.pause_ended, time.time())
+                    else:
+                        self._note("a pause", self.ledger.pause_began, time.time(), str(now_pause.kind),
+                                   now_pause.reason)
                 self.show(pause=_pause_of(decision))
                 if decision.paused != was_paused or decision.paused:
                     self._share_state()
@@ -212,6 +222,8 @@ class Worker(EventLoop):
             case E.AwakeChanged(held=held):
                 self.show(keeping_awake=held)
             case E.GpuSampled(snapshot=sample):
+                if self._sampler is not None:
+                    self._note("a GPU sample", self._sampler.add, sample, self.own_pids())
                 if job is not None:
                     job.meter.add(sample)
                 else:
@@ -277,8 +289,26 @@ class Worker(EventLoop):
 
     # -- the loop -------------------------------------------------------------------------------
 
+    def _note(self, what: str, fn: Callable[..., object], *args: object) -> None:
+        """Writes to the owner's statistics (the ledger), which must never cost a job or the loop."""
+        if self.ledger is None:
+            return
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("could not note %s in the statistics", what)
+
+    def _prune_history(self) -> None:
+        """The owner's history keeps 30 days; a job's thumbnail goes with it."""
+        assert self.ledger is not None
+        for name in self.ledger.prune():
+            (self.folders.jobs.parent / L.THUMBNAILS / Path(name).name).unlink(missing_ok=True)
+
     def run(self) -> None:
         self._loop_thread = self._loop_thread or threading.current_thread()
+        if self.ledger is not None:
+            self._note("the history's end", self.ledger.close_open_pauses, time.time())
+            self._note("the history's end", self._prune_history)
         self.folders.jobs.mkdir(parents=True, exist_ok=True)
         reaped = procs.reap_orphans([*self.folders.jobs.glob(f"*/{L.PIDFILE}"), self.warm.pidfile])
         if reaped:
@@ -289,6 +319,9 @@ class Worker(EventLoop):
         if self.guard is not None:
             self.decision = self.guard.decision
             self.show(pause=_pause_of(self.decision))
+            first = _pause_of(self.decision)
+            if first is not None and self.ledger is not None:  # paused from the start: the band begins now
+                self._note("a pause", self.ledger.pause_began, time.time(), str(first.kind), first.reason)
         self._recover()
         failures = handled = 0
         try:
@@ -336,6 +369,10 @@ class Worker(EventLoop):
             if self.keep_awake is not None:
                 self.keep_awake.close()
             sender.stop()
+            if self._sampler is not None:
+                self._note("the last minute", self._sampler.flush)
+            if self.ledger is not None and self.decision.paused:
+                self._note("a pause's end", self.ledger.pause_ended, time.time())
             self.warm.close("the worker stopped")
             self.enter(State.STOPPED, message="stopped", job=None)
 
@@ -386,11 +423,10 @@ class Worker(EventLoop):
                       message=f"job {lease.job_id} failed: {report.reason}")
         self.show(last_job=_last(report), job=None)
         if self.ledger is not None:
-            try:
-                self.ledger.record(lease.job_id, self.client.server_url, report.outcome.value,
-                                   report.stages["total"], report.stages.get("render", 0.0), report.energy_wh)
-            except Exception:  # the owner's statistics must never cost a job
-                log.exception("could not record job %s in the statistics", lease.job_id)
+            outputs = report.outputs[0].parent if report.outputs else self.folders.jobs / lease.job_id / L.OUTPUTS
+            self._note(f"job {lease.job_id}", self.ledger.record, lease.job_id, self.client.server_url,
+                       report.outcome.value, report.stages["total"], report.stages.get("render", 0.0),
+                       report.energy_wh, report.reason, str(outputs))
         self.on_job_end(report)
         return report.outcome
 

@@ -71,6 +71,7 @@ class TrayApp(QObject):
         self.tray.setContextMenu(self.menu)
         self.tray.activated.connect(self._activated)
         self.tray.messageClicked.connect(self._message_clicked)
+        self._activity = None  # the activity window's process, while it is open
         self._blenders_asked: set[str] = set()  # series the owner was asked about (once each)
         self._blender_notice = ""  # the series the latest notification asked about
         self._installing = ""  # the series being installed
@@ -263,6 +264,22 @@ class TrayApp(QObject):
         if self._blender_notice and self._blender_notice in self.snapshot.blenders_wanted:
             self.install_blender(self._blender_notice)
 
+    def open_activity(self) -> None:
+        """The activity window, in a process of its own: the tray's memory stays the tray's; one at a time."""
+        import subprocess
+
+        from worker_app.render import procs
+
+        if self._activity is not None and self._activity.poll() is None:
+            return  # open already
+        try:
+            self._activity = subprocess.Popen(self.services.activity_command(), stdin=subprocess.DEVNULL,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                              **procs.backend().popen_kwargs())
+        except OSError as error:
+            log.warning("could not open the activity window: %s", error)
+            self.notify("Activity", "The activity window could not be opened; View log says why.")
+
     def install_blender(self, series: str = "") -> None:
         """Installs the Blender a job needs, off the GUI thread, its progress in the menu; the worker then
         tells the server, which hands the job back."""
@@ -321,11 +338,23 @@ class TrayApp(QObject):
         if self.closed:
             return
         self._log_job_end(report)
+        self._keep_thumbnail(report)
         self.refresh_stats()
         if self.cfg.notify_jobs:
             notice = status.job_notice(report)
             if notice:
                 self.notify(*notice)
+
+    def _keep_thumbnail(self, report) -> None:
+        """A small copy of the job's first output for the activity window, made on a background thread."""
+        from worker_app.runtime import ledger
+        from worker_app.tray import thumbnails
+
+        if not report.outputs:
+            return
+        paths, cfg, outputs = self.paths, self.cfg, list(report.outputs)
+        self.background.run(lambda: thumbnails.keep(ledger(paths), paths.data_dir, cfg.server_url, report.job_id,
+                                                    outputs, cfg.thumbnails_mb))
 
     def refresh_stats(self) -> None:
         from worker_app.runtime import ledger
@@ -559,6 +588,8 @@ class TrayApp(QObject):
         can go: the icon does not own the menu it shows, and Python may free the two in any order."""
         self.closed = True
         self.background.close()
+        if self._activity is not None and self._activity.poll() is None:
+            self._activity.terminate()  # the activity window goes with the tray that opened it
         for name in ("settings_dialog", "sign_in_dialog", "log_window"):  # no dialog outlives the tray it belongs to
             dialog = getattr(self, name, None)
             if dialog is not None:

@@ -33,6 +33,7 @@ class MenuCommands(Protocol):
     def open_sign_in(self) -> None: ...
     def sign_out(self) -> None: ...
     def about(self) -> None: ...
+    def open_activity(self) -> None: ...
     def install_blender(self) -> None: ...
     def quit(self) -> None: ...
 
@@ -51,6 +52,7 @@ class TrayMenu:
     not_a_game: QAction
     gaming: QAction
     autostart: QAction
+    activity: QAction
     outputs: QAction
     log: QAction
     settings: QAction
@@ -90,6 +92,7 @@ def build_menu(menu: QMenu, app: MenuCommands, pause_while_gaming: bool) -> Tray
     autostart.setCheckable(True)
     autostart.toggled.connect(app.set_autostart)
     menu.addSeparator()
+    activity = _action(menu, "Activity…", app.open_activity)
     outputs = _action(menu, "Open outputs folder", app.open_outputs)
     log = _action(menu, "View log", app.view_log)
     settings = _action(menu, "Settings…", app.open_settings)
@@ -107,7 +110,8 @@ def build_menu(menu: QMenu, app: MenuCommands, pause_while_gaming: bool) -> Tray
     menu.addSeparator()
     quit_action = _action(menu, "Quit", app.quit)
     return TrayMenu(job=job, gpu=gpu, today=today, update=update, install_blender=install_blender, pause_menu=pause_menu, pause_for=pause_for,
-                    resume=resume, not_a_game=not_a_game, gaming=gaming, autostart=autostart, outputs=outputs,
+                    resume=resume, not_a_game=not_a_game, gaming=gaming, autostart=autostart, activity=activity,
+                    outputs=outputs,
                     log=log, settings=settings, config_file=config_file, sign_in=sign_in, sign_out=sign_out,
                     about=about, quit=quit_action)
 

@@ -34,6 +34,19 @@ class Services:
         self.autostart = autostart or autostart_mod.for_this_os()
         self.start_runtime = start_runtime or self._start_runtime
 
+    def activity_command(self) -> list[str]:
+        """The activity window's process: this program with the ``activity`` command (frozen: the program
+        itself; from source: this Python, windowless where the OS has such a Python)."""
+        import sys
+        from pathlib import Path
+
+        if getattr(sys, "frozen", False):
+            return [sys.executable, "activity"]
+        python = Path(sys.executable)
+        windowless = python.with_name("pythonw.exe")
+        return [str(windowless if sys.platform == "win32" and windowless.exists() else python), "-m", "worker_app",
+                "activity"]
+
     def install_blender(self, cfg, series: str, say, progress):
         """Installs the newest Blender of ``series`` from the owner's sources (render/installs.py); returns it."""
         from worker_app.render import installs
