@@ -55,7 +55,9 @@ save("missing_font")
 os.remove(font_copy)
 
 # Caches a modifier reads, made and then not shipped: a Mesh Cache's .mdd, Multires detail saved outside the
-# file (.btx). (An Ocean's bake is checked too, but a bake runs as a job that background Blender never runs.)
+# file (.btx), an Ocean's bake. A bake runs as a job that background Blender never runs: the Ocean is saved
+# unbaked here, and the test marks it baked in the file itself (tests/e2e/test_scene_files.py), as a file
+# baked on the founder's PC reads.
 base_scene()
 cube = bpy.data.objects["Cube"]
 save("missing_mesh_cache")
@@ -74,6 +76,13 @@ bpy.ops.object.multires_external_save(filepath=os.path.join(out_dir, "detail.btx
                                       modifier="Detail")
 save("missing_multires")
 os.remove(os.path.join(out_dir, "detail.btx"))
+
+base_scene()
+bpy.ops.mesh.primitive_plane_add(size=4, location=(0, 0, -1))
+ocean = bpy.context.active_object.modifiers.new("Sea", "OCEAN")
+ocean.resolution = 2
+ocean.filepath = "//cache_ocean"
+save("missing_ocean_bake")
 
 # The sequencer only: a colour strip, no camera at all.
 scene = base_scene()

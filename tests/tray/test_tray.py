@@ -560,3 +560,36 @@ def test_a_blender_that_cannot_be_installed_is_said_in_words(tray, qtbot, tmp_pa
     qtbot.waitUntil(lambda: tray.notifications[-1][0] == "Blender 4.5 was not installed", timeout=10000)
     assert "plain http to another machine" in tray.notifications[-1][1]
     assert tray.actions.install_blender.isVisible() and tray.actions.install_blender.isEnabled(), "it can be tried again"
+
+
+def test_settings_install_a_blender_version_and_remove_one_homefarm_installed(tray, qtbot, monkeypatch, tmp_path):
+    """The Settings dialog's Blender row: "Install a Blender version…" asks the series and installs it as the
+    menu's entry does; "Remove one…" lists only the Blenders homefarm installed and removes the one chosen."""
+    import json
+    from worker_app.render import installs
+    from worker_app.render.environment import MODULE_MARK
+
+    venv = tray.paths.data_dir / installs.BLENDERS / "bpy-4.5"
+    installs.python_of(venv).parent.mkdir(parents=True)
+    installs.python_of(venv).write_text("")
+    (venv / MODULE_MARK).write_text(json.dumps({"version": "4.5.15"}))
+    asked = []
+    monkeypatch.setattr(tray, "install_blender", asked.append)
+    tray.open_settings()
+    dialog = tray.settings_dialog
+    qtbot.waitUntil(lambda: "Blender 4.5.15, installed by homefarm (module)" in dialog.blender_version.text(),
+                    timeout=10000)
+    monkeypatch.setattr("worker_app.tray.settings.QInputDialog.getText", lambda *a, **k: ("latest", True))
+    dialog.add_blender_button.click()
+    assert asked == [] and "not a Blender series such as 4.5" in dialog.blender_version.text()
+    monkeypatch.setattr("worker_app.tray.settings.QInputDialog.getText", lambda *a, **k: ("5.0", True))
+    dialog.add_blender_button.click()
+    assert asked == ["5.0"]
+    offered = []
+    monkeypatch.setattr("worker_app.tray.settings.QInputDialog.getItem",
+                        lambda parent, title, label, items, *a: offered.append(list(items)) or (items[0], True))
+    dialog.remove_blender_button.click()
+    qtbot.waitUntil(lambda: not venv.exists(), timeout=10000)
+    assert offered == [["4.5.15"]], "only what homefarm installed is offered"
+    background_done(qtbot, tray)
+    assert tray.fake_runtime.reconfigured, "the worker is told its Blenders changed"

@@ -203,8 +203,11 @@ class Worker(EventLoop):
                 self.warm.limits = replace(self.warm.limits, idle_s=self.settings.warm_idle_s)
                 if not self.settings.warm and job is None:
                     self._end_warm("warm Blender was turned off")
-                if blenders:
+                if blenders and list(blenders) != self.blenders:  # one added or removed: the server hears of it
                     self.blenders = list(blenders)
+                    if self.worker_id is not None:
+                        self._hello_due = True
+                        self._end_claim()
             case E.BlenderAdded(install=install):
                 if all(b.path != install.path for b in self.blenders):
                     self.blenders = [*self.blenders, install]

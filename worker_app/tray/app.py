@@ -297,6 +297,7 @@ class TrayApp(QObject):
                 text[0] = f"Installing Blender {series}: {done * 100 // total} % of {total / 1e6:.0f} MB"
         cfg = self.cfg
         self.actions.install_blender.setEnabled(False)
+        self.actions.install_blender.setVisible(True)  # the install's progress, whoever asked for it
         self._show_install_progress()
         self._install_timer.start(500)
         self.background.run(lambda: self.services.install_blender(cfg, series, say, progress),
@@ -500,7 +501,9 @@ class TrayApp(QObject):
     def open_settings(self) -> None:
         from worker_app.tray.settings import SettingsDialog
 
-        self.settings_dialog = SettingsDialog(self.cfg, self.background, save=self.save_settings)
+        self.settings_dialog = SettingsDialog(self.cfg, self.background, save=self.save_settings,
+                                              data_dir=self.paths.data_dir, install_blender=self.install_blender,
+                                              blenders_changed=lambda: self.apply_config(self.cfg))
         self.settings_dialog.show()
         self.settings_dialog.raise_()
 

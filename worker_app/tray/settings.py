@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
-                               QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton,
-                               QScrollArea, QVBoxLayout, QWidget)
+                               QFormLayout, QFrame, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QPlainTextEdit,
+                               QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
 from worker_app import config as config_mod
 
@@ -34,10 +34,16 @@ FIELDS = [(s.dotted, s.label, s.kind) for s in config_mod.SETTINGS if s.label]
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, cfg: config_mod.Config, background, save, parent=None):
+    def __init__(self, cfg: config_mod.Config, background, save, parent=None, data_dir=None,
+                 install_blender=None, blenders_changed=None):
         super().__init__(parent)
         self.setWindowTitle("homefarm settings")
         self.cfg = cfg
+        # The Blenders homefarm installs (render/installs.py): where they live, how the tray installs one (its
+        # progress in the menu), and what to call once one is removed.
+        self.data_dir = data_dir
+        self.install_blender = install_blender
+        self.blenders_changed = blenders_changed or (lambda: None)
         self.background = background
         self.save = save
         self.inputs: dict[str, QWidget] = {}
@@ -113,6 +119,8 @@ class SettingsDialog(QDialog):
         edit.setMinimumWidth(edit.fontMetrics().horizontalAdvance(edit.placeholderText()) + 24)
         self.inputs["blender.path"] = edit
         self.blender_version = QLabel("")
+        self.blender_version.setWordWrap(True)
+        self.blender_version.setTextFormat(Qt.PlainText)
         detect, browse = QPushButton("Detect"), QPushButton("Browse…")
         detect.clicked.connect(self.detect_blender)
         browse.clicked.connect(self.browse_blender)
@@ -124,6 +132,19 @@ class SettingsDialog(QDialog):
         box.setContentsMargins(0, 0, 0, 0)
         box.addLayout(row)
         box.addWidget(self.blender_version)
+        if self.data_dir is not None:
+            self.add_blender_button = QPushButton("Install a Blender version…")
+            self.add_blender_button.setAccessibleName("Install a Blender version")
+            self.add_blender_button.clicked.connect(self.ask_blender_to_add)
+            self.remove_blender_button = QPushButton("Remove one…")
+            self.remove_blender_button.setAccessibleName("Remove a Blender homefarm installed")
+            self.remove_blender_button.clicked.connect(self.ask_blender_to_remove)
+            manage = QHBoxLayout()
+            manage.setContentsMargins(0, 0, 0, 0)
+            manage.addWidget(self.add_blender_button)
+            manage.addWidget(self.remove_blender_button)
+            manage.addStretch(1)
+            box.addLayout(manage)
         holder = QWidget()
         holder.setLayout(box)
         self.detect_blender()
@@ -131,8 +152,10 @@ class SettingsDialog(QDialog):
 
     def detect_blender(self) -> None:
         from worker_app.render.discovery import BlenderNotFound, find_all
+        from worker_app.render.installs import kind_of
 
         path = self.inputs["blender.path"].text().strip()
+        data_dir = self.data_dir
         self.blender_version.setText("Looking for Blender…")
 
         def shown(result):
@@ -141,8 +164,47 @@ class SettingsDialog(QDialog):
             elif isinstance(result, Exception):
                 self.blender_version.setText(f"Blender did not start: {result}")
             else:
-                self.blender_version.setText("; ".join(f"Blender {b.version} at {b.path}" for b in result))
-        self.background.run(lambda: find_all(path), shown)
+                self.blender_version.setText("\n".join(text for text in result))
+        self.background.run(lambda: [f"Blender {b.version} at {b.path}" if kind_of(b) == "executable" else
+                                     f"Blender {b.version}, installed by homefarm ({kind_of(b)})"
+                                     for b in find_all(path, data_dir)], shown)
+
+    def ask_blender_to_add(self) -> None:
+        from worker_app.render.installs import SERIES
+
+        series, ok = QInputDialog.getText(self, "Install a Blender version",
+                                          "Which Blender? A series such as 4.5 (its newest release is installed; "
+                                          "about 1 GB):")
+        series = series.strip()
+        if not ok or not series:
+            return
+        if not SERIES.match(series):
+            self.blender_version.setText(f"{series!r} is not a Blender series such as 4.5")
+            return
+        if self.install_blender is not None:
+            self.install_blender(series)
+            self.blender_version.setText(f"Installing Blender {series}: homefarm's menu shows how far it is.")
+
+    def ask_blender_to_remove(self) -> None:
+        from worker_app.render import installs
+
+        data_dir = self.data_dir
+        own = [b.version for b in installs.installed(data_dir)]
+        if not own:
+            self.blender_version.setText("homefarm installed no Blender here; it removes only those it installed.")
+            return
+        version, ok = QInputDialog.getItem(self, "Remove a Blender", "Remove which Blender homefarm installed?",
+                                           own, 0, False)
+        if not ok:
+            return
+
+        def removed(result):
+            if isinstance(result, Exception):
+                self.blender_version.setText(f"Blender {version} was not removed: {result}")
+                return
+            self.blenders_changed()
+            self.detect_blender()
+        self.background.run(lambda: installs.remove(data_dir, version), removed)
 
     def browse_blender(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose the Blender program")
