@@ -290,3 +290,29 @@ def test_blender_from_steam_is_found_in_a_library_on_another_drive(tmp_path):
     found = candidate_paths(association=WindowsFileAssociation(FakeRegistry({})), environ={}, platform="win32",
                             which=lambda name: None, steam=WindowsSteamStatus(registry))
     assert found == [str(folder / "blender.exe")]
+
+
+def test_every_contract_event_of_a_job_comes_in_order_from_each_blender(any_blender, tmp_path):
+    """The events the worker reads (blender_scripts/contract.py), from Debian's 3.4 and from Blender 5.0 and 4.5
+    LTS installed as modules: a job's start, each frame's start, end and file, its end, and a missing file told
+    as it is found; the output parser turns each into the same fields whatever the Blender."""
+    from blender_scripts import contract as K
+    job_dir = tmp_path / "job"
+    (job_dir / "out").mkdir(parents=True)
+    lines = []
+    run = BlenderRun(any_blender.path, sample_scene(), {"render": {**FAST_RENDER, "resolution_percentage": 10},
+                                                        "frames": [1, 2], "output_dir": str(job_dir / "out"),
+                                                        "images": {}},
+                     job_dir, total_timeout=300, silence_timeout=120, user_dir=tmp_path / "user",
+                     on_line=lines.append)
+    result = run.run()
+    assert result.ok, result.log_tail[-3000:]
+    events = [line.event["event"] for line in lines if line.event]
+    wanted = [K.JOB_START, K.FRAME_START, K.FILE_SAVED, K.FRAME_DONE, K.FRAME_START, K.FILE_SAVED, K.FRAME_DONE,
+              K.JOB_DONE]
+    assert [e for e in events if e in wanted] == wanted, events
+    saved = [line.event for line in lines if line.event and line.event["event"] == K.FILE_SAVED]
+    assert [Path(e["path"]).name for e in saved] == ["frame_0001.png", "frame_0002.png"]
+    assert all(Path(e["path"]).parent == job_dir / "out" for e in saved)
+    frames = [line.event.get("frame") for line in lines if line.event and line.event["event"] == K.FRAME_DONE]
+    assert frames == [1, 2], frames

@@ -86,10 +86,13 @@ def test_thumbnails_stay_within_their_bound_oldest_first_and_go_with_their_histo
     exr.write_bytes(b"v/1\x01 not an image Qt reads")
     ledger.record("12", "s", "done", 1, 1, None, "", "")
     assert thumbnails.keep(ledger, tmp_path, "s", "12", [exr], max_mb=50) is None
-    # After 30 days the job's history goes, and its thumbnail with it.
-    for name in ledger.prune(keep_days=30, now=time.time() + 31 * 86400):
+    # After 30 days the job's history in the window goes, and its thumbnail with it; `homefarm stats` still
+    # counts the job in its month and all time.
+    later = time.time() + 31 * 86400
+    for name in ledger.prune(keep_days=30, now=later):
         (folder / name).unlink()
     assert not list(folder.iterdir()) and ledger.thumbnails() == []
+    assert ledger.totals(0.0).jobs == 13
 
 
 def _window(ledger, data_dir, qtbot, now):

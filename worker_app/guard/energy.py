@@ -242,13 +242,14 @@ class Ledger:
             db.execute("UPDATE pauses SET ended = ? WHERE ended IS NULL", (at,))
 
     def prune(self, keep_days: float = KEEP_DAYS, now: float | None = None) -> list[str]:
-        """Removes what is older than ``keep_days``; returns the thumbnails of the jobs removed (files to
-        delete). A pause still under way at start (the worker stopped mid-pause) is closed then."""
+        """Removes the activity window's history older than ``keep_days`` (GPU minutes, pauses, the jobs'
+        thumbnails); returns the thumbnails to delete. A job's own row stays: `homefarm stats` counts every
+        month and all time."""
         cutoff = (self.clock() if now is None else now) - keep_days * 86400
         with self._lock, self._connect() as db:
             gone = [row[0] for row in db.execute("SELECT thumbnail FROM jobs WHERE finished < ? AND thumbnail "
                                                  "IS NOT NULL", (cutoff,))]
-            db.execute("DELETE FROM jobs WHERE finished < ?", (cutoff,))
+            db.execute("UPDATE jobs SET thumbnail = NULL WHERE finished < ?", (cutoff,))
             db.execute("DELETE FROM samples WHERE minute < ?", (cutoff,))
             db.execute("DELETE FROM pauses WHERE COALESCE(ended, started) < ?", (cutoff,))
         return gone
