@@ -178,15 +178,9 @@ class Worker(EventLoop):
             case E.PauseChanged(decision=decision):
                 before = _pause_of(self.decision)
                 was_paused, self.decision = self.decision.paused, decision
-                now_pause = _pause_of(decision)
-                kind_changed = before is not None and now_pause is not None and before.kind != now_pause.kind
-                if self.ledger is not None and ((before is None) != (now_pause is None) or kind_changed):
-                    if now_pause is None:
-                        self._note("a pause's end", self.ledger.pause_ended, time.time())
-                    else:
-                        self._note("a pause", self.ledger.pause_began, time.time(), str(now_pause.kind),
-                                   now_pause.reason)
-                self.show(pause=_pause_of(decision))
+                pause = _pause_of(decision)
+                self._note_pause(before, pause)
+                self.show(pause=pause)
                 if decision.paused != was_paused or decision.paused:
                     self._share_state()
                 if decision.paused:
@@ -301,6 +295,17 @@ class Worker(EventLoop):
         except Exception:
             log.exception("could not note %s in the statistics", what)
 
+    def _note_pause(self, before: Pause | None, after: Pause | None) -> None:
+        """The activity window's pause bands: one begins as the worker pauses or its pause changes kind, and
+        ends as it resumes."""
+        if self.ledger is None or (before is None and after is None) or (
+                before is not None and after is not None and before.kind == after.kind):
+            return
+        if after is None:
+            self._note("a pause's end", self.ledger.pause_ended, time.time())
+        else:
+            self._note("a pause", self.ledger.pause_began, time.time(), str(after.kind), after.reason)
+
     def _prune_history(self) -> None:
         """The owner's history keeps 30 days; a job's thumbnail goes with it."""
         assert self.ledger is not None
@@ -321,10 +326,9 @@ class Worker(EventLoop):
         sender = self._sender = OutboxSender(self.outbox, self.make_client(), post=self.post).start()
         if self.guard is not None:
             self.decision = self.guard.decision
-            self.show(pause=_pause_of(self.decision))
-            first = _pause_of(self.decision)
-            if first is not None and self.ledger is not None:  # paused from the start: the band begins now
-                self._note("a pause", self.ledger.pause_began, time.time(), str(first.kind), first.reason)
+            pause = _pause_of(self.decision)
+            self._note_pause(None, pause)  # paused from the start: the band begins now
+            self.show(pause=pause)
         self._recover()
         failures = handled = 0
         try:

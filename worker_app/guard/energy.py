@@ -7,6 +7,7 @@ included; the PC's other parts are not measured.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import sqlite3
 import threading
@@ -100,7 +101,7 @@ CREATE TABLE IF NOT EXISTS pauses (
 );
 CREATE INDEX IF NOT EXISTS pauses_started ON pauses (started);
 """
-KEEP_DAYS = 30  # the activity window's history: samples, pauses and jobs older than this are removed
+KEEP_DAYS = 30  # the activity window's history: GPU minutes, pauses and thumbnails older than this are removed
 ADDED_COLUMNS = (("reason", "TEXT"), ("outputs_dir", "TEXT"), ("thumbnail", "TEXT"))
 
 
@@ -180,9 +181,13 @@ class MinuteSampler:
             self.flush()
         self.minute = minute
         gpu = snapshot.gpus[0]
-        own = [p.load for p in gpu.processes if p.pid in own_pids and p.load is not None]
+        if own_pids:  # rendering: our processes' share, where NVML gives it per process
+            own = [p.load for p in gpu.processes if p.pid in own_pids and p.load is not None]
+            own_load = sum(own) if own else None
+        else:  # no Blender of ours: none of the load is ours
+            own_load = 0 if gpu.load is not None else None
         for key, value in (("temp_c", gpu.temp_c), ("power_w", gpu.power_w), ("load", gpu.load),
-                           ("own_load", sum(own) if own else (0 if gpu.load is not None and not own_pids else None))):
+                           ("own_load", own_load)):
             if value is not None:
                 self.sums.setdefault(key, []).append(float(value))
 
@@ -298,8 +303,7 @@ class Ledger:
                               (recent,)).fetchall()
         per_day = [Day(start) for start in starts]
         for finished, outcome, render_s, energy_wh in rows:
-            index = max(i for i, start in enumerate(starts) if finished >= start)
-            day = per_day[index]
+            day = per_day[bisect.bisect_right(starts, finished) - 1]
             day.done += outcome == "done"
             day.failed += outcome == "failed"
             day.render_s += render_s or 0.0
