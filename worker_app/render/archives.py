@@ -122,8 +122,6 @@ def install_archive(root: Path, series: str, mirror: str, allow_insecure_http: b
         say(f"Downloading Blender {version} from {urlsplit(mirror).hostname}…")
         try:
             _download(session, f"{mirror}/Blender{series}/{name}", part, root, progress)
-        except ArchiveError:
-            raise
         except OSError as error:
             part.unlink(missing_ok=True)
             raise _disk_error(error, f"save Blender {version}'s archive") from None
