@@ -195,7 +195,7 @@ class ActivityWindow(QWidget):
         count = len(activity.days)
         axis.setRange(-0.5, count - 0.5)
         axis.setLabelsPosition(QCategoryAxis.AxisLabelsPositionOnValue)
-        month = None
+        month = dt.date.fromtimestamp(activity.days[0].start).month  # the first label a number: it fits narrow
         for n in sorted(range(count - 1, -1, -5)):
             date = dt.date.fromtimestamp(activity.days[n].start)
             # The month is named where it changes and at today; the days between are numbers.
