@@ -14,7 +14,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,10 +22,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "tray"))
 sys.path.insert(0, str(ROOT / "bench"))
 from support.fill_activity import fill  # noqa: E402
-from support.server_process import start_server  # noqa: E402
 from test_tray_x11 import find_icon, open_menu, windows  # noqa: E402
-from tray_idle import signed_in_env, tree_figures  # noqa: E402
-from tray_start import start_display  # noqa: E402
+from tray_idle import server_and_display, signed_in_env, tree_figures  # noqa: E402
 
 TITLE = "homefarm — Activity"
 
@@ -49,10 +46,7 @@ def main() -> int:
     parser.add_argument("--times", type=int, default=10)
     parser.add_argument("--settle", type=float, default=10, help="seconds after start (and after each close)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        server = start_server(tmp / "server", quiet=True)
-        display, helpers = start_display()
+    with server_and_display() as (tmp, server, display):
         home = tmp / "home"
         env = signed_in_env(home, display, server)
         fill(home / "data" / "stats.sqlite3", time.time())
@@ -105,9 +99,6 @@ def main() -> int:
         finally:
             tray.terminate()
             tray.wait(30)
-            server.stop()
-            for helper in helpers:
-                helper.terminate()
     return 0
 
 

@@ -11,6 +11,7 @@ tree's resident set at the end. The headless worker is the baseline: the tray's 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -73,25 +74,32 @@ def signed_in_env(home: Path, display: str, server) -> dict:
     return env
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--settle", type=float, default=10, help="seconds after start before measuring")
-    args = parser.parse_args()
+@contextlib.contextmanager
+def server_and_display():
+    """A scratch folder, `homefarm serve` on loopback and an X display with a tray host, for a bench's trays."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         server = start_server(tmp / "server", quiet=True)
         display, helpers = start_display()
         try:
-            results = {}
-            for name, command in (("headless worker", [sys.executable, "-m", "worker_app", "run"]),
-                                  ("tray", [sys.executable, "-m", "worker_app"])):
-                env = signed_in_env(tmp / name.replace(" ", "-"), display, server)
-                results[name] = measure(command, env, args.settle, args.seconds)
+            yield tmp, server, display
         finally:
             server.stop()
             for helper in helpers:
                 helper.terminate()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--settle", type=float, default=10, help="seconds after start before measuring")
+    args = parser.parse_args()
+    with server_and_display() as (tmp, server, display):
+        results = {}
+        for name, command in (("headless worker", [sys.executable, "-m", "worker_app", "run"]),
+                              ("tray", [sys.executable, "-m", "worker_app"])):
+            env = signed_in_env(tmp / name.replace(" ", "-"), display, server)
+            results[name] = measure(command, env, args.settle, args.seconds)
     for name, (cpu, rss) in results.items():
         print(f"{name:<16} CPU {cpu:.2f} % of one core over {args.seconds:g} s, resident {rss:.0f} MiB")
     (tray_cpu, tray_rss), (base_cpu, base_rss) = results["tray"], results["headless worker"]
