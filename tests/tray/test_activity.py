@@ -4,6 +4,7 @@ window itself after a real job rendered through the tray's worker, with screensh
 person to look at (activity-1280x800.png, activity-800x600.png, activity-no-power.png)."""
 
 import datetime as dt
+import shutil
 import time
 from pathlib import Path
 
@@ -19,11 +20,30 @@ from worker_app.tray import thumbnails
 from worker_app.tray.activity import ActivityWindow
 
 ARTIFACTS = TESTS / "artifacts"
+NOW = time.time()  # the moment every filled database of this module was filled up to
 
 
-def test_thirty_days_are_counted_per_local_day_with_the_gaps_empty(tmp_path):
-    now = time.time()
-    ledger = fill(tmp_path / "stats.sqlite3", now)
+@pytest.fixture(scope="module")
+def filled_files(tmp_path_factory):
+    """The two databases (a card with power readings, one without), filled once for the module: filling one
+    takes the real ledger's calls, a connection and a commit each."""
+    folder = tmp_path_factory.mktemp("filled")
+    return {power: fill(folder / f"stats-{power}.sqlite3", NOW, power=power).path for power in (True, False)}
+
+
+@pytest.fixture
+def filled(filled_files, tmp_path):
+    """A copy of a filled database in the test's own folder, as a Ledger."""
+    def copy(power: bool = True) -> Ledger:
+        target = tmp_path / f"stats-{power}.sqlite3"
+        shutil.copyfile(filled_files[power], target)
+        return Ledger(target)
+    return copy
+
+
+def test_thirty_days_are_counted_per_local_day_with_the_gaps_empty(filled):
+    now = NOW
+    ledger = filled()
     activity = ledger.activity(now, hours=6)
     assert len(activity.days) == 30
     assert dt.date.fromtimestamp(activity.days[-1].start) == dt.date.fromtimestamp(now)
@@ -34,7 +54,7 @@ def test_thirty_days_are_counted_per_local_day_with_the_gaps_empty(tmp_path):
         sum(d.failed for d in activity.days)
     assert any(d.failed for d in activity.days)
     assert 359 <= len(activity.samples) <= 360 and {p.kind for p in activity.pauses} == {"game", "schedule"}
-    no_power = fill(tmp_path / "no-power.sqlite3", now, power=False).activity(now)
+    no_power = filled(power=False).activity(now)
     assert all(d.energy_wh is None for d in no_power.days) and all(s.power_w is None for s in no_power.samples)
 
 
@@ -102,10 +122,10 @@ def _window(ledger, data_dir, qtbot, now):
     return window
 
 
-def test_the_window_draws_thirty_days_the_last_hours_and_says_when_a_card_gives_no_power(tmp_path, qtbot):
-    now = time.time()
+def test_the_window_draws_thirty_days_the_last_hours_and_says_when_a_card_gives_no_power(filled, tmp_path, qtbot):
+    now = NOW
     ARTIFACTS.mkdir(exist_ok=True)
-    window = _window(fill(tmp_path / "stats.sqlite3", now), tmp_path, qtbot, now)
+    window = _window(filled(), tmp_path, qtbot, now)
     window.resize(1280, 800)
     window.show()
     assert window.summary.text().startswith("Today: ") and "GPU energy" in window.summary.text()
@@ -120,7 +140,7 @@ def test_the_window_draws_thirty_days_the_last_hours_and_says_when_a_card_gives_
     assert window.jobs_list.count() == 30
     window.grab().save(str(ARTIFACTS / "activity-filled-1280x800.png"))
 
-    dark = _window(fill(tmp_path / "no-power.sqlite3", now, power=False), tmp_path, qtbot, now)
+    dark = _window(filled(power=False), tmp_path, qtbot, now)
     dark.resize(800, 600)
     dark.show()
     assert dark.energy_view.chart().title() == "GPU energy per day: no power readings"
@@ -129,12 +149,12 @@ def test_the_window_draws_thirty_days_the_last_hours_and_says_when_a_card_gives_
     dark.grab().save(str(ARTIFACTS / "activity-no-power.png"))
 
 
-def test_a_dark_desktop_gets_dark_charts(tmp_path, qtbot, qapp):
+def test_a_dark_desktop_gets_dark_charts(filled, tmp_path, qtbot, qapp):
     from PySide6.QtCharts import QChart
     from PySide6.QtGui import QColor, QPalette
 
-    now = time.time()
-    window = ActivityWindow(fill(tmp_path / "stats.sqlite3", now), tmp_path)
+    now = NOW
+    window = ActivityWindow(filled(), tmp_path)
     qtbot.addWidget(window)
     dark = QPalette(window.palette())
     for role, color in ((QPalette.Window, "#202124"), (QPalette.WindowText, "#e8eaed"), (QPalette.Base, "#2b2c2f"),
@@ -148,9 +168,8 @@ def test_a_dark_desktop_gets_dark_charts(tmp_path, qtbot, qapp):
     window.grab().save(str(ARTIFACTS / "activity-dark.png"))
 
 
-def test_the_window_reads_off_the_gui_thread_and_draws_well_under_a_second(tmp_path, qtbot):
-    now = time.time()
-    window = ActivityWindow(fill(tmp_path / "stats.sqlite3", now), tmp_path)
+def test_the_window_reads_off_the_gui_thread_and_draws_well_under_a_second(filled, tmp_path, qtbot):
+    window = ActivityWindow(filled(), tmp_path)
     qtbot.addWidget(window)
     started = time.monotonic()
     window.load()

@@ -11,18 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
-import threading
 from pathlib import Path
 
 from PySide6.QtCharts import (QAreaSeries, QBarSeries, QCategoryAxis, QBarSet, QChart, QChartView,
                               QDateTimeAxis, QLineSeries, QStackedBarSeries, QValueAxis)
-from PySide6.QtCore import QDateTime, QObject, QPointF, QSize, Qt, QUrl, Signal
+from PySide6.QtCore import QDateTime, QMargins, QPointF, QSize, Qt, QUrl
 from PySide6.QtGui import QColor, QDesktopServices, QIcon, QKeySequence, QPainter, QPalette, QPixmap, QShortcut
 from PySide6.QtWidgets import (QApplication, QGridLayout, QLabel, QListWidget, QListWidgetItem, QScrollArea,
                                QVBoxLayout, QWidget)
 
 from worker_app import config as config_mod
 from worker_app.guard.energy import Activity, Ledger
+from worker_app.tray.background import Background
 from worker_app.tray.thumbnails import BOX, fill_missing, folder_of
 
 log = logging.getLogger("homefarm.tray")
@@ -36,10 +36,6 @@ PAUSE_NAMES = {"game": "game", "gpu": "other GPU use", "fullscreen": "full scree
                "thermal": "too hot", "manual": "by you", "active": "you at the PC", "disk": "disk full",
                "hold-off": "waiting to resume", "update": "update needed"}
 DONE, FAILED, TEMP, POWER, LOAD, OURS = "#43a047", "#e53935", "#fb8c00", "#1e88e5", "#9e9e9e", "#43a047"
-
-
-class _Loaded(QObject):
-    ready = Signal(object)
 
 
 def _dark(widget: QWidget) -> bool:
@@ -76,8 +72,7 @@ class ActivityWindow(QWidget):
         self.activity: Activity | None = None
         self.setWindowTitle("homefarm — Activity")
         self.setAccessibleName("homefarm activity")
-        self._loaded = _Loaded()
-        self._loaded.ready.connect(self.show_activity)
+        self.background = Background()
         self.summary = QLabel("Reading this PC's history…")
         self.summary.setAccessibleName("Today and the last 30 days")
         self.summary.setWordWrap(True)
@@ -128,6 +123,10 @@ class ActivityWindow(QWidget):
         for keys in (QKeySequence.Close, QKeySequence(Qt.Key_Escape)):  # Ctrl+W (Cmd+W), Esc
             QShortcut(keys, self, activated=self.close)
 
+    def closeEvent(self, event) -> None:
+        self.background.close()  # a read still under way draws nothing into a closed window
+        super().closeEvent(event)
+
     def _chart_view(self, name: str) -> QChartView:
         view = QChartView()
         view.setRenderHint(QPainter.Antialiasing)
@@ -138,16 +137,12 @@ class ActivityWindow(QWidget):
     # -- data --------------------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Reads the ledger on a thread; the GUI thread only draws."""
-        def read() -> None:
-            try:
-                fill_missing(self.ledger, self.data_dir, self.thumbnails_mb)
-                activity = self.ledger.activity(hours=HOURS)
-            except Exception as error:  # a damaged database: said in words, the detail in the log
-                log.exception("could not read the activity")
-                activity = error
-            self._loaded.ready.emit(activity)
-        threading.Thread(target=read, name="activity-read", daemon=True).start()
+        """Reads the ledger on a thread (a damaged database comes back as its error, logged); the GUI thread
+        only draws."""
+        def read() -> Activity:
+            fill_missing(self.ledger, self.data_dir, self.thumbnails_mb)
+            return self.ledger.activity(hours=HOURS)
+        self.background.run(read, self.show_activity)
 
     def show_activity(self, activity: Activity | Exception) -> None:
         if isinstance(activity, Exception):
@@ -186,7 +181,7 @@ class ActivityWindow(QWidget):
         chart.legend().setFont(legend_font)
         chart.setAnimationOptions(QChart.NoAnimation)
         chart.legend().setAlignment(Qt.AlignBottom)
-        chart.setMargins(chart.margins().__class__(4, 4, 4, 4))
+        chart.setMargins(QMargins(4, 4, 4, 4))
         return chart
 
     def _day_axis(self, activity: Activity) -> QCategoryAxis:

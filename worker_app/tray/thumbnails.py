@@ -54,8 +54,8 @@ def keep(ledger: Ledger, data_dir: Path, server: str, job_id: str, outputs: list
     within ``max_mb``. Returns its name, or None."""
     name = None
     if max_mb > 0:
+        candidate = name_for(server, job_id)
         for output in sorted(outputs, key=lambda p: p.name):
-            candidate = name_for(server, job_id)
             if make(output, folder_of(data_dir) / candidate):
                 ledger.set_thumbnail(job_id, candidate)
                 name = candidate
